@@ -1,0 +1,107 @@
+"""The `triplegain` command line. Prefect is imported lazily, after its environment is prepared."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="TripleGain: LLM-assisted paper trading on Prefect."
+)
+out = Console()
+err = Console(stderr=True)
+
+
+@app.callback()
+def main_callback() -> None:
+    """TripleGain: LLM-assisted paper trading on Prefect."""
+
+
+@app.command()
+def run(
+    at: Annotated[
+        str | None,
+        typer.Option(help="Cycle time in UTC, e.g. 2024-06-01T12:00Z (default: end of replay data)"),
+    ] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated, e.g. BTC/USDT,XRP/USDT")] = None,
+    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")
+    ] = False,
+) -> None:
+    """Run one trading cycle (paper broker, bundled data by default) and print its report."""
+    when = _parse_at(at) if at else None
+    symbol_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    _prepare_prefect_env(verbose)
+    try:
+        from flows.trading_cycle import trading_cycle
+
+        report = trading_cycle(at=when, symbols=symbol_list, config_file=config)
+    except Exception as e:
+        _fail(e, verbose)
+    if as_json:
+        out.print_json(report.model_dump_json())
+    else:
+        _print_report(report)
+
+
+def _prepare_prefect_env(verbose: bool) -> None:
+    """Prefect reads its settings at import: set defaults (the user's own values win) before importing it.
+
+    The temporary server gets time to start on small machines and sends no analytics; without --verbose,
+    Prefect's own logs are kept for real crashes, since the report and a one-line error say the rest.
+    """
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    if not os.environ.get("PREFECT_API_URL"):
+        err.print("[dim]no PREFECT_API_URL: starting a temporary Prefect server (about 10 s)...[/dim]")
+
+
+def _parse_at(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO-8601 time, e.g. 2024-06-01T12:00Z", param_hint="--at"
+        ) from None
+
+
+def _fail(e: BaseException, verbose: bool) -> Any:
+    if verbose:
+        traceback.print_exception(e)
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    err.print(f"[red]error:[/red] {type(e).__name__}: {message}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code=1)
+
+
+def _print_report(report: Any) -> None:
+    from triplegain.report import SUMMARY_COLUMNS, portfolio_lines, summary_rows
+
+    title = f"{report.cycle_id}  as of {report.timestamp:%Y-%m-%d %H:%M} UTC  [{report.status}]"
+    if report.replayed:
+        title += "  (already ran: stored report, no new order)"
+    table = Table(title=title, caption=f"decided by {report.decided_by}, {report.mode} mode")
+    for column in SUMMARY_COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in summary_rows(report):
+        table.add_row(*row)
+    out.print(table)
+    for line in portfolio_lines(report):
+        out.print(line, highlight=False)
+    for event in report.events:
+        out.print(f"event: {event}", highlight=False)
+
+
+def main() -> None:
+    """Entry point of the `triplegain` script."""
+    sys.exit(app())

@@ -1,0 +1,119 @@
+"""The trading cycle as a Prefect flow: each agent a task, symbols concurrently, one commit at the end.
+
+From a notebook:
+
+    from flows.trading_cycle import trading_cycle
+    report = trading_cycle(at="2024-06-01T12:00Z")
+    report.outcome("BTC/USDT").signal
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture
+
+from blocks.database import with_database_from_block
+from tasks.agents import analyze_technicals, assess_regime, decide
+from tasks.coordination import coordinate_signals
+from tasks.market import fetch_snapshot, market_source
+from tasks.storage import fetch_account, find_report, persist_cycle, prepare_database
+from triplegain.coordinator import AccountState, SymbolAnalysis
+from triplegain.cycle import build_report, cycle_id_for, cycle_status, normalize_at
+from triplegain.errors import CycleError
+from triplegain.market import ReplaySource
+from triplegain.models.cycle import CycleReport
+from triplegain.models.enums import CoordinatorState, CycleStatus
+from triplegain.models.market import MarketSnapshot
+from triplegain.report import render_markdown
+from triplegain.settings import Settings, load_settings
+
+ARTIFACT_KEY = "trading-cycle-report"
+
+
+@flow(name="trading-cycle", log_prints=False)
+def trading_cycle(
+    at: datetime | str | None = None,
+    symbols: list[str] | None = None,
+    config_file: str | None = None,
+) -> CycleReport:
+    """Run one trading cycle as of `at` (default: now, or the end of the replayed data) and return its report.
+
+    Running the same hour again returns the stored report and places no order.
+    """
+    logger = get_run_logger()
+    settings = _settings(config_file, symbols)
+    settings, db_source = with_database_from_block(settings)
+    at = normalize_at(_parse_at(at) if at is not None else default_cycle_time(settings))
+    cycle_id = cycle_id_for(at)
+    started = datetime.now(UTC)
+    logger.info("cycle %s, database %s (%s)", cycle_id, prepare_database(settings), db_source)
+    stored = find_report(cycle_id, settings)
+    if stored is not None:
+        logger.info("%s already ran; returning its stored report, placing no order", cycle_id)
+        return stored.model_copy(update={"replayed": True})
+    account = fetch_account(settings)
+    if account.coordinator is CoordinatorState.HALTED:
+        raise CycleError("coordinator is HALTED: no cycle runs until it is resumed")
+    analyses = _analyze(settings, at, account)
+    if cycle_status(analyses) is CycleStatus.FAILED:
+        raise CycleError("every symbol failed: " + "; ".join(a.error or "" for a in analyses))
+    result = coordinate_signals(cycle_id, at, account, analyses, settings)
+    report = build_report(cycle_id, at, started, analyses, result, settings)
+    persist_cycle(report, analyses, result, account, settings)
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=render_markdown(report), description=cycle_id)
+    return report
+
+
+def _analyze(settings: Settings, at: datetime, account: AccountState) -> list[SymbolAnalysis]:
+    """Submit every symbol's agent chain at once; collect them, turning data errors into skipped symbols."""
+    chains = []
+    for symbol in settings.market.symbols:
+        snapshot = fetch_snapshot.submit(symbol, at, settings)
+        technical = analyze_technicals.submit(snapshot, settings)
+        regime = assess_regime.submit(snapshot, technical, account.regimes.get(symbol), settings)
+        signal = decide.submit(snapshot, technical, regime, settings)
+        chains.append((symbol, snapshot, technical, regime, signal))
+    return [_collect(*chain) for chain in chains]
+
+
+def _collect(
+    symbol: str,
+    snapshot: PrefectFuture[MarketSnapshot],
+    *rest: PrefectFuture[object],
+) -> SymbolAnalysis:
+    outcome = snapshot.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException):
+        for future in rest:
+            future.wait()
+        return SymbolAnalysis(symbol=symbol, error=str(outcome))
+    technical, regime, signal = (f.result() for f in rest)
+    return SymbolAnalysis(symbol, outcome, technical, regime, signal)  # type: ignore[arg-type]
+
+
+def default_cycle_time(settings: Settings) -> datetime:
+    """Now for a live source; for a replay, the end of its data (the newest hour every symbol has)."""
+    source = market_source(settings)
+    if isinstance(source, ReplaySource):
+        return source.end(settings.market.symbols)
+    return datetime.now(UTC)
+
+
+def _parse_at(at: datetime | str) -> datetime:
+    if isinstance(at, datetime):
+        return at
+    try:
+        return datetime.fromisoformat(at)
+    except ValueError:
+        raise ValueError(f"cycle time {at!r} is not ISO-8601; use e.g. 2024-06-01T12:00Z") from None
+
+
+def _settings(config_file: str | None, symbols: list[str] | None) -> Settings:
+    overrides = {}
+    if symbols:
+        base = load_settings(Path(config_file) if config_file else None)
+        overrides["market"] = base.market.model_copy(update={"symbols": symbols}).model_dump()
+    return load_settings(Path(config_file) if config_file else None, **overrides)

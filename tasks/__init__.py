@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that give domain functions names, retries and timeouts."""

@@ -1,0 +1,19 @@
+"""The coordinator task: exits, risk checks and paper execution for every symbol."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, coordinate
+from triplegain.settings import Settings
+
+
+@task(name="coordinate", cache_policy=NO_CACHE)
+def coordinate_signals(
+    cycle_id: str, at: datetime, account: AccountState, analyses: list[SymbolAnalysis], settings: Settings
+) -> Coordination:
+    """Risk engine and broker over the cycle's signals; deterministic, so a retry repeats it exactly."""
+    return coordinate(cycle_id, at, account, analyses, settings)

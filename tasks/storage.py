@@ -1,0 +1,89 @@
+"""Database tasks. They take settings (never a session or engine) and open their own unit of work."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
+from triplegain.errors import DatabaseUnavailable
+from triplegain.models.cycle import CycleReport
+from triplegain.settings import Settings
+from triplegain.storage import create_db_engine, load_account, load_report, migrate, save_cycle, unit_of_work
+
+_engines: dict[tuple[str, int, int], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The process's engine for the configured database, migrated to the newest schema on first use."""
+    key = (
+        settings.database_url.get_secret_value(),
+        settings.sqlite_busy_timeout_ms,
+        settings.statement_timeout_ms,
+    )
+    with _engines_lock:
+        if key not in _engines:
+            engine = create_db_engine(*key)
+            migrate(engine)
+            _engines[key] = engine
+        return _engines[key]
+
+
+def _database_down(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry when the database could not be reached or timed out; a conflict is final."""
+    try:
+        state.result()
+    except (OperationalError, DatabaseUnavailable):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+_DB = {
+    "retries": 2,
+    "retry_delay_seconds": [1, 5],
+    "retry_condition_fn": _database_down,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="prepare-database", **_DB)  # type: ignore[call-overload]
+def prepare_database(settings: Settings) -> str:
+    """Connect and migrate; returns the URL with its password hidden, for the report."""
+    return engine_for(settings).url.render_as_string(hide_password=True)
+
+
+@task(name="load-report", **_DB)  # type: ignore[call-overload]
+def find_report(cycle_id: str, settings: Settings) -> CycleReport | None:
+    """The stored report if this cycle already ran."""
+    with unit_of_work(engine_for(settings)) as session:
+        return load_report(session, cycle_id)
+
+
+@task(name="load-account", **_DB)  # type: ignore[call-overload]
+def fetch_account(settings: Settings) -> AccountState:
+    """Balances, open positions, risk and regime state as the last cycle left them."""
+    with unit_of_work(engine_for(settings)) as session:
+        return load_account(session, settings)
+
+
+@task(name="save-cycle", **_DB)  # type: ignore[call-overload]
+def persist_cycle(
+    report: CycleReport,
+    analyses: list[SymbolAnalysis],
+    result: Coordination,
+    account: AccountState,
+    settings: Settings,
+) -> None:
+    """Commit the cycle's whole chain in one transaction (all or nothing)."""
+    with unit_of_work(engine_for(settings)) as session:
+        save_cycle(session, report, analyses, result, account)

@@ -1,0 +1,48 @@
+"""The layer rule of ARCHITECTURE.md and the project's machinery."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import yaml
+from importlinter.cli import lint_imports
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_are_kept() -> None:
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0
+
+
+def test_domain_never_imports_outer_layers_or_prefect() -> None:
+    forbidden = {"prefect", "flows", "tasks", "blocks"}
+    offenders = []
+    for path in (ROOT / "triplegain").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in forbidden]
+
+    assert offenders == []
+
+
+def test_prefect_yaml_declares_the_hourly_trading_cycle() -> None:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployment = {d["name"]: d for d in config["deployments"]}["trading-cycle"]
+
+    module_path, _, function = deployment["entrypoint"].partition(":")
+    module = importlib.import_module(module_path.removesuffix(".py").replace("/", "."))
+    assert getattr(module, function).name == "trading-cycle"
+    assert deployment["schedules"][0]["cron"] == "0 * * * *"
+    assert deployment["concurrency_limit"]["limit"] == 1
+
+
+def test_readme_opens_with_the_run_and_test_commands() -> None:
+    blocks = (ROOT / "README.md").read_text().split("```bash\n")
+    run_command, test_command = blocks[1].split("\n")[0], blocks[2].split("\n")[0]
+
+    assert run_command.endswith("triplegain run")
+    assert test_command in (ROOT / ".ci" / "run").read_text()

@@ -1,0 +1,109 @@
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from triplegain.errors import ConfigError
+from triplegain.models.enums import Regime
+from triplegain.settings import default_database_url, load_settings
+
+
+def test_defaults_are_the_reference_numbers() -> None:
+    s = load_settings()
+
+    assert s.market.symbols == ["BTC/USDT", "XRP/USDT"]
+    assert s.broker.initial_balances == {"USDT": Decimal(10_000)}
+    assert s.broker.fee_pct == Decimal("0.26")
+    assert s.risk.max_position_pct == Decimal(20)
+    assert s.risk.max_total_exposure_pct == Decimal(80)
+    assert s.risk.daily_loss_pct == Decimal(5)
+    assert s.regime.min_change_confidence == 0.7
+    assert s.regime.change_periods == 2
+    assert s.decision.min_quorum == 4
+    assert s.regime.parameters[Regime.CHOPPY].max_leverage == 1
+
+
+def test_default_database_is_sqlite_in_user_data_dir() -> None:
+    assert default_database_url().startswith("sqlite:///")
+    assert default_database_url().endswith("triplegain.db")
+
+
+def test_environment_overrides_nested_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIPLEGAIN_RISK__MAX_LEVERAGE", "3")
+    monkeypatch.setenv("TRIPLEGAIN_DATABASE_URL", "postgresql+psycopg://u:p@localhost/tg")
+
+    s = load_settings()
+
+    assert s.risk.max_leverage == 3
+    assert s.database_url.get_secret_value() == "postgresql+psycopg://u:p@localhost/tg"
+
+
+def test_yaml_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "tg.yaml"
+    config.write_text("risk:\n  max_leverage: 2\n  daily_loss_pct: 3\nmarket:\n  symbols: [BTC/USDT]\n")
+    monkeypatch.setenv("TRIPLEGAIN_RISK__DAILY_LOSS_PCT", "4")
+
+    s = load_settings(config)
+
+    assert s.risk.max_leverage == 2
+    assert s.risk.daily_loss_pct == Decimal(4)
+    assert s.market.symbols == ["BTC/USDT"]
+
+
+def test_targets_not_summing_to_100_name_key_value_and_rule() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(portfolio={"target_pct": {"BTC": 50, "XRP": 40}})
+
+    problem = e.value.problems[0]
+    assert problem.key == "portfolio.target_pct"
+    assert "sum to 100" in problem.allowed
+    assert "portfolio.target_pct" in str(e.value)
+
+
+def test_negative_limit_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"risk\.max_drawdown_pct=-1.*greater than 0"):
+        load_settings(risk={"max_drawdown_pct": -1})
+
+
+def test_unknown_symbol_is_refused_with_the_allowed_ones() -> None:
+    with pytest.raises(
+        ConfigError, match=r"market\.symbols.*DOGE/USDT.*allowed are \['BTC/USDT', 'XRP/USDT'\]"
+    ):
+        load_settings(market={"symbols": ["DOGE/USDT"]})
+
+
+def test_malformed_database_url_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"database_url='not a url'.*not a database URL"):
+        load_settings(database_url="not a url")
+
+
+def test_unsupported_driver_is_refused_and_password_hidden() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(database_url="mysql://root:hunter2@db/tg")
+
+    assert "hunter2" not in str(e.value)
+    assert "mysql" in str(e.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(risk={"max_leverage": 0}, broker={"fee_pct": -1})
+
+    assert {p.key for p in e.value.problems} == {"risk.max_leverage", "broker.fee_pct"}
+
+
+def test_missing_yaml_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config_file"):
+        load_settings(tmp_path / "absent.yaml")
+
+
+def test_unknown_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"risk\.max_levrage"):
+        load_settings(risk={"max_levrage": 2})
+
+
+def test_database_url_is_secret_in_repr() -> None:
+    s = load_settings(database_url="postgresql+psycopg://u:hunter2@h/db")
+
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s.model_dump())

@@ -1,0 +1,205 @@
+"""Trading decision: model votes aggregated into one signal (reference spec 4.4).
+
+The aggregator is general over N voters (quorum, HOLD when the winning share is at or below
+`min_consensus`, agreement boosts, prices and size averaged over the agreeing models). Offline, one
+deterministic model votes; every output names it, so nobody mistakes it for an LLM.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from statistics import fmean
+
+from triplegain.models.analysis import RegimeAssessment, TechnicalReport
+from triplegain.models.decision import DIRECTIONAL, ModelVote, TradingSignal
+from triplegain.models.enums import Action, AgreementType, Bias, Regime
+from triplegain.models.market import MarketSnapshot
+from triplegain.settings import DecisionSettings, Settings
+
+OFFLINE_MODEL = "offline"
+OFFLINE_DECIDED_BY = "offline-deterministic"
+_AGREES = {
+    Action.BUY: {Regime.TRENDING_BULL, Regime.VOLATILE_BULL, Regime.BREAKOUT_POTENTIAL},
+    Action.SELL: {Regime.TRENDING_BEAR, Regime.VOLATILE_BEAR},
+}
+_PRICED = DIRECTIONAL | {Action.CLOSE_LONG, Action.CLOSE_SHORT}
+
+
+def offline_vote(
+    snapshot: MarketSnapshot, technical: TechnicalReport, regime: RegimeAssessment, settings: Settings
+) -> ModelVote:
+    """The deterministic offline model: direction from the TA bias, confidence from trend, regime, volume."""
+    s = settings.decision.offline
+    action = {Bias.LONG: Action.BUY, Bias.SHORT: Action.SELL}.get(technical.bias, Action.HOLD)
+    if action is Action.HOLD:
+        return _hold(f"technical bias {technical.bias}: nothing to do", 0.5)
+    if regime.regime is Regime.CHOPPY:
+        return _hold(f"{action} suggested but the regime is choppy: stay out", 0.5)
+    ind = technical.indicators
+    reasons = [f"TA bias {technical.bias}"]
+    confidence = s.base_confidence
+    di_agrees = (
+        (ind.plus_di or 0) > (ind.minus_di or 0)
+        if action is Action.BUY
+        else (ind.minus_di or 0) > (ind.plus_di or 0)
+    )
+    if ind.adx is not None and ind.adx >= settings.regime.adx_trending and di_agrees:
+        confidence += s.trend_bonus
+        reasons.append(f"ADX {ind.adx:.0f} trend agrees")
+    if regime.regime in _AGREES[action]:
+        confidence += s.regime_bonus
+        reasons.append(f"regime {regime.regime} agrees")
+    if ind.volume_ratio is not None and ind.volume_ratio > 1:
+        confidence += s.volume_bonus
+        reasons.append("volume above average")
+    confidence = round(min(confidence, s.max_confidence), 4)
+    if confidence < s.min_action_confidence or ind.atr is None:
+        return _hold(
+            f"{action} too weak ({confidence:.2f} < {s.min_action_confidence}): " + ", ".join(reasons),
+            confidence,
+        )
+    return _directional_vote(
+        action, confidence, snapshot, Decimal(repr(ind.atr)), regime, settings, "; ".join(reasons)
+    )
+
+
+def _directional_vote(
+    action: Action,
+    confidence: float,
+    snapshot: MarketSnapshot,
+    atr: Decimal,
+    regime: RegimeAssessment,
+    settings: Settings,
+    reasoning: str,
+) -> ModelVote:
+    """Entry at the market, stop from ATR (bounded by the risk limits), target at the reward/risk ratio."""
+    s, risk = settings.decision.offline, settings.risk
+    entry = snapshot.current_price
+    stop_pct = atr * s.stop_atr_multiplier * regime.parameters.stop_loss_multiplier / entry * 100
+    stop_pct = min(max(stop_pct, risk.min_stop_pct), risk.max_stop_pct)
+    distance = entry * stop_pct / 100
+    reward = distance * max(s.reward_risk, risk.min_risk_reward)
+    sign = 1 if action is Action.BUY else -1
+    quantum = Decimal(1).scaleb(-settings.market.symbol_specs[snapshot.symbol].price_decimals)
+    return ModelVote(
+        model=OFFLINE_MODEL,
+        provider="offline",
+        action=action,
+        confidence=confidence,
+        entry_price=entry,
+        stop_loss=(entry - sign * distance).quantize(quantum, ROUND_HALF_EVEN),
+        take_profit=(entry + sign * reward).quantize(quantum, ROUND_HALF_EVEN),
+        position_size_pct=s.position_size_pct * regime.parameters.position_size_multiplier,
+        reasoning=f"{reasoning}; stop {stop_pct:.2f}% away"[:300],
+    )
+
+
+def _hold(reasoning: str, confidence: float) -> ModelVote:
+    return ModelVote(
+        model=OFFLINE_MODEL,
+        provider="offline",
+        action=Action.HOLD,
+        confidence=confidence,
+        reasoning=reasoning[:300],
+    )
+
+
+def aggregate_votes(
+    symbol: str,
+    timestamp: datetime,
+    votes: Sequence[ModelVote],
+    configured_models: int,
+    technical: TechnicalReport,
+    regime: RegimeAssessment,
+    settings: DecisionSettings,
+) -> TradingSignal:
+    """Combine the models' votes: quorum, majority, boosts, averaged levels (reference spec 4.4)."""
+    valid = [v for v in votes if not v.abstained]
+    counts = Counter(v.action for v in valid)
+    base = {
+        "symbol": symbol,
+        "timestamp": timestamp,
+        "votes": dict(counts),
+        "total_models": configured_models,
+        "model_votes": list(votes),
+        "decided_by": _decided_by(votes),
+        "regime": regime.regime.value,
+        "ta_bias": technical.bias.value,
+        "total_cost_usd": sum((v.cost_usd for v in votes), Decimal(0)),
+    }
+    quorum = max(1, min(settings.min_quorum, configured_models))
+    if len(valid) < quorum:
+        why = f"{len(valid)} valid vote(s) of {configured_models}, quorum {quorum}: HOLD"
+        return _hold_signal(base, AgreementType.INSUFFICIENT_QUORUM, 0.0, why)
+    winner, top = counts.most_common(1)[0]
+    strength = top / len(valid)
+    if strength <= settings.min_consensus:
+        return _hold_signal(base, AgreementType.NO_CONSENSUS, strength, f"no majority ({dict(counts)}): HOLD")
+    agreeing = [v for v in valid if v.action is winner]
+    agreement, boost = _agreement(strength, len(valid), settings)
+    confidence = min(1.0, fmean(v.confidence for v in agreeing) + boost)
+    return TradingSignal(
+        **base,
+        action=winner,
+        confidence=round(confidence, 4),
+        agreement=agreement,
+        consensus_strength=strength,
+        agreeing_models=[v.model for v in agreeing],
+        reasoning=f"{top}/{len(valid)} for {winner} ({agreement}): "
+        + " | ".join(v.reasoning for v in agreeing)[:400],
+        **(_levels(agreeing) if winner in _PRICED else {}),
+    )
+
+
+def _agreement(strength: float, valid: int, s: DecisionSettings) -> tuple[AgreementType, float]:
+    """Agreement type and boost; a single valid vote agrees only with itself, so it earns no boost.
+
+    The share is compared at two decimals, as the reference's table reads: 4 of 6 (0.667) is a majority
+    at 0.67, 5 of 6 (0.833) a strong majority at 0.83.
+    """
+    strength = round(strength, 2)
+    if strength >= 1.0:
+        kind, boost = AgreementType.UNANIMOUS, s.unanimous_boost
+    elif strength >= s.strong_majority:
+        kind, boost = AgreementType.STRONG_MAJORITY, s.strong_majority_boost
+    elif strength >= s.majority:
+        kind, boost = AgreementType.MAJORITY, s.majority_boost
+    else:
+        kind, boost = AgreementType.SPLIT, 0.0
+    return kind, boost if valid > 1 else 0.0
+
+
+def _levels(agreeing: list[ModelVote]) -> dict[str, Decimal | None]:
+    def mean(values: list[Decimal | None]) -> Decimal | None:
+        present = [v for v in values if v is not None]
+        return sum(present, Decimal(0)) / len(present) if present else None
+
+    return {
+        "entry_price": mean([v.entry_price for v in agreeing]),
+        "stop_loss": mean([v.stop_loss for v in agreeing]),
+        "take_profit": mean([v.take_profit for v in agreeing]),
+        "position_size_pct": mean([v.position_size_pct for v in agreeing]) or Decimal(0),
+    }
+
+
+def _hold_signal(
+    base: dict[str, object], agreement: AgreementType, strength: float, why: str
+) -> TradingSignal:
+    return TradingSignal.model_validate(
+        {
+            **base,
+            "action": Action.HOLD,
+            "confidence": 0.0,
+            "agreement": agreement,
+            "consensus_strength": strength,
+            "reasoning": why,
+        }
+    )
+
+
+def _decided_by(votes: Sequence[ModelVote]) -> str:
+    models = sorted({v.model for v in votes})
+    return OFFLINE_DECIDED_BY if models == [OFFLINE_MODEL] else ",".join(models)

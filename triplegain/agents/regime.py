@@ -1,0 +1,157 @@
+"""Regime-detection agent: seven regimes from indicators, with per-symbol hysteresis (reference spec 4.2).
+
+Classification, first match wins: volatile (ATR well above its baseline), trending (ADX above the trend
+threshold with price and directional movement on the same side), breakout potential (a Bollinger squeeze
+without a trend), choppy (high choppiness index), otherwise ranging. Hysteresis: the first detection is
+accepted; a change needs `change_periods` consecutive detections of the same new regime, each with
+confidence at least `min_change_confidence`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from triplegain.models.analysis import Indicators, RegimeAssessment, RegimeState
+from triplegain.models.enums import Regime
+from triplegain.models.market import MarketSnapshot
+from triplegain.settings import RegimeSettings, TechnicalSettings
+
+MODEL = "indicator-rules"
+# Confidence from how far an indicator is past its threshold: 0.5 at the threshold, rising to 0.95.
+_BASE_CONFIDENCE = 0.5
+_CONFIDENCE_RANGE = 0.45
+_MAX_CONFIDENCE = 0.95
+_ADX_FULL_TREND = 50.0  # ADX at which a trend counts as fully strong
+# Descriptive labels only (they reach reports, never a trading rule): ATR and volume ratios per band.
+_VOLATILITY_BANDS = ((2.5, "extreme"), (1.5, "high"), (0.6, "normal"))
+_VOLUME_BANDS = ((3.0, "spike"), (1.2, "increasing"), (0.8, "stable"))
+
+
+def assess_regime(
+    snapshot: MarketSnapshot,
+    indicators: Indicators,
+    previous: RegimeState | None,
+    settings: RegimeSettings,
+    technical: TechnicalSettings,
+) -> RegimeAssessment:
+    """The confirmed regime for one symbol, given what this cycle detects and the symbol's last state."""
+    detected = detect_regime(indicators, settings, technical)
+    if detected is None:
+        return _fallback(snapshot, indicators, previous, settings)
+    regime, confidence, why = detected
+    state = next_state(previous, regime, confidence, snapshot.timestamp, settings)
+    held = state.regime != regime
+    reasoning = (
+        why if not held else f"{why}; holding {state.regime} until confirmed ({state.candidate_count}x)"
+    )
+    return RegimeAssessment(
+        symbol=snapshot.symbol,
+        timestamp=snapshot.timestamp,
+        regime=state.regime,
+        confidence=state.confidence,
+        detected_regime=regime,
+        detected_confidence=confidence,
+        volatility=_volatility(indicators),
+        trend_strength=min(1.0, (indicators.adx or 0.0) / _ADX_FULL_TREND),
+        volume_profile=_volume_profile(indicators),
+        choppiness=indicators.choppiness if indicators.choppiness is not None else 50.0,
+        adx_value=indicators.adx,
+        parameters=settings.parameters[state.regime],
+        state=state,
+        reasoning=reasoning[:300],
+        model_used=MODEL,
+    )
+
+
+def detect_regime(
+    ind: Indicators, s: RegimeSettings, technical: TechnicalSettings
+) -> tuple[Regime, float, str] | None:
+    """What the indicators alone say, with a confidence; None when the needed indicators are missing."""
+    if ind.adx is None or ind.plus_di is None or ind.minus_di is None or ind.atr is None:
+        return None
+    anchor = ind.ema.get(technical.long_ema) or ind.ema.get(technical.slow_ema) or ind.price
+    above = ind.price > anchor
+    if ind.atr_baseline and ind.atr / ind.atr_baseline >= s.volatile_atr_ratio:
+        ratio = ind.atr / ind.atr_baseline
+        regime = Regime.VOLATILE_BULL if above else Regime.VOLATILE_BEAR
+        return regime, _scaled(ratio - s.volatile_atr_ratio, s.volatile_atr_ratio), f"ATR {ratio:.1f}x normal"
+    if ind.adx >= s.adx_trending:
+        excess = _scaled(ind.adx - s.adx_trending, _ADX_FULL_TREND - s.adx_trending)
+        if above and ind.plus_di > ind.minus_di:
+            return Regime.TRENDING_BULL, excess, f"ADX {ind.adx:.1f} with price above EMA and +DI leading"
+        if not above and ind.minus_di > ind.plus_di:
+            return Regime.TRENDING_BEAR, excess, f"ADX {ind.adx:.1f} with price below EMA and -DI leading"
+    if ind.bb_width_rank is not None and ind.bb_width_rank <= s.squeeze_rank and ind.adx < s.adx_ranging:
+        return Regime.BREAKOUT_POTENTIAL, 0.6, f"Bollinger squeeze (width rank {ind.bb_width_rank:.2f})"
+    if ind.choppiness is not None and ind.choppiness >= s.choppiness_choppy:
+        excess = _scaled(ind.choppiness - s.choppiness_choppy, 100 - s.choppiness_choppy)
+        return Regime.CHOPPY, excess, f"choppiness {ind.choppiness:.1f}"
+    margin = _scaled(max(0.0, s.adx_trending - ind.adx), s.adx_trending)
+    return Regime.RANGING, margin, f"ADX {ind.adx:.1f} shows no trend"
+
+
+def next_state(
+    previous: RegimeState | None, regime: Regime, confidence: float, at: datetime, s: RegimeSettings
+) -> RegimeState:
+    """Apply the hysteresis: accept the first detection; change only after repeated confident detections."""
+    if previous is None:
+        return RegimeState(regime=regime, confidence=confidence, since=at, periods=1)
+    if regime == previous.regime:
+        return RegimeState(
+            regime=regime, confidence=confidence, since=previous.since, periods=previous.periods + 1
+        )
+    if confidence < s.min_change_confidence:
+        return previous.model_copy(
+            update={"periods": previous.periods + 1, "candidate": None, "candidate_count": 0}
+        )
+    count = previous.candidate_count + 1 if previous.candidate == regime else 1
+    if count >= s.change_periods:
+        return RegimeState(regime=regime, confidence=confidence, since=at, periods=1)
+    return previous.model_copy(
+        update={"periods": previous.periods + 1, "candidate": regime, "candidate_count": count}
+    )
+
+
+def _fallback(
+    snapshot: MarketSnapshot, ind: Indicators, previous: RegimeState | None, s: RegimeSettings
+) -> RegimeAssessment:
+    """Reference fallback without indicators: choppy at confidence 0, the most cautious parameters."""
+    state = RegimeState(regime=Regime.CHOPPY, confidence=0.0, since=snapshot.timestamp, periods=1)
+    if previous is not None and previous.regime == Regime.CHOPPY:
+        state = state.model_copy(update={"since": previous.since, "periods": previous.periods + 1})
+    return RegimeAssessment(
+        symbol=snapshot.symbol,
+        timestamp=snapshot.timestamp,
+        regime=Regime.CHOPPY,
+        confidence=0.0,
+        detected_regime=Regime.CHOPPY,
+        detected_confidence=0.0,
+        volatility="normal",
+        trend_strength=0.0,
+        volume_profile=_volume_profile(ind),
+        adx_value=ind.adx,
+        parameters=s.parameters[Regime.CHOPPY],
+        state=state,
+        reasoning="not enough history for ADX/ATR: fallback to choppy, the most cautious regime",
+        model_used=MODEL,
+    )
+
+
+def _scaled(excess: float, span: float) -> float:
+    """Confidence from how far past its threshold an indicator is: 0.5 at the threshold, 0.95 at most."""
+    return round(min(_MAX_CONFIDENCE, _BASE_CONFIDENCE + _CONFIDENCE_RANGE * max(0.0, excess) / span), 4)
+
+
+def _band(ratio: float | None, bands: tuple[tuple[float, str], ...], below: str, unknown: str) -> str:
+    if ratio is None:
+        return unknown
+    return next((label for floor, label in bands if ratio >= floor), below)
+
+
+def _volatility(ind: Indicators) -> str:
+    ratio = ind.atr / ind.atr_baseline if ind.atr is not None and ind.atr_baseline else None
+    return _band(ratio, _VOLATILITY_BANDS, "low", "normal")
+
+
+def _volume_profile(ind: Indicators) -> str:
+    return _band(ind.volume_ratio, _VOLUME_BANDS, "decreasing", "stable")

@@ -1,0 +1,195 @@
+"""A paper broker for a spot account: balances, fees, seeded slippage, minimums, idempotent orders.
+
+Market orders fill at once at the reference price moved against the trader by a slippage of up to
+`max_slippage_pct` x U(min_slippage_factor, 1) (reference spec 4.7). The random draw is seeded by the
+broker seed and the client order id, so the same order always fills at the same price, in any order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+
+from triplegain.models.cycle import Execution
+from triplegain.models.enums import Intent, OrderStatus, PositionStatus, Side
+from triplegain.models.trading import Fill, Order, Position, TradeProposal, split_symbol
+from triplegain.settings import BrokerSettings, SymbolSpec
+
+HUNDRED = Decimal(100)
+
+
+def client_order_id(cycle_id: str, *parts: str) -> str:
+    """A stable order id from the cycle and what the order is for: a retried run reuses it."""
+    digest = hashlib.sha256("|".join((cycle_id, *parts)).encode()).hexdigest()[:24]
+    return f"tg-{digest}"
+
+
+class PaperBroker:
+    """Executes approved proposals against in-memory balances; the caller persists the results."""
+
+    def __init__(
+        self, balances: dict[str, Decimal], settings: BrokerSettings, specs: dict[str, SymbolSpec]
+    ) -> None:
+        self._balances = dict(balances)
+        self._settings = settings
+        self._specs = specs
+        self._executed: dict[str, Execution] = {}
+
+    @property
+    def balances(self) -> dict[str, Decimal]:
+        """A copy of the current balances."""
+        return dict(self._balances)
+
+    def open(
+        self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
+    ) -> Execution:
+        """Buy `proposal.size_usd` worth of the base asset at market and open a long position."""
+        if order_id in self._executed:
+            return self._executed[order_id]
+        spec = self._specs[proposal.symbol]
+        size = (proposal.size_usd / price).quantize(Decimal(1).scaleb(-spec.size_decimals), ROUND_DOWN)
+        order = self._order(order_id, cycle_id, proposal.symbol, Side.BUY, Intent.OPEN, size, price, at)
+        fill_price = self._slipped(order_id, price, Side.BUY, spec)
+        problem = self._minimum_problem(size, fill_price, spec) or self._afford_problem(
+            proposal.symbol, size * fill_price
+        )
+        if problem:
+            return self._remember(Execution(order=_rejected(order, problem)))
+        fill = self._fill(order, fill_price, at)
+        base, quote = split_symbol(proposal.symbol)
+        self._balances[quote] -= fill.notional + fill.fee
+        self._balances[base] = self._balances.get(base, Decimal(0)) + size
+        position = Position(
+            id=order_id,
+            symbol=proposal.symbol,
+            size=size,
+            entry_price=fill.price,
+            leverage=proposal.leverage,
+            stop_loss=proposal.stop_loss,
+            take_profit=proposal.take_profit,
+            opened_at=at,
+            fees_paid=fill.fee,
+            cycle_id=cycle_id,
+        )
+        return self._remember(Execution(order=order, fill=fill, opened_position=position))
+
+    def close(
+        self,
+        positions: Sequence[Position],
+        order_id: str,
+        cycle_id: str,
+        price: Decimal,
+        at: datetime,
+        reason: str,
+        slippage: bool = True,
+    ) -> Execution:
+        """Sell the base asset of `positions` at market (or exactly at `price` for a resting limit)."""
+        if order_id in self._executed:
+            return self._executed[order_id]
+        symbol = positions[0].symbol
+        spec = self._specs[symbol]
+        size = sum((p.size for p in positions), Decimal(0))
+        order = self._order(
+            order_id, cycle_id, symbol, Side.SELL, Intent.CLOSE, size, price, at, positions[0].id
+        )
+        base, quote = split_symbol(symbol)
+        held = self._balances.get(base, Decimal(0))
+        if held < size:
+            problem = f"insufficient {base}: selling {size}, holding {held}"
+            return self._remember(Execution(order=_rejected(order, problem)))
+        fill_price = self._slipped(order_id, price, Side.SELL, spec) if slippage else price
+        fill = self._fill(order, fill_price, at)
+        self._balances[base] = held - size
+        self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fill.fee
+        closed = [_closed(p, fill, size, at, reason) for p in positions]
+        return self._remember(Execution(order=order, fill=fill, closed_positions=closed))
+
+    def _slipped(self, order_id: str, price: Decimal, side: Side, spec: SymbolSpec) -> Decimal:
+        s = self._settings
+        draw = random.Random(f"{s.seed}:{order_id}").uniform(float(s.min_slippage_factor), 1.0)
+        pct = s.max_slippage_pct * Decimal(repr(draw))
+        moved = price * (1 + pct / HUNDRED) if side is Side.BUY else price * (1 - pct / HUNDRED)
+        return moved.quantize(Decimal(1).scaleb(-spec.price_decimals), ROUND_HALF_EVEN)
+
+    def _minimum_problem(self, size: Decimal, price: Decimal, spec: SymbolSpec) -> str | None:
+        if size < spec.min_order_size:
+            return f"size {size} below the minimum order size {spec.min_order_size}"
+        if size * price < self._settings.min_notional_usd:
+            return f"notional {size * price:.2f} below the minimum {self._settings.min_notional_usd}"
+        return None
+
+    def _afford_problem(self, symbol: str, notional: Decimal) -> str | None:
+        _, quote = split_symbol(symbol)
+        needed = notional * (1 + self._settings.fee_pct / HUNDRED)
+        available = self._balances.get(quote, Decimal(0))
+        if needed > available:
+            return f"insufficient {quote}: order needs {needed:.2f} with fees, balance is {available:.2f}"
+        return None
+
+    def _order(
+        self,
+        order_id: str,
+        cycle_id: str,
+        symbol: str,
+        side: Side,
+        intent: Intent,
+        size: Decimal,
+        price: Decimal,
+        at: datetime,
+        position_id: str | None = None,
+    ) -> Order:
+        return Order(
+            client_order_id=order_id,
+            cycle_id=cycle_id,
+            symbol=symbol,
+            side=side,
+            intent=intent,
+            size=size,
+            reference_price=price,
+            status=OrderStatus.FILLED,
+            created_at=at,
+            position_id=position_id,
+        )
+
+    def _fill(self, order: Order, price: Decimal, at: datetime) -> Fill:
+        _, quote = split_symbol(order.symbol)
+        fee = (price * order.size * self._settings.fee_pct / HUNDRED).quantize(Decimal("0.00000001"))
+        slippage = abs(price - order.reference_price) / order.reference_price * HUNDRED
+        return Fill(
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            price=price,
+            size=order.size,
+            fee=fee,
+            fee_asset=quote,
+            slippage_pct=slippage.quantize(Decimal("0.000001")),
+            filled_at=at,
+        )
+
+    def _remember(self, execution: Execution) -> Execution:
+        self._executed[execution.order.client_order_id] = execution
+        return execution
+
+
+def _rejected(order: Order, reason: str) -> Order:
+    return order.model_copy(update={"status": OrderStatus.REJECTED, "reason": reason})
+
+
+def _closed(position: Position, fill: Fill, total_size: Decimal, at: datetime, reason: str) -> Position:
+    share = position.size / total_size
+    exit_fee = fill.fee * share
+    pnl = (fill.price - position.entry_price) * position.size - position.fees_paid - exit_fee
+    return position.model_copy(
+        update={
+            "status": PositionStatus.CLOSED,
+            "closed_at": at,
+            "exit_price": fill.price,
+            "realized_pnl": pnl.quantize(Decimal("0.00000001")),
+            "fees_paid": position.fees_paid + exit_fee,
+            "close_reason": reason,
+        }
+    )

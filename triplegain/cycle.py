@@ -1,0 +1,119 @@
+"""One trading cycle in plain Python: analysis per symbol, then coordination, then the typed report.
+
+The Prefect flow runs the same steps as tasks; backtests and benchmarks call `run_cycle` directly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from triplegain.agents.decision import aggregate_votes, offline_vote
+from triplegain.agents.regime import assess_regime
+from triplegain.agents.technical import analyze_technicals
+from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, coordinate
+from triplegain.errors import MarketDataError
+from triplegain.indicators import compute_indicators
+from triplegain.market.source import MarketDataSource, build_snapshot
+from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.cycle import CycleReport
+from triplegain.models.decision import TradingSignal
+from triplegain.models.enums import CycleStatus
+from triplegain.models.market import MarketSnapshot
+from triplegain.settings import Settings
+
+
+def cycle_id_for(at: datetime) -> str:
+    """The cycle's identity is its as-of hour: one cycle per hour, however often it is started."""
+    return f"cycle-{at.astimezone(UTC):%Y%m%dT%H%MZ}"
+
+
+def normalize_at(at: datetime) -> datetime:
+    """A cycle time in UTC, floored to the hour (candles close on the hour)."""
+    if at.tzinfo is None:
+        raise ValueError(
+            f"cycle time {at.isoformat()} has no timezone; give it in UTC, e.g. 2024-06-01T12:00Z"
+        )
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def technical_step(snapshot: MarketSnapshot, settings: Settings) -> TechnicalReport:
+    """Indicators and the technical-analysis report for one snapshot."""
+    indicators = compute_indicators(snapshot.candles, settings.indicators)
+    return analyze_technicals(snapshot, indicators, settings.technical)
+
+
+def regime_step(
+    snapshot: MarketSnapshot, technical: TechnicalReport, previous: RegimeState | None, settings: Settings
+) -> RegimeAssessment:
+    """The regime assessment, continuing the symbol's hysteresis state."""
+    return assess_regime(snapshot, technical.indicators, previous, settings.regime, settings.technical)
+
+
+def decision_step(
+    snapshot: MarketSnapshot, technical: TechnicalReport, regime: RegimeAssessment, settings: Settings
+) -> TradingSignal:
+    """The trading signal: the offline model votes (LLM voters join here later) and votes are aggregated."""
+    votes = [offline_vote(snapshot, technical, regime, settings)]
+    return aggregate_votes(
+        snapshot.symbol, snapshot.timestamp, votes, len(votes), technical, regime, settings.decision
+    )
+
+
+def analyze_symbol(
+    source: MarketDataSource, symbol: str, at: datetime, previous: RegimeState | None, settings: Settings
+) -> SymbolAnalysis:
+    """Snapshot, technical analysis, regime and decision for one symbol; a data problem skips it."""
+    try:
+        snapshot = build_snapshot(source, symbol, at, settings.market)
+    except MarketDataError as e:
+        return SymbolAnalysis(symbol=symbol, error=str(e))
+    technical = technical_step(snapshot, settings)
+    regime = regime_step(snapshot, technical, previous, settings)
+    signal = decision_step(snapshot, technical, regime, settings)
+    return SymbolAnalysis(symbol, snapshot, technical, regime, signal)
+
+
+def cycle_status(analyses: list[SymbolAnalysis]) -> CycleStatus:
+    """Completed when every symbol was analysed, partial when some were, failed when none was."""
+    failed = sum(a.error is not None for a in analyses)
+    if failed == 0:
+        return CycleStatus.COMPLETED
+    return CycleStatus.FAILED if failed == len(analyses) else CycleStatus.PARTIAL
+
+
+def build_report(
+    cycle_id: str,
+    at: datetime,
+    started_at: datetime,
+    analyses: list[SymbolAnalysis],
+    result: Coordination,
+    settings: Settings,
+) -> CycleReport:
+    """The typed report of a finished cycle."""
+    signals = [a.signal for a in analyses if a.signal is not None]
+    return CycleReport(
+        cycle_id=cycle_id,
+        timestamp=at,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        status=cycle_status(analyses),
+        decided_by=signals[0].decided_by if signals else "none",
+        symbols=result.outcomes,
+        portfolio=result.portfolio,
+        starting_equity=result.starting_equity,
+        events=result.events,
+    )
+
+
+def run_cycle(
+    source: MarketDataSource, account: AccountState, at: datetime, settings: Settings
+) -> tuple[CycleReport, Coordination]:
+    """A whole cycle without Prefect or a database: what backtests and benchmarks drive."""
+    started = datetime.now(UTC)
+    at = normalize_at(at)
+    cycle_id = cycle_id_for(at)
+    analyses = [
+        analyze_symbol(source, s, at, account.regimes.get(s), settings) for s in settings.market.symbols
+    ]
+    result = coordinate(cycle_id, at, account, analyses, settings)
+    return build_report(cycle_id, at, started, analyses, result, settings), result

@@ -1,0 +1,23 @@
+"""Market data: the source interface, a CSV replay (bundled sample) and a ccxt exchange adapter."""
+
+from triplegain.market.exchange import CcxtSource
+from triplegain.market.replay import ReplaySource, bundled_data_dir
+from triplegain.market.source import MarketDataSource, build_snapshot
+from triplegain.settings import MarketSettings
+
+
+def source_from_settings(settings: MarketSettings) -> MarketDataSource:
+    """The configured source: a replay of CSV files (default) or a ccxt exchange."""
+    if settings.source == "ccxt":
+        return CcxtSource.create(settings.exchange, settings.exchange_timeout_ms)
+    return ReplaySource(settings.data_dir)
+
+
+__all__ = [
+    "CcxtSource",
+    "MarketDataSource",
+    "ReplaySource",
+    "build_snapshot",
+    "bundled_data_dir",
+    "source_from_settings",
+]

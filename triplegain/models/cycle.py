@@ -1,0 +1,69 @@
+"""The typed report of one trading cycle: what every symbol did, then the portfolio."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from triplegain.models.analysis import RegimeAssessment, TechnicalReport
+from triplegain.models.decision import TradingSignal
+from triplegain.models.enums import CycleStatus
+from triplegain.models.trading import Fill, Order, Portfolio, Position, RiskVerdict
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Execution(BaseModel):
+    """An order the cycle sent to the broker and, when it filled, its fill."""
+
+    model_config = _FROZEN
+
+    order: Order
+    fill: Fill | None = None
+    opened_position: Position | None = None
+    closed_positions: list[Position] = Field(default_factory=list, description="Positions this order closed")
+
+
+class SymbolOutcome(BaseModel):
+    """Everything the cycle decided for one symbol, in pipeline order."""
+
+    model_config = _FROZEN
+
+    symbol: str
+    price: Decimal | None = None
+    last_candle_at: AwareDatetime | None = None
+    missing_candles: int = 0
+    technical: TechnicalReport | None = None
+    regime: RegimeAssessment | None = None
+    signal: TradingSignal | None = None
+    verdict: RiskVerdict | None = None
+    exits: list[Execution] = Field(default_factory=list, description="Stop-loss / take-profit closes")
+    execution: Execution | None = None
+    error: str | None = Field(None, description="Why the symbol was skipped this cycle")
+
+
+class CycleReport(BaseModel):
+    """The typed result of one trading cycle, as a notebook inspects it and the CLI prints it."""
+
+    model_config = _FROZEN
+
+    cycle_id: str
+    timestamp: AwareDatetime = Field(description="The cycle's as-of time")
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    status: CycleStatus
+    mode: str = "paper"
+    decided_by: str
+    symbols: list[SymbolOutcome]
+    portfolio: Portfolio
+    starting_equity: Decimal
+    events: list[str] = Field(default_factory=list, description="Breakers tripped, resets, notes")
+    replayed: bool = Field(False, description="True when this cycle had already run and was read back")
+
+    def outcome(self, symbol: str) -> SymbolOutcome:
+        """The outcome for `symbol` (KeyError if the cycle did not cover it)."""
+        for outcome in self.symbols:
+            if outcome.symbol == symbol:
+                return outcome
+        raise KeyError(symbol)

@@ -1,0 +1,117 @@
+"""Closed sets of values shared by the domain models (string values as in the reference spec)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Bias(StrEnum):
+    """Directional bias of the technical-analysis agent."""
+
+    LONG = "long"
+    SHORT = "short"
+    NEUTRAL = "neutral"
+
+
+class TrendDirection(StrEnum):
+    """Direction of the prevailing trend."""
+
+    BULLISH = "bullish"
+    BEARISH = "bearish"
+    NEUTRAL = "neutral"
+
+
+class Regime(StrEnum):
+    """The seven market regimes of the regime-detection agent."""
+
+    TRENDING_BULL = "trending_bull"
+    TRENDING_BEAR = "trending_bear"
+    RANGING = "ranging"
+    VOLATILE_BULL = "volatile_bull"
+    VOLATILE_BEAR = "volatile_bear"
+    CHOPPY = "choppy"
+    BREAKOUT_POTENTIAL = "breakout_potential"
+
+
+class EntryStrictness(StrEnum):
+    """How demanding the risk engine is about entries in a regime."""
+
+    RELAXED = "relaxed"
+    NORMAL = "normal"
+    STRICT = "strict"
+    VERY_STRICT = "very_strict"
+
+
+class Action(StrEnum):
+    """What a trading-decision model proposes."""
+
+    BUY = "BUY"
+    SELL = "SELL"
+    HOLD = "HOLD"
+    CLOSE_LONG = "CLOSE_LONG"
+    CLOSE_SHORT = "CLOSE_SHORT"
+
+
+class AgreementType(StrEnum):
+    """How strongly the voting models agreed."""
+
+    UNANIMOUS = "unanimous"
+    STRONG_MAJORITY = "strong_majority"
+    MAJORITY = "majority"
+    SPLIT = "split"
+    INSUFFICIENT_QUORUM = "insufficient_quorum"
+    NO_CONSENSUS = "no_consensus"
+
+
+class Side(StrEnum):
+    """Order side."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class Intent(StrEnum):
+    """Whether a proposal opens exposure or closes an existing position."""
+
+    OPEN = "open"
+    CLOSE = "close"
+
+
+class VerdictStatus(StrEnum):
+    """Outcome of the risk engine."""
+
+    APPROVED = "approved"
+    MODIFIED = "modified"
+    REJECTED = "rejected"
+    HALTED = "halted"
+
+
+class OrderStatus(StrEnum):
+    """Lifecycle of a paper order (market orders fill at once or are rejected)."""
+
+    FILLED = "filled"
+    REJECTED = "rejected"
+
+
+class PositionStatus(StrEnum):
+    """Lifecycle of a position."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CoordinatorState(StrEnum):
+    """Coordinator state persisted across runs."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+
+
+class CycleStatus(StrEnum):
+    """Outcome of one trading cycle."""
+
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    SKIPPED = "skipped"
+    FAILED = "failed"

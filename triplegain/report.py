@@ -1,0 +1,81 @@
+"""Human-readable views of a cycle report: markdown for the Prefect artifact, rows for the CLI table."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from triplegain.models.cycle import CycleReport, Execution, SymbolOutcome
+
+SUMMARY_COLUMNS = ("symbol", "price", "regime", "TA bias", "signal", "verdict", "order")
+
+
+def summary_rows(report: CycleReport) -> list[tuple[str, ...]]:
+    """One row per symbol: price, regime, TA bias, signal, risk verdict and order."""
+    return [_row(o) for o in report.symbols]
+
+
+def _row(o: SymbolOutcome) -> tuple[str, ...]:
+    if o.error is not None:
+        return (o.symbol, "-", "-", "-", "-", "-", f"skipped: {o.error}")
+    signal = f"{o.signal.action} {o.signal.confidence:.2f}" if o.signal else "-"
+    verdict = "-"
+    if o.verdict is not None:
+        codes = ", ".join(r.code for r in o.verdict.rejections + o.verdict.modifications)
+        verdict = f"{o.verdict.status}" + (f" ({codes})" if codes else "")
+    orders = [_execution(e) for e in [*o.exits, *([o.execution] if o.execution else [])]]
+    return (
+        o.symbol,
+        f"{o.price}",
+        o.regime.regime.value if o.regime else "-",
+        o.technical.bias.value if o.technical else "-",
+        signal,
+        verdict,
+        "; ".join(orders) or "-",
+    )
+
+
+def _execution(e: Execution) -> str:
+    order = e.order
+    text = f"{order.side} {order.size} {order.status}"
+    if e.fill is not None:
+        text += f" @ {e.fill.price} fee {e.fill.fee:.4f}"
+    if e.closed_positions:
+        pnl = sum((p.realized_pnl or Decimal(0) for p in e.closed_positions), Decimal(0))
+        text += f" ({e.closed_positions[0].close_reason}, P&L {pnl:+.2f})"
+    if order.reason:
+        text += f": {order.reason}"
+    return text
+
+
+def portfolio_lines(report: CycleReport) -> list[str]:
+    """Balances, equity and open positions after the cycle."""
+    p = report.portfolio
+    change = p.equity - report.starting_equity
+    lines = [
+        "balances: "
+        + ", ".join(f"{asset} {amount:.8f}".rstrip("0").rstrip(".") for asset, amount in p.balances.items()),
+        f"equity: {p.equity:.2f} USDT ({change:+.2f} this cycle), exposure {p.exposure():.2f} USDT",
+    ]
+    for pos in p.positions:
+        lines.append(
+            f"open: {pos.symbol} {pos.size} @ {pos.entry_price} stop {pos.stop_loss} target {pos.take_profit}"
+        )
+    return lines
+
+
+def render_markdown(report: CycleReport) -> str:
+    """The cycle as a markdown document: per symbol signal, verdict and order; then the portfolio."""
+    header = "| " + " | ".join(SUMMARY_COLUMNS) + " |\n|" + "---|" * len(SUMMARY_COLUMNS)
+    rows = "\n".join(
+        "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in summary_rows(report)
+    )
+    parts = [
+        f"# Trading cycle {report.cycle_id}",
+        f"As of **{report.timestamp.isoformat()}**, status **{report.status}**, mode {report.mode}, "
+        f"decided by `{report.decided_by}`.",
+        header + "\n" + rows,
+        "## Portfolio\n" + "\n".join(f"- {line}" for line in portfolio_lines(report)),
+    ]
+    if report.events:
+        parts.append("## Events\n" + "\n".join(f"- {e}" for e in report.events))
+    return "\n\n".join(parts) + "\n"

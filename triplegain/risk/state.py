@@ -1,0 +1,131 @@
+"""Risk state that outlives a run: circuit breakers, loss streak, cooldowns, equity marks.
+
+Pure functions return a new state; the cycle persists it with everything else in one transaction.
+Breakers (reference spec 4.6): daily loss clears at the UTC day change, weekly loss on a new ISO week,
+max drawdown only by `reset_drawdown_breaker` (a human decision).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from triplegain.settings import RiskSettings
+
+
+class Breaker(StrEnum):
+    """The circuit breakers of the risk engine."""
+
+    DAILY_LOSS = "daily_loss"
+    WEEKLY_LOSS = "weekly_loss"
+    MAX_DRAWDOWN = "max_drawdown"
+
+
+class RiskState(BaseModel):
+    """Everything the risk engine remembers between cycles."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tripped: dict[Breaker, str] = Field(default_factory=dict, description="Tripped breakers and why")
+    day: str = Field(description="UTC date the daily loss is measured over")
+    day_start_equity: Decimal = Field(ge=0)
+    week: str = Field(description="ISO year-week the weekly loss is measured over")
+    week_start_equity: Decimal = Field(ge=0)
+    peak_equity: Decimal = Field(ge=0)
+    consecutive_losses: int = Field(0, ge=0)
+    cooldowns: dict[str, AwareDatetime] = Field(default_factory=dict, description="Symbol -> cooldown end")
+
+    @property
+    def halted(self) -> bool:
+        """True while any breaker is tripped: no new exposure."""
+        return bool(self.tripped)
+
+    def drawdown_pct(self, equity: Decimal) -> Decimal:
+        """Percent below the peak equity."""
+        return loss_pct(self.peak_equity, equity)
+
+    def in_cooldown(self, symbol: str, now: datetime) -> bool:
+        """True while `symbol` may not be traded."""
+        until = self.cooldowns.get(symbol)
+        return until is not None and now < until
+
+
+def initial_risk_state(equity: Decimal, now: datetime) -> RiskState:
+    """State for a new account: marks set at the starting equity."""
+    return RiskState(
+        day=_day(now), day_start_equity=equity, week=_week(now), week_start_equity=equity, peak_equity=equity
+    )
+
+
+def mark_equity(
+    state: RiskState, equity: Decimal, now: datetime, s: RiskSettings
+) -> tuple[RiskState, list[str]]:
+    """Roll the day and week marks, raise the peak, and trip or clear breakers; returns events."""
+    events: list[str] = []
+    tripped = dict(state.tripped)
+    update: dict[str, object] = {}
+    if _day(now) != state.day:
+        update |= {"day": _day(now), "day_start_equity": equity}
+        if tripped.pop(Breaker.DAILY_LOSS, None):
+            events.append("daily-loss breaker reset at the UTC day change")
+    if _week(now) != state.week:
+        update |= {"week": _week(now), "week_start_equity": equity}
+        if tripped.pop(Breaker.WEEKLY_LOSS, None):
+            events.append("weekly-loss breaker reset on the new ISO week")
+    state = state.model_copy(update={**update, "peak_equity": max(state.peak_equity, equity)})
+    checks = (
+        (
+            Breaker.DAILY_LOSS,
+            loss_pct(state.day_start_equity, equity),
+            s.daily_loss_pct,
+            "since the day began",
+        ),
+        (Breaker.WEEKLY_LOSS, loss_pct(state.week_start_equity, equity), s.weekly_loss_pct, "this week"),
+        (Breaker.MAX_DRAWDOWN, loss_pct(state.peak_equity, equity), s.max_drawdown_pct, "below the peak"),
+    )
+    for breaker, lost, limit, span in checks:
+        if breaker not in tripped and lost >= limit:
+            tripped[breaker] = f"equity {equity:.2f} is {lost:.2f}% down {span} (limit {limit}%)"
+            events.append(f"{breaker} breaker tripped: {tripped[breaker]}")
+    return state.model_copy(update={"tripped": tripped}), events
+
+
+def reset_drawdown_breaker(state: RiskState, equity: Decimal) -> RiskState:
+    """The manual reset of the max-drawdown breaker: the peak restarts at today's equity."""
+    tripped = {k: v for k, v in state.tripped.items() if k is not Breaker.MAX_DRAWDOWN}
+    return state.model_copy(update={"tripped": tripped, "peak_equity": equity})
+
+
+def record_trade_result(
+    state: RiskState, symbol: str, pnl: Decimal, now: datetime, s: RiskSettings
+) -> RiskState:
+    """Update the loss streak and put `symbol` in the cooldown the result calls for."""
+    losses = state.consecutive_losses + 1 if pnl < 0 else 0
+    step = s.loss_step(losses)
+    if pnl >= 0:
+        minutes = s.post_trade_cooldown_minutes
+    else:
+        minutes = step.cooldown_minutes if step else s.post_loss_cooldown_minutes
+    until = max(now + timedelta(minutes=minutes), state.cooldowns.get(symbol, now))
+    return state.model_copy(
+        update={"consecutive_losses": losses, "cooldowns": {**state.cooldowns, symbol: until}}
+    )
+
+
+def loss_pct(start: Decimal, end: Decimal) -> Decimal:
+    """How many percent `end` is below `start` (0 when it is not below)."""
+    if start <= 0:
+        return Decimal(0)
+    return max((start - end) / start * 100, Decimal(0))
+
+
+def _day(now: datetime) -> str:
+    return now.date().isoformat()
+
+
+def _week(now: datetime) -> str:
+    year, week, _ = now.isocalendar()
+    return f"{year}-W{week:02d}"

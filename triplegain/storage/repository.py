@@ -1,0 +1,250 @@
+"""Mapping between domain models and rows. Functions take a session and never commit.
+
+`save_cycle` writes a cycle's whole chain; the caller commits it as one unit of work. It guards the
+account with an optimistic version check, so two cycles that loaded the same account cannot both write.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
+from triplegain.errors import ConcurrentCycleError
+from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.cycle import CycleReport, Execution
+from triplegain.models.decision import TradingSignal
+from triplegain.models.enums import CoordinatorState, PositionStatus
+from triplegain.models.trading import Order, Portfolio, Position
+from triplegain.risk.state import RiskState
+from triplegain.settings import Settings
+from triplegain.storage.tables import (
+    AgentOutputRow,
+    CoordinatorStateRow,
+    CycleRow,
+    FillRow,
+    ModelVoteRow,
+    OrderRow,
+    PortfolioSnapshotRow,
+    PositionRow,
+    RiskDecisionRow,
+)
+
+STATE_ROW_ID = 1
+
+
+def load_account(session: Session, settings: Settings) -> AccountState:
+    """The account as the last committed cycle left it, or a fresh one with the initial balances."""
+    state = session.get(CoordinatorStateRow, STATE_ROW_ID)
+    snapshot = session.scalars(
+        select(PortfolioSnapshotRow).order_by(PortfolioSnapshotRow.id.desc()).limit(1)
+    ).first()
+    balances = (
+        {k: Decimal(v) for k, v in snapshot.balances.items()}
+        if snapshot
+        else dict(settings.broker.initial_balances)
+    )
+    open_rows = session.scalars(
+        select(PositionRow)
+        .where(PositionRow.status == PositionStatus.OPEN.value)
+        .order_by(PositionRow.opened_at)
+    )
+    return AccountState(
+        coordinator=CoordinatorState(state.state) if state else CoordinatorState.RUNNING,
+        balances=balances,
+        positions=[_position(row) for row in open_rows],
+        risk=RiskState.model_validate(state.risk_state) if state and state.risk_state else None,
+        regimes={k: RegimeState.model_validate(v) for k, v in state.regime_states.items()} if state else {},
+        version=state.version if state else 0,
+    )
+
+
+def load_report(session: Session, cycle_id: str) -> CycleReport | None:
+    """The stored report of a cycle that already ran, if any."""
+    row = session.get(CycleRow, cycle_id)
+    return CycleReport.model_validate(row.report) if row else None
+
+
+def save_cycle(
+    session: Session,
+    report: CycleReport,
+    analyses: list[SymbolAnalysis],
+    result: Coordination,
+    account: AccountState,
+) -> None:
+    """Write the cycle, agent outputs, votes, verdicts, orders, fills, positions, snapshot and state."""
+    _claim_account(session, report, result, account)
+    session.add(_cycle_row(report))
+    session.flush()
+    for analysis in analyses:
+        session.add_all(_agent_rows(report.cycle_id, analysis))
+    for outcome in report.symbols:
+        if outcome.verdict is not None:
+            session.add(
+                RiskDecisionRow(
+                    cycle_id=report.cycle_id,
+                    symbol=outcome.symbol,
+                    status=outcome.verdict.status.value,
+                    verdict=outcome.verdict.model_dump(mode="json"),
+                )
+            )
+    executions = [e for o in report.symbols for e in [*o.exits, *([o.execution] if o.execution else [])]]
+    session.add(_snapshot_row(report.cycle_id, result.portfolio))
+    try:
+        session.add_all([_order_row(e.order) for e in executions])
+        session.flush()
+        for execution in executions:
+            _add_fill_and_positions(session, execution, report.cycle_id)
+        session.flush()
+    except IntegrityError as e:
+        raise ConcurrentCycleError(f"{report.cycle_id}: conflicting rows already stored ({e.orig})") from e
+
+
+def _claim_account(
+    session: Session, report: CycleReport, result: Coordination, account: AccountState
+) -> None:
+    values: dict[str, Any] = {
+        "version": account.version + 1,
+        "risk_state": result.risk.model_dump(mode="json"),
+        "regime_states": {k: v.model_dump(mode="json") for k, v in result.regimes.items()},
+        "last_cycle_id": report.cycle_id,
+        "updated_at": datetime.now(UTC),
+    }
+    if account.version == 0:
+        session.add(CoordinatorStateRow(id=STATE_ROW_ID, state=account.coordinator.value, **values))
+        try:
+            session.flush()
+        except IntegrityError as e:
+            raise ConcurrentCycleError("another cycle initialised the account first") from e
+        return
+    claimed = session.execute(
+        update(CoordinatorStateRow)
+        .where(CoordinatorStateRow.id == STATE_ROW_ID, CoordinatorStateRow.version == account.version)
+        .values(**values)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentCycleError(
+            f"{report.cycle_id}: the account changed since this cycle loaded it (version {account.version})"
+        )
+
+
+def _cycle_row(report: CycleReport) -> CycleRow:
+    return CycleRow(
+        id=report.cycle_id,
+        as_of=report.timestamp,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        status=report.status.value,
+        mode=report.mode,
+        decided_by=report.decided_by,
+        starting_equity=report.starting_equity,
+        equity=report.portfolio.equity,
+        report=report.model_dump(mode="json"),
+    )
+
+
+def _agent_rows(cycle_id: str, a: SymbolAnalysis) -> list[Any]:
+    rows: list[Any] = []
+    outputs: list[tuple[TechnicalReport | RegimeAssessment | TradingSignal, str]] = []
+    if a.technical is not None:
+        outputs.append((a.technical, a.technical.model_used))
+    if a.regime is not None:
+        outputs.append((a.regime, a.regime.model_used))
+    if a.signal is not None:
+        outputs.append((a.signal, a.signal.decided_by))
+    for output, model in outputs:
+        rows.append(
+            AgentOutputRow(
+                cycle_id=cycle_id,
+                agent_name=output.agent_name,
+                symbol=a.symbol,
+                timestamp=output.timestamp,
+                confidence=output.confidence,
+                model_used=model,
+                output=output.model_dump(mode="json"),
+            )
+        )
+    if a.signal is not None and a.snapshot is not None:
+        for vote in a.signal.model_votes:
+            rows.append(
+                ModelVoteRow(
+                    cycle_id=cycle_id,
+                    symbol=a.symbol,
+                    consensus_action=a.signal.action.value,
+                    price_at_decision=a.snapshot.current_price,
+                    **vote.model_dump(exclude={"action"}),
+                    action=vote.action.value,
+                )
+            )
+    return rows
+
+
+def _order_row(order: Order) -> OrderRow:
+    return OrderRow(
+        **order.model_dump(exclude={"side", "intent", "status"}),
+        side=order.side.value,
+        intent=order.intent.value,
+        status=order.status.value,
+    )
+
+
+def _add_fill_and_positions(session: Session, execution: Execution, cycle_id: str) -> None:
+    if execution.fill is not None:
+        fill = execution.fill
+        session.add(FillRow(**fill.model_dump(exclude={"side"}), side=fill.side.value))
+    if execution.opened_position is not None:
+        session.add(_position_row(execution.opened_position))
+    for closed in execution.closed_positions:
+        row = session.get(PositionRow, closed.id)
+        if row is None:
+            row = _position_row(closed)
+            session.add(row)
+        for key, value in _position_values(closed).items():
+            setattr(row, key, value)
+        row.closed_cycle_id = cycle_id
+
+
+def _position_values(p: Position) -> dict[str, Any]:
+    return {**p.model_dump(exclude={"status"}), "status": p.status.value}
+
+
+def _position_row(p: Position) -> PositionRow:
+    return PositionRow(**_position_values(p))
+
+
+def _position(row: PositionRow) -> Position:
+    return Position(
+        id=row.id,
+        symbol=row.symbol,
+        side=row.side,
+        size=row.size,
+        entry_price=row.entry_price,
+        leverage=row.leverage,
+        stop_loss=row.stop_loss,
+        take_profit=row.take_profit,
+        status=PositionStatus(row.status),
+        opened_at=row.opened_at,
+        closed_at=row.closed_at,
+        exit_price=row.exit_price,
+        realized_pnl=row.realized_pnl,
+        fees_paid=row.fees_paid,
+        close_reason=row.close_reason,
+        cycle_id=row.cycle_id,
+    )
+
+
+def _snapshot_row(cycle_id: str, portfolio: Portfolio) -> PortfolioSnapshotRow:
+    return PortfolioSnapshotRow(
+        cycle_id=cycle_id,
+        taken_at=portfolio.as_of,
+        balances={k: str(v) for k, v in portfolio.balances.items()},
+        prices={k: str(v) for k, v in portfolio.prices.items()},
+        equity=portfolio.equity,
+        exposure=portfolio.exposure(),
+        open_positions=len(portfolio.positions),
+    )

@@ -1,0 +1,183 @@
+"""ORM rows (SQLAlchemy 2, typed). Separate from the domain models; `repository` maps between them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from triplegain.storage.types import ExactDecimal, JSONDocument, UTCDateTime
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every TripleGain table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        Decimal: ExactDecimal(),
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONDocument,
+    }
+
+
+class CycleRow(Base):
+    """One trading cycle: its identity is its as-of hour."""
+
+    __tablename__ = "cycles"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(8))
+    decided_by: Mapped[str] = mapped_column(String(200))
+    starting_equity: Mapped[Decimal]
+    equity: Mapped[Decimal]
+    report: Mapped[dict[str, Any]]
+
+
+class AgentOutputRow(Base):
+    """What one agent said about one symbol in one cycle."""
+
+    __tablename__ = "agent_outputs"
+    __table_args__ = (UniqueConstraint("cycle_id", "agent_name", "symbol"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
+    agent_name: Mapped[str] = mapped_column(String(40))
+    symbol: Mapped[str] = mapped_column(String(20))
+    timestamp: Mapped[datetime]
+    confidence: Mapped[float]
+    model_used: Mapped[str] = mapped_column(String(100))
+    output: Mapped[dict[str, Any]]
+
+
+class ModelVoteRow(Base):
+    """One model's vote; scored against later prices by the shadow leaderboard."""
+
+    __tablename__ = "model_votes"
+    __table_args__ = (UniqueConstraint("cycle_id", "symbol", "model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    model: Mapped[str] = mapped_column(String(60))
+    provider: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(12))
+    confidence: Mapped[float]
+    entry_price: Mapped[Decimal | None]
+    stop_loss: Mapped[Decimal | None]
+    take_profit: Mapped[Decimal | None]
+    position_size_pct: Mapped[Decimal]
+    reasoning: Mapped[str] = mapped_column(Text)
+    latency_ms: Mapped[float]
+    tokens_used: Mapped[int]
+    cost_usd: Mapped[Decimal]
+    error: Mapped[str | None] = mapped_column(Text)
+    consensus_action: Mapped[str] = mapped_column(String(12))
+    price_at_decision: Mapped[Decimal]
+
+
+class RiskDecisionRow(Base):
+    """The risk engine's verdict on one symbol's proposal."""
+
+    __tablename__ = "risk_decisions"
+    __table_args__ = (UniqueConstraint("cycle_id", "symbol"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(12))
+    verdict: Mapped[dict[str, Any]]
+
+
+class OrderRow(Base):
+    """An order; the client order id is unique, so no order can be stored twice."""
+
+    __tablename__ = "orders"
+
+    client_order_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(4))
+    intent: Mapped[str] = mapped_column(String(8))
+    size: Mapped[Decimal]
+    reference_price: Mapped[Decimal]
+    status: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    position_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class FillRow(Base):
+    """The execution of an order (at most one per order for market orders)."""
+
+    __tablename__ = "fills"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_order_id: Mapped[str] = mapped_column(ForeignKey("orders.client_order_id"), unique=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(4))
+    price: Mapped[Decimal]
+    size: Mapped[Decimal]
+    fee: Mapped[Decimal]
+    fee_asset: Mapped[str] = mapped_column(String(10))
+    slippage_pct: Mapped[Decimal]
+    filled_at: Mapped[datetime]
+
+
+class PositionRow(Base):
+    """A position, open or closed."""
+
+    __tablename__ = "positions"
+    __table_args__ = (Index("ix_positions_status_symbol", "status", "symbol"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(8))
+    size: Mapped[Decimal]
+    entry_price: Mapped[Decimal]
+    leverage: Mapped[int]
+    stop_loss: Mapped[Decimal | None]
+    take_profit: Mapped[Decimal | None]
+    status: Mapped[str] = mapped_column(String(8))
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    exit_price: Mapped[Decimal | None]
+    realized_pnl: Mapped[Decimal | None]
+    fees_paid: Mapped[Decimal]
+    close_reason: Mapped[str | None] = mapped_column(String(20))
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"))
+    closed_cycle_id: Mapped[str | None] = mapped_column(ForeignKey("cycles.id"))
+
+
+class PortfolioSnapshotRow(Base):
+    """Balances, prices and equity at the end of a cycle; the latest one is the account's balances."""
+
+    __tablename__ = "portfolio_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[str | None] = mapped_column(ForeignKey("cycles.id"), index=True)
+    taken_at: Mapped[datetime] = mapped_column(index=True)
+    balances: Mapped[dict[str, Any]]
+    prices: Mapped[dict[str, Any]]
+    equity: Mapped[Decimal]
+    exposure: Mapped[Decimal]
+    open_positions: Mapped[int]
+
+
+class CoordinatorStateRow(Base):
+    """The coordinator's cross-run state; `version` makes concurrent cycles detectable."""
+
+    __tablename__ = "coordinator_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(10))
+    version: Mapped[int]
+    risk_state: Mapped[dict[str, Any] | None]
+    regime_states: Mapped[dict[str, Any]]
+    last_cycle_id: Mapped[str | None] = mapped_column(String(40))
+    updated_at: Mapped[datetime]
