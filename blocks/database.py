@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 
+from triplegain.errors import ConfigError, ConfigProblem
 from triplegain.settings import Settings
 
 DEFAULT_BLOCK_NAME = "triplegain-database"
@@ -45,4 +46,10 @@ def with_database_from_block(settings: Settings) -> tuple[Settings, str]:
         return settings, "environment"
     data = settings.model_dump()
     data["database_url"] = block.url
-    return Settings.model_validate(data), f"block:{name}"
+    try:
+        return Settings.model_validate(data), f"block:{name}"
+    except ValidationError as e:
+        problem = ConfigProblem(
+            f"block {name}.url", "<hidden>", e.errors()[0]["msg"].removeprefix("Value error, ")
+        )
+        raise ConfigError([problem]) from None

@@ -91,3 +91,24 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test harness for the session (about 8 s to start), flow-run heartbeats off."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with (
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        prefect_test_harness(server_startup_timeout=120),
+    ):
+        yield
+
+
+@pytest.fixture
+def project_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The flow's database, chosen through the environment as a user would."""
+    url = f"sqlite:///{tmp_path / 'project.db'}"
+    monkeypatch.setenv("TRIPLEGAIN_DATABASE_URL", url)
+    return url

@@ -79,30 +79,36 @@ def save_cycle(
 ) -> None:
     """Write the cycle, agent outputs, votes, verdicts, orders, fills, positions, snapshot and state."""
     _claim_account(session, report, result, account)
-    session.add(_cycle_row(report))
-    session.flush()
-    for analysis in analyses:
-        session.add_all(_agent_rows(report.cycle_id, analysis))
-    for outcome in report.symbols:
-        if outcome.verdict is not None:
-            session.add(
-                RiskDecisionRow(
-                    cycle_id=report.cycle_id,
-                    symbol=outcome.symbol,
-                    status=outcome.verdict.status.value,
-                    verdict=outcome.verdict.model_dump(mode="json"),
-                )
-            )
     executions = [e for o in report.symbols for e in [*o.exits, *([o.execution] if o.execution else [])]]
-    session.add(_snapshot_row(report.cycle_id, result.portfolio))
     try:
+        session.add(_cycle_row(report))
+        session.flush()
+        for analysis in analyses:
+            session.add_all(_agent_rows(report.cycle_id, analysis))
+        session.add_all(_verdict_rows(report))
+        session.add(_snapshot_row(report.cycle_id, result.portfolio))
         session.add_all([_order_row(e.order) for e in executions])
         session.flush()
         for execution in executions:
             _add_fill_and_positions(session, execution, report.cycle_id)
         session.flush()
     except IntegrityError as e:
-        raise ConcurrentCycleError(f"{report.cycle_id}: conflicting rows already stored ({e.orig})") from e
+        raise ConcurrentCycleError(
+            f"{report.cycle_id}: already stored, or conflicting rows exist ({e.orig})"
+        ) from e
+
+
+def _verdict_rows(report: CycleReport) -> list[RiskDecisionRow]:
+    return [
+        RiskDecisionRow(
+            cycle_id=report.cycle_id,
+            symbol=o.symbol,
+            status=o.verdict.status.value,
+            verdict=o.verdict.model_dump(mode="json"),
+        )
+        for o in report.symbols
+        if o.verdict is not None
+    ]
 
 
 def _claim_account(

@@ -1,0 +1,187 @@
+"""Storage on SQLite and on the real PostgreSQL server: schema, round trips, atomicity, concurrency."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, func, select
+
+from triplegain.coordinator import AccountState
+from triplegain.cycle import analyze_symbol, build_report, coordinate, cycle_id_for
+from triplegain.errors import ConcurrentCycleError
+from triplegain.market import ReplaySource
+from triplegain.models.cycle import CycleReport
+from triplegain.settings import Settings, load_settings
+from triplegain.storage import load_account, load_report, migrate, repository, save_cycle, unit_of_work
+from triplegain.storage.tables import (
+    AgentOutputRow,
+    Base,
+    CoordinatorStateRow,
+    CycleRow,
+    FillRow,
+    ModelVoteRow,
+    OrderRow,
+    PortfolioSnapshotRow,
+    PositionRow,
+    RiskDecisionRow,
+)
+
+BUYING_HOUR = datetime(2024, 6, 30, 20, tzinfo=UTC)  # the offline model buys BTC here on the bundled data
+ALL_TABLES = (
+    CycleRow,
+    AgentOutputRow,
+    ModelVoteRow,
+    RiskDecisionRow,
+    OrderRow,
+    FillRow,
+    PositionRow,
+    PortfolioSnapshotRow,
+)
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with unit_of_work(engine) as s:
+        return {t.__tablename__: s.scalar(select(func.count()).select_from(t)) or 0 for t in ALL_TABLES}
+
+
+def run(
+    engine: Engine, settings: Settings, at: datetime, replay: ReplaySource
+) -> tuple[CycleReport, object, object, AccountState]:
+    with unit_of_work(engine) as s:
+        account = load_account(s, settings)
+    analyses = [
+        analyze_symbol(replay, sym, at, account.regimes.get(sym), settings) for sym in settings.market.symbols
+    ]
+    result = coordinate(cycle_id_for(at), at, account, analyses, settings)
+    report = build_report(cycle_id_for(at), at, at, analyses, result, settings)
+    return report, analyses, result, account
+
+
+def save(
+    engine: Engine, report: CycleReport, analyses: object, result: object, account: AccountState
+) -> None:
+    with unit_of_work(engine) as s:
+        save_cycle(s, report, analyses, result, account)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cfg() -> Settings:
+    return load_settings()
+
+
+def test_migration_matches_the_models_and_is_idempotent(engine: Engine) -> None:
+    migrate(engine)
+
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_fresh_database_gives_the_initial_account(engine: Engine, cfg: Settings) -> None:
+    with unit_of_work(engine) as s:
+        account = load_account(s, cfg)
+
+    assert account.balances == {"USDT": Decimal(10_000)} and account.positions == [] and account.version == 0
+
+
+def test_cycle_chain_round_trips(engine: Engine, cfg: Settings, replay: ReplaySource) -> None:
+    report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
+    save(engine, report, analyses, result, account)
+
+    with unit_of_work(engine) as s:
+        loaded = load_account(s, cfg)
+        stored = load_report(s, report.cycle_id)
+
+    assert stored == report
+    assert loaded.balances == result.portfolio.balances  # type: ignore[attr-defined]
+    assert loaded.positions == result.portfolio.positions  # type: ignore[attr-defined]
+    assert loaded.risk == result.risk and loaded.regimes == result.regimes  # type: ignore[attr-defined]
+    assert loaded.version == 1
+    assert counts(engine) == {
+        "cycles": 1,
+        "agent_outputs": 6,
+        "model_votes": 2,
+        "risk_decisions": 1,
+        "orders": 1,
+        "fills": 1,
+        "positions": 1,
+        "portfolio_snapshots": 1,
+    }
+
+
+def test_exact_decimals_survive_storage(engine: Engine, cfg: Settings, replay: ReplaySource) -> None:
+    report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
+    save(engine, report, analyses, result, account)
+
+    with unit_of_work(engine) as s:
+        fill = s.scalars(select(FillRow)).one()
+
+    expected = report.outcome("BTC/USDT").execution.fill  # type: ignore[union-attr]
+    assert (fill.price, fill.size, fill.fee) == (expected.price, expected.size, expected.fee)  # type: ignore[union-attr]
+
+
+def test_position_opened_then_closed_is_one_row(engine: Engine, cfg: Settings, replay: ReplaySource) -> None:
+    report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
+    save(engine, report, analyses, result, account)
+    first = result.portfolio.positions[0].id  # type: ignore[attr-defined]
+    hour = BUYING_HOUR
+    while any(p.id == first for p in result.portfolio.positions):  # type: ignore[attr-defined]
+        hour += timedelta(hours=1)
+        report, analyses, result, account = run(engine, cfg, hour, replay)
+        save(engine, report, analyses, result, account)
+
+    with unit_of_work(engine) as s:
+        rows = s.scalars(select(PositionRow).where(PositionRow.id == first)).all()
+    assert len(rows) == 1 and rows[0].status == "closed" and rows[0].closed_cycle_id == report.cycle_id
+    assert rows[0].realized_pnl is not None and rows[0].close_reason in ("stop_loss", "take_profit", "signal")
+
+
+def test_crash_mid_write_leaves_nothing(
+    engine: Engine, cfg: Settings, replay: ReplaySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
+
+    def explode(*args: object) -> None:
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(repository, "_add_fill_and_positions", explode)
+    with pytest.raises(RuntimeError, match="power cut"):
+        save(engine, report, analyses, result, account)
+
+    assert set(counts(engine).values()) == {0}
+    with unit_of_work(engine) as s:
+        assert s.get(CoordinatorStateRow, 1) is None
+
+
+def test_two_cycles_from_the_same_account_cannot_both_commit(
+    engine: Engine, cfg: Settings, replay: ReplaySource
+) -> None:
+    first = run(engine, cfg, BUYING_HOUR, replay)
+    second = run(engine, cfg, BUYING_HOUR + timedelta(hours=1), replay)
+    save(engine, *first)
+
+    with pytest.raises(ConcurrentCycleError):
+        save(engine, *second)
+
+    assert counts(engine)["cycles"] == 1
+
+
+def test_later_cycle_after_a_commit_advances_the_version(
+    engine: Engine, cfg: Settings, replay: ReplaySource
+) -> None:
+    save(engine, *run(engine, cfg, BUYING_HOUR, replay))
+    save(engine, *run(engine, cfg, BUYING_HOUR + timedelta(hours=1), replay))
+
+    with unit_of_work(engine) as s:
+        assert load_account(s, cfg).version == 2
+
+
+def test_the_same_cycle_cannot_be_stored_twice(engine: Engine, cfg: Settings, replay: ReplaySource) -> None:
+    save(engine, *run(engine, cfg, BUYING_HOUR, replay))
+    again = run(engine, cfg, BUYING_HOUR, replay)  # loads the new version, same cycle id and order ids
+
+    with pytest.raises(ConcurrentCycleError):
+        save(engine, *again)
+
+    assert counts(engine)["cycles"] == 1 and counts(engine)["orders"] == 1

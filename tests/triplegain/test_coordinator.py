@@ -1,0 +1,182 @@
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from tests.triplegain.factories import AT, regime, snapshot, technical, vote
+from triplegain.agents.decision import aggregate_votes
+from triplegain.coordinator import AccountState, SymbolAnalysis, coordinate, propose
+from triplegain.models.decision import TradingSignal
+from triplegain.models.enums import Action, CoordinatorState, Intent, OrderStatus, Regime, Side, VerdictStatus
+from triplegain.models.trading import Portfolio, Position
+from triplegain.settings import Settings, load_settings
+
+
+def signal(
+    action: Action, symbol: str = "BTC/USDT", confidence: float = 0.8, **prices: Decimal
+) -> TradingSignal:
+    v = vote(action, confidence=confidence, **prices).model_copy(update={"position_size_pct": Decimal(10)})
+    return aggregate_votes(
+        symbol, AT, [v], 1, technical(symbol=symbol), regime(symbol=symbol), load_settings().decision
+    )
+
+
+def analysis(sig: TradingSignal, price: str = "100") -> SymbolAnalysis:
+    return SymbolAnalysis(
+        sig.symbol,
+        snapshot(sig.symbol, price),
+        technical(symbol=sig.symbol),
+        regime(Regime.TRENDING_BULL, sig.symbol),
+        sig,
+    )
+
+
+def account(**overrides: object) -> AccountState:
+    base = AccountState(CoordinatorState.RUNNING, {"USDT": Decimal(10_000)}, [], None, {})
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def held(size: str = "5", stop: str = "90") -> Position:
+    return Position(
+        id="p1",
+        symbol="BTC/USDT",
+        size=Decimal(size),
+        entry_price=Decimal(100),
+        stop_loss=Decimal(stop),
+        take_profit=Decimal(150),
+        opened_at=AT + timedelta(hours=1),
+        cycle_id="c0",
+    )
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings()
+
+
+BUY_LEVELS = {"entry_price": Decimal(100), "stop_loss": Decimal(98), "take_profit": Decimal(104)}
+
+
+def test_buy_signal_is_approved_executed_and_opens_a_position(settings: Settings) -> None:
+    result = coordinate("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+
+    outcome = result.outcomes[0]
+    assert outcome.verdict is not None and outcome.verdict.status is VerdictStatus.APPROVED
+    assert outcome.execution is not None and outcome.execution.order.status is OrderStatus.FILLED
+    assert outcome.execution.order.size == Decimal("10")  # 10% of 10000 equity at 100
+    assert [p.id for p in result.portfolio.positions] == [outcome.execution.order.client_order_id]
+    assert result.portfolio.balances["BTC"] == Decimal(10)
+
+
+def test_sell_signal_closes_the_open_long_and_feeds_the_risk_state(settings: Settings) -> None:
+    acct = account(balances={"USDT": Decimal(9_500), "BTC": Decimal(5)}, positions=[held()])
+
+    result = coordinate(
+        "c1",
+        AT,
+        acct,
+        [analysis(signal(Action.SELL, stop_loss=Decimal(102), entry_price=Decimal(100)), "97")],
+        settings,
+    )
+
+    execution = result.outcomes[0].execution
+    assert (
+        execution is not None and execution.order.intent is Intent.CLOSE and execution.order.side is Side.SELL
+    )
+    assert result.portfolio.positions == [] and result.closed_positions[0].realized_pnl < 0  # type: ignore[operator]
+    assert result.risk.consecutive_losses == 1 and result.risk.in_cooldown("BTC/USDT", AT)
+
+
+def test_sell_without_a_long_is_refused_as_a_short(settings: Settings) -> None:
+    sell = signal(Action.SELL, entry_price=Decimal(100), stop_loss=Decimal(102), take_profit=Decimal(96))
+
+    result = coordinate("c1", AT, account(), [analysis(sell)], settings)
+
+    verdict = result.outcomes[0].verdict
+    assert verdict is not None and verdict.rejections[0].code == "SHORT_NOT_ALLOWED"
+    assert result.outcomes[0].execution is None
+
+
+def test_signal_with_inverted_levels_is_recorded_as_an_invalid_proposal(settings: Settings) -> None:
+    bad = signal(Action.BUY, entry_price=Decimal(100), stop_loss=Decimal(103), take_profit=Decimal(110))
+
+    verdict = coordinate("c1", AT, account(), [analysis(bad)], settings).outcomes[0].verdict
+
+    assert verdict is not None and verdict.status is VerdictStatus.REJECTED and verdict.proposal is None
+    assert (
+        verdict.rejections[0].code == "INVALID_PROPOSAL"
+        and "levels inverted" in verdict.rejections[0].message
+    )
+
+
+def test_stop_loss_hit_since_the_last_cycle_closes_before_new_signals(settings: Settings) -> None:
+    acct = account(balances={"USDT": Decimal(9_500), "BTC": Decimal(5)}, positions=[held(stop="99.5")])
+    later = AT + timedelta(hours=5)
+    hold = aggregate_votes(
+        "BTC/USDT", later, [vote(Action.HOLD)], 1, technical(), regime(), settings.decision
+    )
+    a = SymbolAnalysis("BTC/USDT", snapshot(at=later), technical(), regime(), hold)
+
+    result = coordinate("c5", later, acct, [a], settings)
+
+    exit_ = result.outcomes[0].exits[0]
+    assert exit_.closed_positions[0].close_reason == "stop_loss"
+    assert result.portfolio.positions == [] and result.portfolio.balances["BTC"] == 0
+
+
+def test_paused_coordinator_analyses_but_does_not_trade(settings: Settings) -> None:
+    result = coordinate(
+        "c1",
+        AT,
+        account(coordinator=CoordinatorState.PAUSED),
+        [analysis(signal(Action.BUY, **BUY_LEVELS))],
+        settings,
+    )
+
+    assert result.outcomes[0].signal is not None and result.outcomes[0].execution is None
+    assert "coordinator is paused" in result.events[0]
+
+
+def test_symbol_with_an_error_is_reported_and_others_proceed(settings: Settings) -> None:
+    analyses = [SymbolAnalysis("XRP/USDT", error="no data"), analysis(signal(Action.BUY, **BUY_LEVELS))]
+
+    result = coordinate("c1", AT, account(), analyses, settings)
+
+    assert result.outcomes[0].error == "no data"
+    assert result.outcomes[1].execution is not None
+
+
+def test_second_symbol_sees_the_exposure_of_the_first(settings: Settings) -> None:
+    strict = settings.model_copy(
+        update={"risk": settings.risk.model_copy(update={"max_total_exposure_pct": Decimal(15)})}
+    )
+    both = [
+        analysis(signal(Action.BUY, **BUY_LEVELS)),
+        analysis(signal(Action.BUY, "XRP/USDT", **BUY_LEVELS)),
+    ]
+
+    result = coordinate("c1", AT, account(), both, strict)
+
+    assert result.outcomes[0].verdict.approved  # type: ignore[union-attr]
+    assert result.outcomes[1].verdict.rejections[0].code == "EXPOSURE_LIMIT"  # type: ignore[union-attr]
+
+
+def test_regime_states_are_kept_per_symbol(settings: Settings) -> None:
+    analyses = [analysis(signal(Action.HOLD)), analysis(signal(Action.HOLD, "XRP/USDT"))]
+
+    result = coordinate("c1", AT, account(), analyses, settings)
+
+    assert set(result.regimes) == {"BTC/USDT", "XRP/USDT"}
+
+
+def test_propose_sizes_buys_from_equity_and_ignores_hold_and_close_short() -> None:
+    portfolio = Portfolio(
+        balances={"USDT": Decimal(5000), "BTC": Decimal(50)}, prices={"BTC/USDT": Decimal(100)}, as_of=AT
+    )
+
+    p = propose(signal(Action.BUY, **BUY_LEVELS), Decimal(100), portfolio)
+
+    assert p is not None and p.size_usd == Decimal(1000) and p.side is Side.BUY
+    assert propose(signal(Action.HOLD), Decimal(100), portfolio) is None
+    assert propose(signal(Action.CLOSE_SHORT), Decimal(100), portfolio) is None
