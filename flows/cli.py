@@ -15,7 +15,8 @@ from rich.table import Table
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="TripleGain: LLM-assisted paper trading on Prefect."
 )
-out = Console()
+# Piped output (logs, CI) gets a fixed width so the report table does not wrap into tall cells.
+out = Console() if sys.stdout.isatty() else Console(width=140)
 err = Console(stderr=True)
 
 

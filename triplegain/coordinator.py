@@ -37,6 +37,7 @@ class AccountState:
     risk: RiskState | None
     regimes: dict[str, RegimeState]
     version: int = 0
+    last_cycle_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,13 @@ def coordinate(
     portfolio = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
     equity = portfolio.equity
     risk, events = mark_equity(account.risk or initial_risk_state(equity, at), equity, at, settings.risk)
+    if account.last_cycle_at is not None and at < account.last_cycle_at:
+        events.insert(
+            0,
+            f"as-of time {at.isoformat()} precedes the account's last cycle "
+            f"({account.last_cycle_at.isoformat()}): balances and positions carry state from later cycles; "
+            "use a fresh database to replay the past",
+        )
     broker = PaperBroker(account.balances, settings.broker, settings.market.symbol_specs)
     run = _Run(cycle_id, at, settings, broker, prices, list(account.positions), risk, events)
     regimes = dict(account.regimes)

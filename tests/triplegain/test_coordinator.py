@@ -180,3 +180,23 @@ def test_propose_sizes_buys_from_equity_and_ignores_hold_and_close_short() -> No
     assert p is not None and p.size_usd == Decimal(1000) and p.side is Side.BUY
     assert propose(signal(Action.HOLD), Decimal(100), portfolio) is None
     assert propose(signal(Action.CLOSE_SHORT), Decimal(100), portfolio) is None
+
+
+def test_cycle_earlier_than_the_last_one_says_so(settings: Settings) -> None:
+    result = coordinate(
+        "c1", AT, account(last_cycle_at=AT + timedelta(days=3)), [analysis(signal(Action.HOLD))], settings
+    )
+
+    assert "precedes the account's last cycle" in result.events[0]
+
+
+def test_equity_drop_trips_the_daily_breaker_and_halts_new_trades(settings: Settings) -> None:
+    from triplegain.risk import initial_risk_state
+
+    risk = initial_risk_state(Decimal(10_600), AT - timedelta(hours=3))  # the day began 6% higher
+
+    result = coordinate("c1", AT, account(risk=risk), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+
+    verdict = result.outcomes[0].verdict
+    assert verdict is not None and verdict.status is VerdictStatus.HALTED
+    assert result.risk.halted and any("daily_loss breaker tripped" in e for e in result.events)

@@ -61,7 +61,13 @@ def load_account(session: Session, settings: Settings) -> AccountState:
         risk=RiskState.model_validate(state.risk_state) if state and state.risk_state else None,
         regimes={k: RegimeState.model_validate(v) for k, v in state.regime_states.items()} if state else {},
         version=state.version if state else 0,
+        last_cycle_at=_cycle_time(session, state.last_cycle_id if state else None),
     )
+
+
+def _cycle_time(session: Session, cycle_id: str | None) -> datetime | None:
+    row = session.get(CycleRow, cycle_id) if cycle_id else None
+    return row.as_of if row else None
 
 
 def load_report(session: Session, cycle_id: str) -> CycleReport | None:

@@ -97,7 +97,7 @@ def test_cycle_chain_round_trips(engine: Engine, cfg: Settings, replay: ReplaySo
     assert loaded.balances == result.portfolio.balances  # type: ignore[attr-defined]
     assert loaded.positions == result.portfolio.positions  # type: ignore[attr-defined]
     assert loaded.risk == result.risk and loaded.regimes == result.regimes  # type: ignore[attr-defined]
-    assert loaded.version == 1
+    assert loaded.version == 1 and loaded.last_cycle_at == BUYING_HOUR
     assert counts(engine) == {
         "cycles": 1,
         "agent_outputs": 6,
