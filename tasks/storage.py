@@ -48,35 +48,38 @@ def _database_down(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -
     return False
 
 
-_DB = {
-    "retries": 2,
-    "retry_delay_seconds": [1, 5],
-    "retry_condition_fn": _database_down,
-    "cache_policy": NO_CACHE,
-}
+def _db_task(name: str) -> Any:
+    """A database task: retried twice (1 s, 5 s) when the database is unreachable, never cached."""
+    return task(
+        name=name,
+        retries=2,
+        retry_delay_seconds=[1, 5],
+        retry_condition_fn=_database_down,
+        cache_policy=NO_CACHE,
+    )
 
 
-@task(name="prepare-database", **_DB)  # type: ignore[call-overload]
+@_db_task("prepare-database")
 def prepare_database(settings: Settings) -> str:
     """Connect and migrate; returns the URL with its password hidden, for the report."""
     return engine_for(settings).url.render_as_string(hide_password=True)
 
 
-@task(name="load-report", **_DB)  # type: ignore[call-overload]
+@_db_task("load-report")
 def find_report(cycle_id: str, settings: Settings) -> CycleReport | None:
     """The stored report if this cycle already ran."""
     with unit_of_work(engine_for(settings)) as session:
         return load_report(session, cycle_id)
 
 
-@task(name="load-account", **_DB)  # type: ignore[call-overload]
+@_db_task("load-account")
 def fetch_account(settings: Settings) -> AccountState:
     """Balances, open positions, risk and regime state as the last cycle left them."""
     with unit_of_work(engine_for(settings)) as session:
         return load_account(session, settings)
 
 
-@task(name="save-cycle", **_DB)  # type: ignore[call-overload]
+@_db_task("save-cycle")
 def persist_cycle(
     report: CycleReport,
     analyses: list[SymbolAnalysis],
