@@ -378,6 +378,31 @@ class PortfolioSettings(BaseModel):
         return targets
 
 
+class BusSettings(BaseModel):
+    """The in-flow message bus (reference spec 2, with its review findings fixed)."""
+
+    model_config = _SECTION
+
+    default_ttl_seconds: float = Field(300, gt=0, description="TTL of a message that does not set its own")
+    history_per_topic: int = Field(1000, ge=1, description="Messages kept per topic for latest()/history()")
+    max_backlog: int = Field(
+        1000, ge=1, description="Pending deliveries per subscription before backpressure"
+    )
+    overflow: Literal["wait", "raise"] = Field(
+        "wait", description="Full backlog: publisher waits, or BusOverloaded"
+    )
+    suspend_after_failures: int = Field(10, ge=1, description="Consecutive handler failures that suspend it")
+    dead_letter_attempts: int = Field(
+        3, ge=1, description="Delivery attempts before a dead letter is exhausted"
+    )
+    max_dead_letters: int = Field(
+        1000, ge=1, description="Dead letters kept; the oldest are dropped and counted"
+    )
+    latency_samples: int = Field(
+        10_000, ge=100, description="Recent deliveries behind the latency percentiles"
+    )
+
+
 def default_database_url() -> str:
     """An SQLite file in the per-user data directory."""
     return f"sqlite:///{Path(user_data_dir('triplegain', appauthor=False)) / 'triplegain.db'}"
@@ -430,6 +455,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
 
     @field_validator("database_url")
     @classmethod
