@@ -1,7 +1,10 @@
-"""The coordinator: from each symbol's signal to a proposal, the risk engine's verdict and the broker.
+"""The coordinator: the cycle's events travel on the in-flow bus, and its handlers act on them.
 
-Symbols are coordinated one after another in configured order, so each risk check sees the exposure
-the previous trades created. Exits (stop-loss / take-profit) found since the last cycle run first.
+Per symbol, in configured order: stop-loss / take-profit exits found since the last cycle, then the
+agents' reports and the trading signal are published; `on_trading_signal` turns the signal into a
+proposal, asks the risk engine, sends approved trades to the paper broker and publishes what happened.
+Symbols go one after another so each risk check sees the exposure the previous trades created. An audit
+subscriber records every message; the cycle persists them (and any dead letters) with everything else.
 """
 
 from __future__ import annotations
@@ -10,9 +13,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from triplegain.aio import run_sync
 from triplegain.broker.paper import PaperBroker, client_order_id
+from triplegain.bus import DeadLetter, ErrorPolicy, Message, MessageBus, Priority, Topic
+from triplegain.events import (
+    CircuitBreakerReset,
+    CircuitBreakerTripped,
+    CoordinatorNoticed,
+    OrderFilled,
+    OrderRejected,
+    PositionClosed,
+    PositionOpened,
+    SymbolSkipped,
+    TradeApproved,
+    TradeRejected,
+)
 from triplegain.exits import find_exit
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
 from triplegain.models.cycle import Execution, SymbolOutcome
@@ -25,6 +42,7 @@ from triplegain.risk.state import RiskState, initial_risk_state, mark_equity, re
 from triplegain.settings import Settings
 
 HUNDRED = Decimal(100)
+SOURCE = "coordinator"
 
 
 @dataclass(frozen=True)
@@ -63,64 +81,100 @@ class Coordination:
     regimes: dict[str, RegimeState]
     closed_positions: list[Position] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
 def coordinate(
     cycle_id: str, at: datetime, account: AccountState, analyses: list[SymbolAnalysis], settings: Settings
 ) -> Coordination:
-    """Run exits, risk checks and execution for every analysed symbol, in order."""
+    """Run exits, risk checks and execution for every analysed symbol, in order (synchronous entry)."""
+    return run_sync(coordinate_async(cycle_id, at, account, analyses, settings))
+
+
+async def coordinate_async(
+    cycle_id: str, at: datetime, account: AccountState, analyses: list[SymbolAnalysis], settings: Settings
+) -> Coordination:
+    """The cycle's coordination on a fresh in-flow bus, its handlers subscribed."""
     prices = {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
-    portfolio = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
-    equity = portfolio.equity
-    risk, events = mark_equity(account.risk or initial_risk_state(equity, at), equity, at, settings.risk)
+    start = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
+    equity = start.equity
+    risk, breaker_events = mark_equity(
+        account.risk or initial_risk_state(equity, at), equity, at, settings.risk
+    )
+    bus = MessageBus(settings.bus, correlation_id=cycle_id)
+    audit: list[Message] = []
+    bus.subscribe("*", audit.append, subscriber="audit")
+    run = _Run(cycle_id, at, settings, bus, account, prices, risk, {a.symbol: a for a in analyses})
+    run.subscribe()
     if account.last_cycle_at is not None and at < account.last_cycle_at:
-        events.insert(
-            0,
+        await run.notice(
             f"as-of time {at.isoformat()} precedes the account's last cycle "
             f"({account.last_cycle_at.isoformat()}): balances and positions carry state from later cycles; "
-            "use a fresh database to replay the past",
+            "use a fresh database to replay the past"
         )
-    broker = PaperBroker(account.balances, settings.broker, settings.market.symbol_specs)
-    run = _Run(cycle_id, at, settings, broker, prices, list(account.positions), risk, events)
-    regimes = dict(account.regimes)
-    outcomes = []
+    for event in breaker_events:
+        await run.publish(Topic.RISK_ALERTS, event, Priority.URGENT)
     for analysis in analyses:
-        if analysis.regime is not None:
-            regimes[analysis.symbol] = analysis.regime.state
-        outcomes.append(run.symbol(analysis, account.coordinator))
+        await run.symbol(analysis)
+    await bus.retry_dead_letters()
     final = Portfolio(balances=run.broker.balances, prices=prices, positions=run.positions, as_of=at)
-    return Coordination(outcomes, final, equity, run.risk, regimes, run.closed, run.events)
+    regimes = dict(account.regimes) | {a.symbol: a.regime.state for a in analyses if a.regime is not None}
+    outcomes = [run.outcomes[a.symbol] for a in analyses]
+    return Coordination(
+        outcomes, final, equity, run.risk, regimes, run.closed, run.events, audit, bus.dead_letters()
+    )
 
 
 class _Run:
-    """Mutable bookkeeping of one coordination pass (positions, risk state, closed positions)."""
+    """One coordination pass: the coordinator's handlers and the bookkeeping they share."""
 
     def __init__(
         self,
         cycle_id: str,
         at: datetime,
         settings: Settings,
-        broker: PaperBroker,
+        bus: MessageBus,
+        account: AccountState,
         prices: dict[str, Decimal],
-        positions: list[Position],
         risk: RiskState,
-        events: list[str],
+        analyses: dict[str, SymbolAnalysis],
     ) -> None:
-        self.cycle_id, self.at, self.settings, self.broker, self.prices = (
-            cycle_id,
-            at,
-            settings,
-            broker,
-            prices,
-        )
-        self.positions, self.risk, self.events = positions, risk, events
+        self.cycle_id, self.at, self.settings, self.bus, self.prices = cycle_id, at, settings, bus, prices
+        self.state, self.analyses, self.risk = account.coordinator, analyses, risk
+        self.broker = PaperBroker(account.balances, settings.broker, settings.market.symbol_specs)
+        self.positions = list(account.positions)
         self.closed: list[Position] = []
+        self.events: list[str] = []
+        self.outcomes: dict[str, SymbolOutcome] = {}
 
-    def symbol(self, a: SymbolAnalysis, state: CoordinatorState) -> SymbolOutcome:
+    def subscribe(self) -> None:
+        """Risk and execution failures must fail the cycle, not vanish: those handlers propagate."""
+        self.bus.subscribe(
+            Topic.TRADING_SIGNALS,
+            self.on_trading_signal,
+            subscriber=SOURCE,
+            error_policy=ErrorPolicy.PROPAGATE,
+        )
+        self.bus.subscribe(Topic.RISK_ALERTS, self.on_risk_alert, subscriber=SOURCE)
+        self.bus.subscribe(Topic.EXECUTION_EVENTS, self.on_execution_event, subscriber=SOURCE)
+        self.bus.subscribe(Topic.SYSTEM_EVENTS, self.on_system_event, subscriber=SOURCE)
+
+    async def publish(self, topic: Topic, payload: BaseModel, priority: Priority = Priority.NORMAL) -> None:
+        await self.bus.publish(self.bus.message(topic, SOURCE, payload, priority))
+
+    async def notice(self, text: str) -> None:
+        await self.publish(Topic.SYSTEM_EVENTS, CoordinatorNoticed(text=text))
+
+    async def symbol(self, a: SymbolAnalysis) -> None:
+        """Exits, then the agents' outputs and the signal, published in pipeline order."""
         if a.error is not None or a.snapshot is None:
-            return SymbolOutcome(symbol=a.symbol, error=a.error or "no market data")
-        exits = self._exits(a.snapshot)
-        outcome = SymbolOutcome(
+            self.outcomes[a.symbol] = SymbolOutcome(symbol=a.symbol, error=a.error or "no market data")
+            await self.publish(
+                Topic.SYSTEM_EVENTS, SymbolSkipped(symbol=a.symbol, reason=a.error or "no data")
+            )
+            return
+        self.outcomes[a.symbol] = SymbolOutcome(
             symbol=a.symbol,
             price=a.snapshot.current_price,
             last_candle_at=a.snapshot.last_candle_at,
@@ -128,41 +182,89 @@ class _Run:
             technical=a.technical,
             regime=a.regime,
             signal=a.signal,
-            exits=exits,
+            exits=await self._exits(a.snapshot),
         )
-        if a.signal is None or a.regime is None or a.technical is None or a.signal.action is Action.HOLD:
-            return outcome
-        if state is not CoordinatorState.RUNNING:
-            self.events.append(f"{a.symbol}: {a.signal.action} not acted on, coordinator is {state}")
-            return outcome
-        verdict = self._verdict(a.signal, a.snapshot, a.regime, a.technical)
+        for topic, report in ((Topic.TA_SIGNALS, a.technical), (Topic.REGIME_UPDATES, a.regime)):
+            if report is not None:
+                await self.publish(topic, report)
+        if a.signal is not None:
+            await self.publish(Topic.TRADING_SIGNALS, a.signal, Priority.HIGH)
+
+    async def on_trading_signal(self, message: Message) -> None:
+        """Signal -> proposal -> risk verdict -> paper order; each step published."""
+        signal = message.payload
+        if not isinstance(signal, TradingSignal) or signal.action is Action.HOLD:
+            return
+        a = self.analyses[signal.symbol]
+        if a.snapshot is None or a.regime is None or a.technical is None:
+            return
+        if self.state is not CoordinatorState.RUNNING:
+            await self.notice(f"{signal.symbol}: {signal.action} not acted on, coordinator is {self.state}")
+            return
+        verdict = self._verdict(signal, a.snapshot, a.regime, a.technical)
         if verdict is None:
-            return outcome
-        execution = self._execute(verdict, a.snapshot) if verdict.approved else None
-        return outcome.model_copy(update={"verdict": verdict, "execution": execution})
+            await self.notice(
+                f"{signal.symbol}: {signal.action} has nothing to act on (no matching position)"
+            )
+            return
+        outcome = self.outcomes[signal.symbol].model_copy(update={"verdict": verdict})
+        self.outcomes[signal.symbol] = outcome
+        if not verdict.approved:
+            await self.publish(
+                Topic.RISK_ALERTS, TradeRejected(symbol=signal.symbol, verdict=verdict), Priority.HIGH
+            )
+            return
+        await self.publish(Topic.RISK_ALERTS, TradeApproved(symbol=signal.symbol, verdict=verdict))
+        execution = await self._execute(verdict, a.snapshot)
+        self.outcomes[signal.symbol] = outcome.model_copy(update={"execution": execution})
+
+    async def on_risk_alert(self, message: Message) -> None:
+        """Breaker changes go into the cycle's report (acting on them is the coordinator-state issue's)."""
+        event = message.payload
+        if isinstance(event, CircuitBreakerTripped):
+            self.events.append(f"{event.breaker} breaker tripped: {event.reason}")
+        elif isinstance(event, CircuitBreakerReset):
+            self.events.append(f"{event.breaker} breaker reset")
+
+    async def on_execution_event(self, message: Message) -> None:
+        """A refused order is worth a line in the report."""
+        event = message.payload
+        if isinstance(event, OrderRejected):
+            self.events.append(
+                f"{event.order.symbol}: order {event.order.client_order_id} rejected: {event.order.reason}"
+            )
+
+    async def on_system_event(self, message: Message) -> None:
+        """Notices and skipped symbols go into the report."""
+        event = message.payload
+        if isinstance(event, CoordinatorNoticed):
+            self.events.append(event.text)
+        elif isinstance(event, SymbolSkipped):
+            self.events.append(f"{event.symbol} skipped: {event.reason}")
 
     def _portfolio(self) -> Portfolio:
         return Portfolio(
             balances=self.broker.balances, prices=self.prices, positions=self.positions, as_of=self.at
         )
 
-    def _exits(self, snapshot: MarketSnapshot) -> list[Execution]:
+    async def _exits(self, snapshot: MarketSnapshot) -> list[Execution]:
         executions = []
         for position in [p for p in self.positions if p.symbol == snapshot.symbol]:
             trigger = find_exit(position, snapshot.candles)
             if trigger is None:
                 continue
             order_id = client_order_id(self.cycle_id, position.id, trigger.reason)
+            price = to_decimal(trigger.price)
             execution = self.broker.close(
                 [position],
                 order_id,
                 self.cycle_id,
-                to_decimal(trigger.price),
+                price,
                 trigger.at,
                 trigger.reason,
                 slippage=trigger.slippage,
             )
-            self._settle(execution)
+            await self._settle(execution)
             executions.append(execution)
         return executions
 
@@ -180,16 +282,14 @@ class _Run:
             reason = RiskReason(code="INVALID_PROPOSAL", message=_first_error(e))
             return RiskVerdict(status=VerdictStatus.REJECTED, proposal=None, rejections=[reason])
         if proposal is None:
-            self.events.append(
-                f"{signal.symbol}: {signal.action} has nothing to act on (no matching position)"
-            )
             return None
         ctx = RiskContext(portfolio, self.risk, regime.parameters, technical.indicators, self.at)
         return evaluate(proposal, ctx, self.settings.risk)
 
-    def _execute(self, verdict: RiskVerdict, snapshot: MarketSnapshot) -> Execution:
+    async def _execute(self, verdict: RiskVerdict, snapshot: MarketSnapshot) -> Execution:
         proposal = verdict.final_proposal
-        assert proposal is not None  # an approved verdict always carries its proposal
+        if proposal is None:
+            raise ValueError("an approved verdict without a proposal")
         order_id = client_order_id(self.cycle_id, proposal.symbol, proposal.side, proposal.intent)
         if proposal.intent is Intent.CLOSE:
             to_close = [p for p in self.positions if p.symbol == proposal.symbol]
@@ -198,21 +298,25 @@ class _Run:
             )
         else:
             execution = self.broker.open(proposal, order_id, self.cycle_id, snapshot.current_price, self.at)
-        self._settle(execution)
+        await self._settle(execution)
         return execution
 
-    def _settle(self, execution: Execution) -> None:
-        """Apply a filled order to the positions and the risk memory."""
-        if execution.order.status is not OrderStatus.FILLED:
+    async def _settle(self, execution: Execution) -> None:
+        """Apply an order's result to positions and risk memory, then publish it."""
+        if execution.order.status is not OrderStatus.FILLED or execution.fill is None:
+            await self.publish(Topic.EXECUTION_EVENTS, OrderRejected(order=execution.order), Priority.HIGH)
             return
+        await self.publish(Topic.EXECUTION_EVENTS, OrderFilled(order=execution.order, fill=execution.fill))
         if execution.opened_position is not None:
             self.positions.append(execution.opened_position)
+            await self.publish(Topic.PORTFOLIO_UPDATES, PositionOpened(position=execution.opened_position))
         closed_ids = {p.id for p in execution.closed_positions}
         self.positions = [p for p in self.positions if p.id not in closed_ids]
         for position in execution.closed_positions:
             self.closed.append(position)
             pnl = position.realized_pnl or Decimal(0)
             self.risk = record_trade_result(self.risk, position.symbol, pnl, self.at, self.settings.risk)
+            await self.publish(Topic.PORTFOLIO_UPDATES, PositionClosed(position=position), Priority.HIGH)
 
 
 def propose(signal: TradingSignal, price: Decimal, portfolio: Portfolio) -> TradeProposal | None:

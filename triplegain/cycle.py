@@ -102,6 +102,8 @@ def build_report(
         portfolio=result.portfolio,
         starting_equity=result.starting_equity,
         events=result.events,
+        messages=len(result.messages),
+        dead_letters=len(result.dead_letters),
     )
 
 

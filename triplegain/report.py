@@ -72,7 +72,8 @@ def render_markdown(report: CycleReport) -> str:
     parts = [
         f"# Trading cycle {report.cycle_id}",
         f"As of **{report.timestamp.isoformat()}**, status **{report.status}**, mode {report.mode}, "
-        f"decided by `{report.decided_by}`.",
+        f"decided by `{report.decided_by}`; "
+        f"{report.messages} bus messages, {report.dead_letters} dead letters.",
         header + "\n" + rows,
         "## Portfolio\n" + "\n".join(f"- {line}" for line in portfolio_lines(report)),
     ]

@@ -22,6 +22,7 @@ from triplegain.storage.tables import (
     AgentOutputRow,
     CycleRow,
     FillRow,
+    MessageRow,
     ModelVoteRow,
     OrderRow,
     PositionRow,
@@ -57,6 +58,7 @@ def test_one_cycle_end_to_end_persists_the_whole_chain(project_db: str) -> None:
         (PositionRow, 1),
     ]:
         assert count(project_db, table) == n, table.__tablename__
+    assert count(project_db, MessageRow) == report.messages >= 8
 
 
 def test_cycle_publishes_a_markdown_artifact(project_db: str) -> None:

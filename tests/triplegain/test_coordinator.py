@@ -200,3 +200,73 @@ def test_equity_drop_trips_the_daily_breaker_and_halts_new_trades(settings: Sett
     verdict = result.outcomes[0].verdict
     assert verdict is not None and verdict.status is VerdictStatus.HALTED
     assert result.risk.halted and any("daily_loss breaker tripped" in e for e in result.events)
+
+
+def test_the_cycle_events_travel_on_the_bus_linked_by_cycle_and_cause(settings: Settings) -> None:
+    result = coordinate("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+
+    kinds = [(m.topic.value, m.payload_type) for m in result.messages]
+    assert kinds == [
+        ("ta_signals", "TechnicalReport"),
+        ("regime_updates", "RegimeAssessment"),
+        ("trading_signals", "TradingSignal"),
+        ("risk_alerts", "TradeApproved"),
+        ("execution_events", "OrderFilled"),
+        ("portfolio_updates", "PositionOpened"),
+    ]
+    signal_msg = result.messages[2]
+    assert all(m.correlation_id == "c1" for m in result.messages)
+    assert [m.causation_id for m in result.messages[3:]] == [signal_msg.id] * 3
+    assert result.dead_letters == []
+
+
+def test_a_rejected_trade_is_published_as_trade_rejected(settings: Settings) -> None:
+    sell = signal(Action.SELL, entry_price=Decimal(100), stop_loss=Decimal(102), take_profit=Decimal(96))
+
+    result = coordinate("c1", AT, account(), [analysis(sell)], settings)
+
+    rejected = [m.payload for m in result.messages if m.payload_type == "TradeRejected"]
+    assert rejected[0].verdict.rejections[0].code == "SHORT_NOT_ALLOWED"  # type: ignore[attr-defined]
+
+
+def test_a_crashing_risk_handler_fails_the_cycle(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import triplegain.coordinator
+
+    def broken(*args: object) -> None:
+        raise ArithmeticError("risk engine bug")
+
+    monkeypatch.setattr(triplegain.coordinator, "evaluate", broken)
+
+    with pytest.raises(ArithmeticError, match="risk engine bug"):
+        coordinate("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+
+
+def test_a_failing_observer_is_dead_lettered_retried_and_the_cycle_completes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import triplegain.coordinator
+
+    async def broken(self: object, message: object) -> None:
+        raise ConnectionError("report sink down")
+
+    monkeypatch.setattr(triplegain.coordinator._Run, "on_execution_event", broken)
+
+    result = coordinate("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+
+    assert result.outcomes[0].execution is not None
+    [letter] = result.dead_letters
+    assert letter.message.payload_type == "OrderFilled" and letter.attempts == 2
+    assert letter.error == "ConnectionError: report sink down"
+
+
+def test_skipped_symbol_and_breakers_are_events_too(settings: Settings) -> None:
+    from triplegain.risk import initial_risk_state
+
+    risk = initial_risk_state(Decimal(10_600), AT - timedelta(hours=3))
+
+    result = coordinate("c1", AT, account(risk=risk), [SymbolAnalysis("XRP/USDT", error="no data")], settings)
+
+    kinds = [m.payload_type for m in result.messages]
+    assert kinds == ["CircuitBreakerTripped", "SymbolSkipped"]
+    assert result.messages[0].priority.name == "URGENT"
+    assert "XRP/USDT skipped: no data" in result.events

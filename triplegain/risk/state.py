@@ -13,7 +13,10 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from triplegain.events import CircuitBreakerReset, CircuitBreakerTripped
 from triplegain.settings import RiskSettings
+
+BreakerEvent = CircuitBreakerTripped | CircuitBreakerReset
 
 
 class Breaker(StrEnum):
@@ -62,19 +65,19 @@ def initial_risk_state(equity: Decimal, now: datetime) -> RiskState:
 
 def mark_equity(
     state: RiskState, equity: Decimal, now: datetime, s: RiskSettings
-) -> tuple[RiskState, list[str]]:
-    """Roll the day and week marks, raise the peak, and trip or clear breakers; returns events."""
-    events: list[str] = []
+) -> tuple[RiskState, list[BreakerEvent]]:
+    """Roll the day and week marks, raise the peak, and trip or clear breakers; returns what changed."""
+    events: list[BreakerEvent] = []
     tripped = dict(state.tripped)
     update: dict[str, object] = {}
     if _day(now) != state.day:
         update |= {"day": _day(now), "day_start_equity": equity}
         if tripped.pop(Breaker.DAILY_LOSS, None):
-            events.append("daily-loss breaker reset at the UTC day change")
+            events.append(CircuitBreakerReset(breaker=Breaker.DAILY_LOSS.value))
     if _week(now) != state.week:
         update |= {"week": _week(now), "week_start_equity": equity}
         if tripped.pop(Breaker.WEEKLY_LOSS, None):
-            events.append("weekly-loss breaker reset on the new ISO week")
+            events.append(CircuitBreakerReset(breaker=Breaker.WEEKLY_LOSS.value))
     state = state.model_copy(update={**update, "peak_equity": max(state.peak_equity, equity)})
     checks = (
         (
@@ -89,7 +92,7 @@ def mark_equity(
     for breaker, lost, limit, span in checks:
         if breaker not in tripped and lost >= limit:
             tripped[breaker] = f"equity {equity:.2f} is {lost:.2f}% down {span} (limit {limit}%)"
-            events.append(f"{breaker} breaker tripped: {tripped[breaker]}")
+            events.append(CircuitBreakerTripped(breaker=breaker.value, reason=tripped[breaker]))
     return state.model_copy(update={"tripped": tripped}), events
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from triplegain.bus import DeadLetter, Message
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import ConcurrentCycleError
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
@@ -27,7 +28,9 @@ from triplegain.storage.tables import (
     AgentOutputRow,
     CoordinatorStateRow,
     CycleRow,
+    DeadLetterRow,
     FillRow,
+    MessageRow,
     ModelVoteRow,
     OrderRow,
     PortfolioSnapshotRow,
@@ -92,6 +95,8 @@ def save_cycle(
         for analysis in analyses:
             session.add_all(_agent_rows(report.cycle_id, analysis))
         session.add_all(_verdict_rows(report))
+        session.add_all(_message_rows(report.cycle_id, result.messages))
+        session.add_all(_dead_letter_rows(report.cycle_id, result.dead_letters))
         session.add(_snapshot_row(report.cycle_id, result.portfolio))
         session.add_all([_order_row(e.order) for e in executions])
         session.flush()
@@ -102,6 +107,44 @@ def save_cycle(
         raise ConcurrentCycleError(
             f"{report.cycle_id}: already stored, or conflicting rows exist ({e.orig})"
         ) from e
+
+
+def _message_rows(cycle_id: str, messages: list[Message]) -> list[MessageRow]:
+    return [
+        MessageRow(
+            id=m.id,
+            cycle_id=cycle_id,
+            seq=seq,
+            timestamp=m.timestamp,
+            topic=m.topic.value,
+            source=m.source,
+            priority=int(m.priority),
+            correlation_id=m.correlation_id,
+            causation_id=m.causation_id,
+            ttl_seconds=m.ttl_seconds,
+            payload_type=m.payload_type,
+            payload=m.payload.model_dump(mode="json"),
+        )
+        for seq, m in enumerate(messages)
+    ]
+
+
+def _dead_letter_rows(cycle_id: str, letters: list[DeadLetter]) -> list[DeadLetterRow]:
+    return [
+        DeadLetterRow(
+            cycle_id=cycle_id,
+            message_id=d.message.id,
+            topic=d.message.topic.value,
+            subscriber=d.subscriber,
+            error=d.error,
+            attempts=d.attempts,
+            exhausted=d.exhausted,
+            first_failed_at=d.first_failed_at,
+            last_failed_at=d.last_failed_at,
+            message=d.message.model_dump(mode="json"),
+        )
+        for d in letters
+    ]
 
 
 def _verdict_rows(report: CycleReport) -> list[RiskDecisionRow]:

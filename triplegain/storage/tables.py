@@ -181,3 +181,41 @@ class CoordinatorStateRow(Base):
     regime_states: Mapped[dict[str, Any]]
     last_cycle_id: Mapped[str | None] = mapped_column(String(40))
     updated_at: Mapped[datetime]
+
+
+class MessageRow(Base):
+    """Every bus message of a cycle, written by the audit trail in the cycle's transaction."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_cycle_topic", "cycle_id", "topic"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"))
+    seq: Mapped[int] = mapped_column(Integer, doc="Order in which the audit trail received it")
+    timestamp: Mapped[datetime]
+    topic: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(40))
+    priority: Mapped[int]
+    correlation_id: Mapped[str | None] = mapped_column(String(40))
+    causation_id: Mapped[str | None] = mapped_column(String(32))
+    ttl_seconds: Mapped[float]
+    payload_type: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any]]
+
+
+class DeadLetterRow(Base):
+    """A delivery that still failed when the cycle ended."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
+    message_id: Mapped[str] = mapped_column(String(32))
+    topic: Mapped[str] = mapped_column(String(32))
+    subscriber: Mapped[str] = mapped_column(String(60))
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int]
+    exhausted: Mapped[bool]
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    message: Mapped[dict[str, Any]]

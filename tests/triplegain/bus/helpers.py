@@ -1,4 +1,4 @@
-"""Bus test helpers: a payload, a controllable clock, and a runner whose timeout turns a deadlock into a failure."""
+"""Bus test helpers: a payload, a hand-moved clock, a runner whose timeout turns a deadlock into a failure."""
 
 from __future__ import annotations
 

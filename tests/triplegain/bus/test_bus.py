@@ -8,11 +8,25 @@ import logging
 import pytest
 
 from tests.triplegain.bus.helpers import FakeClock, Tick, run
-from triplegain.bus import BusOverloaded, ErrorPolicy, Message, MessageBus, Priority, SubscriptionSuspended, Topic
+from triplegain.bus import (
+    BusOverloaded,
+    ErrorPolicy,
+    Message,
+    MessageBus,
+    Priority,
+    SubscriptionSuspended,
+    Topic,
+)
 from triplegain.settings import BusSettings
 
 
-def msg(bus: MessageBus, n: int = 0, topic: Topic = Topic.TA_SIGNALS, priority: Priority = Priority.NORMAL, **kw: object) -> Message:
+def msg(
+    bus: MessageBus,
+    n: int = 0,
+    topic: Topic = Topic.TA_SIGNALS,
+    priority: Priority = Priority.NORMAL,
+    **kw: object,
+) -> Message:
     return bus.message(topic, "test", Tick(n=n, **kw), priority)  # type: ignore[arg-type]
 
 
@@ -107,7 +121,9 @@ def test_patterns_and_filters() -> None:
     everything: list[str] = []
     btc: list[int] = []
     bus.subscribe("*", lambda m: everything.append(m.topic.value))
-    bus.subscribe(Topic.TA_SIGNALS, lambda m: btc.append(m.payload.n), filter=lambda m: m.payload.symbol == "BTC/USDT")  # type: ignore[attr-defined]
+    bus.subscribe(
+        Topic.TA_SIGNALS, lambda m: btc.append(m.payload.n), filter=lambda m: m.payload.symbol == "BTC/USDT"
+    )  # type: ignore[attr-defined]
 
     async def go() -> None:
         await bus.publish(msg(bus, 1))
@@ -151,7 +167,9 @@ def test_pending_messages_go_by_priority_then_fifo() -> None:
         await asyncio.sleep(0)  # the first delivery is now in progress, holding the queue
         later = [
             asyncio.create_task(bus.publish(msg(bus, n, priority=p)))
-            for n, p in enumerate([Priority.LOW, Priority.NORMAL, Priority.URGENT, Priority.HIGH, Priority.URGENT], 1)
+            for n, p in enumerate(
+                [Priority.LOW, Priority.NORMAL, Priority.URGENT, Priority.HIGH, Priority.URGENT], 1
+            )
         ]
         await asyncio.sleep(0)
         gate.set()

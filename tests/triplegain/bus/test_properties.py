@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from tests.triplegain.bus.helpers import Tick, run
 from triplegain.bus import Message, MessageBus, Priority, Topic
 
-messages = st.lists(st.tuples(st.sampled_from(list(Topic)), st.sampled_from(list(Priority))), min_size=1, max_size=40)
+messages = st.lists(
+    st.tuples(st.sampled_from(list(Topic)), st.sampled_from(list(Priority))), min_size=1, max_size=40
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -2,6 +2,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from tests.triplegain.factories import AT
+from triplegain.events import CircuitBreakerReset
 from triplegain.risk import initial_risk_state, mark_equity, record_trade_result, reset_drawdown_breaker
 from triplegain.risk.state import Breaker
 from triplegain.settings import RiskSettings
@@ -17,9 +18,9 @@ def test_daily_loss_trips_at_5_percent_and_resets_next_utc_day() -> None:
     next_day, reset_events = mark_equity(tripped, Decimal(9_500), AT + timedelta(days=1), S)
 
     assert Breaker.DAILY_LOSS in tripped.tripped and tripped.halted
-    assert "daily_loss breaker tripped" in events[0]
+    assert events[0].breaker == "daily_loss" and "5.00% down since the day began" in events[0].reason  # type: ignore[union-attr]
     assert not next_day.halted and next_day.day_start_equity == Decimal(9_500)
-    assert "reset" in reset_events[0]
+    assert reset_events[0] == CircuitBreakerReset(breaker="daily_loss")
 
 
 def test_daily_loss_below_threshold_does_not_trip() -> None:
@@ -46,7 +47,7 @@ def test_drawdown_needs_a_manual_reset() -> None:
     state, events = mark_equity(state, Decimal(9_500), AT + timedelta(days=1), S)
     later, _ = mark_equity(state, Decimal(9_600), AT + timedelta(days=30), S)
 
-    assert Breaker.MAX_DRAWDOWN in state.tripped and "20.83%" in events[0]
+    assert Breaker.MAX_DRAWDOWN in state.tripped and "20.83%" in events[0].reason  # type: ignore[union-attr]
     assert Breaker.MAX_DRAWDOWN in later.tripped
     cleared = reset_drawdown_breaker(later, Decimal(9_600))
     assert not cleared.halted and cleared.peak_equity == Decimal(9_600)

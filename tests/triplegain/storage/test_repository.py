@@ -20,6 +20,7 @@ from triplegain.storage.tables import (
     Base,
     CoordinatorStateRow,
     CycleRow,
+    DeadLetterRow,
     FillRow,
     ModelVoteRow,
     OrderRow,
@@ -185,3 +186,21 @@ def test_the_same_cycle_cannot_be_stored_twice(engine: Engine, cfg: Settings, re
         save(engine, *again)
 
     assert counts(engine)["cycles"] == 1 and counts(engine)["orders"] == 1
+
+
+def test_dead_letters_are_persisted_with_the_cycle(
+    engine: Engine, cfg: Settings, replay: ReplaySource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import triplegain.coordinator
+
+    async def broken(self: object, message: object) -> None:
+        raise ConnectionError("report sink down")
+
+    monkeypatch.setattr(triplegain.coordinator._Run, "on_execution_event", broken)
+    report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
+    save(engine, report, analyses, result, account)
+
+    with unit_of_work(engine) as s:
+        [row] = s.scalars(select(DeadLetterRow)).all()
+    assert row.cycle_id == report.cycle_id and row.topic == "execution_events" and row.attempts == 2
+    assert row.message["payload"]["order"]["symbol"] == "BTC/USDT" and report.dead_letters == 1
