@@ -477,3 +477,51 @@ def test_cancelled_publisher_does_not_strand_queued_messages() -> None:
     run(go())
 
     assert received == [1]
+
+
+def test_handler_may_unsubscribe_itself_and_others_mid_stream() -> None:
+    bus = MessageBus()
+    once: list[int] = []
+    steady: list[int] = []
+    handles: dict[str, object] = {}
+
+    def first_only(m: Message) -> None:
+        once.append(m.payload.n)  # type: ignore[attr-defined]
+        bus.unsubscribe(handles["once"])  # type: ignore[arg-type]
+
+    handles["once"] = bus.subscribe(Topic.TA_SIGNALS, first_only)
+    bus.subscribe(Topic.TA_SIGNALS, lambda m: steady.append(m.payload.n))  # type: ignore[attr-defined]
+
+    async def go() -> None:
+        for n in range(4):
+            await bus.publish(msg(bus, n))
+
+    run(go(), timeout=5)
+
+    assert once == [0] and steady == [0, 1, 2, 3]
+
+
+def test_pending_deliveries_to_an_unsubscribed_handler_are_dropped_not_stuck() -> None:
+    bus = MessageBus()
+    gate = asyncio.Event()
+    got: list[int] = []
+
+    async def slow(m: Message) -> None:
+        if m.payload.n == 0:  # type: ignore[attr-defined]
+            await gate.wait()
+        got.append(m.payload.n)  # type: ignore[attr-defined]
+
+    handle = bus.subscribe(Topic.TA_SIGNALS, slow)
+
+    async def go() -> None:
+        first = asyncio.create_task(bus.publish(msg(bus, 0)))
+        await asyncio.sleep(0)
+        queued = asyncio.create_task(bus.publish(msg(bus, 1)))
+        await asyncio.sleep(0)
+        bus.unsubscribe(handle)
+        gate.set()
+        await asyncio.gather(first, queued)
+
+    run(go())
+
+    assert got == [0] and bus.stats().backlog == 0

@@ -1,0 +1,21 @@
+"""The README's Python examples run as written (those that need no Prefect server)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+EXAMPLES = [b for b in BLOCKS if "flows." not in b and "blocks." not in b]  # those need a Prefect server
+
+
+def test_the_readme_has_runnable_examples() -> None:
+    assert len(EXAMPLES) >= 2
+
+
+@pytest.mark.parametrize("code", EXAMPLES, ids=lambda c: c.splitlines()[0])
+def test_readme_example_runs(code: str, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
