@@ -7,7 +7,12 @@
     ├── StorageError            the database failed: the cycle fails, nothing half-written
     │   ├── DatabaseUnavailable     unreachable or timed out: retried
     │   └── ConcurrentCycleError    another cycle committed first: this one is discarded
-    └── CycleError              the cycle as a whole could not run (every symbol failed)
+    ├── CycleError              the cycle as a whole could not run (every symbol failed)
+    └── LLMError                a language model gave no usable answer
+        ├── LLMUnavailable          transient (429, 5xx, timeout, connection, circuit open): retried
+        ├── LLMRejected             the provider refused the request (401, 400, ...): not retried
+        ├── LLMOutputInvalid        the answer did not fit the schema after one repair re-ask
+        └── LLMBudgetExceeded       the cost budget is spent: the offline path takes over
 
 Rule outcomes (a risk rejection, an order the broker refuses) are values, never exceptions.
 """
@@ -15,6 +20,10 @@ Rule outcomes (a risk rejection, an order the broker refuses) are values, never 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from triplegain.llm.models import Usage
 
 
 class TripleGainError(Exception):
@@ -63,3 +72,35 @@ class ConcurrentCycleError(StorageError):
 
 class CycleError(TripleGainError):
     """The trading cycle could not run at all."""
+
+
+class LLMError(TripleGainError):
+    """A language model gave no usable answer; names the provider and model, never a key.
+
+    `usage` is what the failed attempt still cost (tokens of a rejected answer), when known.
+    """
+
+    def __init__(self, provider: str, model: str, detail: str) -> None:
+        self.provider, self.model, self.detail = provider, model, detail
+        self.usage: Usage | None = None
+        super().__init__(f"{provider}/{model}: {detail}")
+
+
+class LLMUnavailable(LLMError):
+    """Transient: rate limited, server error, timeout, connection failure, or the circuit is open."""
+
+    def __init__(self, provider: str, model: str, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(provider, model, detail)
+        self.retry_after = retry_after
+
+
+class LLMRejected(LLMError):
+    """The provider refused the request (bad key, bad request): retrying cannot help."""
+
+
+class LLMOutputInvalid(LLMError):
+    """The answer did not parse into the expected schema, even after one repair re-ask."""
+
+
+class LLMBudgetExceeded(LLMError):
+    """The per-cycle or per-day cost budget is spent; calls fail closed to the offline path."""
