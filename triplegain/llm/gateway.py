@@ -1,0 +1,172 @@
+"""The way every agent reaches a model: failover along a chain, circuit breakers, cost budget, records.
+
+`LLMGateway.ask(agent, chain, prompt, schema)` tries the chain's providers in order, skipping those whose
+breaker is open; the first valid answer wins. Before each call the budget is checked: once the per-cycle
+or per-day budget is spent, calls fail closed (LLMBudgetExceeded) so the caller takes its offline path,
+and a BudgetExhausted event says so once. Every attempt, successful or not, becomes an LLMCall record.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from triplegain.errors import LLMBudgetExceeded, LLMError, LLMOutputInvalid, LLMRejected, LLMUnavailable
+from triplegain.llm.ask import ask_provider
+from triplegain.llm.breaker import Breakers
+from triplegain.llm.models import Answer, Prompt, ProviderConfig, T, Usage
+
+Outcome = Literal["ok", "repaired", "invalid", "unavailable", "rejected", "circuit_open", "budget_exceeded"]
+Caller = Callable[[ProviderConfig, Prompt, type[T]], Awaitable[Answer[T]]]
+Clock = Callable[[], datetime]
+
+
+class LLMCall(BaseModel):
+    """One attempt to get an answer from one provider (a row of `llm_calls`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cycle_id: str | None
+    agent: str
+    provider: str
+    model: str
+    started_at: AwareDatetime
+    latency_ms: float = Field(0, ge=0)
+    tokens_in: int = Field(0, ge=0)
+    tokens_out: int = Field(0, ge=0)
+    cost_usd: Decimal = Field(Decimal(0), ge=0)
+    outcome: Outcome
+    error: str | None = None
+
+
+class BudgetExhausted(BaseModel):
+    """Event: LLM spending hit a limit; until it resets, agents use their offline path."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: Literal["cycle", "day"]
+    limit_usd: Decimal
+    spent_usd: Decimal
+
+
+class Budget:
+    """Per-cycle and per-day LLM spending, checked before each call (thread-safe)."""
+
+    def __init__(self, per_cycle: Decimal, per_day: Decimal, spent_today: Decimal = Decimal(0)) -> None:
+        self.per_cycle, self.per_day = per_cycle, per_day
+        self.spent_cycle, self.spent_today = Decimal(0), spent_today
+        self._lock = threading.Lock()
+
+    def exhausted(self) -> BudgetExhausted | None:
+        """Which limit is reached, if any."""
+        with self._lock:
+            if self.spent_cycle >= self.per_cycle:
+                return BudgetExhausted(scope="cycle", limit_usd=self.per_cycle, spent_usd=self.spent_cycle)
+            if self.spent_today >= self.per_day:
+                return BudgetExhausted(scope="day", limit_usd=self.per_day, spent_usd=self.spent_today)
+            return None
+
+    def spend(self, usd: Decimal) -> None:
+        """Count a call's cost."""
+        with self._lock:
+            self.spent_cycle += usd
+            self.spent_today += usd
+
+
+class LLMGateway:
+    """Failover, breakers, budget and records for one run."""
+
+    def __init__(
+        self,
+        breakers: Breakers,
+        budget: Budget,
+        cycle_id: str | None = None,
+        clock: Clock = lambda: datetime.now(UTC),
+        call: Caller[BaseModel] = ask_provider,
+    ) -> None:
+        self.breakers, self.budget, self.cycle_id, self.clock = breakers, budget, cycle_id, clock
+        self._call = call
+        self.records: list[LLMCall] = []
+        self.events: list[BudgetExhausted] = []
+        self._lock = threading.Lock()
+
+    async def ask(
+        self, agent: str, chain: Sequence[ProviderConfig], prompt: Prompt, schema: type[T]
+    ) -> Answer[T]:
+        """The first valid answer along `chain`; LLMBudgetExceeded, or LLMUnavailable when all failed."""
+        if not chain:
+            raise ValueError(f"{agent}: no LLM provider configured")
+        failures: list[str] = []
+        for config in chain:
+            self._check_budget(agent, config)
+            now = self.clock()
+            if not self.breakers.admit(config.name, now):
+                self._record(agent, config, now, "circuit_open", error="circuit breaker open")
+                failures.append(f"{config.name}: circuit open")
+                continue
+            try:
+                answer = await self._call(config, prompt, schema)
+            except LLMError as e:
+                self.breakers.failed(config.name, self.clock())
+                self._record(agent, config, now, _outcome(e), e.usage, str(e))
+                failures.append(str(e))
+                continue
+            self.breakers.succeeded(config.name)
+            self._record(agent, config, now, "repaired" if answer.repaired else "ok", answer.usage)
+            return answer  # type: ignore[return-value]
+        last = chain[-1]
+        raise LLMUnavailable(last.name, last.model, f"{agent}: every provider failed: " + "; ".join(failures))
+
+    def _check_budget(self, agent: str, config: ProviderConfig) -> None:
+        exhausted = self.budget.exhausted()
+        if exhausted is None:
+            return
+        with self._lock:
+            if not any(e.scope == exhausted.scope for e in self.events):
+                self.events.append(exhausted)
+        self._record(agent, config, self.clock(), "budget_exceeded", error=f"{exhausted.scope} budget spent")
+        raise LLMBudgetExceeded(
+            config.name,
+            config.model,
+            f"{exhausted.scope} LLM budget of {exhausted.limit_usd} USD spent ({exhausted.spent_usd:.4f})",
+        )
+
+    def _record(
+        self,
+        agent: str,
+        config: ProviderConfig,
+        started: datetime,
+        outcome: Outcome,
+        usage: Usage | None = None,
+        error: str | None = None,
+    ) -> None:
+        usage = usage or Usage(provider=config.name, model=config.model)
+        self.budget.spend(usage.cost_usd)
+        record = LLMCall(
+            cycle_id=self.cycle_id,
+            agent=agent,
+            provider=config.name,
+            model=config.model,
+            started_at=started,
+            latency_ms=usage.latency_ms,
+            tokens_in=usage.tokens_in,
+            tokens_out=usage.tokens_out,
+            cost_usd=usage.cost_usd,
+            outcome=outcome,
+            error=error,
+        )
+        with self._lock:
+            self.records.append(record)
+
+
+def _outcome(error: LLMError) -> Outcome:
+    if isinstance(error, LLMOutputInvalid):
+        return "invalid"
+    if isinstance(error, LLMRejected):
+        return "rejected"
+    return "unavailable"
