@@ -92,6 +92,7 @@ class LLMUnavailable(LLMError):
     def __init__(self, provider: str, model: str, detail: str, retry_after: float | None = None) -> None:
         super().__init__(provider, model, detail)
         self.retry_after = retry_after
+        self.retryable = True  # False when the provider asks us to wait longer than we are willing to
 
 
 class LLMRejected(LLMError):

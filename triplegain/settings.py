@@ -32,6 +32,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from triplegain.errors import ConfigError, ConfigProblem
+from triplegain.llm.breaker import BreakerPolicy
+from triplegain.llm.models import ProviderConfig
 from triplegain.models.analysis import RegimeParameters
 from triplegain.models.enums import EntryStrictness, Regime
 
@@ -403,6 +405,50 @@ class BusSettings(BaseModel):
     )
 
 
+class LLMSettings(BaseModel):
+    """Language models: the providers, who uses which, retries, breakers and the cost budget.
+
+    No provider is configured by default: every agent then runs its deterministic offline path. A name
+    used in `decision_models`, `sentiment_models` or `resolution_chain` is found, at run time, in the
+    Prefect Block `llm-<name>` if one is saved, else in `providers` here; its API key in the block, in
+    `TRIPLEGAIN_LLM__PROVIDERS__<NAME>__API_KEY`, or in the conventional `<NAME>_API_KEY`.
+    """
+
+    model_config = _SECTION
+
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    decision_models: list[str] = Field(default_factory=list, description="Providers voting on trades")
+    sentiment_models: list[str] = Field(default_factory=list, description="Providers rating the news")
+    resolution_chain: list[str] = Field(default_factory=list, description="Conflict resolver, then fallbacks")
+    retries: int = Field(2, ge=0, description="Task retries of one call, for transient errors only")
+    retry_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each retry")
+    retry_jitter: float = Field(0.5, ge=0, le=1, description="Random share added to each delay")
+    max_retry_after_seconds: float = Field(30, ge=0, description="A longer Retry-After is not waited for")
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    budget_per_cycle_usd: Decimal = Field(Decimal("0.50"), ge=0)
+    budget_per_day_usd: Decimal = Field(Decimal("5.00"), ge=0)
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _names_from_keys(cls, providers: object) -> object:
+        """A provider's name defaults to its key in `providers`."""
+        if isinstance(providers, dict):
+            return {k: {"name": k, **v} if isinstance(v, dict) else v for k, v in providers.items()}
+        return providers
+
+    @model_validator(mode="after")
+    def _names_match(self) -> LLMSettings:
+        for name, provider in self.providers.items():
+            if provider.name != name:
+                raise ValueError(f"providers.{name} has name {provider.name!r}; they must match")
+        return self
+
+    def referenced(self) -> list[str]:
+        """Every provider some agent uses, in first-mention order."""
+        names = [*self.decision_models, *self.sentiment_models, *self.resolution_chain]
+        return list(dict.fromkeys(names))
+
+
 def default_database_url() -> str:
     """An SQLite file in the per-user data directory."""
     return f"sqlite:///{Path(user_data_dir('triplegain', appauthor=False)) / 'triplegain.db'}"
@@ -456,6 +502,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -11,9 +11,6 @@ from abc import ABC, abstractmethod
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import anthropic
-import openai
-
 from triplegain.errors import LLMRejected, LLMUnavailable
 from triplegain.llm.models import Completion, Prompt, ProviderConfig
 
@@ -52,6 +49,9 @@ class ChatModel(ABC):
 
     def _translate(self, error: Exception) -> Exception:
         """An SDK exception (both SDKs share these names) as LLMUnavailable or LLMRejected."""
+        import anthropic
+        import openai
+
         timeout = self.config.timeout_seconds
         if isinstance(error, openai.APITimeoutError | anthropic.APITimeoutError):
             return self._unavailable(f"no answer within the {timeout:g} s timeout")
@@ -70,6 +70,8 @@ class OpenAIChat(ChatModel):
     """OpenAI chat completions: OpenAI itself, and DeepSeek, xAI, Ollama or vLLM through `base_url`."""
 
     def __init__(self, config: ProviderConfig) -> None:
+        import openai  # the SDKs take over a second to import: only when a model is really used
+
         super().__init__(config)
         self._client = openai.AsyncOpenAI(
             api_key=config.api_key.get_secret_value() if config.api_key else "not-needed",
@@ -109,6 +111,8 @@ class AnthropicMessages(ChatModel):
     """Anthropic messages API (Claude). The current SDK takes no temperature: the model's default applies."""
 
     def __init__(self, config: ProviderConfig) -> None:
+        import anthropic
+
         super().__init__(config)
         self._client = anthropic.AsyncAnthropic(
             api_key=config.api_key.get_secret_value() if config.api_key else None,

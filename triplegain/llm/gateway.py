@@ -14,34 +14,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from triplegain.errors import LLMBudgetExceeded, LLMError, LLMOutputInvalid, LLMRejected, LLMUnavailable
 from triplegain.llm.ask import ask_provider
 from triplegain.llm.breaker import Breakers
-from triplegain.llm.models import Answer, Prompt, ProviderConfig, T, Usage
+from triplegain.llm.models import Answer, LLMCall, Outcome, Prompt, ProviderConfig, T, Usage
 
-Outcome = Literal["ok", "repaired", "invalid", "unavailable", "rejected", "circuit_open", "budget_exceeded"]
 Caller = Callable[[ProviderConfig, Prompt, type[T]], Awaitable[Answer[T]]]
 Clock = Callable[[], datetime]
-
-
-class LLMCall(BaseModel):
-    """One attempt to get an answer from one provider (a row of `llm_calls`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    cycle_id: str | None
-    agent: str
-    provider: str
-    model: str
-    started_at: AwareDatetime
-    latency_ms: float = Field(0, ge=0)
-    tokens_in: int = Field(0, ge=0)
-    tokens_out: int = Field(0, ge=0)
-    cost_usd: Decimal = Field(Decimal(0), ge=0)
-    outcome: Outcome
-    error: str | None = None
 
 
 class BudgetExhausted(BaseModel):

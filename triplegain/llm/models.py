@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 T = TypeVar("T", bound=BaseModel)
 MILLION = Decimal(1_000_000)
+Outcome = Literal["ok", "repaired", "invalid", "unavailable", "rejected", "circuit_open", "budget_exceeded"]
 
 
 class ProviderConfig(BaseModel):
@@ -91,3 +92,21 @@ class Prompt(BaseModel):
 
     system: str
     user: str
+
+
+class LLMCall(BaseModel):
+    """One attempt to get an answer from one provider (a row of `llm_calls`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cycle_id: str | None
+    agent: str
+    provider: str
+    model: str
+    started_at: AwareDatetime
+    latency_ms: float = Field(0, ge=0)
+    tokens_in: int = Field(0, ge=0)
+    tokens_out: int = Field(0, ge=0)
+    cost_usd: Decimal = Field(Decimal(0), ge=0)
+    outcome: Outcome
+    error: str | None = None

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from triplegain.bus import DeadLetter, Message
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import ConcurrentCycleError
+from triplegain.llm.models import LLMCall
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
 from triplegain.models.cycle import CycleReport, Execution
 from triplegain.models.decision import TradingSignal
@@ -30,6 +31,7 @@ from triplegain.storage.tables import (
     CycleRow,
     DeadLetterRow,
     FillRow,
+    LLMCallRow,
     MessageRow,
     ModelVoteRow,
     OrderRow,
@@ -303,3 +305,14 @@ def _snapshot_row(cycle_id: str, portfolio: Portfolio) -> PortfolioSnapshotRow:
         exposure=portfolio.exposure(),
         open_positions=len(portfolio.positions),
     )
+
+
+def save_llm_calls(session: Session, calls: list[LLMCall]) -> None:
+    """Record LLM call attempts (with the cycle's unit of work, or on their own for other flows)."""
+    session.add_all(LLMCallRow(**c.model_dump()) for c in calls)
+
+
+def llm_spent_since(session: Session, since: datetime) -> Decimal:
+    """USD spent on LLM calls since `since` (what the day budget has left to give)."""
+    rows = session.scalars(select(LLMCallRow.cost_usd).where(LLMCallRow.started_at >= since))
+    return sum(rows, Decimal(0))

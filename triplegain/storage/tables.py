@@ -219,3 +219,23 @@ class DeadLetterRow(Base):
     first_failed_at: Mapped[datetime]
     last_failed_at: Mapped[datetime]
     message: Mapped[dict[str, Any]]
+
+
+class LLMCallRow(Base):
+    """One attempt to get an answer from one provider: who asked, who answered, what it cost."""
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (Index("ix_llm_calls_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    agent: Mapped[str] = mapped_column(String(40))
+    provider: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    latency_ms: Mapped[float]
+    tokens_in: Mapped[int]
+    tokens_out: Mapped[int]
+    cost_usd: Mapped[Decimal]
+    outcome: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Language models: provider adapters on the official SDKs, structured answers, failover, breakers, budget."""
