@@ -61,6 +61,7 @@ class FakeLLMServer:
 
     def __init__(self) -> None:
         self._steps: deque[Step] = deque()
+        self._by_model: dict[str, deque[Step]] = {}
         self._lock = threading.Lock()
         self.default: Step | None = None
         self.requests: list[Recorded] = []
@@ -89,6 +90,11 @@ class FakeLLMServer:
         with self._lock:
             self._steps.extend(steps)
 
+    def script_for(self, model: str, *steps: Step) -> None:
+        """Queue responses for requests naming `model` only (concurrent callers stay deterministic)."""
+        with self._lock:
+            self._by_model.setdefault(model, deque()).extend(steps)
+
     def answer(self, payload: dict[str, Any] | str, **kw: Any) -> Step:
         """A successful answer whose text is `payload` (JSON-encoded when a dict)."""
         return Step(text=payload if isinstance(payload, str) else json.dumps(payload), **kw)
@@ -114,8 +120,11 @@ class FakeLLMServer:
             name=name, kind="anthropic", model=model, base_url=self.url, api_key=SecretStr(TEST_KEY), **kw
         )
 
-    def _next(self) -> Step | None:
+    def _next(self, model: str | None) -> Step | None:
         with self._lock:
+            own = self._by_model.get(model or "")
+            if own:
+                return own.popleft()
             return self._steps.popleft() if self._steps else self.default
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -134,7 +143,7 @@ class FakeLLMServer:
                 server.requests.append(
                     Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 )
-                step = server._next()
+                step = server._next(body.get("model"))
                 if step is None:
                     self._send(500, {"error": {"message": "fake server: no scripted answer left"}}, {})
                     return
