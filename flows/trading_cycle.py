@@ -10,6 +10,7 @@ From a notebook:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -17,13 +18,19 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 
 from blocks.database import with_database_from_block
-from tasks.agents import analyze_technicals, assess_regime, decide
+from blocks.llm import resolve_providers
+from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
 from tasks.coordination import coordinate_signals
+from tasks.llm import ensure_llm_limits, llm_caller
 from tasks.market import fetch_snapshot, market_source
-from tasks.storage import fetch_account, find_report, persist_cycle, prepare_database
+from tasks.storage import fetch_account, find_report, llm_spent, persist_cycle, prepare_database
+from triplegain.aio import run_sync
 from triplegain.coordinator import AccountState, SymbolAnalysis
 from triplegain.cycle import build_report, cycle_id_for, cycle_status, normalize_at
 from triplegain.errors import CycleError
+from triplegain.llm.breaker import Breakers
+from triplegain.llm.gateway import Budget, BudgetExhausted, LLMGateway, LLMRunResult
+from triplegain.llm.models import ProviderConfig
 from triplegain.market import ReplaySource
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CoordinatorState, CycleStatus
@@ -58,26 +65,62 @@ def trading_cycle(
     account = fetch_account(settings)
     if account.coordinator is CoordinatorState.HALTED:
         raise CycleError("coordinator is HALTED: no cycle runs until it is resumed")
-    analyses = _analyze(settings, at, account)
+    voting = _llm_voting(settings, account, cycle_id)
+    analyses = _analyze(settings, at, account, voting)
     if cycle_status(analyses) is CycleStatus.FAILED:
         raise CycleError("every symbol failed: " + "; ".join(a.error or "" for a in analyses))
-    result = coordinate_signals(cycle_id, at, account, analyses, settings)
-    report = build_report(cycle_id, at, started, analyses, result, settings)
-    persist_cycle(report, analyses, result, account, settings)
+    llm = voting[0].result() if voting else LLMRunResult(breakers=account.llm_breakers)
+    notices = [_budget_notice(e) for e in llm.events]
+    result = coordinate_signals(cycle_id, at, account, analyses, settings, notices)
+    cost = sum((r.cost_usd for r in llm.records), Decimal(0))
+    report = build_report(cycle_id, at, started, analyses, result, settings, cost)
+    persist_cycle(report, analyses, result, account, llm, settings)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=render_markdown(report), description=cycle_id)
     return report
 
 
-def _analyze(settings: Settings, at: datetime, account: AccountState) -> list[SymbolAnalysis]:
+def _llm_voting(
+    settings: Settings, account: AccountState, cycle_id: str
+) -> tuple[LLMGateway, list[ProviderConfig]] | None:
+    """The run's LLM gateway and voting models when models vote on trades; None keeps the offline model."""
+    if not settings.llm.decision_models:
+        return None
+    providers = resolve_providers(settings.llm)
+    run_sync(ensure_llm_limits(list(providers.values())))
+    day_start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    budget = Budget(
+        settings.llm.budget_per_cycle_usd, settings.llm.budget_per_day_usd, llm_spent(day_start, settings)
+    )
+    breakers = Breakers(settings.llm.breaker, account.llm_breakers)
+    gateway = LLMGateway(breakers, budget, cycle_id, call=llm_caller(settings.llm))
+    return gateway, [providers[n] for n in settings.llm.decision_models]
+
+
+def _analyze(
+    settings: Settings,
+    at: datetime,
+    account: AccountState,
+    voting: tuple[LLMGateway, list[ProviderConfig]] | None,
+) -> list[SymbolAnalysis]:
     """Submit every symbol's agent chain at once; collect them, turning data errors into skipped symbols."""
     chains = []
     for symbol in settings.market.symbols:
         snapshot = fetch_snapshot.submit(symbol, at, settings)
         technical = analyze_technicals.submit(snapshot, settings)
         regime = assess_regime.submit(snapshot, technical, account.regimes.get(symbol), settings)
-        signal = decide.submit(snapshot, technical, regime, settings)
+        if voting is None:
+            signal = decide.submit(snapshot, technical, regime, settings)
+        else:
+            signal = decide_with_llms.submit(snapshot, technical, regime, settings, *voting)
         chains.append((symbol, snapshot, technical, regime, signal))
     return [_collect(*chain) for chain in chains]
+
+
+def _budget_notice(event: BudgetExhausted) -> str:
+    return (
+        f"LLM {event.scope} budget of {event.limit_usd} USD spent ({event.spent_usd:.4f} USD): "
+        "the offline model decided instead"
+    )
 
 
 def _collect(

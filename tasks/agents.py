@@ -5,7 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from triplegain.agents.llm_decision import decide_with_models
 from triplegain.cycle import decision_step, regime_step, technical_step
+from triplegain.llm.gateway import LLMGateway
+from triplegain.llm.models import ProviderConfig
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.market import MarketSnapshot
@@ -32,3 +35,20 @@ def decide(
 ) -> TradingSignal:
     """The models' votes aggregated into a signal."""
     return decision_step(snapshot, technical, regime, settings)
+
+
+@task(name="trading-decision-llm", cache_policy=NO_CACHE)
+async def decide_with_llms(
+    snapshot: MarketSnapshot,
+    technical: TechnicalReport,
+    regime: RegimeAssessment,
+    settings: Settings,
+    gateway: LLMGateway,
+    models: list[ProviderConfig],
+) -> TradingSignal:
+    """The configured models vote in parallel (each call an ask-llm task) and the votes are aggregated.
+
+    The gateway is the run's in-process keeper of breakers, budget and call records; it holds no client
+    or connection (each ask-llm task opens and closes its own), which is why it may be passed here.
+    """
+    return await decide_with_models(snapshot, technical, regime, settings, gateway, models)

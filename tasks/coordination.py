@@ -13,7 +13,12 @@ from triplegain.settings import Settings
 
 @task(name="coordinate", cache_policy=NO_CACHE)
 def coordinate_signals(
-    cycle_id: str, at: datetime, account: AccountState, analyses: list[SymbolAnalysis], settings: Settings
+    cycle_id: str,
+    at: datetime,
+    account: AccountState,
+    analyses: list[SymbolAnalysis],
+    settings: Settings,
+    notices: list[str],
 ) -> Coordination:
     """Risk engine and broker over the cycle's signals; deterministic, so a retry repeats it exactly."""
-    return coordinate(cycle_id, at, account, analyses, settings)
+    return coordinate(cycle_id, at, account, analyses, settings, notices)

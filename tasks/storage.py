@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from prefect import Task, task
@@ -14,9 +16,11 @@ from sqlalchemy.exc import OperationalError
 
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import DatabaseUnavailable
+from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.cycle import CycleReport
 from triplegain.settings import Settings
 from triplegain.storage import create_db_engine, load_account, load_report, migrate, save_cycle, unit_of_work
+from triplegain.storage.repository import llm_spent_since
 
 _engines: dict[tuple[str, int, int], Engine] = {}
 _engines_lock = threading.Lock()
@@ -85,8 +89,16 @@ def persist_cycle(
     analyses: list[SymbolAnalysis],
     result: Coordination,
     account: AccountState,
+    llm: LLMRunResult,
     settings: Settings,
 ) -> None:
-    """Commit the cycle's whole chain in one transaction (all or nothing)."""
+    """Commit the cycle's whole chain, its LLM calls included, in one transaction (all or nothing)."""
     with unit_of_work(engine_for(settings)) as session:
-        save_cycle(session, report, analyses, result, account)
+        save_cycle(session, report, analyses, result, account, llm)
+
+
+@_db_task("llm-spent")
+def llm_spent(since: datetime, settings: Settings) -> Decimal:
+    """USD spent on LLM calls since `since` (the day budget's starting point)."""
+    with unit_of_work(engine_for(settings)) as session:
+        return llm_spent_since(session, since)

@@ -9,6 +9,7 @@ subscriber records every message; the cycle persists them (and any dead letters)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -31,6 +32,7 @@ from triplegain.events import (
     TradeRejected,
 )
 from triplegain.exits import find_exit
+from triplegain.llm.breaker import Breaker
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
 from triplegain.models.cycle import Execution, SymbolOutcome
 from triplegain.models.decision import TradingSignal
@@ -56,6 +58,7 @@ class AccountState:
     regimes: dict[str, RegimeState]
     version: int = 0
     last_cycle_at: datetime | None = None
+    llm_breakers: dict[str, Breaker] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,27 @@ class Coordination:
 
 
 def coordinate(
-    cycle_id: str, at: datetime, account: AccountState, analyses: list[SymbolAnalysis], settings: Settings
+    cycle_id: str,
+    at: datetime,
+    account: AccountState,
+    analyses: list[SymbolAnalysis],
+    settings: Settings,
+    notices: Sequence[str] = (),
 ) -> Coordination:
-    """Run exits, risk checks and execution for every analysed symbol, in order (synchronous entry)."""
-    return run_sync(coordinate_async(cycle_id, at, account, analyses, settings))
+    """Run exits, risk checks and execution for every analysed symbol, in order (synchronous entry).
+
+    `notices` are things earlier steps want the report to say (e.g. the LLM budget ran out).
+    """
+    return run_sync(coordinate_async(cycle_id, at, account, analyses, settings, notices))
 
 
 async def coordinate_async(
-    cycle_id: str, at: datetime, account: AccountState, analyses: list[SymbolAnalysis], settings: Settings
+    cycle_id: str,
+    at: datetime,
+    account: AccountState,
+    analyses: list[SymbolAnalysis],
+    settings: Settings,
+    notices: Sequence[str] = (),
 ) -> Coordination:
     """The cycle's coordination on a fresh in-flow bus, its handlers subscribed."""
     prices = {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
@@ -113,6 +129,8 @@ async def coordinate_async(
             f"({account.last_cycle_at.isoformat()}): balances and positions carry state from later cycles; "
             "use a fresh database to replay the past"
         )
+    for text in notices:
+        await run.notice(text)
     for event in breaker_events:
         await run.publish(Topic.RISK_ALERTS, event, Priority.URGENT)
     for analysis in analyses:

@@ -6,6 +6,7 @@ The Prefect flow runs the same steps as tasks; backtests and benchmarks call `ru
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.agents.regime import assess_regime
@@ -88,6 +89,7 @@ def build_report(
     analyses: list[SymbolAnalysis],
     result: Coordination,
     settings: Settings,
+    llm_cost_usd: Decimal = Decimal(0),
 ) -> CycleReport:
     """The typed report of a finished cycle."""
     signals = [a.signal for a in analyses if a.signal is not None]
@@ -104,6 +106,7 @@ def build_report(
         events=result.events,
         messages=len(result.messages),
         dead_letters=len(result.dead_letters),
+        llm_cost_usd=llm_cost_usd,
     )
 
 

@@ -73,7 +73,8 @@ def render_markdown(report: CycleReport) -> str:
         f"# Trading cycle {report.cycle_id}",
         f"As of **{report.timestamp.isoformat()}**, status **{report.status}**, mode {report.mode}, "
         f"decided by `{report.decided_by}`; "
-        f"{report.messages} bus messages, {report.dead_letters} dead letters.",
+        f"{report.messages} bus messages, {report.dead_letters} dead letters, "
+        f"LLM cost {report.llm_cost_usd:.4f} USD.",
         header + "\n" + rows,
         "## Portfolio\n" + "\n".join(f"- {line}" for line in portfolio_lines(report)),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from triplegain.errors import LLMBudgetExceeded, LLMError, LLMOutputInvalid, LLMRejected, LLMUnavailable
 from triplegain.llm.ask import ask_provider
-from triplegain.llm.breaker import Breakers
+from triplegain.llm.breaker import Breaker, Breakers
 from triplegain.llm.models import Answer, LLMCall, Outcome, Prompt, ProviderConfig, T, Usage
 
 Caller = Callable[[ProviderConfig, Prompt, type[T]], Awaitable[Answer[T]]]
@@ -59,6 +60,15 @@ class Budget:
             self.spent_today += usd
 
 
+@dataclass(frozen=True)
+class LLMRunResult:
+    """What a run's LLM use leaves to persist: call records, breaker states, budget events."""
+
+    records: list[LLMCall] = field(default_factory=list)
+    breakers: dict[str, Breaker] = field(default_factory=dict)
+    events: list[BudgetExhausted] = field(default_factory=list)
+
+
 class LLMGateway:
     """Failover, breakers, budget and records for one run."""
 
@@ -75,6 +85,11 @@ class LLMGateway:
         self.records: list[LLMCall] = []
         self.events: list[BudgetExhausted] = []
         self._lock = threading.Lock()
+
+    def result(self) -> LLMRunResult:
+        """Records, breaker states and events so far."""
+        with self._lock:
+            return LLMRunResult(list(self.records), self.breakers.export(), list(self.events))
 
     async def ask(
         self, agent: str, chain: Sequence[ProviderConfig], prompt: Prompt, schema: type[T]

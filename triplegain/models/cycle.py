@@ -61,6 +61,7 @@ class CycleReport(BaseModel):
     events: list[str] = Field(default_factory=list, description="Breakers tripped, resets, notes")
     messages: int = Field(0, ge=0, description="Bus messages the cycle published (all persisted)")
     dead_letters: int = Field(0, ge=0, description="Deliveries still failing at the end of the cycle")
+    llm_cost_usd: Decimal = Field(Decimal(0), ge=0, description="What the cycle's LLM calls cost")
     replayed: bool = Field(False, description="True when this cycle had already run and was read back")
 
     def outcome(self, symbol: str) -> SymbolOutcome:

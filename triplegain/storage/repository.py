@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from triplegain.bus import DeadLetter, Message
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import ConcurrentCycleError
+from triplegain.llm.breaker import Breaker
+from triplegain.llm.gateway import LLMRunResult
 from triplegain.llm.models import LLMCall
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
 from triplegain.models.cycle import CycleReport, Execution
@@ -66,8 +68,13 @@ def load_account(session: Session, settings: Settings) -> AccountState:
         risk=RiskState.model_validate(state.risk_state) if state and state.risk_state else None,
         regimes={k: RegimeState.model_validate(v) for k, v in state.regime_states.items()} if state else {},
         version=state.version if state else 0,
+        llm_breakers=_breakers(state.llm_breakers if state else None),
         last_cycle_at=_cycle_time(session, state.last_cycle_id if state else None),
     )
+
+
+def _breakers(data: dict[str, Any] | None) -> dict[str, Breaker]:
+    return {k: Breaker.model_validate(v) for k, v in (data or {}).items()}
 
 
 def _cycle_time(session: Session, cycle_id: str | None) -> datetime | None:
@@ -87,9 +94,11 @@ def save_cycle(
     analyses: list[SymbolAnalysis],
     result: Coordination,
     account: AccountState,
+    llm: LLMRunResult | None = None,
 ) -> None:
-    """Write the cycle, agent outputs, votes, verdicts, orders, fills, positions, snapshot and state."""
-    _claim_account(session, report, result, account)
+    """Write the whole chain: cycle, agents, votes, verdicts, orders, fills, positions, LLM calls, state."""
+    llm = llm or LLMRunResult(breakers=account.llm_breakers)
+    _claim_account(session, report, result, account, llm)
     executions = [e for o in report.symbols for e in [*o.exits, *([o.execution] if o.execution else [])]]
     try:
         session.add(_cycle_row(report))
@@ -99,6 +108,7 @@ def save_cycle(
         session.add_all(_verdict_rows(report))
         session.add_all(_message_rows(report.cycle_id, result.messages))
         session.add_all(_dead_letter_rows(report.cycle_id, result.dead_letters))
+        save_llm_calls(session, llm.records)
         session.add(_snapshot_row(report.cycle_id, result.portfolio))
         session.add_all([_order_row(e.order) for e in executions])
         session.flush()
@@ -163,9 +173,10 @@ def _verdict_rows(report: CycleReport) -> list[RiskDecisionRow]:
 
 
 def _claim_account(
-    session: Session, report: CycleReport, result: Coordination, account: AccountState
+    session: Session, report: CycleReport, result: Coordination, account: AccountState, llm: LLMRunResult
 ) -> None:
     values: dict[str, Any] = {
+        "llm_breakers": {k: v.model_dump(mode="json") for k, v in llm.breakers.items()},
         "version": account.version + 1,
         "risk_state": result.risk.model_dump(mode="json"),
         "regime_states": {k: v.model_dump(mode="json") for k, v in result.regimes.items()},

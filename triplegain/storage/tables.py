@@ -179,6 +179,7 @@ class CoordinatorStateRow(Base):
     version: Mapped[int]
     risk_state: Mapped[dict[str, Any] | None]
     regime_states: Mapped[dict[str, Any]]
+    llm_breakers: Mapped[dict[str, Any] | None]
     last_cycle_id: Mapped[str | None] = mapped_column(String(40))
     updated_at: Mapped[datetime]
 

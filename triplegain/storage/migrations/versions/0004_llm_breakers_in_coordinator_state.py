@@ -1,0 +1,28 @@
+"""llm breakers in coordinator state
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-24
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from triplegain.storage.types import JSONDocument
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("coordinator_state", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("llm_breakers", JSONDocument, nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("coordinator_state", schema=None) as batch_op:
+        batch_op.drop_column("llm_breakers")
