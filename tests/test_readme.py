@@ -19,3 +19,16 @@ def test_the_readme_has_runnable_examples() -> None:
 @pytest.mark.parametrize("code", EXAMPLES, ids=lambda c: c.splitlines()[0])
 def test_readme_example_runs(code: str, capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+
+
+YAML_EXAMPLES = re.findall(r"```yaml\n(.*?)```", README, re.S)
+
+
+@pytest.mark.parametrize("text", YAML_EXAMPLES, ids=lambda t: t.splitlines()[0])
+def test_readme_yaml_settings_load(text: str, tmp_path: Path) -> None:
+    from triplegain.settings import load_settings
+
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+
+    load_settings(path)
