@@ -28,19 +28,14 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from triplegain.coordinator import AccountState
+from triplegain.coordinator import fresh_account, next_account
 from triplegain.cycle import analyze_symbol, build_report, coordinate, cycle_id_for, run_cycle
 from triplegain.market import ReplaySource
-from triplegain.models.enums import CoordinatorState
 from triplegain.settings import Settings, SymbolSpec, load_settings
 from triplegain.storage import create_db_engine, load_account, migrate, save_cycle, unit_of_work
 
 START = datetime(2024, 6, 10, tzinfo=UTC)
 DAY = 86_400
-
-
-def fresh_account(settings: Settings) -> AccountState:
-    return AccountState(CoordinatorState.RUNNING, dict(settings.broker.initial_balances), [], None, {})
 
 
 def ms(seconds: float) -> str:
@@ -111,13 +106,7 @@ def time_universe(n: int) -> float:
     t0 = time.perf_counter()
     for h in range(24):
         _, result = run_cycle(source, account, at + timedelta(hours=h), settings)
-        account = AccountState(
-            CoordinatorState.RUNNING,
-            result.portfolio.balances,
-            result.portfolio.positions,
-            result.risk,
-            result.regimes,
-        )
+        account = next_account(account, result)
     return (time.perf_counter() - t0) / 24
 
 

@@ -10,7 +10,7 @@ subscriber records every message; the cycle persists them (and any dead letters)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -61,6 +61,11 @@ class AccountState:
     llm_breakers: dict[str, Breaker] = field(default_factory=dict)
 
 
+def fresh_account(settings: Settings) -> AccountState:
+    """A new paper account: the initial balances, nothing open, no memory."""
+    return AccountState(CoordinatorState.RUNNING, dict(settings.broker.initial_balances), [], None, {})
+
+
 @dataclass(frozen=True)
 class SymbolAnalysis:
     """The analysis half of a cycle for one symbol, or why it could not be done."""
@@ -86,6 +91,17 @@ class Coordination:
     events: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def next_account(account: AccountState, result: Coordination) -> AccountState:
+    """The account as a cycle left it, for the next cycle run without a database (backtests, benchmarks)."""
+    return replace(
+        account,
+        balances=result.portfolio.balances,
+        positions=result.portfolio.positions,
+        risk=result.risk,
+        regimes=result.regimes,
+    )
 
 
 def coordinate(

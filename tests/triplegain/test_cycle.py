@@ -2,30 +2,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triplegain.coordinator import AccountState
+from triplegain.coordinator import fresh_account, next_account
 from triplegain.cycle import cycle_id_for, normalize_at, run_cycle
 from triplegain.market import ReplaySource
-from triplegain.models.enums import CoordinatorState, CycleStatus
+from triplegain.models.enums import CycleStatus
 from triplegain.settings import load_settings
-
-
-def fresh(settings: object) -> AccountState:
-    return AccountState(CoordinatorState.RUNNING, dict(settings.broker.initial_balances), [], None, {})  # type: ignore[attr-defined]
 
 
 def drive(replay: ReplaySource, start: datetime, hours: int) -> list[object]:
     settings = load_settings()
-    account = fresh(settings)
+    account = fresh_account(settings)
     reports = []
     for h in range(hours):
         report, result = run_cycle(replay, account, start + timedelta(hours=h), settings)
-        account = AccountState(
-            CoordinatorState.RUNNING,
-            result.portfolio.balances,
-            result.portfolio.positions,
-            result.risk,
-            result.regimes,
-        )
+        account = next_account(account, result)
         reports.append(report)
     return reports
 
@@ -75,7 +65,7 @@ def test_symbol_without_data_is_skipped_and_the_cycle_is_partial(tmp_path: objec
     source = ReplaySource(tmp_path)  # type: ignore[arg-type]
     source.add_series("BTC/USDT", ReplaySource().series("BTC/USDT"))
 
-    report, _ = run_cycle(source, fresh(settings), datetime(2024, 6, 1, 12, tzinfo=UTC), settings)
+    report, _ = run_cycle(source, fresh_account(settings), datetime(2024, 6, 1, 12, tzinfo=UTC), settings)
 
     assert report.status is CycleStatus.PARTIAL
     assert (
