@@ -259,6 +259,49 @@ def _default_correlations() -> dict[str, float]:
     return {"BTC/USDT|XRP/USDT": 0.75, "BTC/USDT|XRP/BTC": 0.60, "XRP/USDT|XRP/BTC": 0.85}
 
 
+class ConsensusSettings(BaseModel):
+    """How agreement among TA, regime and sentiment scales a signal's confidence (reference spec 3.8)."""
+
+    model_config = _SECTION
+
+    high_agreement_threshold: float = Field(0.66, ge=0, le=1)
+    low_agreement_threshold: float = Field(0.33, gt=0, le=1)
+    max_confidence_boost: float = Field(0.30, ge=0, le=1)
+    max_confidence_penalty: float = Field(0.15, ge=0, le=1)
+    buy_regimes: list[Regime] = Field(
+        default_factory=lambda: [Regime.TRENDING_BULL, Regime.BREAKOUT_POTENTIAL],
+        description="Regimes that agree with a BUY (the reference's trending_up and breakout)",
+    )
+    sell_regimes: list[Regime] = Field(default_factory=lambda: [Regime.TRENDING_BEAR])
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ConsensusSettings:
+        if self.low_agreement_threshold > self.high_agreement_threshold:
+            raise ValueError("low_agreement_threshold must not exceed high_agreement_threshold")
+        return self
+
+
+class ConflictSettings(BaseModel):
+    """Conflict detection and resolution (reference spec 3.9 to 3.11)."""
+
+    model_config = _SECTION
+
+    ta_sentiment: bool = Field(True, description="Detect TA against sentiment")
+    choppy_regime: bool = Field(True, description="Detect a trade in a choppy regime")
+    regime_change: bool = Field(True, description="Detect a regime turning against an open position")
+    invoke_llm_threshold: float = Field(0.2, ge=0, le=1, description="TA/sentiment conflict only when closer")
+    resolution_budget_seconds: float = Field(10, gt=0, description="The whole resolution, fallback included")
+    hedge_after_share: float = Field(
+        0.5, gt=0, le=1, description="Start the fallback in parallel once this share of the budget has passed"
+    )
+    max_tokens: int = Field(500, ge=50)
+    min_leverage: int = Field(1, ge=1)
+    max_leverage: int = Field(5, ge=1)
+    max_size_reduction_pct: Decimal = Field(Decimal(100), ge=0, le=100)
+    max_entry_adjustment_pct: Decimal = Field(Decimal(50), ge=0, le=100)
+    min_entry_price: Decimal = Field(Decimal("0.0001"), gt=0)
+
+
 class LossStreakStep(BaseModel):
     """Restrictions after a streak of losing trades (reference spec 4.6: 3 and 5 losses)."""
 
@@ -503,6 +546,8 @@ class Settings(BaseSettings):
     portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
+    conflicts: ConflictSettings = Field(default_factory=ConflictSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -106,7 +106,9 @@ def next_state(
         )
     count = previous.candidate_count + 1 if previous.candidate == regime else 1
     if count >= s.change_periods:
-        return RegimeState(regime=regime, confidence=confidence, since=at, periods=1)
+        return RegimeState(
+            regime=regime, confidence=confidence, since=at, periods=1, previous=previous.regime
+        )
     return previous.model_copy(
         update={"periods": previous.periods + 1, "candidate": regime, "candidate_count": count}
     )

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from triplegain.models.enums import Bias, EntryStrictness, Regime, TrendDirection
+from triplegain.models.enums import Bias, EntryStrictness, Regime, SentimentBias, TrendDirection
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -92,6 +92,7 @@ class RegimeState(BaseModel):
     since: AwareDatetime
     periods: int = Field(ge=1, description="Consecutive assessments in the current regime")
     candidate: Regime | None = Field(None, description="A different regime seen but not yet confirmed")
+    previous: Regime | None = Field(None, description="The regime before the last confirmed change")
     candidate_count: int = Field(0, ge=0)
 
 
@@ -115,4 +116,25 @@ class RegimeAssessment(BaseModel):
     parameters: RegimeParameters
     state: RegimeState
     reasoning: str = Field(min_length=10, max_length=300)
+    model_used: str
+
+
+class SentimentReport(BaseModel):
+    """Sentiment agent output (reference spec 4.3), valid until `valid_until`."""
+
+    model_config = _FROZEN
+
+    agent_name: str = "sentiment_analysis"
+    symbol: str
+    timestamp: AwareDatetime
+    valid_until: AwareDatetime
+    bias: SentimentBias
+    overall_score: float = Field(ge=-1, le=1)
+    social_score: float | None = Field(None, ge=-1, le=1)
+    news_score: float | None = Field(None, ge=-1, le=1)
+    confidence: float = Field(ge=0, le=1)
+    fear_greed: str = Field(description="extreme_fear | fear | neutral | greed | extreme_greed")
+    key_events: list[str] = Field(default_factory=list, max_length=5)
+    narratives: list[str] = Field(default_factory=list, max_length=3)
+    reasoning: str = Field(max_length=500)
     model_used: str

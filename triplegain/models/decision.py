@@ -73,3 +73,6 @@ class TradingSignal(BaseModel):
     ta_bias: str
     reasoning: str
     total_cost_usd: Decimal = Decimal(0)
+    consensus_multiplier: float = Field(
+        1.0, ge=0, description="Applied by the coordinator from agent agreement"
+    )

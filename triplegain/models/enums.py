@@ -42,6 +42,16 @@ class EntryStrictness(StrEnum):
     VERY_STRICT = "very_strict"
 
 
+class SentimentBias(StrEnum):
+    """Five-level bias of the sentiment agent (reference spec 4.3)."""
+
+    VERY_BULLISH = "very_bullish"
+    BULLISH = "bullish"
+    NEUTRAL = "neutral"
+    BEARISH = "bearish"
+    VERY_BEARISH = "very_bearish"
+
+
 class Action(StrEnum):
     """What a trading-decision model proposes."""
 
