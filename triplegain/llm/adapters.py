@@ -142,6 +142,14 @@ class AnthropicMessages(ChatModel):
         )
 
 
+def preload_sdks(configs: list[ProviderConfig]) -> None:
+    """Import the SDKs these providers need now (over a second the first time), not inside a timed call."""
+    import importlib
+
+    for kind in {c.kind for c in configs}:
+        importlib.import_module(kind)
+
+
 def chat_model(config: ProviderConfig) -> ChatModel:
     """The adapter for a provider's wire format."""
     return AnthropicMessages(config) if config.kind == "anthropic" else OpenAIChat(config)
