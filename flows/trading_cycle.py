@@ -9,6 +9,7 @@ From a notebook:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from prefect.futures import PrefectFuture
 
 from blocks.database import with_database_from_block
 from blocks.llm import resolve_providers
+from flows.conflict_resolution import ResolutionRun, resolve_conflicts
 from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
 from tasks.coordination import coordinate_signals
 from tasks.llm import ensure_llm_limits, llm_caller
@@ -26,12 +28,14 @@ from tasks.market import fetch_snapshot, market_source
 from tasks.storage import fetch_account, find_report, llm_spent, persist_cycle, prepare_database
 from triplegain.aio import run_sync
 from triplegain.coordinator import AccountState, SymbolAnalysis
-from triplegain.cycle import build_report, cycle_id_for, cycle_status, normalize_at
+from triplegain.cycle import build_report, cycle_id_for, cycle_status, find_conflicts, normalize_at
 from triplegain.errors import CycleError
+from triplegain.llm.adapters import preload_sdks
 from triplegain.llm.breaker import Breakers
 from triplegain.llm.gateway import Budget, BudgetExhausted, LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
 from triplegain.market import ReplaySource
+from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CoordinatorState, CycleStatus
 from triplegain.models.market import MarketSnapshot
@@ -65,13 +69,19 @@ def trading_cycle(
     account = fetch_account(settings)
     if account.coordinator is CoordinatorState.HALTED:
         raise CycleError("coordinator is HALTED: no cycle runs until it is resumed")
-    voting = _llm_voting(settings, account, cycle_id)
+    llm_setup = _llm_setup(settings)
+    voting = _llm_voting(settings, account, cycle_id, llm_setup)
     analyses = _analyze(settings, at, account, voting)
     if cycle_status(analyses) is CycleStatus.FAILED:
         raise CycleError("every symbol failed: " + "; ".join(a.error or "" for a in analyses))
     llm = voting[0].result() if voting else LLMRunResult(breakers=account.llm_breakers)
+    resolutions: list[Resolution] = []
+    conflicts = find_conflicts(analyses, account.positions, settings)
+    if conflicts:
+        resolved = _resolve(conflicts, analyses, settings, llm, llm_setup, cycle_id)
+        resolutions, llm = resolved.resolutions, llm.merged(resolved.llm)
     notices = [_budget_notice(e) for e in llm.events]
-    result = coordinate_signals(cycle_id, at, account, analyses, settings, notices)
+    result = coordinate_signals(cycle_id, at, account, analyses, settings, notices, resolutions)
     cost = sum((r.cost_usd for r in llm.records), Decimal(0))
     report = build_report(cycle_id, at, started, analyses, result, settings, cost)
     persist_cycle(report, analyses, result, account, llm, settings)
@@ -79,21 +89,55 @@ def trading_cycle(
     return report
 
 
-def _llm_voting(
-    settings: Settings, account: AccountState, cycle_id: str
-) -> tuple[LLMGateway, list[ProviderConfig]] | None:
-    """The run's LLM gateway and voting models when models vote on trades; None keeps the offline model."""
-    if not settings.llm.decision_models:
+@dataclass(frozen=True)
+class _LLMSetup:
+    """The providers this run may ask and what was already spent today."""
+
+    providers: dict[str, ProviderConfig]
+    spent_today: Decimal
+
+
+def _llm_setup(settings: Settings) -> _LLMSetup | None:
+    """The providers any agent uses (blocks, settings, env keys), with limits and SDKs ready; None if none."""
+    if not settings.llm.referenced():
         return None
     providers = resolve_providers(settings.llm)
+    preload_sdks(list(providers.values()))
     run_sync(ensure_llm_limits(list(providers.values())))
     day_start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    budget = Budget(
-        settings.llm.budget_per_cycle_usd, settings.llm.budget_per_day_usd, llm_spent(day_start, settings)
+    return _LLMSetup(providers, llm_spent(day_start, settings))
+
+
+def _llm_voting(
+    settings: Settings, account: AccountState, cycle_id: str, setup: _LLMSetup | None
+) -> tuple[LLMGateway, list[ProviderConfig]] | None:
+    """The run's LLM gateway and voting models when models vote on trades; None keeps the offline model."""
+    if setup is None or not settings.llm.decision_models:
+        return None
+    llm = settings.llm
+    budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, setup.spent_today)
+    gateway = LLMGateway(Breakers(llm.breaker, account.llm_breakers), budget, cycle_id, call=llm_caller(llm))
+    return gateway, [setup.providers[n] for n in llm.decision_models]
+
+
+def _resolve(
+    conflicts: list[Conflict],
+    analyses: list[SymbolAnalysis],
+    settings: Settings,
+    llm: LLMRunResult,
+    setup: _LLMSetup | None,
+    cycle_id: str,
+) -> ResolutionRun:
+    """The conflict-resolution subflow, seeded with the breakers and spending of the run so far."""
+    signals = {a.symbol: a.signal for a in analyses if a.signal is not None}
+    chain = [setup.providers[n] for n in settings.llm.resolution_chain] if setup else []
+    spent_cycle = sum((r.cost_usd for r in llm.records), Decimal(0))
+    spent_today = setup.spent_today if setup else Decimal(0)
+    return run_sync(
+        resolve_conflicts(
+            conflicts, signals, settings, chain, llm.breakers, cycle_id, spent_today, spent_cycle
+        )
     )
-    breakers = Breakers(settings.llm.breaker, account.llm_breakers)
-    gateway = LLMGateway(breakers, budget, cycle_id, call=llm_caller(settings.llm))
-    return gateway, [providers[n] for n in settings.llm.decision_models]
 
 
 def _analyze(

@@ -8,6 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, coordinate
+from triplegain.models.conflicts import Resolution
 from triplegain.settings import Settings
 
 
@@ -19,6 +20,7 @@ def coordinate_signals(
     analyses: list[SymbolAnalysis],
     settings: Settings,
     notices: list[str],
+    resolutions: list[Resolution],
 ) -> Coordination:
     """Risk engine and broker over the cycle's signals; deterministic, so a retry repeats it exactly."""
-    return coordinate(cycle_id, at, account, analyses, settings, notices)
+    return coordinate(cycle_id, at, account, analyses, settings, notices, resolutions)

@@ -9,11 +9,8 @@ Every check looks only at the signal's own symbol: a BTC conflict never involves
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from pydantic import BaseModel, ConfigDict, Field
-
 from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
+from triplegain.models.conflicts import Conflict, ConflictType
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, Bias, Regime, SentimentBias
 from triplegain.models.trading import Position
@@ -22,27 +19,6 @@ from triplegain.settings import ConflictSettings
 _BULLISH = frozenset({SentimentBias.BULLISH, SentimentBias.VERY_BULLISH})
 _BEARISH = frozenset({SentimentBias.BEARISH, SentimentBias.VERY_BEARISH})
 _AGAINST_LONGS = frozenset({Regime.TRENDING_BEAR, Regime.VOLATILE_BEAR, Regime.CHOPPY})
-
-
-class ConflictType(StrEnum):
-    """The kinds of conflict the coordinator detects."""
-
-    TA_SENTIMENT = "ta_sentiment_conflict"
-    CHOPPY_REGIME = "regime_conflict"
-    REGIME_CHANGE = "regime_change_conflict"
-
-
-class Conflict(BaseModel):
-    """One conflict on one symbol, with what to do when no model can be asked."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    type: ConflictType
-    symbol: str
-    agents_involved: list[str]
-    description: str
-    details: dict[str, str | float | None] = Field(default_factory=dict)
-    fallback: str = Field(description="Conservative action without an LLM: wait or abort")
 
 
 def detect_conflicts(

@@ -19,9 +19,11 @@ from pydantic import BaseModel, ValidationError
 from triplegain.aio import run_sync
 from triplegain.broker.paper import PaperBroker, client_order_id
 from triplegain.bus import DeadLetter, ErrorPolicy, Message, MessageBus, Priority, Topic
+from triplegain.consensus import apply_consensus, consensus_multiplier
 from triplegain.events import (
     CircuitBreakerReset,
     CircuitBreakerTripped,
+    ConflictResolved,
     CoordinatorNoticed,
     OrderFilled,
     OrderRejected,
@@ -34,11 +36,13 @@ from triplegain.events import (
 from triplegain.exits import find_exit
 from triplegain.llm.breaker import Breaker
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.conflicts import ConflictType, Resolution, ResolutionAction
 from triplegain.models.cycle import Execution, SymbolOutcome
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, CoordinatorState, Intent, OrderStatus, Side, VerdictStatus
 from triplegain.models.market import MarketSnapshot, to_decimal
 from triplegain.models.trading import Portfolio, Position, RiskReason, RiskVerdict, TradeProposal
+from triplegain.resolution import apply_modifications
 from triplegain.risk.engine import RiskContext, evaluate
 from triplegain.risk.state import RiskState, initial_risk_state, mark_equity, record_trade_result
 from triplegain.settings import Settings
@@ -91,6 +95,7 @@ class Coordination:
     events: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    resolutions: list[Resolution] = field(default_factory=list)
 
 
 def next_account(account: AccountState, result: Coordination) -> AccountState:
@@ -111,12 +116,14 @@ def coordinate(
     analyses: list[SymbolAnalysis],
     settings: Settings,
     notices: Sequence[str] = (),
+    resolutions: Sequence[Resolution] = (),
 ) -> Coordination:
     """Run exits, risk checks and execution for every analysed symbol, in order (synchronous entry).
 
-    `notices` are things earlier steps want the report to say (e.g. the LLM budget ran out).
+    `notices` are things earlier steps want the report to say (e.g. the LLM budget ran out);
+    `resolutions` how the cycle's conflicts were resolved (at most one per symbol).
     """
-    return run_sync(coordinate_async(cycle_id, at, account, analyses, settings, notices))
+    return run_sync(coordinate_async(cycle_id, at, account, analyses, settings, notices, resolutions))
 
 
 async def coordinate_async(
@@ -126,6 +133,7 @@ async def coordinate_async(
     analyses: list[SymbolAnalysis],
     settings: Settings,
     notices: Sequence[str] = (),
+    resolutions: Sequence[Resolution] = (),
 ) -> Coordination:
     """The cycle's coordination on a fresh in-flow bus, its handlers subscribed."""
     prices = {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
@@ -137,7 +145,8 @@ async def coordinate_async(
     bus = MessageBus(settings.bus, correlation_id=cycle_id)
     audit: list[Message] = []
     bus.subscribe("*", audit.append, subscriber="audit")
-    run = _Run(cycle_id, at, settings, bus, account, prices, risk, {a.symbol: a for a in analyses})
+    by_symbol = {r.symbol: r for r in resolutions}
+    run = _Run(cycle_id, at, settings, bus, account, prices, risk, {a.symbol: a for a in analyses}, by_symbol)
     run.subscribe()
     if account.last_cycle_at is not None and at < account.last_cycle_at:
         await run.notice(
@@ -156,7 +165,16 @@ async def coordinate_async(
     regimes = dict(account.regimes) | {a.symbol: a.regime.state for a in analyses if a.regime is not None}
     outcomes = [run.outcomes[a.symbol] for a in analyses]
     return Coordination(
-        outcomes, final, equity, run.risk, regimes, run.closed, run.events, audit, bus.dead_letters()
+        outcomes,
+        final,
+        equity,
+        run.risk,
+        regimes,
+        run.closed,
+        run.events,
+        audit,
+        bus.dead_letters(),
+        list(resolutions),
     )
 
 
@@ -173,8 +191,10 @@ class _Run:
         prices: dict[str, Decimal],
         risk: RiskState,
         analyses: dict[str, SymbolAnalysis],
+        resolutions: dict[str, Resolution],
     ) -> None:
         self.cycle_id, self.at, self.settings, self.bus, self.prices = cycle_id, at, settings, bus, prices
+        self.resolutions = resolutions
         self.state, self.analyses, self.risk = account.coordinator, analyses, risk
         self.broker = PaperBroker(account.balances, settings.broker, settings.market.symbol_specs)
         self.positions = list(account.positions)
@@ -225,32 +245,78 @@ class _Run:
             await self.publish(Topic.TRADING_SIGNALS, a.signal, Priority.HIGH)
 
     async def on_trading_signal(self, message: Message) -> None:
-        """Signal -> proposal -> risk verdict -> paper order; each step published."""
+        """Signal, conflict resolution, consensus, proposal, risk verdict, paper order: each published."""
         signal = message.payload
-        if not isinstance(signal, TradingSignal) or signal.action is Action.HOLD:
+        if not isinstance(signal, TradingSignal):
             return
         a = self.analyses[signal.symbol]
         if a.snapshot is None or a.regime is None or a.technical is None:
             return
+        resolution = self.resolutions.get(signal.symbol)
+        if resolution is not None:
+            self._update(signal.symbol, resolution=resolution)
+            await self.publish(Topic.SYSTEM_EVENTS, ConflictResolved(resolution=resolution), Priority.HIGH)
+            if _closes_positions(resolution):
+                signal = signal.model_copy(update={"action": Action.CLOSE_LONG})
+            elif not resolution.proceeds and signal.action is not Action.HOLD:
+                await self.notice(
+                    f"{signal.symbol}: {signal.action} not traded: conflict resolved as {resolution.action} "
+                    f"by {resolution.decided_by}"
+                )
+                return
+        if signal.action is Action.HOLD:
+            return
         if self.state is not CoordinatorState.RUNNING:
             await self.notice(f"{signal.symbol}: {signal.action} not acted on, coordinator is {self.state}")
             return
-        verdict = self._verdict(signal, a.snapshot, a.regime, a.technical)
-        if verdict is None:
+        multiplier = consensus_multiplier(signal, a.technical, a.regime, None, self.settings.consensus)
+        signal = apply_consensus(signal, multiplier)
+        self._update(signal.symbol, signal=signal)
+        await self._decide(signal, a.snapshot, a.regime, a.technical, resolution)
+
+    async def _decide(
+        self,
+        signal: TradingSignal,
+        snapshot: MarketSnapshot,
+        regime: RegimeAssessment,
+        technical: TechnicalReport,
+        resolution: Resolution | None,
+    ) -> None:
+        """Proposal (modified as the resolution asks), the risk verdict, then execution if approved."""
+        portfolio = self._portfolio()
+        try:
+            proposal = propose(signal, snapshot.current_price, portfolio)
+        except ValidationError as e:
+            reason = RiskReason(code="INVALID_PROPOSAL", message=_first_error(e))
+            await self._rejected(
+                signal.symbol, RiskVerdict(status=VerdictStatus.REJECTED, proposal=None, rejections=[reason])
+            )
+            return
+        if proposal is None:
             await self.notice(
                 f"{signal.symbol}: {signal.action} has nothing to act on (no matching position)"
             )
             return
-        outcome = self.outcomes[signal.symbol].model_copy(update={"verdict": verdict})
-        self.outcomes[signal.symbol] = outcome
+        if resolution is not None and resolution.modifications is not None:
+            proposal, notes = apply_modifications(proposal, resolution.modifications, self.settings.conflicts)
+            await self.notice(f"{signal.symbol}: resolution modified the trade: " + "; ".join(notes))
+            if proposal is None:
+                return
+        ctx = RiskContext(portfolio, self.risk, regime.parameters, technical.indicators, self.at)
+        verdict = evaluate(proposal, ctx, self.settings.risk)
         if not verdict.approved:
-            await self.publish(
-                Topic.RISK_ALERTS, TradeRejected(symbol=signal.symbol, verdict=verdict), Priority.HIGH
-            )
+            await self._rejected(signal.symbol, verdict)
             return
+        self._update(signal.symbol, verdict=verdict)
         await self.publish(Topic.RISK_ALERTS, TradeApproved(symbol=signal.symbol, verdict=verdict))
-        execution = await self._execute(verdict, a.snapshot)
-        self.outcomes[signal.symbol] = outcome.model_copy(update={"execution": execution})
+        self._update(signal.symbol, execution=await self._execute(verdict, snapshot))
+
+    async def _rejected(self, symbol: str, verdict: RiskVerdict) -> None:
+        self._update(symbol, verdict=verdict)
+        await self.publish(Topic.RISK_ALERTS, TradeRejected(symbol=symbol, verdict=verdict), Priority.HIGH)
+
+    def _update(self, symbol: str, **fields: object) -> None:
+        self.outcomes[symbol] = self.outcomes[symbol].model_copy(update=fields)
 
     async def on_risk_alert(self, message: Message) -> None:
         """Breaker changes go into the cycle's report (acting on them is the coordinator-state issue's)."""
@@ -301,24 +367,6 @@ class _Run:
             await self._settle(execution)
             executions.append(execution)
         return executions
-
-    def _verdict(
-        self,
-        signal: TradingSignal,
-        snapshot: MarketSnapshot,
-        regime: RegimeAssessment,
-        technical: TechnicalReport,
-    ) -> RiskVerdict | None:
-        portfolio = self._portfolio()
-        try:
-            proposal = propose(signal, snapshot.current_price, portfolio)
-        except ValidationError as e:
-            reason = RiskReason(code="INVALID_PROPOSAL", message=_first_error(e))
-            return RiskVerdict(status=VerdictStatus.REJECTED, proposal=None, rejections=[reason])
-        if proposal is None:
-            return None
-        ctx = RiskContext(portfolio, self.risk, regime.parameters, technical.indicators, self.at)
-        return evaluate(proposal, ctx, self.settings.risk)
 
     async def _execute(self, verdict: RiskVerdict, snapshot: MarketSnapshot) -> Execution:
         proposal = verdict.final_proposal
@@ -384,6 +432,13 @@ def propose(signal: TradingSignal, price: Decimal, portfolio: Portfolio) -> Trad
         leverage=signal.leverage,
         confidence=signal.confidence,
         regime=signal.regime,
+    )
+
+
+def _closes_positions(resolution: Resolution) -> bool:
+    """An abort on a regime turning against open longs means: close them now."""
+    return resolution.action is ResolutionAction.ABORT and any(
+        c.type is ConflictType.REGIME_CHANGE for c in resolution.conflicts
     )
 
 

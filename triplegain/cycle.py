@@ -11,15 +11,18 @@ from decimal import Decimal
 from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.agents.regime import assess_regime
 from triplegain.agents.technical import analyze_technicals
+from triplegain.conflicts import detect_conflicts
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, coordinate
 from triplegain.errors import MarketDataError
 from triplegain.indicators import compute_indicators
 from triplegain.market.source import MarketDataSource, build_snapshot
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.conflicts import Conflict
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CycleStatus
 from triplegain.models.market import MarketSnapshot
+from triplegain.models.trading import Position
 from triplegain.settings import Settings
 
 
@@ -72,6 +75,17 @@ def analyze_symbol(
     regime = regime_step(snapshot, technical, previous, settings)
     signal = decision_step(snapshot, technical, regime, settings)
     return SymbolAnalysis(symbol, snapshot, technical, regime, signal)
+
+
+def find_conflicts(
+    analyses: list[SymbolAnalysis], positions: list[Position], settings: Settings
+) -> list[Conflict]:
+    """Every conflict of the cycle, symbol by symbol (sentiment joins when its agent exists)."""
+    found = []
+    for a in analyses:
+        if a.signal is not None:
+            found += detect_conflicts(a.signal, a.technical, a.regime, None, positions, settings.conflicts)
+    return found
 
 
 def cycle_status(analyses: list[SymbolAnalysis]) -> CycleStatus:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from triplegain.models.conflicts import Resolution
 from triplegain.models.trading import Fill, Order, Position, RiskVerdict
 
 _EVENT = ConfigDict(frozen=True, extra="forbid")
@@ -80,6 +81,14 @@ class CircuitBreakerReset(BaseModel):
     model_config = _EVENT
 
     breaker: str
+
+
+class ConflictResolved(BaseModel):
+    """A symbol's conflicts were resolved (by a model, or conservatively without one)."""
+
+    model_config = _EVENT
+
+    resolution: Resolution
 
 
 class SymbolSkipped(BaseModel):

@@ -14,13 +14,12 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from triplegain.conflicts import Conflict
 from triplegain.errors import LLMError
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
+from triplegain.models.conflicts import Conflict, Modifications, Resolution, ResolutionAction
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Intent, Side
 from triplegain.models.trading import TradeProposal
@@ -36,25 +35,6 @@ wait for the next cycle, or abort. Weigh the signal's confidence, the market reg
 nature of each conflict. Risk rules are absolute and are checked after you: you cannot loosen them.
 Modifications (only with action "modify"): leverage (integer, may only go down), size_reduction_pct
 (0 to 100), entry_adjustment_pct (-50 to 50; a better price than the market means waiting for it)."""
-
-
-class ResolutionAction(StrEnum):
-    """What to do with a conflicted signal."""
-
-    PROCEED = "proceed"
-    MODIFY = "modify"
-    WAIT = "wait"
-    ABORT = "abort"
-
-
-class Modifications(BaseModel):
-    """Changes a resolution asks for; bounded when applied."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    leverage: int | None = None
-    size_reduction_pct: Decimal | None = None
-    entry_adjustment_pct: Decimal | None = None
 
 
 class SymbolDecision(BaseModel):
@@ -85,26 +65,6 @@ class ResolutionAnswer(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     decisions: list[SymbolDecision]
-
-
-class Resolution(BaseModel):
-    """How one symbol's conflicts were resolved, by whom and how fast (a row of conflict_resolutions)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    symbol: str
-    action: ResolutionAction
-    confidence: float = Field(ge=0, le=1)
-    reasoning: str
-    modifications: Modifications | None = None
-    decided_by: str = Field(description="The provider that answered, or 'conservative-fallback'")
-    latency_ms: float = Field(0, ge=0)
-    conflicts: list[Conflict]
-
-    @property
-    def proceeds(self) -> bool:
-        """True when the trade may go on to the risk engine."""
-        return self.action in (ResolutionAction.PROCEED, ResolutionAction.MODIFY)
 
 
 Ask = Callable[[ProviderConfig, Prompt], Awaitable[Answer[ResolutionAnswer]]]

@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -64,6 +65,7 @@ class FakeLLMServer:
         self._by_model: dict[str, deque[Step]] = {}
         self._lock = threading.Lock()
         self.default: Step | None = None
+        self.responder: Callable[[dict[str, Any]], Step | None] | None = None  # answers from the request
         self.requests: list[Recorded] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
@@ -120,7 +122,10 @@ class FakeLLMServer:
             name=name, kind="anthropic", model=model, base_url=self.url, api_key=SecretStr(TEST_KEY), **kw
         )
 
-    def _next(self, model: str | None) -> Step | None:
+    def _next(self, body: dict[str, Any]) -> Step | None:
+        model = body.get("model")
+        if self.responder is not None and (step := self.responder(body)) is not None:
+            return step
         with self._lock:
             own = self._by_model.get(model or "")
             if own:
@@ -143,7 +148,7 @@ class FakeLLMServer:
                 server.requests.append(
                     Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 )
-                step = server._next(body.get("model"))
+                step = server._next(body)
                 if step is None:
                     self._send(500, {"error": {"message": "fake server: no scripted answer left"}}, {})
                     return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import yaml
 from sqlalchemy import text
 
 from flows.trading_cycle import trading_cycle
-from tests.fakes.llm_server import TEST_KEY, FakeLLMServer
+from tests.fakes.llm_server import TEST_KEY, FakeLLMServer, Recorded
 from triplegain.storage import create_db_engine, migrate
 from triplegain.storage.tables import Base
 
@@ -93,3 +94,76 @@ def test_models_that_all_fail_abstain_and_the_cycle_holds(
     btc = report.outcome("BTC/USDT").signal
     assert btc is not None and btc.action == "HOLD" and btc.agreement == "insufficient_quorum"
     assert all(v.abstained and "HTTP 401" in (v.error or "") for v in btc.model_votes)
+
+
+def xrp_buys_in_the_choppy_regime(body: dict) -> object:
+    """Voters: BUY XRP (choppy on 2024-06-30 20:00, so a conflict), HOLD BTC. Resolver: wait on XRP."""
+    from tests.fakes.llm_server import Step
+
+    text = Recorded("", {}, body).prompt_text
+    if "CONFLICTS DETECTED" in text:
+        return Step(
+            text=json.dumps(
+                {
+                    "decisions": [
+                        {
+                            "symbol": "XRP/USDT",
+                            "action": "wait",
+                            "confidence": 0.7,
+                            "reasoning": "choppy: wait for direction",
+                        }
+                    ]
+                }
+            )
+        )
+    if '"symbol": "XRP/USDT"' in text:
+        return Step(
+            text=json.dumps(
+                {
+                    "action": "BUY",
+                    "confidence": 0.9,
+                    "entry_price": 0.4742,
+                    "stop_loss": 0.47,
+                    "take_profit": 0.49,
+                    "position_size_pct": 5,
+                    "reasoning": "bounce",
+                }
+            )
+        )
+    return Step(text=json.dumps(HOLD))
+
+
+def test_a_conflict_goes_to_the_resolution_subflow_and_is_recorded(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    server.responder = xrp_buys_in_the_choppy_regime
+    config = llm_config(tmp_path, server, resolution_chain=["v1"])
+
+    report = trading_cycle(at="2024-06-30T20:00Z", config_file=config)
+
+    xrp = report.outcome("XRP/USDT")
+    assert xrp.signal is not None and xrp.signal.action == "BUY"
+    assert (
+        xrp.resolution is not None and xrp.resolution.action == "wait" and xrp.resolution.decided_by == "v1"
+    )
+    assert xrp.execution is None
+    assert any("XRP/USDT: BUY not traded: conflict resolved as wait by v1" in e for e in report.events)
+    dump = all_rows_text(project_db)
+    assert "regime_conflict" in dump and "choppy: wait for direction" in dump
+    assert sum("CONFLICTS DETECTED" in r.prompt_text for r in server.requests) == 1
+
+
+def test_without_a_resolver_the_conflict_gets_the_conservative_action(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    server.responder = xrp_buys_in_the_choppy_regime
+
+    report = trading_cycle(at="2024-06-30T20:00Z", config_file=llm_config(tmp_path, server))
+
+    resolution = report.outcome("XRP/USDT").resolution
+    assert (
+        resolution is not None
+        and resolution.action == "abort"
+        and resolution.decided_by == "conservative-fallback"
+    )
+    assert report.outcome("XRP/USDT").execution is None

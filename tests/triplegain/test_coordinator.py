@@ -270,3 +270,68 @@ def test_skipped_symbol_and_breakers_are_events_too(settings: Settings) -> None:
     assert kinds == ["CircuitBreakerTripped", "SymbolSkipped"]
     assert result.messages[0].priority.name == "URGENT"
     assert "XRP/USDT skipped: no data" in result.events
+
+
+def resolution(
+    action: str, symbol: str = "BTC/USDT", kind: str = "regime_conflict", **mods: object
+) -> object:
+    from triplegain.models.conflicts import Conflict, Modifications, Resolution
+
+    conflict = Conflict(type=kind, symbol=symbol, agents_involved=["x"], description="test", fallback="wait")  # type: ignore[arg-type]
+    return Resolution(
+        symbol=symbol,
+        action=action,
+        confidence=0.7,
+        reasoning="because",
+        decided_by="deepseek",  # type: ignore[arg-type]
+        modifications=Modifications(**mods) if mods else None,
+        conflicts=[conflict],
+    )
+
+
+def test_a_wait_resolution_stops_that_symbol_only(settings: Settings) -> None:
+    both = [
+        analysis(signal(Action.BUY, **BUY_LEVELS)),
+        analysis(signal(Action.BUY, "XRP/USDT", **BUY_LEVELS)),
+    ]
+
+    result = coordinate("c1", AT, account(), both, settings, resolutions=[resolution("wait")])  # type: ignore[list-item]
+
+    btc, xrp = result.outcomes
+    assert btc.execution is None and btc.resolution is not None and btc.resolution.action == "wait"
+    assert any("BTC/USDT: BUY not traded: conflict resolved as wait by deepseek" in e for e in result.events)
+    assert xrp.execution is not None and xrp.resolution is None
+    assert "ConflictResolved" in [m.payload_type for m in result.messages]
+
+
+def test_a_modify_resolution_shrinks_the_trade(settings: Settings) -> None:
+    res = resolution("modify", size_reduction_pct=50)
+
+    result = coordinate(
+        "c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings, resolutions=[res]
+    )  # type: ignore[list-item]
+
+    execution = result.outcomes[0].execution
+    assert execution is not None and execution.order.size == Decimal(5)
+    assert any("size reduced by 50%" in e for e in result.events)
+
+
+def test_abort_on_a_regime_change_closes_the_open_long(settings: Settings) -> None:
+    acct = account(balances={"USDT": Decimal(9_500), "BTC": Decimal(5)}, positions=[held()])
+    res = resolution("abort", kind="regime_change_conflict")
+
+    result = coordinate("c1", AT, acct, [analysis(signal(Action.HOLD), "97")], settings, resolutions=[res])  # type: ignore[list-item]
+
+    execution = result.outcomes[0].execution
+    assert execution is not None and execution.order.intent is Intent.CLOSE
+    assert result.portfolio.positions == []
+
+
+def test_consensus_scales_the_signal_the_risk_engine_sees(settings: Settings) -> None:
+    result = coordinate(
+        "c1", AT, account(), [analysis(signal(Action.BUY, confidence=0.6, **BUY_LEVELS))], settings
+    )
+
+    outcome_signal = result.outcomes[0].signal
+    assert outcome_signal is not None and outcome_signal.consensus_multiplier == pytest.approx(1.3)
+    assert outcome_signal.confidence == pytest.approx(0.78)

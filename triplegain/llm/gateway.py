@@ -39,9 +39,15 @@ class BudgetExhausted(BaseModel):
 class Budget:
     """Per-cycle and per-day LLM spending, checked before each call (thread-safe)."""
 
-    def __init__(self, per_cycle: Decimal, per_day: Decimal, spent_today: Decimal = Decimal(0)) -> None:
+    def __init__(
+        self,
+        per_cycle: Decimal,
+        per_day: Decimal,
+        spent_today: Decimal = Decimal(0),
+        spent_cycle: Decimal = Decimal(0),
+    ) -> None:
         self.per_cycle, self.per_day = per_cycle, per_day
-        self.spent_cycle, self.spent_today = Decimal(0), spent_today
+        self.spent_cycle, self.spent_today = spent_cycle, spent_today
         self._lock = threading.Lock()
 
     def exhausted(self) -> BudgetExhausted | None:
@@ -67,6 +73,14 @@ class LLMRunResult:
     records: list[LLMCall] = field(default_factory=list)
     breakers: dict[str, Breaker] = field(default_factory=dict)
     events: list[BudgetExhausted] = field(default_factory=list)
+
+    def merged(self, later: LLMRunResult) -> LLMRunResult:
+        """Both runs' records and events; the later run's breaker states win."""
+        return LLMRunResult(
+            [*self.records, *later.records],
+            {**self.breakers, **later.breakers},
+            [*self.events, *later.events],
+        )
 
 
 class LLMGateway:

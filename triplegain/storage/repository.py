@@ -21,6 +21,7 @@ from triplegain.llm.breaker import Breaker
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.llm.models import LLMCall
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.conflicts import Resolution
 from triplegain.models.cycle import CycleReport, Execution
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CoordinatorState, PositionStatus
@@ -29,6 +30,7 @@ from triplegain.risk.state import RiskState
 from triplegain.settings import Settings
 from triplegain.storage.tables import (
     AgentOutputRow,
+    ConflictResolutionRow,
     CoordinatorStateRow,
     CycleRow,
     DeadLetterRow,
@@ -109,6 +111,7 @@ def save_cycle(
         session.add_all(_message_rows(report.cycle_id, result.messages))
         session.add_all(_dead_letter_rows(report.cycle_id, result.dead_letters))
         save_llm_calls(session, llm.records)
+        session.add_all(_resolution_rows(report.cycle_id, result.resolutions))
         session.add(_snapshot_row(report.cycle_id, result.portfolio))
         session.add_all([_order_row(e.order) for e in executions])
         session.flush()
@@ -156,6 +159,28 @@ def _dead_letter_rows(cycle_id: str, letters: list[DeadLetter]) -> list[DeadLett
             message=d.message.model_dump(mode="json"),
         )
         for d in letters
+    ]
+
+
+def _resolution_rows(cycle_id: str, resolutions: list[Resolution]) -> list[ConflictResolutionRow]:
+    return [
+        ConflictResolutionRow(
+            cycle_id=cycle_id,
+            symbol=r.symbol,
+            conflict_types={"types": [c.type.value for c in r.conflicts]},
+            agents_involved={"agents": sorted({a for c in r.conflicts for a in c.agents_involved})},
+            details={
+                c.type.value: c.model_dump(mode="json", include={"description", "details"})
+                for c in r.conflicts
+            },
+            action=r.action.value,
+            confidence=r.confidence,
+            reasoning=r.reasoning,
+            modifications=r.modifications.model_dump(mode="json") if r.modifications else None,
+            decided_by=r.decided_by,
+            latency_ms=r.latency_ms,
+        )
+        for r in resolutions
     ]
 
 

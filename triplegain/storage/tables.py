@@ -240,3 +240,23 @@ class LLMCallRow(Base):
     cost_usd: Mapped[Decimal]
     outcome: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ConflictResolutionRow(Base):
+    """How one symbol's conflicts were resolved in a cycle (the reference's conflict_resolution_log)."""
+
+    __tablename__ = "conflict_resolutions"
+    __table_args__ = (UniqueConstraint("cycle_id", "symbol"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    conflict_types: Mapped[dict[str, Any]]
+    agents_involved: Mapped[dict[str, Any]]
+    details: Mapped[dict[str, Any]]
+    action: Mapped[str] = mapped_column(String(10))
+    confidence: Mapped[float]
+    reasoning: Mapped[str] = mapped_column(Text)
+    modifications: Mapped[dict[str, Any] | None]
+    decided_by: Mapped[str] = mapped_column(String(60))
+    latency_ms: Mapped[float]
