@@ -9,7 +9,7 @@ From a notebook:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,22 +19,28 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 
 from blocks.database import with_database_from_block
-from blocks.llm import resolve_providers
 from flows.conflict_resolution import ResolutionRun, resolve_conflicts
+from flows.llm_setup import LLMSetup, llm_setup
 from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
 from tasks.coordination import coordinate_signals
-from tasks.llm import ensure_llm_limits, llm_caller
+from tasks.llm import llm_caller
 from tasks.market import fetch_snapshot, market_source
-from tasks.storage import fetch_account, find_report, llm_spent, persist_cycle, prepare_database
+from tasks.storage import (
+    fetch_account,
+    fetch_sentiments,
+    find_report,
+    persist_cycle,
+    prepare_database,
+)
 from triplegain.aio import run_sync
 from triplegain.coordinator import AccountState, SymbolAnalysis
 from triplegain.cycle import build_report, cycle_id_for, cycle_status, find_conflicts, normalize_at
 from triplegain.errors import CycleError
-from triplegain.llm.adapters import preload_sdks
 from triplegain.llm.breaker import Breakers
 from triplegain.llm.gateway import Budget, BudgetExhausted, LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
 from triplegain.market import ReplaySource
+from triplegain.models.analysis import SentimentReport
 from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CoordinatorState, CycleStatus
@@ -69,16 +75,17 @@ def trading_cycle(
     account = fetch_account(settings)
     if account.coordinator is CoordinatorState.HALTED:
         raise CycleError("coordinator is HALTED: no cycle runs until it is resumed")
-    llm_setup = _llm_setup(settings)
-    voting = _llm_voting(settings, account, cycle_id, llm_setup)
-    analyses = _analyze(settings, at, account, voting)
+    setup = llm_setup(settings)
+    voting = _llm_voting(settings, account, cycle_id, setup)
+    sentiments = fetch_sentiments(settings.market.symbols, at, settings)
+    analyses = _analyze(settings, at, account, voting, sentiments)
     if cycle_status(analyses) is CycleStatus.FAILED:
         raise CycleError("every symbol failed: " + "; ".join(a.error or "" for a in analyses))
     llm = voting[0].result() if voting else LLMRunResult(breakers=account.llm_breakers)
     resolutions: list[Resolution] = []
     conflicts = find_conflicts(analyses, account.positions, settings)
     if conflicts:
-        resolved = _resolve(conflicts, analyses, settings, llm, llm_setup, cycle_id)
+        resolved = _resolve(conflicts, analyses, settings, llm, setup, cycle_id)
         resolutions, llm = resolved.resolutions, llm.merged(resolved.llm)
     notices = [_budget_notice(e) for e in llm.events]
     result = coordinate_signals(cycle_id, at, account, analyses, settings, notices, resolutions)
@@ -89,27 +96,8 @@ def trading_cycle(
     return report
 
 
-@dataclass(frozen=True)
-class _LLMSetup:
-    """The providers this run may ask and what was already spent today."""
-
-    providers: dict[str, ProviderConfig]
-    spent_today: Decimal
-
-
-def _llm_setup(settings: Settings) -> _LLMSetup | None:
-    """The providers any agent uses (blocks, settings, env keys), with limits and SDKs ready; None if none."""
-    if not settings.llm.referenced():
-        return None
-    providers = resolve_providers(settings.llm)
-    preload_sdks(list(providers.values()))
-    run_sync(ensure_llm_limits(list(providers.values())))
-    day_start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return _LLMSetup(providers, llm_spent(day_start, settings))
-
-
 def _llm_voting(
-    settings: Settings, account: AccountState, cycle_id: str, setup: _LLMSetup | None
+    settings: Settings, account: AccountState, cycle_id: str, setup: LLMSetup | None
 ) -> tuple[LLMGateway, list[ProviderConfig]] | None:
     """The run's LLM gateway and voting models when models vote on trades; None keeps the offline model."""
     if setup is None or not settings.llm.decision_models:
@@ -125,7 +113,7 @@ def _resolve(
     analyses: list[SymbolAnalysis],
     settings: Settings,
     llm: LLMRunResult,
-    setup: _LLMSetup | None,
+    setup: LLMSetup | None,
     cycle_id: str,
 ) -> ResolutionRun:
     """The conflict-resolution subflow, seeded with the breakers and spending of the run so far."""
@@ -145,6 +133,7 @@ def _analyze(
     at: datetime,
     account: AccountState,
     voting: tuple[LLMGateway, list[ProviderConfig]] | None,
+    sentiments: dict[str, SentimentReport],
 ) -> list[SymbolAnalysis]:
     """Submit every symbol's agent chain at once; collect them, turning data errors into skipped symbols."""
     chains = []
@@ -155,9 +144,10 @@ def _analyze(
         if voting is None:
             signal = decide.submit(snapshot, technical, regime, settings)
         else:
-            signal = decide_with_llms.submit(snapshot, technical, regime, settings, *voting)
+            sentiment = sentiments.get(symbol)
+            signal = decide_with_llms.submit(snapshot, technical, regime, settings, *voting, sentiment)
         chains.append((symbol, snapshot, technical, regime, signal))
-    return [_collect(*chain) for chain in chains]
+    return [replace(_collect(*chain), sentiment=sentiments.get(chain[0])) for chain in chains]
 
 
 def _budget_notice(event: BudgetExhausted) -> str:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from triplegain.agents.llm_decision import decide_with_models
+from triplegain.agents.sentiment import assess_sentiment
 from triplegain.cycle import decision_step, regime_step, technical_step
 from triplegain.llm.gateway import LLMGateway
 from triplegain.llm.models import ProviderConfig
-from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.market import MarketSnapshot
+from triplegain.news import Headline
 from triplegain.settings import Settings
 
 
@@ -45,10 +49,24 @@ async def decide_with_llms(
     settings: Settings,
     gateway: LLMGateway,
     models: list[ProviderConfig],
+    sentiment: SentimentReport | None = None,
 ) -> TradingSignal:
     """The configured models vote in parallel (each call an ask-llm task) and the votes are aggregated.
 
     The gateway is the run's in-process keeper of breakers, budget and call records; it holds no client
     or connection (each ask-llm task opens and closes its own), which is why it may be passed here.
     """
-    return await decide_with_models(snapshot, technical, regime, settings, gateway, models)
+    return await decide_with_models(snapshot, technical, regime, settings, gateway, models, sentiment)
+
+
+@task(name="sentiment-analysis", task_run_name="sentiment-{symbol}", cache_policy=NO_CACHE)
+async def assess_sentiment_with_llms(
+    gateway: LLMGateway,
+    models: list[ProviderConfig],
+    symbol: str,
+    headlines: list[Headline],
+    at: datetime,
+    settings: Settings,
+) -> SentimentReport | None:
+    """The configured models rate the symbol's headlines; None without headlines or budget."""
+    return await assess_sentiment(gateway, models, symbol, headlines, at, settings.sentiment)

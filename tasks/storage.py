@@ -17,10 +17,17 @@ from sqlalchemy.exc import OperationalError
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import DatabaseUnavailable
 from triplegain.llm.gateway import LLMRunResult
+from triplegain.models.analysis import SentimentReport
 from triplegain.models.cycle import CycleReport
 from triplegain.settings import Settings
 from triplegain.storage import create_db_engine, load_account, load_report, migrate, save_cycle, unit_of_work
-from triplegain.storage.repository import llm_spent_since
+from triplegain.storage.repository import (
+    latest_sentiment,
+    llm_spent_since,
+    save_llm_breakers,
+    save_llm_calls,
+    save_sentiment,
+)
 
 _engines: dict[tuple[str, int, int], Engine] = {}
 _engines_lock = threading.Lock()
@@ -95,6 +102,24 @@ def persist_cycle(
     """Commit the cycle's whole chain, its LLM calls included, in one transaction (all or nothing)."""
     with unit_of_work(engine_for(settings)) as session:
         save_cycle(session, report, analyses, result, account, llm)
+
+
+@_db_task("load-sentiment")
+def fetch_sentiments(symbols: list[str], at: datetime, settings: Settings) -> dict[str, SentimentReport]:
+    """The newest still-valid sentiment report of each symbol, where there is one."""
+    with unit_of_work(engine_for(settings)) as session:
+        found = {s: latest_sentiment(session, s, at) for s in symbols}
+    return {s: r for s, r in found.items() if r is not None}
+
+
+@_db_task("save-sentiment")
+def store_sentiment(reports: list[SentimentReport], llm: LLMRunResult, settings: Settings) -> None:
+    """Commit the reports, the LLM calls behind them and the breaker states together."""
+    with unit_of_work(engine_for(settings)) as session:
+        for report in reports:
+            save_sentiment(session, report)
+        save_llm_calls(session, llm.records)
+        save_llm_breakers(session, llm.breakers)
 
 
 @_db_task("llm-spent")

@@ -35,7 +35,7 @@ from triplegain.events import (
 )
 from triplegain.exits import find_exit
 from triplegain.llm.breaker import Breaker
-from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import ConflictType, Resolution, ResolutionAction
 from triplegain.models.cycle import Execution, SymbolOutcome
 from triplegain.models.decision import TradingSignal
@@ -80,6 +80,7 @@ class SymbolAnalysis:
     regime: RegimeAssessment | None = None
     signal: TradingSignal | None = None
     error: str | None = None
+    sentiment: SentimentReport | None = None
 
 
 @dataclass
@@ -236,6 +237,7 @@ class _Run:
             technical=a.technical,
             regime=a.regime,
             signal=a.signal,
+            sentiment=a.sentiment,
             exits=await self._exits(a.snapshot),
         )
         for topic, report in ((Topic.TA_SIGNALS, a.technical), (Topic.REGIME_UPDATES, a.regime)):
@@ -269,7 +271,7 @@ class _Run:
         if self.state is not CoordinatorState.RUNNING:
             await self.notice(f"{signal.symbol}: {signal.action} not acted on, coordinator is {self.state}")
             return
-        multiplier = consensus_multiplier(signal, a.technical, a.regime, None, self.settings.consensus)
+        multiplier = consensus_multiplier(signal, a.technical, a.regime, a.sentiment, self.settings.consensus)
         signal = apply_consensus(signal, multiplier)
         self._update(signal.symbol, signal=signal)
         await self._decide(signal, a.snapshot, a.regime, a.technical, resolution)

@@ -80,11 +80,13 @@ def analyze_symbol(
 def find_conflicts(
     analyses: list[SymbolAnalysis], positions: list[Position], settings: Settings
 ) -> list[Conflict]:
-    """Every conflict of the cycle, symbol by symbol (sentiment joins when its agent exists)."""
+    """Every conflict of the cycle, symbol by symbol."""
     found = []
     for a in analyses:
         if a.signal is not None:
-            found += detect_conflicts(a.signal, a.technical, a.regime, None, positions, settings.conflicts)
+            found += detect_conflicts(
+                a.signal, a.technical, a.regime, a.sentiment, positions, settings.conflicts
+            )
     return found
 
 

@@ -19,7 +19,7 @@ from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.errors import LLMBudgetExceeded
 from triplegain.llm.gateway import LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
-from triplegain.models.analysis import RegimeAssessment, TechnicalReport
+from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
 from triplegain.models.decision import ModelVote, TradingSignal
 from triplegain.models.enums import Action
 from triplegain.models.market import MarketSnapshot
@@ -63,7 +63,11 @@ class ModelAnswer(BaseModel):
 
 
 def decision_prompt(
-    snapshot: MarketSnapshot, technical: TechnicalReport, regime: RegimeAssessment, settings: Settings
+    snapshot: MarketSnapshot,
+    technical: TechnicalReport,
+    regime: RegimeAssessment,
+    settings: Settings,
+    sentiment: SentimentReport | None = None,
 ) -> Prompt:
     """The same question for every voter: the symbol, its price, and the agents' findings as data."""
     system = DECISION_SYSTEM_PROMPT.format(
@@ -94,6 +98,14 @@ def decision_prompt(
             mode="json", include={"regime", "confidence", "volatility", "trend_strength", "parameters"}
         ),
     }
+    if sentiment is not None:
+        facts["sentiment"] = {
+            **sentiment.model_dump(
+                mode="json", include={"bias", "overall_score", "confidence", "fear_greed"}
+            ),
+            "key_events": sentiment.key_events[:3],
+            "narratives": sentiment.narratives[:2],
+        }
     return Prompt(system=system, user="Market facts (JSON):\n" + json.dumps(facts, indent=1))
 
 
@@ -165,9 +177,10 @@ async def decide_with_models(
     settings: Settings,
     gateway: LLMGateway,
     models: list[ProviderConfig],
+    sentiment: SentimentReport | None = None,
 ) -> TradingSignal:
     """The models' aggregated vote; the offline model only without models or once the budget is spent."""
-    prompt = decision_prompt(snapshot, technical, regime, settings)
+    prompt = decision_prompt(snapshot, technical, regime, settings, sentiment)
     votes = await collect_votes(gateway, models, prompt, settings.decision.timeout_seconds)
     if votes and all(v.error and v.error.startswith("budget:") for v in votes):
         offline = offline_vote(snapshot, technical, regime, settings)

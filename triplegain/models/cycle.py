@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from triplegain.models.analysis import RegimeAssessment, TechnicalReport
+from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import Resolution
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CycleStatus
@@ -38,6 +38,7 @@ class SymbolOutcome(BaseModel):
     technical: TechnicalReport | None = None
     regime: RegimeAssessment | None = None
     signal: TradingSignal | None = None
+    sentiment: SentimentReport | None = Field(None, description="The still-valid sentiment the cycle used")
     resolution: Resolution | None = Field(None, description="How the symbol's conflicts were resolved")
     verdict: RiskVerdict | None = None
     exits: list[Execution] = Field(default_factory=list, description="Stop-loss / take-profit closes")

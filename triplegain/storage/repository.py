@@ -20,7 +20,7 @@ from triplegain.errors import ConcurrentCycleError
 from triplegain.llm.breaker import Breaker
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.llm.models import LLMCall
-from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import Resolution
 from triplegain.models.cycle import CycleReport, Execution
 from triplegain.models.decision import TradingSignal
@@ -42,6 +42,7 @@ from triplegain.storage.tables import (
     PortfolioSnapshotRow,
     PositionRow,
     RiskDecisionRow,
+    SentimentReportRow,
 )
 
 STATE_ROW_ID = 1
@@ -352,3 +353,44 @@ def llm_spent_since(session: Session, since: datetime) -> Decimal:
     """USD spent on LLM calls since `since` (what the day budget has left to give)."""
     rows = session.scalars(select(LLMCallRow.cost_usd).where(LLMCallRow.started_at >= since))
     return sum(rows, Decimal(0))
+
+
+def save_sentiment(session: Session, report: SentimentReport) -> None:
+    """Store a sentiment report."""
+    session.add(
+        SentimentReportRow(
+            symbol=report.symbol,
+            as_of=report.timestamp,
+            valid_until=report.valid_until,
+            bias=report.bias.value,
+            overall_score=report.overall_score,
+            confidence=report.confidence,
+            model_used=report.model_used,
+            report=report.model_dump(mode="json"),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+def latest_sentiment(session: Session, symbol: str, at: datetime) -> SentimentReport | None:
+    """The newest report for `symbol` made at or before `at` and still valid at `at`."""
+    row = session.scalars(
+        select(SentimentReportRow)
+        .where(
+            SentimentReportRow.symbol == symbol,
+            SentimentReportRow.as_of <= at,
+            SentimentReportRow.valid_until > at,
+        )
+        .order_by(SentimentReportRow.as_of.desc(), SentimentReportRow.id.desc())
+        .limit(1)
+    ).first()
+    return SentimentReport.model_validate(row.report) if row else None
+
+
+def save_llm_breakers(session: Session, breakers: dict[str, Breaker]) -> None:
+    """Update the breaker states outside a cycle (sentiment refresh); the account version is untouched."""
+    session.execute(
+        update(CoordinatorStateRow)
+        .where(CoordinatorStateRow.id == STATE_ROW_ID)
+        .values(llm_breakers={k: v.model_dump(mode="json") for k, v in breakers.items()})
+    )

@@ -260,3 +260,21 @@ class ConflictResolutionRow(Base):
     modifications: Mapped[dict[str, Any] | None]
     decided_by: Mapped[str] = mapped_column(String(60))
     latency_ms: Mapped[float]
+
+
+class SentimentReportRow(Base):
+    """A sentiment report and its validity window; cycles use the newest one still valid."""
+
+    __tablename__ = "sentiment_reports"
+    __table_args__ = (Index("ix_sentiment_symbol_time", "symbol", "as_of"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    as_of: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    bias: Mapped[str] = mapped_column(String(16))
+    overall_score: Mapped[float]
+    confidence: Mapped[float]
+    model_used: Mapped[str] = mapped_column(String(200))
+    report: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]

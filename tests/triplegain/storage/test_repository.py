@@ -204,3 +204,35 @@ def test_dead_letters_are_persisted_with_the_cycle(
         [row] = s.scalars(select(DeadLetterRow)).all()
     assert row.cycle_id == report.cycle_id and row.topic == "execution_events" and row.attempts == 2
     assert row.message["payload"]["order"]["symbol"] == "BTC/USDT" and report.dead_letters == 1
+
+
+def test_the_newest_still_valid_sentiment_is_found(engine: Engine) -> None:
+    from triplegain.models.analysis import SentimentReport
+    from triplegain.storage.repository import latest_sentiment, save_sentiment
+
+    t0 = datetime(2022, 5, 10, 12, tzinfo=UTC)
+
+    def report(at: datetime, symbol: str = "BTC/USDT", minutes: int = 60) -> SentimentReport:
+        return SentimentReport(
+            symbol=symbol,
+            timestamp=at,
+            valid_until=at + timedelta(minutes=minutes),
+            bias="bearish",
+            overall_score=-0.4,
+            confidence=0.6,
+            fear_greed="fear",
+            reasoning=f"at {at:%H:%M}",
+            model_used="m",
+        )  # type: ignore[arg-type]
+
+    with unit_of_work(engine) as s:
+        for r in (report(t0), report(t0 + timedelta(minutes=30)), report(t0, "XRP/USDT", minutes=10)):
+            save_sentiment(s, r)
+
+    with unit_of_work(engine) as s:
+        at_45 = latest_sentiment(s, "BTC/USDT", t0 + timedelta(minutes=45))
+        before = latest_sentiment(s, "BTC/USDT", t0 - timedelta(minutes=1))
+        expired = latest_sentiment(s, "BTC/USDT", t0 + timedelta(minutes=91))
+        xrp = latest_sentiment(s, "XRP/USDT", t0 + timedelta(minutes=30))
+    assert at_45 is not None and at_45.reasoning == "at 12:30"  # valid 30 min later: not a 5-minute TTL
+    assert before is None and expired is None and xrp is None

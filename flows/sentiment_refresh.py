@@ -1,0 +1,89 @@
+"""The sentiment-refresh flow: rate recent news per symbol and store the reports with their validity window.
+
+Scheduled every 30 minutes by default; trading cycles use the newest report still valid at their time.
+
+    from flows.sentiment_refresh import sentiment_refresh
+    reports = sentiment_refresh(at="2022-05-10T12:00Z", config_file="llm.yaml")
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from blocks.database import with_database_from_block
+from flows.llm_setup import llm_setup
+from tasks.agents import assess_sentiment_with_llms
+from tasks.llm import llm_caller
+from tasks.news import fetch_headlines
+from tasks.storage import fetch_account, prepare_database, store_sentiment
+from triplegain.llm.breaker import Breakers
+from triplegain.llm.gateway import Budget, BudgetExhausted, LLMGateway
+from triplegain.models.analysis import SentimentReport
+from triplegain.settings import load_settings
+
+ARTIFACT_KEY = "sentiment-report"
+
+
+@flow(name="sentiment-refresh", log_prints=False)
+def sentiment_refresh(
+    at: datetime | str | None = None, symbols: list[str] | None = None, config_file: str | None = None
+) -> list[SentimentReport]:
+    """Rate each symbol's recent headlines with the sentiment models; returns the stored reports."""
+    logger = get_run_logger()
+    settings = load_settings(Path(config_file) if config_file else None)
+    if symbols:
+        settings = load_settings(
+            Path(config_file) if config_file else None,
+            market={**settings.market.model_dump(), "symbols": symbols},
+        )
+    settings, _ = with_database_from_block(settings)
+    when = _as_datetime(at)
+    prepare_database(settings)
+    setup = llm_setup(settings)
+    if setup is None or not settings.llm.sentiment_models:
+        logger.warning("no sentiment models configured (llm.sentiment_models): nothing to refresh")
+        return []
+    account = fetch_account(settings)
+    llm = settings.llm
+    budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, setup.spent_today)
+    gateway = LLMGateway(Breakers(llm.breaker, account.llm_breakers), budget, call=llm_caller(llm))
+    models = [setup.providers[n] for n in llm.sentiment_models]
+    futures = []
+    for symbol in settings.market.symbols:
+        headlines = fetch_headlines.submit(symbol, when, settings)
+        futures.append(assess_sentiment_with_llms.submit(gateway, models, symbol, headlines, when, settings))
+    reports = [r for r in (f.result() for f in futures) if r is not None]
+    result = gateway.result()
+    store_sentiment(reports, result, settings)
+    for event in result.events:
+        logger.warning(_budget_line(event))
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=render(reports, when), description=when.isoformat())
+    return reports
+
+
+def render(reports: list[SentimentReport], at: datetime) -> str:
+    """The refresh as a markdown table."""
+    rows = [
+        f"| {r.symbol} | {r.bias} | {r.overall_score:+.2f} | {r.confidence:.2f} | {r.fear_greed} | "
+        f"{r.valid_until:%Y-%m-%d %H:%M} | {r.model_used} |"
+        for r in reports
+    ]
+    header = "| symbol | bias | score | confidence | fear/greed | valid until | models |\n" + "|---" * 7 + "|"
+    return f"# Sentiment as of {at:%Y-%m-%d %H:%M} UTC\n\n" + "\n".join([header, *rows]) + "\n"
+
+
+def _as_datetime(at: datetime | str | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    value = datetime.fromisoformat(at) if isinstance(at, str) else at
+    if value.tzinfo is None:
+        raise ValueError(f"time {value.isoformat()} has no timezone; give it in UTC, e.g. 2022-05-10T12:00Z")
+    return value.astimezone(UTC)
+
+
+def _budget_line(event: BudgetExhausted) -> str:
+    return f"LLM {event.scope} budget of {event.limit_usd} USD spent: remaining symbols got no sentiment"

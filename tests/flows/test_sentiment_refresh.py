@@ -1,0 +1,74 @@
+"""The sentiment-refresh flow, and the trading cycle using its reports, through the fake LLM server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.sentiment_refresh import sentiment_refresh
+from flows.trading_cycle import trading_cycle
+from tests.fakes.llm_server import TEST_KEY, FakeLLMServer, Recorded, Step
+
+SHARED_MARKET = Path(__file__).resolve().parents[3] / "shared" / "data" / "market"
+BEARISH = {
+    "bias": "bearish",
+    "score": -0.5,
+    "confidence": 0.7,
+    "key_events": [{"event": "UST depeg"}],
+    "narratives": ["contagion"],
+    "reasoning": "LUNA collapse",
+}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as s:
+        yield s
+
+
+def config(tmp_path: Path, server: FakeLLMServer, **extra: object) -> str:
+    providers = {
+        "news": {"kind": "openai", "model": "news-model", "base_url": f"{server.url}/v1", "api_key": TEST_KEY}
+    }
+    data = {"llm": {"providers": providers, "sentiment_models": ["news"]}, **extra}
+    path = tmp_path / "tg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_refresh_rates_each_symbol_and_stores_the_reports(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    server.default = Step(text=json.dumps(BEARISH))
+
+    reports = sentiment_refresh(at="2022-05-10T12:00Z", config_file=config(tmp_path, server))
+
+    assert [r.symbol for r in reports] == ["BTC/USDT", "XRP/USDT"]
+    assert all(r.bias == "bearish" and r.fear_greed == "fear" for r in reports)
+    prompts = [Recorded("", {}, r.body).prompt_text for r in server.requests]
+    assert any("LUNA" in p or "Terra" in p or "UST" in p for p in prompts)  # real May 2022 headlines
+    assert all("<headlines>" in p for p in prompts)
+
+
+def test_refresh_without_sentiment_models_does_nothing(project_db: str) -> None:
+    assert sentiment_refresh(at="2022-05-10T12:00Z") == []
+
+
+@pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
+def test_the_cycle_uses_the_latest_valid_sentiment(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    server.default = Step(text=json.dumps(BEARISH))
+    cfg = config(tmp_path, server, market={"data_dir": str(SHARED_MARKET)})
+    sentiment_refresh(at="2022-05-10T11:30Z", config_file=cfg)
+
+    report = trading_cycle(at="2022-05-10T12:00Z", config_file=cfg)
+    later = trading_cycle(at="2022-05-10T13:00Z", config_file=cfg)
+
+    btc = report.outcome("BTC/USDT")
+    assert btc.sentiment is not None and btc.sentiment.bias == "bearish"  # made 30 min earlier, still valid
+    assert later.outcome("BTC/USDT").sentiment is None  # 90 min later: expired
