@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
+from urllib.parse import urlparse
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
@@ -13,7 +14,7 @@ from pydantic import Field, SecretStr
 from triplegain.errors import ConfigError, ConfigProblem
 from triplegain.llm.keys import with_env_keys
 from triplegain.llm.models import ProviderConfig
-from triplegain.settings import LLMSettings
+from triplegain.settings import DEFAULT_PROVIDERS, LLMSettings
 
 
 class LLMProvider(Block):
@@ -50,25 +51,34 @@ class LLMProvider(Block):
 
 def resolve_providers(
     settings: LLMSettings, env: Mapping[str, str] | None = None
-) -> dict[str, ProviderConfig]:
-    """Every provider an agent uses: its block `llm-<name>` if saved, else settings; env keys last."""
-    resolved: dict[str, ProviderConfig] = {}
+) -> tuple[dict[str, ProviderConfig], list[str]]:
+    """Every usable provider an agent uses, and the names skipped for want of a key.
+
+    Each comes from its block `llm-<name>` if saved, else settings, else the built-in defaults; its key
+    from there or `<NAME>_API_KEY`. A provider without a key and without a local endpoint is skipped.
+    """
+    found: dict[str, ProviderConfig] = {}
     missing = []
     for name in settings.referenced():
         try:
-            resolved[name] = LLMProvider.load(f"llm-{name}").to_config(name)
+            found[name] = LLMProvider.load(f"llm-{name}").to_config(name)
         except ValueError:
-            if name in settings.providers:
-                resolved[name] = settings.providers[name]
-            else:
+            config = settings.providers.get(name) or DEFAULT_PROVIDERS.get(name)
+            if config is None:
                 missing.append(name)
+            else:
+                found[name] = config
     if missing:
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    "llm", m, "a provider must be saved as block llm-<name> or set in llm.providers"
-                )
-                for m in missing
-            ]
-        )
-    return with_env_keys(resolved, os.environ if env is None else env)
+        allowed = "a provider must be saved as block llm-<name> or set in llm.providers"
+        raise ConfigError([ConfigProblem("llm", m, allowed) for m in missing])
+    keyed = with_env_keys(found, os.environ if env is None else env)
+    usable = {
+        name: config for name, config in keyed.items() if config.api_key is not None or is_local(config)
+    }
+    return usable, [name for name in keyed if name not in usable]
+
+
+def is_local(config: ProviderConfig) -> bool:
+    """True for an endpoint on this machine (Ollama, vLLM), which needs no key."""
+    host = urlparse(config.base_url or "").hostname or ""
+    return host in {"localhost", "127.0.0.1", "::1"}

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from prefect import get_run_logger
+
 from blocks.llm import resolve_providers
 from tasks.llm import ensure_llm_limits
 from tasks.storage import llm_spent
@@ -22,12 +24,22 @@ class LLMSetup:
     providers: dict[str, ProviderConfig]
     spent_today: Decimal
 
+    def chain(self, names: list[str]) -> list[ProviderConfig]:
+        """The usable providers among `names`, in order."""
+        return [self.providers[n] for n in names if n in self.providers]
+
 
 def llm_setup(settings: Settings) -> LLMSetup | None:
-    """The providers any agent uses (blocks, settings, env keys), with limits and SDKs ready; None if none."""
+    """The usable providers of every agent (blocks, settings, env keys), ready to call; None if none."""
     if not settings.llm.referenced():
         return None
-    providers = resolve_providers(settings.llm)
+    providers, skipped = resolve_providers(settings.llm)
+    if skipped:
+        get_run_logger().info(
+            "LLM providers without an API key or local endpoint skipped: %s", ", ".join(skipped)
+        )
+    if not providers:
+        return None
     preload_sdks(list(providers.values()))
     run_sync(ensure_llm_limits(list(providers.values())))
     day_start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

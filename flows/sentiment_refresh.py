@@ -44,14 +44,14 @@ def sentiment_refresh(
     when = _as_datetime(at)
     prepare_database(settings)
     setup = llm_setup(settings)
-    if setup is None or not settings.llm.sentiment_models:
-        logger.warning("no sentiment models configured (llm.sentiment_models): nothing to refresh")
+    models = setup.chain(settings.llm.sentiment_models) if setup else []
+    if setup is None or not models:
+        logger.warning("no usable sentiment models (llm.sentiment_models, with keys): nothing to refresh")
         return []
     account = fetch_account(settings)
     llm = settings.llm
     budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, setup.spent_today)
     gateway = LLMGateway(Breakers(llm.breaker, account.llm_breakers), budget, call=llm_caller(llm))
-    models = [setup.providers[n] for n in llm.sentiment_models]
     futures = []
     for symbol in settings.market.symbols:
         headlines = fetch_headlines.submit(symbol, when, settings)

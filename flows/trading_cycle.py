@@ -100,12 +100,13 @@ def _llm_voting(
     settings: Settings, account: AccountState, cycle_id: str, setup: LLMSetup | None
 ) -> tuple[LLMGateway, list[ProviderConfig]] | None:
     """The run's LLM gateway and voting models when models vote on trades; None keeps the offline model."""
-    if setup is None or not settings.llm.decision_models:
+    models = setup.chain(settings.llm.decision_models) if setup else []
+    if setup is None or not models:
         return None
     llm = settings.llm
     budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, setup.spent_today)
     gateway = LLMGateway(Breakers(llm.breaker, account.llm_breakers), budget, cycle_id, call=llm_caller(llm))
-    return gateway, [setup.providers[n] for n in llm.decision_models]
+    return gateway, models
 
 
 def _resolve(
@@ -118,7 +119,7 @@ def _resolve(
 ) -> ResolutionRun:
     """The conflict-resolution subflow, seeded with the breakers and spending of the run so far."""
     signals = {a.symbol: a.signal for a in analyses if a.signal is not None}
-    chain = [setup.providers[n] for n in settings.llm.resolution_chain] if setup else []
+    chain = setup.chain(settings.llm.resolution_chain) if setup else []
     spent_cycle = sum((r.cost_usd for r in llm.records), Decimal(0))
     spent_today = setup.spent_today if setup else Decimal(0)
     return run_sync(

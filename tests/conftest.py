@@ -7,6 +7,8 @@ import tempfile
 
 for _key in [k for k in os.environ if k.startswith("TRIPLEGAIN_") and k != "TRIPLEGAIN_TEST_POSTGRES_URL"]:
     del os.environ[_key]  # a developer's own configuration must not leak into tests
+for _key in [k for k in os.environ if k.endswith("_API_KEY")]:
+    del os.environ[_key]  # a real provider key must never turn a test into a network call
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="triplegain-test-prefect-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"

@@ -483,13 +483,36 @@ class BusSettings(BaseModel):
     )
 
 
+DEFAULT_PROVIDERS = {
+    "deepseek": ProviderConfig(
+        name="deepseek",
+        kind="openai",
+        model="deepseek-chat",
+        base_url="https://api.deepseek.com/v1",
+        price_in_per_mtok=Decimal("0.27"),
+        price_out_per_mtok=Decimal("1.10"),
+    ),
+    "anthropic": ProviderConfig(
+        name="anthropic",
+        kind="anthropic",
+        model="claude-3-5-sonnet-20241022",
+        timeout_seconds=60,
+        price_in_per_mtok=Decimal(3),
+        price_out_per_mtok=Decimal(15),
+    ),
+}
+
+
 class LLMSettings(BaseModel):
     """Language models: the providers, who uses which, retries, breakers and the cost budget.
 
-    No provider is configured by default: every agent then runs its deterministic offline path. A name
-    used in `decision_models`, `sentiment_models` or `resolution_chain` is found, at run time, in the
-    Prefect Block `llm-<name>` if one is saved, else in `providers` here; its API key in the block, in
-    `TRIPLEGAIN_LLM__PROVIDERS__<NAME>__API_KEY`, or in the conventional `<NAME>_API_KEY`.
+    A name used in `decision_models`, `sentiment_models` or `resolution_chain` is found, at run time, in
+    the Prefect Block `llm-<name>` if one is saved, else in `providers` here, else among the built-in
+    `DEFAULT_PROVIDERS` (deepseek, anthropic); its API key in the block, in
+    `TRIPLEGAIN_LLM__PROVIDERS__<NAME>__API_KEY`, or in the conventional `<NAME>_API_KEY`. A provider with
+    neither a key nor a local endpoint is skipped, so without keys every agent takes its offline path:
+    by default conflicts go to DeepSeek, then Claude, once their keys are set, and nothing votes but the
+    deterministic offline model.
     """
 
     model_config = _SECTION
@@ -497,7 +520,9 @@ class LLMSettings(BaseModel):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     decision_models: list[str] = Field(default_factory=list, description="Providers voting on trades")
     sentiment_models: list[str] = Field(default_factory=list, description="Providers rating the news")
-    resolution_chain: list[str] = Field(default_factory=list, description="Conflict resolver, then fallbacks")
+    resolution_chain: list[str] = Field(
+        default_factory=lambda: ["deepseek", "anthropic"], description="Conflict resolver, then fallbacks"
+    )
     retries: int = Field(2, ge=0, description="Task retries of one call, for transient errors only")
     retry_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each retry")
     retry_jitter: float = Field(0.5, ge=0, le=1, description="Random share added to each delay")

@@ -13,7 +13,7 @@ KEY = "sk-block-SECRET-42"
 
 
 def settings(**providers: dict[str, str]) -> LLMSettings:
-    return LLMSettings(providers=providers, decision_models=list(providers))  # type: ignore[arg-type]
+    return LLMSettings(providers=providers, decision_models=list(providers), resolution_chain=[])  # type: ignore[arg-type]
 
 
 def test_a_saved_block_supplies_the_whole_provider() -> None:
@@ -21,7 +21,9 @@ def test_a_saved_block_supplies_the_whole_provider() -> None:
         "llm-claude-block", overwrite=True
     )
 
-    resolved = resolve_providers(LLMSettings(decision_models=["claude-block"]), env={})
+    resolved, _ = resolve_providers(
+        LLMSettings(decision_models=["claude-block"], resolution_chain=[]), env={}
+    )
 
     config = resolved["claude-block"]
     assert (config.kind, config.model, str(config.price_in_per_mtok)) == ("anthropic", "claude-x", "3")
@@ -32,7 +34,7 @@ def test_a_saved_block_supplies_the_whole_provider() -> None:
 def test_settings_are_the_fallback_and_the_environment_gives_the_key() -> None:
     s = settings(**{"local-deepseek": {"kind": "openai", "model": "deepseek-chat"}})
 
-    resolved = resolve_providers(s, env={"LOCAL_DEEPSEEK_API_KEY": KEY})
+    resolved, _ = resolve_providers(s, env={"LOCAL_DEEPSEEK_API_KEY": KEY})
 
     assert resolved["local-deepseek"].api_key.get_secret_value() == KEY  # type: ignore[union-attr]
 
@@ -40,7 +42,7 @@ def test_settings_are_the_fallback_and_the_environment_gives_the_key() -> None:
 def test_a_configured_key_is_not_replaced_by_the_environment() -> None:
     s = settings(mine={"kind": "openai", "model": "m", "api_key": "from-settings"})
 
-    resolved = resolve_providers(s, env={"MINE_API_KEY": "from-env"})
+    resolved, _ = resolve_providers(s, env={"MINE_API_KEY": "from-env"})
 
     assert resolved["mine"].api_key.get_secret_value() == "from-settings"  # type: ignore[union-attr]
 
@@ -48,3 +50,21 @@ def test_a_configured_key_is_not_replaced_by_the_environment() -> None:
 def test_a_provider_found_nowhere_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"llm='ghost'.*block llm-<name>"):
         resolve_providers(LLMSettings(resolution_chain=["ghost"]), env={})
+
+
+def test_by_default_conflicts_go_to_deepseek_then_claude_once_keys_exist() -> None:
+    keyless, skipped = resolve_providers(LLMSettings(), env={})
+    keyed, _ = resolve_providers(LLMSettings(), env={"DEEPSEEK_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY})
+
+    assert keyless == {} and skipped == ["deepseek", "anthropic"]
+    assert [c.model for c in keyed.values()] == ["deepseek-chat", "claude-3-5-sonnet-20241022"]
+
+
+def test_a_local_endpoint_needs_no_key() -> None:
+    local = settings(
+        ollama={"kind": "openai", "model": "qwen2.5:7b", "base_url": "http://localhost:11434/v1"}
+    )
+
+    resolved, skipped = resolve_providers(local, env={})
+
+    assert list(resolved) == ["ollama"] and skipped == []

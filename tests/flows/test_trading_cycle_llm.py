@@ -41,6 +41,19 @@ def llm_config(tmp_path: Path, server: FakeLLMServer, **llm: object) -> str:
     return str(path)
 
 
+def latest_artifact_text() -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.trading_cycle import ARTIFACT_KEY
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY]))
+        )
+    return "\n".join(str(a.data) for a in artifacts)
+
+
 def all_rows_text(url: str) -> str:
     engine = create_db_engine(url)
     migrate(engine)
@@ -67,6 +80,7 @@ def test_models_vote_and_every_call_is_recorded_without_the_key(
     assert "model-a" in dump and "'ok'" in dump  # llm_calls rows
     assert TEST_KEY not in dump
     assert TEST_KEY not in caplog.text and TEST_KEY not in report.model_dump_json()
+    assert TEST_KEY not in latest_artifact_text()
     assert all(TEST_KEY not in r.prompt_text for r in server.requests)
 
 

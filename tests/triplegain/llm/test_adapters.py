@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -156,3 +157,15 @@ def test_the_key_travels_only_in_the_auth_header(server: FakeLLMServer, provider
     assert TEST_KEY not in request.prompt_text and TEST_KEY not in str(request.body)
     assert TEST_KEY in (request.headers.get("authorization", "") + request.headers.get("x-api-key", ""))
     assert TEST_KEY not in repr(provider)
+
+
+def test_a_key_echoed_back_by_the_provider_is_redacted(
+    server: FakeLLMServer, provider: ProviderConfig
+) -> None:
+    body = json.dumps({"error": {"message": f"Incorrect API key provided: {TEST_KEY}"}}).encode()
+    server.script(Step(status=401, body=body))
+
+    with pytest.raises(LLMRejected) as e:
+        run(ask_provider(provider, PROMPT, Resolution))
+
+    assert TEST_KEY not in str(e.value) and "Incorrect API key provided: ***" in str(e.value)
