@@ -54,6 +54,92 @@ def run(
         _print_report(report)
 
 
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with who asked)")]
+By = Annotated[str | None, typer.Option("--by", help="Who asks (default: your user name)")]
+Config = Annotated[str | None, typer.Option("--config", help="YAML settings file")]
+
+
+@app.command()
+def pause(reason: Reason, by: By = None, config: Config = None) -> None:
+    """Keep analysing but place no trade until resumed."""
+    _control("pause", reason, by, config)
+
+
+@app.command()
+def resume(
+    reason: Reason,
+    by: By = None,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Required to resume from HALTED")] = False,
+    config: Config = None,
+) -> None:
+    """Trade again (from HALTED only with --confirm)."""
+    _control("resume", reason, by, config, confirm)
+
+
+@app.command()
+def halt(reason: Reason, by: By = None, config: Config = None) -> None:
+    """Stop every trading cycle until a confirmed resume."""
+    _control("halt", reason, by, config)
+
+
+@app.command()
+def status(
+    config: Config = None, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False
+) -> None:
+    """State, breakers, last cycle, balances and open positions with P&L."""
+    try:
+        from flows.control import status as load
+
+        current = load(config)
+    except Exception as e:
+        _fail(e, verbose=False)
+    if as_json:
+        out.print_json(current.model_dump_json())
+        return
+    out.print(f"state: {current.state}", highlight=False)
+    breakers = ", ".join(f"{k} ({v})" for k, v in current.tripped_breakers.items()) or "none tripped"
+    out.print(f"circuit breakers: {breakers}; losses in a row: {current.consecutive_losses}", highlight=False)
+    last = f"{current.last_cycle_id} [{current.last_cycle_status}]" if current.last_cycle_id else "none yet"
+    out.print(f"last cycle: {last}", highlight=False)
+    equity = f"{current.equity:.2f} USDT" if current.equity is not None else "unknown (no cycle yet)"
+    balances = ", ".join(f"{a} {v:f}" for a, v in current.balances.items())
+    out.print(f"equity: {equity}; balances: {balances}", highlight=False)
+    table = Table(title="open positions")
+    for column in ("symbol", "size", "entry", "last", "P&L", "stop", "target"):
+        table.add_column(column)
+    for p in current.positions:
+        pnl = f"{p.unrealized_pnl:+.2f}" if p.unrealized_pnl is not None else "-"
+        table.add_row(
+            p.symbol,
+            f"{p.size}",
+            f"{p.entry_price}",
+            f"{p.last_price}",
+            pnl,
+            f"{p.stop_loss}",
+            f"{p.take_profit}",
+        )
+    out.print(table)
+    for change in current.recent_changes:
+        when = f"{change.at:%Y-%m-%d %H:%M}"
+        out.print(
+            f"{when} {change.from_state} -> {change.to_state} by {change.actor}: {change.reason}",
+            highlight=False,
+        )
+
+
+def _control(command: str, reason: str, by: str | None, config: str | None, confirm: bool = False) -> None:
+    try:
+        from flows import control
+
+        if command == "resume":
+            result = control.resume(reason, by, confirm=confirm, config_file=config)
+        else:
+            result = getattr(control, command)(reason, by, config_file=config)
+    except Exception as e:
+        _fail(e, verbose=False)
+    out.print(f"{result.message} (now {result.state})", highlight=False)
+
+
 def _prepare_prefect_env(verbose: bool) -> None:
     """Prefect reads its settings at import: set defaults (the user's own values win) before importing it.
 

@@ -17,24 +17,34 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
+from prefect.states import Completed
 
 from blocks.database import with_database_from_block
 from flows.conflict_resolution import ResolutionRun, resolve_conflicts
 from flows.llm_setup import LLMSetup, llm_setup
 from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
 from tasks.coordination import coordinate_signals
+from tasks.events import emit_coordinator_events
 from tasks.llm import llm_caller
 from tasks.market import fetch_snapshot, market_source
 from tasks.storage import (
     fetch_account,
     fetch_sentiments,
+    fetch_unpublished_changes,
     find_report,
     persist_cycle,
     prepare_database,
 )
 from triplegain.aio import run_sync
 from triplegain.coordinator import AccountState, SymbolAnalysis
-from triplegain.cycle import build_report, cycle_id_for, cycle_status, find_conflicts, normalize_at
+from triplegain.cycle import (
+    build_report,
+    cycle_id_for,
+    cycle_status,
+    find_conflicts,
+    normalize_at,
+    skipped_report,
+)
 from triplegain.errors import CycleError
 from triplegain.llm.breaker import Breakers
 from triplegain.llm.gateway import Budget, BudgetExhausted, LLMGateway, LLMRunResult
@@ -73,8 +83,12 @@ def trading_cycle(
         logger.info("%s already ran; returning its stored report, placing no order", cycle_id)
         return stored.model_copy(update={"replayed": True})
     account = fetch_account(settings)
+    emit_coordinator_events(settings)
     if account.coordinator is CoordinatorState.HALTED:
-        raise CycleError("coordinator is HALTED: no cycle runs until it is resumed")
+        why = "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
+        logger.warning("%s: %s", cycle_id, why)
+        return Completed(name="Skipped", message=why, data=skipped_report(cycle_id, at, account, why))  # type: ignore[return-value]
+    changes = fetch_unpublished_changes(settings)
     setup = llm_setup(settings)
     voting = _llm_voting(settings, account, cycle_id, setup)
     sentiments = fetch_sentiments(settings.market.symbols, at, settings)
@@ -88,10 +102,12 @@ def trading_cycle(
         resolved = _resolve(conflicts, analyses, settings, llm, setup, cycle_id)
         resolutions, llm = resolved.resolutions, llm.merged(resolved.llm)
     notices = [_budget_notice(e) for e in llm.events]
-    result = coordinate_signals(cycle_id, at, account, analyses, settings, notices, resolutions)
+    result = coordinate_signals(
+        cycle_id, at, account, analyses, settings, notices, resolutions, [c for _, c in changes]
+    )
     cost = sum((r.cost_usd for r in llm.records), Decimal(0))
     report = build_report(cycle_id, at, started, analyses, result, settings, cost)
-    persist_cycle(report, analyses, result, account, llm, settings)
+    persist_cycle(report, analyses, result, account, llm, [i for i, _ in changes], settings)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=render_markdown(report), description=cycle_id)
     return report
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from triplegain.control import StateChange
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, coordinate
 from triplegain.models.conflicts import Resolution
 from triplegain.settings import Settings
@@ -21,6 +22,7 @@ def coordinate_signals(
     settings: Settings,
     notices: list[str],
     resolutions: list[Resolution],
+    state_changes: list[StateChange],
 ) -> Coordination:
     """Risk engine and broker over the cycle's signals; deterministic, so a retry repeats it exactly."""
-    return coordinate(cycle_id, at, account, analyses, settings, notices, resolutions)
+    return coordinate(cycle_id, at, account, analyses, settings, notices, resolutions, state_changes)

@@ -14,6 +14,7 @@ from prefect.states import State
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from triplegain.control import StateChange
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import DatabaseUnavailable
 from triplegain.llm.gateway import LLMRunResult
@@ -27,6 +28,7 @@ from triplegain.storage.repository import (
     save_llm_breakers,
     save_llm_calls,
     save_sentiment,
+    state_changes,
 )
 
 _engines: dict[tuple[str, int, int], Engine] = {}
@@ -97,11 +99,19 @@ def persist_cycle(
     result: Coordination,
     account: AccountState,
     llm: LLMRunResult,
+    published_changes: list[int],
     settings: Settings,
 ) -> None:
     """Commit the cycle's whole chain, its LLM calls included, in one transaction (all or nothing)."""
     with unit_of_work(engine_for(settings)) as session:
-        save_cycle(session, report, analyses, result, account, llm)
+        save_cycle(session, report, analyses, result, account, llm, published_changes)
+
+
+@_db_task("load-state-changes")
+def fetch_unpublished_changes(settings: Settings) -> list[tuple[int, StateChange]]:
+    """Pauses, resumes and halts recorded since the last cycle, oldest first."""
+    with unit_of_work(engine_for(settings)) as session:
+        return list(reversed(state_changes(session, unpublished=True)))
 
 
 @_db_task("load-sentiment")

@@ -20,11 +20,13 @@ from triplegain.aio import run_sync
 from triplegain.broker.paper import PaperBroker, client_order_id
 from triplegain.bus import DeadLetter, ErrorPolicy, Message, MessageBus, Priority, Topic
 from triplegain.consensus import apply_consensus, consensus_multiplier
+from triplegain.control import StateChange
 from triplegain.events import (
     CircuitBreakerReset,
     CircuitBreakerTripped,
     ConflictResolved,
     CoordinatorNoticed,
+    CoordinatorStateChanged,
     OrderFilled,
     OrderRejected,
     PositionClosed,
@@ -118,13 +120,17 @@ def coordinate(
     settings: Settings,
     notices: Sequence[str] = (),
     resolutions: Sequence[Resolution] = (),
+    state_changes: Sequence[StateChange] = (),
 ) -> Coordination:
     """Run exits, risk checks and execution for every analysed symbol, in order (synchronous entry).
 
     `notices` are things earlier steps want the report to say (e.g. the LLM budget ran out);
-    `resolutions` how the cycle's conflicts were resolved (at most one per symbol).
+    `resolutions` how the cycle's conflicts were resolved (at most one per symbol); `state_changes`
+    pauses, resumes and halts recorded since the last cycle, published here as bus events.
     """
-    return run_sync(coordinate_async(cycle_id, at, account, analyses, settings, notices, resolutions))
+    return run_sync(
+        coordinate_async(cycle_id, at, account, analyses, settings, notices, resolutions, state_changes)
+    )
 
 
 async def coordinate_async(
@@ -135,6 +141,7 @@ async def coordinate_async(
     settings: Settings,
     notices: Sequence[str] = (),
     resolutions: Sequence[Resolution] = (),
+    state_changes: Sequence[StateChange] = (),
 ) -> Coordination:
     """The cycle's coordination on a fresh in-flow bus, its handlers subscribed."""
     prices = {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
@@ -155,6 +162,8 @@ async def coordinate_async(
             f"({account.last_cycle_at.isoformat()}): balances and positions carry state from later cycles; "
             "use a fresh database to replay the past"
         )
+    for change in state_changes:
+        await run.publish(Topic.SYSTEM_EVENTS, CoordinatorStateChanged(change=change), Priority.HIGH)
     for text in notices:
         await run.notice(text)
     for event in breaker_events:
@@ -341,6 +350,12 @@ class _Run:
         event = message.payload
         if isinstance(event, CoordinatorNoticed):
             self.events.append(event.text)
+        elif isinstance(event, CoordinatorStateChanged):
+            c = event.change
+            when = f"{c.at:%Y-%m-%d %H:%M}"
+            self.events.append(
+                f"coordinator {c.from_state} -> {c.to_state} by {c.actor} at {when}: {c.reason}"
+            )
         elif isinstance(event, SymbolSkipped):
             self.events.append(f"{event.symbol} skipped: {event.reason}")
 

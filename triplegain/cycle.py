@@ -22,7 +22,7 @@ from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CycleStatus
 from triplegain.models.market import MarketSnapshot
-from triplegain.models.trading import Position
+from triplegain.models.trading import Portfolio, Position
 from triplegain.settings import Settings
 
 
@@ -123,6 +123,24 @@ def build_report(
         messages=len(result.messages),
         dead_letters=len(result.dead_letters),
         llm_cost_usd=llm_cost_usd,
+    )
+
+
+def skipped_report(cycle_id: str, at: datetime, account: AccountState, reason: str) -> CycleReport:
+    """The report of a cycle that did not run (coordinator HALTED): the account as it stands, and why."""
+    now = datetime.now(UTC)
+    portfolio = Portfolio(balances=account.balances, prices={}, positions=account.positions, as_of=at)
+    return CycleReport(
+        cycle_id=cycle_id,
+        timestamp=at,
+        started_at=now,
+        finished_at=now,
+        status=CycleStatus.SKIPPED,
+        decided_by="none",
+        symbols=[],
+        portfolio=portfolio,
+        starting_equity=portfolio.equity,
+        events=[reason],
     )
 
 

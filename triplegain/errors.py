@@ -8,6 +8,7 @@
     │   ├── DatabaseUnavailable     unreachable or timed out: retried
     │   └── ConcurrentCycleError    another cycle committed first: this one is discarded
     ├── CycleError              the cycle as a whole could not run (every symbol failed)
+    ├── ControlError            a pause/resume/halt that is not allowed (say how to do it instead)
     └── LLMError                a language model gave no usable answer
         ├── LLMUnavailable          transient (429, 5xx, timeout, connection, circuit open): retried
         ├── LLMRejected             the provider refused the request (401, 400, ...): not retried
@@ -72,6 +73,10 @@ class ConcurrentCycleError(StorageError):
 
 class CycleError(TripleGainError):
     """The trading cycle could not run at all."""
+
+
+class ControlError(TripleGainError):
+    """A coordinator state change that is not allowed as asked; the message says what to do instead."""
 
 
 class LLMError(TripleGainError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from triplegain.control import StateChange
 from triplegain.models.conflicts import Resolution
 from triplegain.models.trading import Fill, Order, Position, RiskVerdict
 
@@ -89,6 +90,14 @@ class ConflictResolved(BaseModel):
     model_config = _EVENT
 
     resolution: Resolution
+
+
+class CoordinatorStateChanged(BaseModel):
+    """Someone paused, resumed or halted the coordinator (recorded between cycles, published by the next)."""
+
+    model_config = _EVENT
+
+    change: StateChange
 
 
 class SymbolSkipped(BaseModel):

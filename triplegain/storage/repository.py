@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triplegain.bus import DeadLetter, Message
+from triplegain.control import CoordinatorStatus, OpenPositionView, StateChange
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import ConcurrentCycleError
 from triplegain.llm.breaker import Breaker
@@ -31,6 +32,7 @@ from triplegain.settings import Settings
 from triplegain.storage.tables import (
     AgentOutputRow,
     ConflictResolutionRow,
+    CoordinatorEventRow,
     CoordinatorStateRow,
     CycleRow,
     DeadLetterRow,
@@ -98,6 +100,7 @@ def save_cycle(
     result: Coordination,
     account: AccountState,
     llm: LLMRunResult | None = None,
+    published_changes: list[int] | None = None,
 ) -> None:
     """Write the whole chain: cycle, agents, votes, verdicts, orders, fills, positions, LLM calls, state."""
     llm = llm or LLMRunResult(breakers=account.llm_breakers)
@@ -113,6 +116,12 @@ def save_cycle(
         session.add_all(_dead_letter_rows(report.cycle_id, result.dead_letters))
         save_llm_calls(session, llm.records)
         session.add_all(_resolution_rows(report.cycle_id, result.resolutions))
+        if published_changes:
+            session.execute(
+                update(CoordinatorEventRow)
+                .where(CoordinatorEventRow.id.in_(published_changes))
+                .values(published_cycle_id=report.cycle_id)
+            )
         session.add(_snapshot_row(report.cycle_id, result.portfolio))
         session.add_all([_order_row(e.order) for e in executions])
         session.flush()
@@ -393,4 +402,102 @@ def save_llm_breakers(session: Session, breakers: dict[str, Breaker]) -> None:
         update(CoordinatorStateRow)
         .where(CoordinatorStateRow.id == STATE_ROW_ID)
         .values(llm_breakers={k: v.model_dump(mode="json") for k, v in breakers.items()})
+    )
+
+
+def record_state_change(session: Session, change: StateChange) -> None:
+    """Apply and record a state change; the account version moves on, so no cycle in flight can commit."""
+    state = session.get(CoordinatorStateRow, STATE_ROW_ID)
+    if state is None:
+        session.add(
+            CoordinatorStateRow(
+                id=STATE_ROW_ID,
+                state=change.to_state.value,
+                version=1,
+                risk_state=None,
+                regime_states={},
+                llm_breakers={},
+                last_cycle_id=None,
+                updated_at=change.at,
+            )
+        )
+    else:
+        state.state, state.version, state.updated_at = change.to_state.value, state.version + 1, change.at
+    session.add(
+        CoordinatorEventRow(
+            at=change.at,
+            from_state=change.from_state.value,
+            to_state=change.to_state.value,
+            actor=change.actor,
+            reason=change.reason,
+            prefect_emitted_at=None,
+            published_cycle_id=None,
+        )
+    )
+
+
+def state_changes(
+    session: Session, *, unemitted: bool = False, unpublished: bool = False, limit: int = 100
+) -> list[tuple[int, StateChange]]:
+    """Recorded changes, newest first (optionally only those not yet emitted or published)."""
+    query = select(CoordinatorEventRow).order_by(CoordinatorEventRow.id.desc()).limit(limit)
+    if unemitted:
+        query = query.where(CoordinatorEventRow.prefect_emitted_at.is_(None))
+    if unpublished:
+        query = query.where(CoordinatorEventRow.published_cycle_id.is_(None))
+    return [
+        (
+            row.id,
+            StateChange(
+                at=row.at,
+                from_state=CoordinatorState(row.from_state),
+                to_state=CoordinatorState(row.to_state),
+                actor=row.actor,
+                reason=row.reason,
+            ),
+        )
+        for row in session.scalars(query)
+    ]
+
+
+def mark_emitted(session: Session, ids: list[int], at: datetime) -> None:
+    """Note that these changes reached Prefect as events."""
+    if ids:
+        session.execute(
+            update(CoordinatorEventRow).where(CoordinatorEventRow.id.in_(ids)).values(prefect_emitted_at=at)
+        )
+
+
+def load_status(session: Session, settings: Settings) -> CoordinatorStatus:
+    """State, breakers, last cycle, balances and open positions marked at the last prices."""
+    account = load_account(session, settings)
+    state = session.get(CoordinatorStateRow, STATE_ROW_ID)
+    cycle = session.get(CycleRow, state.last_cycle_id) if state and state.last_cycle_id else None
+    snapshot = session.scalars(
+        select(PortfolioSnapshotRow).order_by(PortfolioSnapshotRow.id.desc()).limit(1)
+    ).first()
+    prices = {k: Decimal(v) for k, v in snapshot.prices.items()} if snapshot else {}
+    return CoordinatorStatus(
+        state=account.coordinator,
+        tripped_breakers={k.value: v for k, v in account.risk.tripped.items()} if account.risk else {},
+        consecutive_losses=account.risk.consecutive_losses if account.risk else 0,
+        last_cycle_id=cycle.id if cycle else None,
+        last_cycle_at=cycle.as_of if cycle else None,
+        last_cycle_status=cycle.status if cycle else None,
+        equity=snapshot.equity if snapshot else None,
+        balances=account.balances,
+        positions=[_position_view(p, prices.get(p.symbol)) for p in account.positions],
+        recent_changes=[c for _, c in state_changes(session, limit=5)],
+    )
+
+
+def _position_view(p: Position, price: Decimal | None) -> OpenPositionView:
+    return OpenPositionView(
+        symbol=p.symbol,
+        size=p.size,
+        entry_price=p.entry_price,
+        last_price=price,
+        unrealized_pnl=p.unrealized_pnl(price) if price is not None else None,
+        stop_loss=p.stop_loss,
+        take_profit=p.take_profit,
     )

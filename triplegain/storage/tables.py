@@ -278,3 +278,18 @@ class SentimentReportRow(Base):
     model_used: Mapped[str] = mapped_column(String(200))
     report: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class CoordinatorEventRow(Base):
+    """A recorded change of the coordinator's state; emitted as a Prefect event and a bus event."""
+
+    __tablename__ = "coordinator_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    from_state: Mapped[str] = mapped_column(String(10))
+    to_state: Mapped[str] = mapped_column(String(10))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    prefect_emitted_at: Mapped[datetime | None]
+    published_cycle_id: Mapped[str | None] = mapped_column(String(40))

@@ -1,0 +1,104 @@
+"""Pause, resume, halt and inspect the coordinator, from Python (notebooks) or the CLI.
+
+    from flows.control import pause, resume, status
+    pause("FOMC at 18:00", actor="ana")
+    status().state            # CoordinatorState.PAUSED
+    resume("after FOMC", actor="ana")
+
+Each change is recorded with who and why, bumps the account version (a cycle in flight cannot commit
+trades afterwards), becomes a bus event in the next trading cycle, and a Prefect event
+(`triplegain.coordinator.paused` ...): at once when PREFECT_API_URL names a server, otherwise from the next
+flow run, so a command never has to start a temporary server.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from blocks.database import with_database_from_block
+from tasks.events import emit_pending_events
+from tasks.storage import engine_for
+from triplegain.control import Command, CoordinatorStatus, StateChange, transition
+from triplegain.models.enums import CoordinatorState
+from triplegain.settings import Settings, load_settings
+from triplegain.storage import load_account, unit_of_work
+from triplegain.storage.repository import load_status, record_state_change
+
+RESOURCE = {
+    "prefect.resource.id": "triplegain.coordinator",
+    "prefect.resource.name": "TripleGain coordinator",
+}
+
+
+class ControlResult(BaseModel):
+    """What a command did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: CoordinatorState
+    change: StateChange | None
+    message: str
+
+
+def pause(reason: str, actor: str | None = None, config_file: str | None = None) -> ControlResult:
+    """Analysis goes on, no trade is placed, until `resume`."""
+    return _apply("pause", reason, actor, config_file)
+
+
+def resume(
+    reason: str, actor: str | None = None, confirm: bool = False, config_file: str | None = None
+) -> ControlResult:
+    """Trade again; from HALTED only with `confirm=True`."""
+    return _apply("resume", reason, actor, config_file, confirm)
+
+
+def halt(reason: str, actor: str | None = None, config_file: str | None = None) -> ControlResult:
+    """Stop all trading cycles until a confirmed resume."""
+    return _apply("halt", reason, actor, config_file)
+
+
+def status(config_file: str | None = None) -> CoordinatorStatus:
+    """State, breakers, last cycle, balances and open positions with their P&L at the last prices."""
+    settings = _settings(config_file)
+    with unit_of_work(engine_for(settings)) as session:
+        return load_status(session, settings)
+
+
+def _apply(
+    command: Command, reason: str, actor: str | None, config_file: str | None, confirm: bool = False
+) -> ControlResult:
+    settings = _settings(config_file)
+    engine = engine_for(settings)
+    with unit_of_work(engine) as session:
+        current = load_account(session, settings).coordinator
+        change = transition(current, command, actor or _user(), reason, datetime.now(UTC), confirm)
+        if change is not None:
+            record_state_change(session, change)
+    if change is not None and os.environ.get("PREFECT_API_URL"):
+        emit_pending_events(engine)
+    if change is None:
+        return ControlResult(state=current, change=None, message=f"already {current}: nothing changed")
+    return ControlResult(
+        state=change.to_state,
+        change=change,
+        message=f"{change.from_state} -> {change.to_state} by {change.actor}",
+    )
+
+
+def _settings(config_file: str | None) -> Settings:
+    settings = load_settings(Path(config_file) if config_file else None)
+    if os.environ.get("PREFECT_API_URL"):  # a block lookup would otherwise start a temporary server
+        settings, _ = with_database_from_block(settings)
+    return settings
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except OSError:
+        return "unknown"

@@ -1,0 +1,110 @@
+"""Pause, resume, halt and status from Python and the CLI, and what the trading cycle does about them."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from flows import control
+from flows.cli import app
+from flows.trading_cycle import trading_cycle
+from triplegain.errors import ConcurrentCycleError, ControlError
+from triplegain.models.enums import CoordinatorState, CycleStatus
+from triplegain.storage import create_db_engine, migrate, unit_of_work
+from triplegain.storage.tables import CoordinatorEventRow, OrderRow
+
+BUYING_HOUR = "2024-06-30T20:00Z"
+
+
+def rows(url: str, table: type) -> list:
+    engine = create_db_engine(url)
+    migrate(engine)
+    with unit_of_work(engine) as s:
+        found = list(s.scalars(select(table)))
+    engine.dispose()
+    return found
+
+
+def test_a_paused_coordinator_analyses_but_places_no_trade(project_db: str) -> None:
+    result = control.pause("FOMC at 18:00", actor="ana")
+
+    report = trading_cycle(at=BUYING_HOUR)
+
+    assert result.state is CoordinatorState.PAUSED and result.change is not None
+    assert report.outcome("BTC/USDT").signal is not None and report.outcome("BTC/USDT").execution is None
+    assert any("coordinator running -> paused by ana" in e and "FOMC" in e for e in report.events)
+    assert any("BUY not acted on, coordinator is paused" in e for e in report.events)
+    assert rows(project_db, OrderRow) == []
+    [event] = rows(project_db, CoordinatorEventRow)
+    assert event.published_cycle_id == report.cycle_id and event.prefect_emitted_at is not None
+
+
+def test_a_halted_coordinator_skips_the_cycle_and_says_why(project_db: str) -> None:
+    control.halt("drawdown review", actor="ops")
+
+    state = trading_cycle(at=BUYING_HOUR, return_state=True)  # type: ignore[call-arg]
+
+    report = state.result()
+    assert state.name == "Skipped" and "HALTED" in (state.message or "")
+    assert report.status is CycleStatus.SKIPPED and "HALTED" in report.events[0]
+    assert rows(project_db, OrderRow) == []
+
+
+def test_resuming_from_halted_needs_confirmation_and_is_recorded(project_db: str) -> None:
+    control.halt("incident", actor="ops")
+
+    with pytest.raises(ControlError, match="confirmation"):
+        control.resume("fixed", actor="ops")
+    resumed = control.resume("fixed", actor="ops", confirm=True)
+
+    assert resumed.state is CoordinatorState.RUNNING
+    assert [c.to_state for c in control.status().recent_changes] == [
+        CoordinatorState.RUNNING,
+        CoordinatorState.HALTED,
+    ]
+
+
+def test_a_pause_during_a_cycle_keeps_that_cycle_from_committing(
+    project_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.storage
+
+    real = tasks.storage.save_cycle
+
+    def pause_first(*args: object, **kwargs: object) -> None:
+        control.pause("stop now", actor="ops")
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tasks.storage, "save_cycle", pause_first)
+
+    with pytest.raises(ConcurrentCycleError):
+        trading_cycle(at=BUYING_HOUR)
+
+    assert rows(project_db, OrderRow) == []
+
+
+def test_cli_pause_status_resume(project_db: str) -> None:
+    runner = CliRunner()
+
+    paused = runner.invoke(app, ["pause", "--reason", "maintenance", "--by", "ana"])
+    shown = runner.invoke(app, ["status"])
+    again = runner.invoke(app, ["pause", "--reason", "maintenance"])
+    refused = runner.invoke(app, ["pause", "--reason", " "])
+
+    assert paused.exit_code == 0 and "running -> paused by ana (now paused)" in paused.stdout
+    assert shown.exit_code == 0 and "state: paused" in shown.stdout and "maintenance" in shown.stdout
+    assert again.exit_code == 0 and "already paused: nothing changed" in again.stdout
+    assert refused.exit_code == 1 and "needs a reason" in refused.stderr
+
+
+def test_status_shows_open_positions_with_pnl(project_db: str) -> None:
+    trading_cycle(at=BUYING_HOUR)
+
+    current = control.status()
+
+    assert current.state is CoordinatorState.RUNNING and current.last_cycle_id == "cycle-20240630T2000Z"
+    [position] = current.positions
+    assert (
+        position.symbol == "BTC/USDT" and position.unrealized_pnl is not None and current.equity is not None
+    )

@@ -1,0 +1,94 @@
+"""Coordinator state commands: pause, resume, halt (reference spec 3.2, with its gaps closed).
+
+RUNNING trades; PAUSED analyses and places no trade; HALTED runs nothing but market watch. Every change
+names who asked and why, and is recorded. Resuming from HALTED (a human decision after a breaker or an
+operator halt) needs an explicit confirmation; pausing a halted coordinator is refused, since it would
+hide the halt. Asking for the state it is already in changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from triplegain.errors import ControlError
+from triplegain.models.enums import CoordinatorState
+
+Command = Literal["pause", "resume", "halt"]
+_TARGET = {
+    "pause": CoordinatorState.PAUSED,
+    "resume": CoordinatorState.RUNNING,
+    "halt": CoordinatorState.HALTED,
+}
+
+
+class StateChange(BaseModel):
+    """One recorded change of the coordinator's state."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: AwareDatetime
+    from_state: CoordinatorState
+    to_state: CoordinatorState
+    actor: str = Field(min_length=1, description="Who asked (a user name, 'circuit-breaker', ...)")
+    reason: str = Field(min_length=1)
+
+    @property
+    def event_name(self) -> str:
+        """The Prefect event name, e.g. triplegain.coordinator.paused."""
+        word = {CoordinatorState.PAUSED: "paused", CoordinatorState.HALTED: "halted"}.get(
+            self.to_state, "resumed"
+        )
+        return f"triplegain.coordinator.{word}"
+
+
+def transition(
+    current: CoordinatorState, command: Command, actor: str, reason: str, at: datetime, confirm: bool = False
+) -> StateChange | None:
+    """The change `command` makes from `current`, None when already there; ControlError when refused."""
+    if not reason.strip():
+        raise ControlError(f"{command} needs a reason: it is recorded with who asked")
+    target = _TARGET[command]
+    if current is target:
+        return None
+    if current is CoordinatorState.HALTED and command == "pause":
+        raise ControlError("the coordinator is HALTED: resume it (with confirmation) before pausing")
+    if current is CoordinatorState.HALTED and command == "resume" and not confirm:
+        raise ControlError(
+            "the coordinator is HALTED: resuming needs explicit confirmation (--confirm, or confirm=True)"
+        )
+    return StateChange(at=at, from_state=current, to_state=target, actor=actor.strip(), reason=reason.strip())
+
+
+class OpenPositionView(BaseModel):
+    """An open position as the status shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    size: Decimal
+    entry_price: Decimal
+    last_price: Decimal | None
+    unrealized_pnl: Decimal | None
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+
+
+class CoordinatorStatus(BaseModel):
+    """What `triplegain status` shows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: CoordinatorState
+    tripped_breakers: dict[str, str]
+    consecutive_losses: int
+    last_cycle_id: str | None
+    last_cycle_at: AwareDatetime | None
+    last_cycle_status: str | None
+    equity: Decimal | None
+    balances: dict[str, Decimal]
+    positions: list[OpenPositionView]
+    recent_changes: list[StateChange]
