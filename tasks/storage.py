@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
@@ -31,6 +33,8 @@ from triplegain.storage.repository import (
     state_changes,
 )
 
+P = ParamSpec("P")
+R = TypeVar("R")
 _engines: dict[tuple[str, int, int], Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -62,14 +66,27 @@ def _database_down(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -
 
 
 def _db_task(name: str) -> Any:
-    """A database task: retried twice (1 s, 5 s) when the database is unreachable, never cached."""
-    return task(
-        name=name,
-        retries=2,
-        retry_delay_seconds=[1, 5],
-        retry_condition_fn=_database_down,
-        cache_policy=NO_CACHE,
-    )
+    """A database task: an unreachable or timed-out database raises DatabaseUnavailable (one clear line),
+    retried twice (1 s, 5 s); never cached."""
+
+    def decorate(fn: Callable[P, R]) -> Any:
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except OperationalError as e:
+                first = str(e.orig).strip().splitlines()[0] if e.orig else type(e).__name__
+                raise DatabaseUnavailable(f"database unreachable or too slow ({name}): {first}") from e
+
+        return task(
+            name=name,
+            retries=2,
+            retry_delay_seconds=[1, 5],
+            retry_condition_fn=_database_down,
+            cache_policy=NO_CACHE,
+        )(guarded)
+
+    return decorate
 
 
 @_db_task("prepare-database")

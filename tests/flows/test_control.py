@@ -108,3 +108,20 @@ def test_status_shows_open_positions_with_pnl(project_db: str) -> None:
     assert (
         position.symbol == "BTC/USDT" and position.unrealized_pnl is not None and current.equity is not None
     )
+
+
+def test_a_database_that_is_down_fails_the_run_fast_with_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIPLEGAIN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/nowhere")
+    runner = CliRunner()
+
+    start = __import__("time").monotonic()
+    result = runner.invoke(app, ["run", "--at", BUYING_HOUR])
+
+    assert result.exit_code == 1 and __import__("time").monotonic() - start < 30
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith(
+        "error: DatabaseUnavailable: cannot reach postgresql+psycopg://postgres@127.0.0.1:9"
+    )
+    assert "Connection refused" in line
