@@ -13,9 +13,9 @@ from decimal import Decimal
 
 from prefect import flow
 
-from tasks.llm import llm_caller
-from triplegain.llm.breaker import Breaker, Breakers
-from triplegain.llm.gateway import Budget, LLMGateway, LLMRunResult
+from flows.llm_setup import gateway_for
+from triplegain.llm.breaker import Breaker
+from triplegain.llm.gateway import LLMRunResult
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.decision import TradingSignal
@@ -43,9 +43,7 @@ async def resolve_conflicts(
     spent_cycle: Decimal = Decimal(0),
 ) -> ResolutionRun:
     """Resolve every conflict of a cycle within the resolution budget."""
-    llm = settings.llm
-    budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, spent_today, spent_cycle)
-    gateway = LLMGateway(Breakers(llm.breaker, breakers), budget, cycle_id, call=llm_caller(llm))
+    gateway = gateway_for(settings, breakers, spent_today, cycle_id, spent_cycle)
 
     async def ask(config: ProviderConfig, prompt: Prompt) -> Answer[ResolutionAnswer]:
         return await gateway.ask(AGENT, [config], prompt, ResolutionAnswer)

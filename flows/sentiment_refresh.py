@@ -9,21 +9,17 @@ Scheduled every 30 minutes by default; trading cycles use the newest report stil
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from blocks.database import with_database_from_block
-from flows.llm_setup import llm_setup
+from flows.llm_setup import gateway_for, llm_setup, run_settings
 from tasks.agents import assess_sentiment_with_llms
-from tasks.llm import llm_caller
 from tasks.news import fetch_headlines
 from tasks.storage import fetch_account, prepare_database, store_sentiment
-from triplegain.llm.breaker import Breakers
-from triplegain.llm.gateway import Budget, BudgetExhausted, LLMGateway
+from triplegain.cycle import parse_time
+from triplegain.llm.gateway import BudgetExhausted
 from triplegain.models.analysis import SentimentReport
-from triplegain.settings import load_settings
 
 ARTIFACT_KEY = "sentiment-report"
 
@@ -34,14 +30,8 @@ def sentiment_refresh(
 ) -> list[SentimentReport]:
     """Rate each symbol's recent headlines with the sentiment models; returns the stored reports."""
     logger = get_run_logger()
-    settings = load_settings(Path(config_file) if config_file else None)
-    if symbols:
-        settings = load_settings(
-            Path(config_file) if config_file else None,
-            market={**settings.market.model_dump(), "symbols": symbols},
-        )
-    settings, _ = with_database_from_block(settings)
-    when = _as_datetime(at)
+    settings, _ = run_settings(config_file, symbols)
+    when = parse_time(at) if at is not None else datetime.now(UTC)
     prepare_database(settings)
     setup = llm_setup(settings)
     models = setup.chain(settings.llm.sentiment_models) if setup else []
@@ -49,9 +39,7 @@ def sentiment_refresh(
         logger.warning("no usable sentiment models (llm.sentiment_models, with keys): nothing to refresh")
         return []
     account = fetch_account(settings)
-    llm = settings.llm
-    budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, setup.spent_today)
-    gateway = LLMGateway(Breakers(llm.breaker, account.llm_breakers), budget, call=llm_caller(llm))
+    gateway = gateway_for(settings, account.llm_breakers, setup.spent_today)
     futures = []
     for symbol in settings.market.symbols:
         headlines = fetch_headlines.submit(symbol, when, settings)
@@ -74,15 +62,6 @@ def render(reports: list[SentimentReport], at: datetime) -> str:
     ]
     header = "| symbol | bias | score | confidence | fear/greed | valid until | models |\n" + "|---" * 7 + "|"
     return f"# Sentiment as of {at:%Y-%m-%d %H:%M} UTC\n\n" + "\n".join([header, *rows]) + "\n"
-
-
-def _as_datetime(at: datetime | str | None) -> datetime:
-    if at is None:
-        return datetime.now(UTC)
-    value = datetime.fromisoformat(at) if isinstance(at, str) else at
-    if value.tzinfo is None:
-        raise ValueError(f"time {value.isoformat()} has no timezone; give it in UTC, e.g. 2022-05-10T12:00Z")
-    return value.astimezone(UTC)
 
 
 def _budget_line(event: BudgetExhausted) -> str:

@@ -12,20 +12,17 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.states import Completed
 
-from blocks.database import with_database_from_block
 from flows.conflict_resolution import ResolutionRun, resolve_conflicts
-from flows.llm_setup import LLMSetup, llm_setup
+from flows.llm_setup import LLMSetup, gateway_for, llm_setup, run_settings
 from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
 from tasks.coordination import coordinate_signals
 from tasks.events import emit_coordinator_events
-from tasks.llm import llm_caller
 from tasks.market import fetch_snapshot, market_source
 from tasks.storage import (
     fetch_account,
@@ -43,11 +40,11 @@ from triplegain.cycle import (
     cycle_status,
     find_conflicts,
     normalize_at,
+    parse_time,
     skipped_report,
 )
 from triplegain.errors import CycleError
-from triplegain.llm.breaker import Breakers
-from triplegain.llm.gateway import Budget, BudgetExhausted, LLMGateway, LLMRunResult
+from triplegain.llm.gateway import BudgetExhausted, LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
 from triplegain.market import ReplaySource
 from triplegain.models.analysis import SentimentReport
@@ -56,7 +53,7 @@ from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CoordinatorState, CycleStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.report import render_markdown
-from triplegain.settings import Settings, load_settings
+from triplegain.settings import Settings
 
 ARTIFACT_KEY = "trading-cycle-report"
 
@@ -72,9 +69,8 @@ def trading_cycle(
     Running the same hour again returns the stored report and places no order.
     """
     logger = get_run_logger()
-    settings = _settings(config_file, symbols)
-    settings, db_source = with_database_from_block(settings)
-    at = normalize_at(_parse_at(at) if at is not None else default_cycle_time(settings))
+    settings, db_source = run_settings(config_file, symbols)
+    at = normalize_at(parse_time(at) if at is not None else default_cycle_time(settings))
     cycle_id = cycle_id_for(at)
     started = datetime.now(UTC)
     logger.info("cycle %s, database %s (%s)", cycle_id, prepare_database(settings), db_source)
@@ -119,10 +115,7 @@ def _llm_voting(
     models = setup.chain(settings.llm.decision_models) if setup else []
     if setup is None or not models:
         return None
-    llm = settings.llm
-    budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, setup.spent_today)
-    gateway = LLMGateway(Breakers(llm.breaker, account.llm_breakers), budget, cycle_id, call=llm_caller(llm))
-    return gateway, models
+    return gateway_for(settings, account.llm_breakers, setup.spent_today, cycle_id), models
 
 
 def _resolve(
@@ -194,20 +187,3 @@ def default_cycle_time(settings: Settings) -> datetime:
     if isinstance(source, ReplaySource):
         return source.end(settings.market.symbols)
     return datetime.now(UTC)
-
-
-def _parse_at(at: datetime | str) -> datetime:
-    if isinstance(at, datetime):
-        return at
-    try:
-        return datetime.fromisoformat(at)
-    except ValueError:
-        raise ValueError(f"cycle time {at!r} is not ISO-8601; use e.g. 2024-06-01T12:00Z") from None
-
-
-def _settings(config_file: str | None, symbols: list[str] | None) -> Settings:
-    overrides = {}
-    if symbols:
-        base = load_settings(Path(config_file) if config_file else None)
-        overrides["market"] = base.market.model_copy(update={"symbols": symbols}).model_dump()
-    return load_settings(Path(config_file) if config_file else None, **overrides)

@@ -9,17 +9,15 @@ Each provider has a Prefect global concurrency limit `llm-<name>` and a rate lim
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from prefect import Task, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import TaskRun
 from prefect.concurrency.asyncio import concurrency, rate_limit
-from prefect.states import State
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
+from tasks.retry import retry_on
 from triplegain.errors import LLMUnavailable
 from triplegain.llm.ask import ask_provider
 from triplegain.llm.gateway import Caller
@@ -29,23 +27,17 @@ from triplegain.settings import LLMSettings
 SECONDS_PER_MINUTE = 60
 
 
-async def _transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry transient failures only (an async task's condition must await the state's result)."""
-    try:
-        await state.aresult()
-    except LLMUnavailable as e:
-        return e.retryable
-    except Exception:
-        return False
-    return False
-
-
 def limit_names(provider: str) -> tuple[str, str]:
     """The global concurrency and rate-limit names of a provider."""
     return f"llm-{provider}", f"llm-{provider}-rate"
 
 
-@task(name="ask-llm", task_run_name="ask-{config.name}", cache_policy=NO_CACHE, retry_condition_fn=_transient)
+@task(
+    name="ask-llm",
+    task_run_name="ask-{config.name}",
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_on(LLMUnavailable),
+)
 async def ask_llm(
     config: ProviderConfig, prompt: Prompt, schema: type[BaseModel], max_retry_after: float
 ) -> Answer[BaseModel]:

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from prefect import Task, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 
+from tasks.retry import retry_on
 from triplegain.errors import MarketDataUnavailable
 from triplegain.market import MarketDataSource, build_snapshot, source_from_settings
 from triplegain.models.market import MarketSnapshot
 from triplegain.settings import Settings
-
-
-def _transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only what may succeed next time: the exchange was unreachable."""
-    try:
-        state.result()
-    except MarketDataUnavailable:
-        return True
-    except Exception:
-        return False
-    return False
-
 
 _sources: dict[tuple[str, Path | None, str], MarketDataSource] = {}
 
@@ -46,7 +32,7 @@ def market_source(settings: Settings) -> MarketDataSource:
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_jitter_factor=0.5,
-    retry_condition_fn=_transient,
+    retry_condition_fn=retry_on(MarketDataUnavailable),
     cache_policy=NO_CACHE,
 )
 def fetch_snapshot(symbol: str, at: datetime, settings: Settings) -> MarketSnapshot:

@@ -9,13 +9,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
-from prefect import Task, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from tasks.retry import retry_on
 from triplegain.control import StateChange
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import DatabaseUnavailable
@@ -54,17 +53,6 @@ def engine_for(settings: Settings) -> Engine:
         return _engines[key]
 
 
-def _database_down(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry when the database could not be reached or timed out; a conflict is final."""
-    try:
-        state.result()
-    except (OperationalError, DatabaseUnavailable):
-        return True
-    except Exception:
-        return False
-    return False
-
-
 def _db_task(name: str) -> Any:
     """A database task: an unreachable or timed-out database raises DatabaseUnavailable (one clear line),
     retried twice (1 s, 5 s); never cached."""
@@ -82,7 +70,7 @@ def _db_task(name: str) -> Any:
             name=name,
             retries=2,
             retry_delay_seconds=[1, 5],
-            retry_condition_fn=_database_down,
+            retry_condition_fn=retry_on(DatabaseUnavailable),
             cache_policy=NO_CACHE,
         )(guarded)
 

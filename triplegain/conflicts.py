@@ -12,12 +12,10 @@ from __future__ import annotations
 from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import Conflict, ConflictType
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import Action, Bias, Regime, SentimentBias
+from triplegain.models.enums import BEARISH_SENTIMENT, BULLISH_SENTIMENT, Action, Bias, Regime
 from triplegain.models.trading import Position
 from triplegain.settings import ConflictSettings
 
-_BULLISH = frozenset({SentimentBias.BULLISH, SentimentBias.VERY_BULLISH})
-_BEARISH = frozenset({SentimentBias.BEARISH, SentimentBias.VERY_BEARISH})
 _AGAINST_LONGS = frozenset({Regime.TRENDING_BEAR, Regime.VOLATILE_BEAR, Regime.CHOPPY})
 
 
@@ -79,8 +77,8 @@ def detect_conflicts(
 def _ta_sentiment(
     symbol: str, ta: TechnicalReport, sentiment: SentimentReport, s: ConflictSettings
 ) -> list[Conflict]:
-    opposed = (ta.bias is Bias.LONG and sentiment.bias in _BEARISH) or (
-        ta.bias is Bias.SHORT and sentiment.bias in _BULLISH
+    opposed = (ta.bias is Bias.LONG and sentiment.bias in BEARISH_SENTIMENT) or (
+        ta.bias is Bias.SHORT and sentiment.bias in BULLISH_SENTIMENT
     )
     gap = abs(ta.confidence - sentiment.confidence)
     if not opposed or gap >= s.invoke_llm_threshold:

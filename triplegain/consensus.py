@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import Action, Bias, SentimentBias
+from triplegain.models.enums import BEARISH_SENTIMENT, BULLISH_SENTIMENT, Action, Bias
 from triplegain.settings import ConsensusSettings
-
-_BULLISH = frozenset({SentimentBias.BULLISH, SentimentBias.VERY_BULLISH})
-_BEARISH = frozenset({SentimentBias.BEARISH, SentimentBias.VERY_BEARISH})
 
 
 def consensus_multiplier(
@@ -36,7 +33,7 @@ def consensus_multiplier(
     if regime is not None and regime.symbol == signal.symbol:
         votes.append(regime.regime in (s.buy_regimes if buy else s.sell_regimes))
     if sentiment is not None and sentiment.symbol == signal.symbol:
-        votes.append(sentiment.bias in (_BULLISH if buy else _BEARISH))
+        votes.append(sentiment.bias in (BULLISH_SENTIMENT if buy else BEARISH_SENTIMENT))
     if not votes:
         return 1.0
     return multiplier_for(sum(votes) / len(votes), s)

@@ -31,6 +31,18 @@ def cycle_id_for(at: datetime) -> str:
     return f"cycle-{at.astimezone(UTC):%Y%m%dT%H%MZ}"
 
 
+def parse_time(value: datetime | str) -> datetime:
+    """An ISO-8601 time (or a datetime) in UTC; ValueError, with an example, when malformed or naive."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"time {value!r} is not ISO-8601; use e.g. 2024-06-01T12:00Z") from None
+    if value.tzinfo is None:
+        raise ValueError(f"time {value.isoformat()} has no timezone; give it in UTC, e.g. 2024-06-01T12:00Z")
+    return value.astimezone(UTC)
+
+
 def normalize_at(at: datetime) -> datetime:
     """A cycle time in UTC, floored to the hour (candles close on the hour)."""
     if at.tzinfo is None:

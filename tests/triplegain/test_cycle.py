@@ -72,3 +72,13 @@ def test_symbol_without_data_is_skipped_and_the_cycle_is_partial(tmp_path: objec
         report.outcome("XRP/USDT").error is not None and "does not exist" in report.outcome("XRP/USDT").error
     )  # type: ignore[operator]
     assert report.outcome("BTC/USDT").signal is not None
+
+
+def test_times_are_parsed_to_utc_and_refused_when_malformed_or_naive() -> None:
+    from triplegain.cycle import parse_time
+
+    assert parse_time("2024-06-01T14:00+02:00") == datetime(2024, 6, 1, 12, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"not ISO-8601; use e\.g\. 2024-06-01T12:00Z"):
+        parse_time("yesterday")
+    with pytest.raises(ValueError, match="no timezone"):
+        parse_time("2024-06-01T12:00")

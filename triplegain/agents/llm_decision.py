@@ -8,7 +8,6 @@ the decision fails closed to the deterministic offline model and says so.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from decimal import Decimal
 from typing import Literal
@@ -144,28 +143,21 @@ async def collect_votes(
     gateway: LLMGateway, models: list[ProviderConfig], prompt: Prompt, timeout_seconds: float
 ) -> list[ModelVote]:
     """Every model's vote, in configured order; those not back within the timeout abstain."""
-    tasks = [asyncio.ensure_future(gateway.ask(AGENT, [m], prompt, ModelAnswer)) for m in models]
-    done, pending = await asyncio.wait(tasks, timeout=timeout_seconds)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    return [
-        _vote(task, config, task in done, timeout_seconds) for task, config in zip(tasks, models, strict=True)
-    ]
+    outcomes = await gateway.ask_each(AGENT, models, prompt, ModelAnswer, timeout_seconds)
+    return [_vote(outcome, config, timeout_seconds) for outcome, config in zip(outcomes, models, strict=True)]
 
 
 def _vote(
-    task: asyncio.Future[Answer[ModelAnswer]], config: ProviderConfig, done: bool, timeout: float
+    outcome: Answer[ModelAnswer] | BaseException | None, config: ProviderConfig, timeout: float
 ) -> ModelVote:
-    if not done:
+    if outcome is None:
         return abstention(config, f"no answer within the {timeout:g} s decision timeout")
-    error = task.exception()
-    if isinstance(error, LLMBudgetExceeded):
-        return abstention(config, f"budget: {error}")
-    if error is not None:
-        return abstention(config, str(error))
+    if isinstance(outcome, LLMBudgetExceeded):
+        return abstention(config, f"budget: {outcome}")
+    if isinstance(outcome, BaseException):
+        return abstention(config, str(outcome))
     try:
-        return vote_from_answer(config, task.result())
+        return vote_from_answer(config, outcome)
     except (ValidationError, ValueError) as e:
         return abstention(config, f"unusable vote: {' '.join(str(e).split())[:300]}")
 

@@ -9,7 +9,6 @@ floor; bias and fear/greed follow the reference's bands. No headlines or no mode
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime, timedelta
 from typing import Literal
@@ -103,18 +102,9 @@ async def assess_sentiment(
     if not headlines or not models:
         return None
     prompt = sentiment_prompt(symbol, headlines, at)
-    tasks = [asyncio.ensure_future(gateway.ask(AGENT, [m], prompt, ModelSentiment)) for m in models]
-    done, pending = await asyncio.wait(tasks, timeout=s.timeout_seconds)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    answers: list[tuple[ProviderConfig, Answer[ModelSentiment]]] = []
-    failures: list[BaseException] = []
-    for task, config in zip(tasks, models, strict=True):
-        if task in done and task.exception() is None:
-            answers.append((config, task.result()))
-        elif task in done:
-            failures.append(task.exception())  # type: ignore[arg-type]
+    outcomes = await gateway.ask_each(AGENT, models, prompt, ModelSentiment, s.timeout_seconds)
+    answers = [(c, o) for c, o in zip(models, outcomes, strict=True) if isinstance(o, Answer)]
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
     if not answers and failures and all(isinstance(f, LLMBudgetExceeded) for f in failures):
         return None
     return _aggregate(symbol, at, answers, len(headlines), s)

@@ -8,6 +8,7 @@ and a BudgetExhausted event says so once. Every attempt, successful or not, beco
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,18 @@ class LLMGateway:
         """Records, breaker states and events so far."""
         with self._lock:
             return LLMRunResult(list(self.records), self.breakers.export(), list(self.events))
+
+    async def ask_each(
+        self, agent: str, models: Sequence[ProviderConfig], prompt: Prompt, schema: type[T], timeout: float
+    ) -> list[Answer[T] | BaseException | None]:
+        """Ask every model the same question at once; per model, in order: its answer, its error, or None
+        when it was not back within `timeout` (then cancelled)."""
+        tasks = [asyncio.ensure_future(self.ask(agent, [m], prompt, schema)) for m in models]
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return [(task.exception() or task.result()) if task in done else None for task in tasks]
 
     async def ask(
         self, agent: str, chain: Sequence[ProviderConfig], prompt: Prompt, schema: type[T]

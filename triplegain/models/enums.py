@@ -52,6 +52,10 @@ class SentimentBias(StrEnum):
     VERY_BEARISH = "very_bearish"
 
 
+BULLISH_SENTIMENT = frozenset({SentimentBias.BULLISH, SentimentBias.VERY_BULLISH})
+BEARISH_SENTIMENT = frozenset({SentimentBias.BEARISH, SentimentBias.VERY_BEARISH})
+
+
 class Action(StrEnum):
     """What a trading-decision model proposes."""
 
