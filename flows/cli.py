@@ -54,6 +54,33 @@ def run(
         _print_report(report)
 
 
+@app.command()
+def watch(
+    at: Annotated[
+        str | None,
+        typer.Option(help="Watch time in UTC, e.g. 2024-06-01T12:05Z (default: end of replay data)"),
+    ] = None,
+    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")
+    ] = False,
+) -> None:
+    """Run one market watch: mark to market, stop-loss / take-profit / trailing exits, circuit breakers."""
+    when = _parse_at(at) if at else None
+    _prepare_prefect_env(verbose)
+    try:
+        from flows.market_watch import market_watch
+
+        report = market_watch(at=when, config_file=config)
+    except Exception as e:
+        _fail(e, verbose)
+    if as_json:
+        out.print_json(report.model_dump_json())
+    else:
+        _print_report(report)
+
+
 Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with who asked)")]
 By = Annotated[str | None, typer.Option("--by", help="Who asks (default: your user name)")]
 Config = Annotated[str | None, typer.Option("--config", help="YAML settings file")]
@@ -82,11 +109,23 @@ def halt(reason: Reason, by: By = None, config: Config = None) -> None:
     _control("halt", reason, by, config)
 
 
+@app.command("reset-breaker")
+def reset_breaker(reason: Reason, by: By = None, config: Config = None) -> None:
+    """Reset the max-drawdown breaker by hand (the coordinator stays HALTED until resume --confirm)."""
+    try:
+        from flows.control import reset_breaker as reset
+
+        result = reset(reason, by, config_file=config)
+    except Exception as e:
+        _fail(e, verbose=False)
+    out.print(f"{result.message} (now {result.state})", highlight=False)
+
+
 @app.command()
 def status(
     config: Config = None, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False
 ) -> None:
-    """State, breakers, last cycle, balances and open positions with P&L."""
+    """State, degradation, breakers, each flow's last run, balances and open positions with P&L."""
     try:
         from flows.control import status as load
 
@@ -97,9 +136,14 @@ def status(
         out.print_json(current.model_dump_json())
         return
     out.print(f"state: {current.state}", highlight=False)
+    out.print(
+        f"degradation: {current.degradation} "
+        f"({current.llm_failures} LLM and {current.api_failures} API failures outstanding)",
+        highlight=False,
+    )
     breakers = ", ".join(f"{k} ({v})" for k, v in current.tripped_breakers.items()) or "none tripped"
     out.print(f"circuit breakers: {breakers}; losses in a row: {current.consecutive_losses}", highlight=False)
-    last = f"{current.last_cycle_id} [{current.last_cycle_status}]" if current.last_cycle_id else "none yet"
+    last = f"{current.last_cycle_id} ({current.last_cycle_status})" if current.last_cycle_id else "none yet"
     out.print(f"last cycle: {last}", highlight=False)
     equity = f"{current.equity:.2f} USDT" if current.equity is not None else "unknown (no cycle yet)"
     balances = ", ".join(f"{a} {v:f}" for a, v in current.balances.items())
@@ -119,6 +163,15 @@ def status(
             f"{p.take_profit}",
         )
     out.print(table)
+    runs = Table(title="last run of each flow")
+    for column in ("flow", "run", "started (UTC)", "finished (UTC)", "status", "error"):
+        runs.add_column(column, overflow="fold")
+    for name, run in sorted(current.last_runs.items()):
+        finished = f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-"
+        runs.add_row(
+            name, run.run_key, f"{run.started_at:%Y-%m-%d %H:%M:%S}", finished, run.status, run.error or ""
+        )
+    out.print(runs if current.last_runs else "last runs: none recorded yet", highlight=False)
     for change in current.recent_changes:
         when = f"{change.at:%Y-%m-%d %H:%M}"
         out.print(

@@ -24,10 +24,11 @@ from blocks.database import with_database_from_block
 from tasks.events import emit_pending_events
 from tasks.storage import engine_for
 from triplegain.control import Command, CoordinatorStatus, StateChange, transition
+from triplegain.errors import ControlError
 from triplegain.models.enums import CoordinatorState
 from triplegain.settings import Settings, load_settings
 from triplegain.storage import load_account, unit_of_work
-from triplegain.storage.repository import load_status, record_state_change
+from triplegain.storage.repository import load_status, record_state_change, reset_drawdown
 
 RESOURCE = {
     "prefect.resource.id": "triplegain.coordinator",
@@ -60,6 +61,26 @@ def resume(
 def halt(reason: str, actor: str | None = None, config_file: str | None = None) -> ControlResult:
     """Stop all trading cycles until a confirmed resume."""
     return _apply("halt", reason, actor, config_file)
+
+
+def reset_breaker(reason: str, actor: str | None = None, config_file: str | None = None) -> ControlResult:
+    """Reset the max-drawdown breaker by hand (the peak restarts at the last equity); it never resets itself.
+
+    The coordinator stays HALTED: trading starts again only with `resume(..., confirm=True)`.
+    """
+    if not reason.strip():
+        raise ControlError("reset-breaker needs a reason: it is recorded with who asked")
+    settings = _settings(config_file)
+    engine = engine_for(settings)
+    with unit_of_work(engine) as session:
+        done = reset_drawdown(session, settings, actor or _user(), reason.strip(), datetime.now(UTC))
+        current = load_account(session, settings).coordinator
+    if done and os.environ.get("PREFECT_API_URL"):
+        emit_pending_events(engine)
+    message = "max_drawdown breaker reset" if done else "max_drawdown breaker is not tripped: nothing changed"
+    if done and current is CoordinatorState.HALTED:
+        message += "; still HALTED: resume with confirmation to trade again"
+    return ControlResult(state=current, change=None, message=message)
 
 
 def status(config_file: str | None = None) -> CoordinatorStatus:

@@ -1,6 +1,7 @@
 """The sentiment-refresh flow: rate recent news per symbol and store the reports with their validity window.
 
 Scheduled every 30 minutes by default; trading cycles use the newest report still valid at their time.
+At degradation level REDUCED or worse the refresh is skipped (sentiment is the first thing to go).
 
     from flows.sentiment_refresh import sentiment_refresh
     reports = sentiment_refresh(at="2022-05-10T12:00Z", config_file="llm.yaml")
@@ -14,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.llm_setup import gateway_for, llm_setup, run_settings
+from flows.tracking import tracked_run
 from tasks.agents import assess_sentiment_with_llms
 from tasks.news import fetch_headlines
 from tasks.storage import fetch_account, prepare_database, store_sentiment
@@ -22,9 +24,10 @@ from triplegain.llm.gateway import BudgetExhausted
 from triplegain.models.analysis import SentimentReport
 
 ARTIFACT_KEY = "sentiment-report"
+FLOW_NAME = "sentiment-refresh"
 
 
-@flow(name="sentiment-refresh", log_prints=False)
+@flow(name=FLOW_NAME, log_prints=False)
 def sentiment_refresh(
     at: datetime | str | None = None, symbols: list[str] | None = None, config_file: str | None = None
 ) -> list[SentimentReport]:
@@ -33,20 +36,29 @@ def sentiment_refresh(
     settings, _ = run_settings(config_file, symbols)
     when = parse_time(at) if at is not None else datetime.now(UTC)
     prepare_database(settings)
-    setup = llm_setup(settings)
-    models = setup.chain(settings.llm.sentiment_models) if setup else []
-    if setup is None or not models:
-        logger.warning("no usable sentiment models (llm.sentiment_models, with keys): nothing to refresh")
-        return []
-    account = fetch_account(settings)
-    gateway = gateway_for(settings, account.llm_breakers, setup.spent_today)
-    futures = []
-    for symbol in settings.market.symbols:
-        headlines = fetch_headlines.submit(symbol, when, settings)
-        futures.append(assess_sentiment_with_llms.submit(gateway, models, symbol, headlines, when, settings))
-    reports = [r for r in (f.result() for f in futures) if r is not None]
-    result = gateway.result()
-    store_sentiment(reports, result, settings)
+    with tracked_run(FLOW_NAME, f"sentiment-{when:%Y%m%dT%H%MZ}", settings) as run:
+        account = fetch_account(settings)
+        level = account.health.level
+        if not level.uses_sentiment:
+            logger.warning("degradation %s: sentiment is skipped until the system recovers", level)
+            run.status = "skipped"
+            return []
+        setup = llm_setup(settings)
+        models = setup.chain(settings.llm.sentiment_models) if setup else []
+        if setup is None or not models:
+            logger.warning("no usable sentiment models (llm.sentiment_models, with keys): nothing to refresh")
+            run.status = "skipped"
+            return []
+        gateway = gateway_for(settings, account.llm_breakers, setup.spent_today)
+        futures = []
+        for symbol in settings.market.symbols:
+            headlines = fetch_headlines.submit(symbol, when, settings)
+            futures.append(
+                assess_sentiment_with_llms.submit(gateway, models, symbol, headlines, when, settings)
+            )
+        reports = [r for r in (f.result() for f in futures) if r is not None]
+        result = gateway.result()
+        store_sentiment(reports, result, settings)
     for event in result.events:
         logger.warning(_budget_line(event))
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=render(reports, when), description=when.isoformat())

@@ -14,26 +14,28 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.states import Completed
 
 from flows.conflict_resolution import ResolutionRun, resolve_conflicts
 from flows.llm_setup import LLMSetup, gateway_for, llm_setup, run_settings
+from flows.tracking import tracked_run
 from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
 from tasks.coordination import coordinate_signals
-from tasks.events import emit_coordinator_events
+from tasks.events import emit_coordinator_events, emit_degradation_events
 from tasks.market import fetch_snapshot, market_source
 from tasks.storage import (
     fetch_account,
     fetch_sentiments,
     fetch_unpublished_changes,
+    fetch_unreported_failures,
     find_report,
     persist_cycle,
     prepare_database,
 )
 from triplegain.aio import run_sync
-from triplegain.coordinator import AccountState, SymbolAnalysis
+from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, api_outcomes
 from triplegain.cycle import (
     build_report,
     cycle_id_for,
@@ -43,22 +45,26 @@ from triplegain.cycle import (
     parse_time,
     skipped_report,
 )
-from triplegain.errors import CycleError
+from triplegain.degradation import llm_outcomes, resolution_outcomes
+from triplegain.errors import CycleError, MarketDataError, MarketDataUnavailable
 from triplegain.llm.gateway import BudgetExhausted, LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
 from triplegain.market import ReplaySource
 from triplegain.models.analysis import SentimentReport
-from triplegain.models.conflicts import Conflict, Resolution
+from triplegain.models.conflicts import Conflict
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CoordinatorState, CycleStatus
 from triplegain.models.market import MarketSnapshot
-from triplegain.report import render_markdown
+from triplegain.report import allocation_rows, render_markdown
+from triplegain.resolution import FALLBACK_BY, triage
 from triplegain.settings import Settings
 
 ARTIFACT_KEY = "trading-cycle-report"
+POSITIONS_ARTIFACT_KEY = "trading-cycle-positions"
+FLOW_NAME = "trading-cycle"
 
 
-@flow(name="trading-cycle", log_prints=False)
+@flow(name=FLOW_NAME, log_prints=False)
 def trading_cycle(
     at: datetime | str | None = None,
     symbols: list[str] | None = None,
@@ -78,34 +84,70 @@ def trading_cycle(
     if stored is not None:
         logger.info("%s already ran; returning its stored report, placing no order", cycle_id)
         return stored.model_copy(update={"replayed": True})
-    account = fetch_account(settings)
+    with tracked_run(FLOW_NAME, cycle_id, settings) as run:
+        account = fetch_account(settings)
+        emit_coordinator_events(settings)
+        if account.coordinator is CoordinatorState.HALTED:
+            why = "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
+            logger.warning("%s: %s", cycle_id, why)
+            run.status = "skipped"
+            return Completed(name="Skipped", message=why, data=skipped_report(cycle_id, at, account, why))  # type: ignore[return-value]
+        report, result = _run(settings, at, cycle_id, started, account)
     emit_coordinator_events(settings)
-    if account.coordinator is CoordinatorState.HALTED:
-        why = "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
-        logger.warning("%s: %s", cycle_id, why)
-        return Completed(name="Skipped", message=why, data=skipped_report(cycle_id, at, account, why))  # type: ignore[return-value]
+    emit_degradation_events(result.degradation_changes)
+    publish_artifacts(report)
+    return report
+
+
+def _run(
+    settings: Settings, at: datetime, cycle_id: str, started: datetime, account: AccountState
+) -> tuple[CycleReport, Coordination]:
+    """The cycle proper, at the account's degradation level; committed in one transaction at the end."""
+    level = account.health.level
+    failures = fetch_unreported_failures(settings)
     changes = fetch_unpublished_changes(settings)
-    setup = llm_setup(settings)
+    notices = [record.describe() for _, record in failures]
+    setup = llm_setup(settings) if level.uses_llms else None
+    if not level.uses_llms:
+        notices.append(f"degradation {level}: no model is called; the offline model decides")
     voting = _llm_voting(settings, account, cycle_id, setup)
-    sentiments = fetch_sentiments(settings.market.symbols, at, settings)
+    sentiments: dict[str, SentimentReport] = {}
+    if level.uses_sentiment:
+        sentiments = fetch_sentiments(settings.market.symbols, at, settings)
+    else:
+        notices.append(f"degradation {level}: sentiment skipped")
     analyses = _analyze(settings, at, account, voting, sentiments)
     if cycle_status(analyses) is CycleStatus.FAILED:
         raise CycleError("every symbol failed: " + "; ".join(a.error or "" for a in analyses))
     llm = voting[0].result() if voting else LLMRunResult(breakers=account.llm_breakers)
-    resolutions: list[Resolution] = []
-    conflicts = find_conflicts(analyses, account.positions, settings)
-    if conflicts:
-        resolved = _resolve(conflicts, analyses, settings, llm, setup, cycle_id)
-        resolutions, llm = resolved.resolutions, llm.merged(resolved.llm)
-    notices = [_budget_notice(e) for e in llm.events]
+    health = [*api_outcomes(analyses), *llm_outcomes(llm.records)]
+    to_model, resolutions = triage(find_conflicts(analyses, account.positions, settings), level)
+    if to_model:
+        resolved = _resolve(to_model, analyses, settings, llm, setup, cycle_id)
+        asked = setup is not None and bool(setup.chain(settings.llm.resolution_chain))
+        fell_back = any(r.decided_by == FALLBACK_BY for r in resolved.resolutions)
+        health += resolution_outcomes(asked, fell_back, resolved.llm.records)
+        resolutions, llm = [*resolutions, *resolved.resolutions], llm.merged(resolved.llm)
+    notices += [_budget_notice(e) for e in llm.events]
     result = coordinate_signals(
-        cycle_id, at, account, analyses, settings, notices, resolutions, [c for _, c in changes]
+        cycle_id, at, account, analyses, settings, notices, resolutions, [c for _, c in changes], health
     )
     cost = sum((r.cost_usd for r in llm.records), Decimal(0))
     report = build_report(cycle_id, at, started, analyses, result, settings, cost)
-    persist_cycle(report, analyses, result, account, llm, [i for i, _ in changes], settings)
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=render_markdown(report), description=cycle_id)
-    return report
+    persist_cycle(
+        report, analyses, result, account, llm, [i for i, _ in changes], settings, [i for i, _ in failures]
+    )
+    return report, result
+
+
+def publish_artifacts(report: CycleReport) -> None:
+    """The run's markdown report and its positions-and-allocation table, in the Prefect UI."""
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=render_markdown(report), description=report.cycle_id)
+    create_table_artifact(
+        key=POSITIONS_ARTIFACT_KEY,
+        table=allocation_rows(report.portfolio),
+        description=f"{report.cycle_id}: positions and allocation",
+    )
 
 
 def _llm_voting(
@@ -176,7 +218,8 @@ def _collect(
     if isinstance(outcome, BaseException):
         for future in rest:
             future.wait()
-        return SymbolAnalysis(symbol=symbol, error=str(outcome))
+        unavailable = isinstance(outcome, MarketDataUnavailable) or not isinstance(outcome, MarketDataError)
+        return SymbolAnalysis(symbol=symbol, error=str(outcome), data_unavailable=unavailable)
     technical, regime, signal = (f.result() for f in rest)
     return SymbolAnalysis(symbol, outcome, technical, regime, signal)  # type: ignore[arg-type]
 

@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from triplegain.control import StateChange
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, coordinate
+from triplegain.degradation import HealthOutcome
 from triplegain.models.conflicts import Resolution
 from triplegain.settings import Settings
 
@@ -23,6 +24,9 @@ def coordinate_signals(
     notices: list[str],
     resolutions: list[Resolution],
     state_changes: list[StateChange],
+    health: list[HealthOutcome] | None = None,
 ) -> Coordination:
     """Risk engine and broker over the cycle's signals; deterministic, so a retry repeats it exactly."""
-    return coordinate(cycle_id, at, account, analyses, settings, notices, resolutions, state_changes)
+    return coordinate(
+        cycle_id, at, account, analyses, settings, notices, resolutions, state_changes, health or []
+    )

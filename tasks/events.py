@@ -10,6 +10,7 @@ from prefect.events import emit_event
 from sqlalchemy import Engine
 
 from tasks.storage import engine_for
+from triplegain.degradation import DegradationChanged
 from triplegain.settings import Settings
 from triplegain.storage import unit_of_work
 from triplegain.storage.repository import mark_emitted, state_changes
@@ -28,6 +29,23 @@ def emit_pending_events(engine: Engine) -> int:
             emit_event(event=change.event_name, resource=RESOURCE, payload=change.model_dump(mode="json"))
         mark_emitted(session, [i for i, _ in pending], datetime.now(UTC))
     return len(pending)
+
+
+DEGRADATION_RESOURCE = {
+    "prefect.resource.id": "triplegain.degradation",
+    "prefect.resource.name": "TripleGain degradation level",
+}
+
+
+@task(name="emit-degradation-events", cache_policy=NO_CACHE)
+def emit_degradation_events(changes: list[DegradationChanged]) -> None:
+    """triplegain.degradation.increased / .recovery for each level change a run committed."""
+    for change in changes:
+        emit_event(
+            event=change.event_name,
+            resource=DEGRADATION_RESOURCE,
+            payload={"name": change.name, **change.model_dump(mode="json")},
+        )
 
 
 @task(name="emit-coordinator-events", cache_policy=NO_CACHE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
@@ -15,8 +15,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from tasks.retry import retry_on
-from triplegain.control import StateChange
+from triplegain.control import RunRecord, StateChange
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
+from triplegain.degradation import llm_outcomes
 from triplegain.errors import DatabaseUnavailable
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.analysis import SentimentReport
@@ -24,12 +25,15 @@ from triplegain.models.cycle import CycleReport
 from triplegain.settings import Settings
 from triplegain.storage import create_db_engine, load_account, load_report, migrate, save_cycle, unit_of_work
 from triplegain.storage.repository import (
+    finish_run,
     latest_sentiment,
     llm_spent_since,
     save_llm_breakers,
     save_llm_calls,
     save_sentiment,
+    start_run,
     state_changes,
+    unreported_failures,
 )
 
 P = ParamSpec("P")
@@ -106,10 +110,23 @@ def persist_cycle(
     llm: LLMRunResult,
     published_changes: list[int],
     settings: Settings,
+    reported_runs: list[int] | None = None,
+    trading: bool = True,
 ) -> None:
     """Commit the cycle's whole chain, its LLM calls included, in one transaction (all or nothing)."""
     with unit_of_work(engine_for(settings)) as session:
-        save_cycle(session, report, analyses, result, account, llm, published_changes)
+        save_cycle(
+            session,
+            report,
+            analyses,
+            result,
+            account,
+            llm,
+            published_changes,
+            reported_runs,
+            settings,
+            trading,
+        )
 
 
 @_db_task("load-state-changes")
@@ -134,7 +151,7 @@ def store_sentiment(reports: list[SentimentReport], llm: LLMRunResult, settings:
         for report in reports:
             save_sentiment(session, report)
         save_llm_calls(session, llm.records)
-        save_llm_breakers(session, llm.breakers)
+        save_llm_breakers(session, llm.breakers, llm_outcomes(llm.records), settings, datetime.now(UTC))
 
 
 @_db_task("llm-spent")
@@ -142,3 +159,24 @@ def llm_spent(since: datetime, settings: Settings) -> Decimal:
     """USD spent on LLM calls since `since` (the day budget's starting point)."""
     with unit_of_work(engine_for(settings)) as session:
         return llm_spent_since(session, since)
+
+
+@_db_task("start-run")
+def begin_run(flow: str, run_key: str, settings: Settings, prefect_id: str | None = None) -> int:
+    """Record (and commit) that a flow run started, so a run cut off later is found by the next one."""
+    with unit_of_work(engine_for(settings)) as session:
+        return start_run(session, flow, run_key, datetime.now(UTC), prefect_id)
+
+
+@_db_task("finish-run")
+def end_run(run_id: int, status: str, settings: Settings, error: str | None = None) -> None:
+    """Record how a flow run ended."""
+    with unit_of_work(engine_for(settings)) as session:
+        finish_run(session, run_id, status, datetime.now(UTC), error)
+
+
+@_db_task("find-failed-runs")
+def fetch_unreported_failures(settings: Settings) -> list[tuple[int, RunRecord]]:
+    """Earlier runs that failed or were cut off, not reported yet (stale `running` ones marked crashed)."""
+    with unit_of_work(engine_for(settings)) as session:
+        return unreported_failures(session, datetime.now(UTC), settings.watch.crashed_after_minutes)

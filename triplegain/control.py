@@ -15,9 +15,10 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from triplegain.errors import ControlError
-from triplegain.models.enums import CoordinatorState
+from triplegain.models.enums import CoordinatorState, DegradationLevel
 
 Command = Literal["pause", "resume", "halt"]
+CIRCUIT_BREAKER_ACTOR = "circuit-breaker"
 _TARGET = {
     "pause": CoordinatorState.PAUSED,
     "resume": CoordinatorState.RUNNING,
@@ -39,6 +40,8 @@ class StateChange(BaseModel):
     @property
     def event_name(self) -> str:
         """The Prefect event name, e.g. triplegain.coordinator.paused."""
+        if self.from_state is self.to_state:
+            return "triplegain.coordinator.breaker_reset"
         word = {CoordinatorState.PAUSED: "paused", CoordinatorState.HALTED: "halted"}.get(
             self.to_state, "resumed"
         )
@@ -77,12 +80,39 @@ class OpenPositionView(BaseModel):
     take_profit: Decimal | None
 
 
+class RunRecord(BaseModel):
+    """One run of a flow as the database saw it (`flow_runs`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flow: str
+    run_key: str
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None = None
+    status: str = Field(description="running, completed, skipped, failed or crashed")
+    error: str | None = None
+
+    def describe(self) -> str:
+        """One line for a report: what happened to the run and what to do about it."""
+        when = f"{self.started_at:%Y-%m-%d %H:%M} UTC"
+        if self.status == "crashed":
+            what = "was cut off mid-way (still marked running): nothing of it was committed"
+        else:
+            what = f"failed: {self.error or 'no error recorded'}; nothing of it was committed"
+        rerun = "; rerun it with `triplegain run --at ...`" if self.run_key.startswith("cycle-") else ""
+        return f"previous {self.flow} run {self.run_key} started {when} {what}{rerun}"
+
+
 class CoordinatorStatus(BaseModel):
     """What `triplegain status` shows."""
 
     model_config = ConfigDict(frozen=True)
 
     state: CoordinatorState
+    degradation: DegradationLevel = DegradationLevel.NORMAL
+    llm_failures: int = 0
+    api_failures: int = 0
+    last_runs: dict[str, RunRecord] = Field(default_factory=dict, description="Flow name -> its last run")
     tripped_breakers: dict[str, str]
     consecutive_losses: int
     last_cycle_id: str | None

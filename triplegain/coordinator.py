@@ -5,6 +5,13 @@ agents' reports and the trading signal are published; `on_trading_signal` turns 
 proposal, asks the risk engine, sends approved trades to the paper broker and publishes what happened.
 Symbols go one after another so each risk check sees the exposure the previous trades created. An audit
 subscriber records every message; the cycle persists them (and any dead letters) with everything else.
+
+Circuit breakers act through the broker (reference spec 3.15, its stubs made real): the daily-loss breaker
+pauses the coordinator (resumed automatically when it clears at the UTC day change, unless someone changed
+the state since), the weekly-loss breaker sells part of every position, and the max-drawdown breaker halts
+the coordinator and closes every position it has a price for, run after run until none is left. The
+degradation level (triplegain.degradation) moves with the run's LLM and market-data outcomes; in EMERGENCY
+no new position is opened.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from triplegain.aio import run_sync
 from triplegain.broker.paper import PaperBroker, client_order_id
 from triplegain.bus import DeadLetter, ErrorPolicy, Message, MessageBus, Priority, Topic
 from triplegain.consensus import apply_consensus, consensus_multiplier
-from triplegain.control import StateChange
+from triplegain.control import CIRCUIT_BREAKER_ACTOR, StateChange
+from triplegain.degradation import DegradationChanged, Health, HealthOutcome, record
 from triplegain.events import (
     CircuitBreakerReset,
     CircuitBreakerTripped,
@@ -35,18 +43,34 @@ from triplegain.events import (
     TradeApproved,
     TradeRejected,
 )
-from triplegain.exits import find_exit
+from triplegain.exits import Trailing, find_exit, trailed_stop
 from triplegain.llm.breaker import Breaker
 from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import ConflictType, Resolution, ResolutionAction
 from triplegain.models.cycle import Execution, SymbolOutcome
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import Action, CoordinatorState, Intent, OrderStatus, Side, VerdictStatus
+from triplegain.models.enums import (
+    Action,
+    CoordinatorState,
+    Intent,
+    OrderStatus,
+    Side,
+    VerdictStatus,
+)
 from triplegain.models.market import MarketSnapshot, to_decimal
 from triplegain.models.trading import Portfolio, Position, RiskReason, RiskVerdict, TradeProposal
 from triplegain.resolution import apply_modifications
 from triplegain.risk.engine import RiskContext, evaluate
-from triplegain.risk.state import RiskState, initial_risk_state, mark_equity, record_trade_result
+from triplegain.risk.state import (
+    Breaker as RiskBreaker,
+)
+from triplegain.risk.state import (
+    RiskState,
+    initial_risk_state,
+    mark_equity,
+    record_execution,
+    record_trade_result,
+)
 from triplegain.settings import Settings
 
 HUNDRED = Decimal(100)
@@ -65,6 +89,8 @@ class AccountState:
     version: int = 0
     last_cycle_at: datetime | None = None
     llm_breakers: dict[str, Breaker] = field(default_factory=dict)
+    health: Health = field(default_factory=Health)
+    state_set_by: str | None = None
 
 
 def fresh_account(settings: Settings) -> AccountState:
@@ -83,6 +109,7 @@ class SymbolAnalysis:
     signal: TradingSignal | None = None
     error: str | None = None
     sentiment: SentimentReport | None = None
+    data_unavailable: bool = False
 
 
 @dataclass
@@ -99,6 +126,26 @@ class Coordination:
     messages: list[Message] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     resolutions: list[Resolution] = field(default_factory=list)
+    coordinator: CoordinatorState = CoordinatorState.RUNNING
+    state_changes: list[StateChange] = field(default_factory=list)
+    health: Health = field(default_factory=Health)
+    health_outcomes: list[HealthOutcome] = field(default_factory=list)
+    degradation_changes: list[DegradationChanged] = field(default_factory=list)
+    moved_stops: list[Position] = field(default_factory=list)
+
+
+def api_outcomes(analyses: Sequence[SymbolAnalysis]) -> list[HealthOutcome]:
+    """Market data fetched counts as an API success, an unreachable source (or a crashed task) a failure.
+
+    Data that arrived but is unusable (stale, too short) says nothing about the API's health.
+    """
+    outcomes = []
+    for a in analyses:
+        if a.snapshot is not None:
+            outcomes.append(HealthOutcome(kind="api", ok=True, what=f"{a.symbol} market data"))
+        elif a.data_unavailable:
+            outcomes.append(HealthOutcome(kind="api", ok=False, what=f"{a.symbol}: {a.error}"[:200]))
+    return outcomes
 
 
 def next_account(account: AccountState, result: Coordination) -> AccountState:
@@ -109,6 +156,9 @@ def next_account(account: AccountState, result: Coordination) -> AccountState:
         positions=result.portfolio.positions,
         risk=result.risk,
         regimes=result.regimes,
+        coordinator=result.coordinator,
+        health=result.health,
+        state_set_by=result.state_changes[-1].actor if result.state_changes else account.state_set_by,
     )
 
 
@@ -121,15 +171,19 @@ def coordinate(
     notices: Sequence[str] = (),
     resolutions: Sequence[Resolution] = (),
     state_changes: Sequence[StateChange] = (),
+    health: Sequence[HealthOutcome] = (),
 ) -> Coordination:
     """Run exits, risk checks and execution for every analysed symbol, in order (synchronous entry).
 
     `notices` are things earlier steps want the report to say (e.g. the LLM budget ran out);
     `resolutions` how the cycle's conflicts were resolved (at most one per symbol); `state_changes`
-    pauses, resumes and halts recorded since the last cycle, published here as bus events.
+    pauses, resumes and halts recorded since the last cycle, published here as bus events; `health` the
+    run's LLM and market-data outcomes (`api_outcomes(analyses)`), which move the degradation level.
     """
     return run_sync(
-        coordinate_async(cycle_id, at, account, analyses, settings, notices, resolutions, state_changes)
+        coordinate_async(
+            cycle_id, at, account, analyses, settings, notices, resolutions, state_changes, health
+        )
     )
 
 
@@ -142,6 +196,7 @@ async def coordinate_async(
     notices: Sequence[str] = (),
     resolutions: Sequence[Resolution] = (),
     state_changes: Sequence[StateChange] = (),
+    health: Sequence[HealthOutcome] = (),
 ) -> Coordination:
     """The cycle's coordination on a fresh in-flow bus, its handlers subscribed."""
     prices = {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
@@ -155,6 +210,8 @@ async def coordinate_async(
     bus.subscribe("*", audit.append, subscriber="audit")
     by_symbol = {r.symbol: r for r in resolutions}
     run = _Run(cycle_id, at, settings, bus, account, prices, risk, {a.symbol: a for a in analyses}, by_symbol)
+    outcomes = list(health)
+    run.health, degradation = record(account.health, outcomes, settings.degradation, at)
     run.subscribe()
     if account.last_cycle_at is not None and at < account.last_cycle_at:
         await run.notice(
@@ -166,16 +223,18 @@ async def coordinate_async(
         await run.publish(Topic.SYSTEM_EVENTS, CoordinatorStateChanged(change=change), Priority.HIGH)
     for text in notices:
         await run.notice(text)
+    for moved in degradation:
+        await run.publish(Topic.SYSTEM_EVENTS, moved, Priority.HIGH)
     for event in breaker_events:
         await run.publish(Topic.RISK_ALERTS, event, Priority.URGENT)
+    await run.close_all_while_drawdown()
     for analysis in analyses:
         await run.symbol(analysis)
     await bus.retry_dead_letters()
     final = Portfolio(balances=run.broker.balances, prices=prices, positions=run.positions, as_of=at)
     regimes = dict(account.regimes) | {a.symbol: a.regime.state for a in analyses if a.regime is not None}
-    outcomes = [run.outcomes[a.symbol] for a in analyses]
     return Coordination(
-        outcomes,
+        [run.outcomes[a.symbol] for a in analyses],
         final,
         equity,
         run.risk,
@@ -185,6 +244,12 @@ async def coordinate_async(
         audit,
         bus.dead_letters(),
         list(resolutions),
+        run.state,
+        run.state_changes,
+        run.health,
+        outcomes,
+        degradation,
+        list(run.moved_stops.values()),
     )
 
 
@@ -211,6 +276,17 @@ class _Run:
         self.closed: list[Position] = []
         self.events: list[str] = []
         self.outcomes: dict[str, SymbolOutcome] = {}
+        self.health = account.health
+        self.state_set_by = account.state_set_by
+        self.state_changes: list[StateChange] = []
+        self.moved_stops: dict[str, Position] = {}
+        self.breaker_executions: dict[str, list[Execution]] = {}
+        watch = settings.watch
+        self.trailing = (
+            Trailing(float(watch.trailing_activation_pct), float(watch.trailing_distance_pct))
+            if watch.trailing_stop
+            else None
+        )
 
     def subscribe(self) -> None:
         """Risk and execution failures must fail the cycle, not vanish: those handlers propagate."""
@@ -220,7 +296,9 @@ class _Run:
             subscriber=SOURCE,
             error_policy=ErrorPolicy.PROPAGATE,
         )
-        self.bus.subscribe(Topic.RISK_ALERTS, self.on_risk_alert, subscriber=SOURCE)
+        self.bus.subscribe(
+            Topic.RISK_ALERTS, self.on_risk_alert, subscriber=SOURCE, error_policy=ErrorPolicy.PROPAGATE
+        )
         self.bus.subscribe(Topic.EXECUTION_EVENTS, self.on_execution_event, subscriber=SOURCE)
         self.bus.subscribe(Topic.SYSTEM_EVENTS, self.on_system_event, subscriber=SOURCE)
 
@@ -233,7 +311,11 @@ class _Run:
     async def symbol(self, a: SymbolAnalysis) -> None:
         """Exits, then the agents' outputs and the signal, published in pipeline order."""
         if a.error is not None or a.snapshot is None:
-            self.outcomes[a.symbol] = SymbolOutcome(symbol=a.symbol, error=a.error or "no market data")
+            self.outcomes[a.symbol] = SymbolOutcome(
+                symbol=a.symbol,
+                error=a.error or "no market data",
+                exits=self.breaker_executions.get(a.symbol, []),
+            )
             await self.publish(
                 Topic.SYSTEM_EVENTS, SymbolSkipped(symbol=a.symbol, reason=a.error or "no data")
             )
@@ -247,7 +329,7 @@ class _Run:
             regime=a.regime,
             signal=a.signal,
             sentiment=a.sentiment,
-            exits=await self._exits(a.snapshot),
+            exits=[*self.breaker_executions.get(a.symbol, []), *await self._exits(a.snapshot)],
         )
         for topic, report in ((Topic.TA_SIGNALS, a.technical), (Topic.REGIME_UPDATES, a.regime)):
             if report is not None:
@@ -313,6 +395,14 @@ class _Run:
             await self.notice(f"{signal.symbol}: resolution modified the trade: " + "; ".join(notes))
             if proposal is None:
                 return
+        if proposal.intent is Intent.OPEN and not self.health.level.opens_positions:
+            reason = RiskReason(
+                code="DEGRADED_EMERGENCY",
+                message=f"degradation level {self.health.level}: no new position until the system recovers",
+            )
+            verdict = RiskVerdict(status=VerdictStatus.REJECTED, proposal=proposal, rejections=[reason])
+            await self._rejected(signal.symbol, verdict)
+            return
         ctx = RiskContext(portfolio, self.risk, regime.parameters, technical.indicators, self.at)
         verdict = evaluate(proposal, ctx, self.settings.risk)
         if not verdict.approved:
@@ -330,12 +420,73 @@ class _Run:
         self.outcomes[symbol] = self.outcomes[symbol].model_copy(update=fields)
 
     async def on_risk_alert(self, message: Message) -> None:
-        """Breaker changes go into the cycle's report (acting on them is the coordinator-state issue's)."""
+        """A breaker that trips acts through the broker and the coordinator state (spec 3.15's table)."""
         event = message.payload
         if isinstance(event, CircuitBreakerTripped):
             self.events.append(f"{event.breaker} breaker tripped: {event.reason}")
+            breaker = RiskBreaker(event.breaker)
+            if breaker is RiskBreaker.DAILY_LOSS:
+                await self._change_state(CoordinatorState.PAUSED, f"daily loss breaker: {event.reason}")
+            elif breaker is RiskBreaker.WEEKLY_LOSS:
+                await self._reduce_all(self.settings.risk.weekly_loss_reduce_pct)
+            elif breaker is RiskBreaker.MAX_DRAWDOWN:
+                await self._change_state(CoordinatorState.HALTED, f"max drawdown breaker: {event.reason}")
+                await self.close_all_while_drawdown()
         elif isinstance(event, CircuitBreakerReset):
             self.events.append(f"{event.breaker} breaker reset")
+            paused_by_breaker = (
+                self.state is CoordinatorState.PAUSED and self.state_set_by == CIRCUIT_BREAKER_ACTOR
+            )
+            if event.breaker == RiskBreaker.DAILY_LOSS.value and paused_by_breaker:
+                await self._change_state(
+                    CoordinatorState.RUNNING, "daily loss breaker reset at the day change"
+                )
+
+    async def _change_state(self, to: CoordinatorState, reason: str) -> None:
+        """The circuit breaker changes the coordinator's state; never out of HALTED (that is a human's)."""
+        if self.state is to or self.state is CoordinatorState.HALTED:
+            return
+        change = StateChange(
+            at=self.at, from_state=self.state, to_state=to, actor=CIRCUIT_BREAKER_ACTOR, reason=reason
+        )
+        self.state, self.state_set_by = to, CIRCUIT_BREAKER_ACTOR
+        self.state_changes.append(change)
+        await self.publish(Topic.SYSTEM_EVENTS, CoordinatorStateChanged(change=change), Priority.URGENT)
+
+    async def close_all_while_drawdown(self) -> None:
+        """While the max-drawdown breaker is tripped, every open position with a price is closed."""
+        if RiskBreaker.MAX_DRAWDOWN not in self.risk.tripped:
+            return
+        for symbol in dict.fromkeys(p.symbol for p in self.positions):
+            price = self.prices.get(symbol)
+            mine = [p for p in self.positions if p.symbol == symbol]
+            if price is None:
+                await self.notice(f"{symbol}: cannot close {len(mine)} position(s) now, no price this run")
+                continue
+            order_id = client_order_id(self.cycle_id, symbol, "breaker-close")
+            execution = self.broker.close(mine, order_id, self.cycle_id, price, self.at, "circuit_breaker")
+            await self._settle(execution)
+            self._record_exit(symbol, execution)
+
+    async def _reduce_all(self, pct: Decimal) -> None:
+        """Sell `pct` percent of every open position (the weekly-loss breaker)."""
+        for position in list(self.positions):
+            price = self.prices.get(position.symbol)
+            if price is None:
+                await self.notice(
+                    f"{position.symbol}: cannot reduce position {position.id}, no price this run"
+                )
+                continue
+            order_id = client_order_id(self.cycle_id, position.id, "breaker-reduce")
+            execution = self.broker.reduce(
+                position, pct, order_id, self.cycle_id, price, self.at, "circuit_breaker"
+            )
+            await self._settle(execution)
+            self._record_exit(position.symbol, execution)
+
+    def _record_exit(self, symbol: str, execution: Execution) -> None:
+        """Keep a breaker's order in the symbol's outcome, beside its stop-loss / take-profit exits."""
+        self.breaker_executions.setdefault(symbol, []).append(execution)
 
     async def on_execution_event(self, message: Message) -> None:
         """A refused order is worth a line in the report."""
@@ -358,6 +509,8 @@ class _Run:
             )
         elif isinstance(event, SymbolSkipped):
             self.events.append(f"{event.symbol} skipped: {event.reason}")
+        elif isinstance(event, DegradationChanged):
+            self.events.append(f"{event.name}: {event.from_level} -> {event.to_level} ({event.reason})")
 
     def _portfolio(self) -> Portfolio:
         return Portfolio(
@@ -367,8 +520,9 @@ class _Run:
     async def _exits(self, snapshot: MarketSnapshot) -> list[Execution]:
         executions = []
         for position in [p for p in self.positions if p.symbol == snapshot.symbol]:
-            trigger = find_exit(position, snapshot.candles)
+            trigger = find_exit(position, snapshot.candles, self.trailing)
             if trigger is None:
+                self._trail(position, snapshot)
                 continue
             order_id = client_order_id(self.cycle_id, position.id, trigger.reason)
             price = to_decimal(trigger.price)
@@ -384,6 +538,25 @@ class _Run:
             await self._settle(execution)
             executions.append(execution)
         return executions
+
+    def _trail(self, position: Position, snapshot: MarketSnapshot) -> None:
+        """Move a trailing stop up to where the candles since entry put it (never down)."""
+        if self.trailing is None:
+            return
+        stop = trailed_stop(position, snapshot.candles, self.trailing)
+        if stop is None:
+            return
+        spec = self.settings.market.symbol_specs.get(position.symbol)
+        if spec is not None:
+            stop = stop.quantize(Decimal(1).scaleb(-spec.price_decimals))
+        if position.stop_loss is not None and stop <= position.stop_loss:
+            return
+        moved = position.model_copy(update={"stop_loss": stop})
+        self.positions = [moved if p.id == position.id else p for p in self.positions]
+        self.moved_stops[position.id] = moved
+        self.events.append(
+            f"{position.symbol}: trailing stop of {position.id} moved {position.stop_loss} -> {stop}"
+        )
 
     async def _execute(self, verdict: RiskVerdict, snapshot: MarketSnapshot) -> Execution:
         proposal = verdict.final_proposal
@@ -402,15 +575,23 @@ class _Run:
 
     async def _settle(self, execution: Execution) -> None:
         """Apply an order's result to positions and risk memory, then publish it."""
-        if execution.order.status is not OrderStatus.FILLED or execution.fill is None:
+        filled = execution.order.status is OrderStatus.FILLED and execution.fill is not None
+        self.risk, cooling = record_execution(self.risk, filled, self.at, self.settings.risk)
+        if cooling:
+            await self.notice(
+                f"{self.settings.risk.execution_error_limit} order errors in a row: no new entry until "
+                f"{self.risk.execution_cooldown_until:%Y-%m-%d %H:%M} UTC"
+            )
+        if not filled or execution.fill is None:
             await self.publish(Topic.EXECUTION_EVENTS, OrderRejected(order=execution.order), Priority.HIGH)
             return
         await self.publish(Topic.EXECUTION_EVENTS, OrderFilled(order=execution.order, fill=execution.fill))
         if execution.opened_position is not None:
             self.positions.append(execution.opened_position)
             await self.publish(Topic.PORTFOLIO_UPDATES, PositionOpened(position=execution.opened_position))
+        reduced = {p.id: p for p in execution.reduced_positions}
         closed_ids = {p.id for p in execution.closed_positions}
-        self.positions = [p for p in self.positions if p.id not in closed_ids]
+        self.positions = [reduced.get(p.id, p) for p in self.positions if p.id not in closed_ids]
         for position in execution.closed_positions:
             self.closed.append(position)
             pnl = position.realized_pnl or Decimal(0)

@@ -12,8 +12,8 @@ from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.agents.regime import assess_regime
 from triplegain.agents.technical import analyze_technicals
 from triplegain.conflicts import detect_conflicts
-from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, coordinate
-from triplegain.errors import MarketDataError
+from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, api_outcomes, coordinate
+from triplegain.errors import MarketDataError, MarketDataUnavailable
 from triplegain.indicators import compute_indicators
 from triplegain.market.source import MarketDataSource, build_snapshot
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
@@ -82,7 +82,9 @@ def analyze_symbol(
     try:
         snapshot = build_snapshot(source, symbol, at, settings.market)
     except MarketDataError as e:
-        return SymbolAnalysis(symbol=symbol, error=str(e))
+        return SymbolAnalysis(
+            symbol=symbol, error=str(e), data_unavailable=isinstance(e, MarketDataUnavailable)
+        )
     technical = technical_step(snapshot, settings)
     regime = regime_step(snapshot, technical, previous, settings)
     signal = decision_step(snapshot, technical, regime, settings)
@@ -135,6 +137,7 @@ def build_report(
         messages=len(result.messages),
         dead_letters=len(result.dead_letters),
         llm_cost_usd=llm_cost_usd,
+        degradation=result.health.level,
     )
 
 
@@ -166,5 +169,5 @@ def run_cycle(
     analyses = [
         analyze_symbol(source, s, at, account.regimes.get(s), settings) for s in settings.market.symbols
     ]
-    result = coordinate(cycle_id, at, account, analyses, settings)
+    result = coordinate(cycle_id, at, account, analyses, settings, health=api_outcomes(analyses))
     return build_report(cycle_id, at, started, analyses, result, settings), result

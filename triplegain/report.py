@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from triplegain.models.cycle import CycleReport, Execution, SymbolOutcome
+from triplegain.models.trading import QUOTE, Portfolio
 
 SUMMARY_COLUMNS = ("symbol", "price", "regime", "TA bias", "signal", "verdict", "order")
 
@@ -70,14 +71,58 @@ def render_markdown(report: CycleReport) -> str:
         "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in summary_rows(report)
     )
     parts = [
-        f"# Trading cycle {report.cycle_id}",
+        f"# {'Market watch' if report.decided_by == 'market-watch' else 'Trading cycle'} {report.cycle_id}",
         f"As of **{report.timestamp.isoformat()}**, status **{report.status}**, mode {report.mode}, "
         f"decided by `{report.decided_by}`; "
         f"{report.messages} bus messages, {report.dead_letters} dead letters, "
-        f"LLM cost {report.llm_cost_usd:.4f} USD.",
+        f"LLM cost {report.llm_cost_usd:.4f} USD, degradation {report.degradation}.",
         header + "\n" + rows,
         "## Portfolio\n" + "\n".join(f"- {line}" for line in portfolio_lines(report)),
     ]
     if report.events:
         parts.append("## Events\n" + "\n".join(f"- {e}" for e in report.events))
     return "\n\n".join(parts) + "\n"
+
+
+def allocation_rows(portfolio: Portfolio) -> list[dict[str, str]]:
+    """The positions-and-allocation table: each asset's value and share of equity, then each open position.
+
+    Every row has the same columns (the Prefect UI renders a table artifact from them).
+    """
+    equity = portfolio.equity
+    rows = []
+    for asset, amount in portfolio.balances.items():
+        price = Decimal(1) if asset == QUOTE else portfolio.prices.get(f"{asset}/{QUOTE}")
+        value = amount * price if price is not None else None
+        share = f"{value / equity * 100:.2f}" if value is not None and equity else "-"
+        rows.append(_table_row("asset", asset, amount, price, value, share))
+    for pos in portfolio.positions:
+        price = portfolio.prices.get(pos.symbol)
+        value = pos.size * price if price is not None else None
+        share = f"{value / equity * 100:.2f}" if value is not None and equity else "-"
+        row = _table_row("position", pos.symbol, pos.size, price, value, share)
+        row |= {
+            "entry": f"{pos.entry_price}",
+            "unrealized_pnl": f"{pos.unrealized_pnl(price):+.2f}" if price is not None else "-",
+            "stop_loss": f"{pos.stop_loss}",
+            "take_profit": f"{pos.take_profit}",
+        }
+        rows.append(row)
+    return rows
+
+
+def _table_row(
+    kind: str, name: str, amount: Decimal, price: Decimal | None, value: Decimal | None, share: str
+) -> dict[str, str]:
+    return {
+        "kind": kind,
+        "name": name,
+        "amount": f"{amount:f}",
+        "price": f"{price}" if price is not None else "-",
+        "value_usdt": f"{value:.2f}" if value is not None else "-",
+        "allocation_pct": share,
+        "entry": "-",
+        "unrealized_pnl": "-",
+        "stop_loss": "-",
+        "take_profit": "-",
+    }

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from triplegain.errors import LLMError
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
-from triplegain.models.conflicts import Conflict, Modifications, Resolution, ResolutionAction
+from triplegain.models.conflicts import Conflict, ConflictType, Modifications, Resolution, ResolutionAction
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import Intent, Side
+from triplegain.models.enums import DegradationLevel, Intent, Side
 from triplegain.models.trading import TradeProposal
 from triplegain.settings import ConflictSettings
 
@@ -119,6 +119,41 @@ def conservative(conflicts: Sequence[Conflict], why: str) -> list[Resolution]:
             )
         )
     return resolutions
+
+
+DEGRADED_BY = "degraded-rules"
+REGIME_CONFLICTS = frozenset({ConflictType.CHOPPY_REGIME, ConflictType.REGIME_CHANGE})
+
+
+def triage(conflicts: Sequence[Conflict], level: DegradationLevel) -> tuple[list[Conflict], list[Resolution]]:
+    """Which conflicts may go to a model at this degradation level, and the rule-based answer for the rest.
+
+    NORMAL and REDUCED: all of them. LIMITED: only symbols with a regime conflict; a symbol with only a
+    TA/sentiment conflict proceeds at confidence 0.5 (reference spec 3.17). EMERGENCY: none; every symbol
+    gets the conservative action.
+    """
+    if level.rank <= DegradationLevel.REDUCED.rank:
+        return list(conflicts), []
+    if level is DegradationLevel.EMERGENCY:
+        return [], conservative(conflicts, "degradation EMERGENCY: no model is asked; conservative action")
+    to_model: list[Conflict] = []
+    local: list[Resolution] = []
+    for symbol in dict.fromkeys(c.symbol for c in conflicts):
+        mine = [c for c in conflicts if c.symbol == symbol]
+        if any(c.type in REGIME_CONFLICTS for c in mine):
+            to_model += mine
+            continue
+        local.append(
+            Resolution(
+                symbol=symbol,
+                action=ResolutionAction.PROCEED,
+                confidence=0.5,
+                reasoning="degradation LIMITED: only regime conflicts go to a model; this one proceeds",
+                decided_by=DEGRADED_BY,
+                conflicts=mine,
+            )
+        )
+    return to_model, local
 
 
 async def resolve(

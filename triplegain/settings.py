@@ -402,6 +402,11 @@ class RiskSettings(BaseModel):
     post_trade_cooldown_minutes: int = Field(5, ge=0)
     post_loss_cooldown_minutes: int = Field(10, ge=0)
     volatility_spike_cooldown_minutes: int = Field(15, ge=0)
+    weekly_loss_reduce_pct: Percent = Field(
+        Decimal("50"), gt=0, le=100, description="Share of every position sold when the weekly breaker trips"
+    )
+    execution_error_limit: int = Field(3, ge=1, description="Consecutive order errors that start a cooldown")
+    execution_error_cooldown_minutes: int = Field(15, ge=0, description="No new entry for this long after")
 
     def loss_step(self, consecutive_losses: int) -> LossStreakStep | None:
         """The restrictions in force after `consecutive_losses` losses in a row, if any."""
@@ -413,6 +418,36 @@ class RiskSettings(BaseModel):
         if self.min_stop_pct >= self.max_stop_pct:
             raise ValueError("min_stop_pct must be below max_stop_pct")
         return self
+
+
+class DegradationSettings(BaseModel):
+    """Graceful degradation (reference spec 3.17, with its section-10 fixes).
+
+    Consecutive LLM and market-data failures add up; every `failures_per_level` of them is one level:
+    NORMAL, REDUCED (no sentiment), LIMITED (only regime conflicts go to a model), EMERGENCY (no model at
+    all, deterministic agents only, no new position). `recovery_successes` successes in a row take one
+    failure off (hysteresis: a 50% failure rate cannot flap between levels).
+    """
+
+    model_config = _SECTION
+
+    failures_per_level: int = Field(3, ge=1)
+    recovery_successes: int = Field(3, ge=1)
+
+
+class WatchSettings(BaseModel):
+    """The market watch (every 5 minutes): exits, trailing stops, breakers, snapshots (spec 4.7)."""
+
+    model_config = _SECTION
+
+    trailing_stop: bool = Field(False, description="Trail stops behind the best price since entry")
+    trailing_activation_pct: Percent = Field(Decimal("1.0"), gt=0, description="Profit that starts trailing")
+    trailing_distance_pct: Percent = Field(
+        Decimal("1.5"), gt=0, le=50, description="Distance behind the high"
+    )
+    crashed_after_minutes: int = Field(
+        60, ge=1, description="A run still marked running after this long is reported as crashed"
+    )
 
 
 class BrokerSettings(BaseModel):
@@ -609,6 +644,8 @@ class Settings(BaseSettings):
     consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
     conflicts: ConflictSettings = Field(default_factory=ConflictSettings)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
+    degradation: DegradationSettings = Field(default_factory=DegradationSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @field_validator("database_url")
     @classmethod

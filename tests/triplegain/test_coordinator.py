@@ -190,16 +190,31 @@ def test_cycle_earlier_than_the_last_one_says_so(settings: Settings) -> None:
     assert "precedes the account's last cycle" in result.events[0]
 
 
-def test_equity_drop_trips_the_daily_breaker_and_halts_new_trades(settings: Settings) -> None:
+def test_equity_drop_trips_the_daily_breaker_which_pauses_trading(settings: Settings) -> None:
     from triplegain.risk import initial_risk_state
 
     risk = initial_risk_state(Decimal(10_600), AT - timedelta(hours=3))  # the day began 6% higher
 
     result = coordinate("c1", AT, account(risk=risk), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
 
+    assert result.outcomes[0].execution is None and result.coordinator is CoordinatorState.PAUSED
+    assert [(c.to_state, c.actor) for c in result.state_changes] == [
+        (CoordinatorState.PAUSED, "circuit-breaker")
+    ]
+    assert result.risk.halted and any("daily_loss breaker tripped" in e for e in result.events)
+    assert any("not acted on, coordinator is paused" in e for e in result.events)
+
+
+def test_a_tripped_breaker_refuses_entries_even_when_running(settings: Settings) -> None:
+    from triplegain.risk import initial_risk_state
+    from triplegain.risk.state import Breaker
+
+    risk = initial_risk_state(Decimal(10_000), AT).model_copy(update={"tripped": {Breaker.WEEKLY_LOSS: "x"}})
+
+    result = coordinate("c1", AT, account(risk=risk), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+
     verdict = result.outcomes[0].verdict
     assert verdict is not None and verdict.status is VerdictStatus.HALTED
-    assert result.risk.halted and any("daily_loss breaker tripped" in e for e in result.events)
 
 
 def test_the_cycle_events_travel_on_the_bus_linked_by_cycle_and_cause(settings: Settings) -> None:
@@ -267,7 +282,7 @@ def test_skipped_symbol_and_breakers_are_events_too(settings: Settings) -> None:
     result = coordinate("c1", AT, account(risk=risk), [SymbolAnalysis("XRP/USDT", error="no data")], settings)
 
     kinds = [m.payload_type for m in result.messages]
-    assert kinds == ["CircuitBreakerTripped", "SymbolSkipped"]
+    assert kinds == ["CircuitBreakerTripped", "CoordinatorStateChanged", "SymbolSkipped"]
     assert result.messages[0].priority.name == "URGENT"
     assert "XRP/USDT skipped: no data" in result.events
 

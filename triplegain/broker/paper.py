@@ -107,6 +107,50 @@ class PaperBroker:
         closed = [_closed(p, fill, size, at, reason) for p in positions]
         return self._remember(Execution(order=order, fill=fill, closed_positions=closed))
 
+    def reduce(
+        self,
+        position: Position,
+        pct: Decimal,
+        order_id: str,
+        cycle_id: str,
+        price: Decimal,
+        at: datetime,
+        reason: str,
+    ) -> Execution:
+        """Sell `pct` percent of a position at market; the rest stays open with its share of the entry fee.
+
+        When the part sold or the part left would be below the symbol's minimum order size, the whole
+        position is closed instead: a breaker asking for less risk never gets none.
+        """
+        if order_id in self._executed:
+            return self._executed[order_id]
+        spec = self._specs[position.symbol]
+        step = Decimal(1).scaleb(-spec.size_decimals)
+        sold = (position.size * pct / HUNDRED).quantize(step, ROUND_DOWN)
+        if sold >= position.size or min(sold, position.size - sold) < spec.min_order_size:
+            return self.close([position], order_id, cycle_id, price, at, reason)
+        base, quote = split_symbol(position.symbol)
+        order = self._order(
+            order_id, cycle_id, position.symbol, Side.SELL, Intent.CLOSE, sold, price, at, position.id
+        )
+        held = self._balances.get(base, Decimal(0))
+        if held < sold:
+            problem = f"insufficient {base}: selling {sold}, holding {held}"
+            return self._remember(Execution(order=_rejected(order, problem)))
+        fill = self._fill(order, self._slipped(order_id, price, Side.SELL, spec), at)
+        self._balances[base] = held - sold
+        self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fill.fee
+        share = sold / position.size
+        entry_fee = (position.fees_paid * share).quantize(Decimal("0.00000001"))
+        part = position.model_copy(update={"id": order_id, "size": sold, "fees_paid": entry_fee})
+        rest = position.model_copy(
+            update={"size": position.size - sold, "fees_paid": position.fees_paid - entry_fee}
+        )
+        closed = _closed(part, fill, sold, at, reason)
+        return self._remember(
+            Execution(order=order, fill=fill, closed_positions=[closed], reduced_positions=[rest])
+        )
+
     def _slipped(self, order_id: str, price: Decimal, side: Side, spec: SymbolSpec) -> Decimal:
         s = self._settings
         draw = random.Random(f"{s.seed}:{order_id}").uniform(float(s.min_slippage_factor), 1.0)

@@ -113,8 +113,10 @@ class LLMGateway:
         when it was not back within `timeout` (then cancelled)."""
         tasks = [asyncio.ensure_future(self.ask(agent, [m], prompt, schema)) for m in models]
         done, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
+        for model, task in zip(models, tasks, strict=True):
+            if task in pending:
+                task.cancel()
+                self._record(agent, model, self.clock(), "timeout", error=f"no answer within {timeout:g} s")
         await asyncio.gather(*pending, return_exceptions=True)
         return [(task.exception() or task.result()) if task in done else None for task in tasks]
 

@@ -9,7 +9,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 T = TypeVar("T", bound=BaseModel)
 MILLION = Decimal(1_000_000)
-Outcome = Literal["ok", "repaired", "invalid", "unavailable", "rejected", "circuit_open", "budget_exceeded"]
+Outcome = Literal[
+    "ok", "repaired", "invalid", "unavailable", "rejected", "timeout", "circuit_open", "budget_exceeded"
+]
 
 
 class ProviderConfig(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import Resolution
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import CycleStatus
+from triplegain.models.enums import CycleStatus, DegradationLevel
 from triplegain.models.trading import Fill, Order, Portfolio, Position, RiskVerdict
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -24,6 +24,9 @@ class Execution(BaseModel):
     fill: Fill | None = None
     opened_position: Position | None = None
     closed_positions: list[Position] = Field(default_factory=list, description="Positions this order closed")
+    reduced_positions: list[Position] = Field(
+        default_factory=list, description="Positions this order sold part of, as they remain open"
+    )
 
 
 class SymbolOutcome(BaseModel):
@@ -66,6 +69,7 @@ class CycleReport(BaseModel):
     dead_letters: int = Field(0, ge=0, description="Deliveries still failing at the end of the cycle")
     llm_cost_usd: Decimal = Field(Decimal(0), ge=0, description="What the cycle's LLM calls cost")
     replayed: bool = Field(False, description="True when this cycle had already run and was read back")
+    degradation: DegradationLevel = Field(DegradationLevel.NORMAL, description="Level the cycle ended at")
 
     def outcome(self, symbol: str) -> SymbolOutcome:
         """The outcome for `symbol` (KeyError if the cycle did not cover it)."""

@@ -122,6 +122,35 @@ class CoordinatorState(StrEnum):
     HALTED = "halted"
 
 
+class DegradationLevel(StrEnum):
+    """How much of the system a run may use (reference spec 3.17); ordered from NORMAL to EMERGENCY."""
+
+    NORMAL = "normal"
+    REDUCED = "reduced"
+    LIMITED = "limited"
+    EMERGENCY = "emergency"
+
+    @property
+    def rank(self) -> int:
+        """0 for NORMAL up to 3 for EMERGENCY."""
+        return list(DegradationLevel).index(self)
+
+    @property
+    def uses_sentiment(self) -> bool:
+        """REDUCED and worse skip the sentiment agent."""
+        return self is DegradationLevel.NORMAL
+
+    @property
+    def uses_llms(self) -> bool:
+        """EMERGENCY calls no model at all."""
+        return self is not DegradationLevel.EMERGENCY
+
+    @property
+    def opens_positions(self) -> bool:
+        """EMERGENCY only protects what is open."""
+        return self is not DegradationLevel.EMERGENCY
+
+
 class CycleStatus(StrEnum):
     """Outcome of one trading cycle."""
 

@@ -105,6 +105,9 @@ def _check_halted(review: _Review, ctx: RiskContext, s: RiskSettings, equity: De
 
 def _check_cooldown(review: _Review, ctx: RiskContext, s: RiskSettings, equity: Decimal) -> _Refusal | None:
     symbol = review.proposal.symbol
+    if ctx.state.in_execution_cooldown(ctx.now):
+        until = ctx.state.execution_cooldown_until.isoformat() if ctx.state.execution_cooldown_until else ""
+        return _refuse("IN_COOLDOWN", f"repeated order errors: no new entry until {until}")
     if ctx.state.in_cooldown(symbol, ctx.now):
         until = ctx.state.cooldowns[symbol].isoformat()
         return _refuse("IN_COOLDOWN", f"{symbol} is in cooldown until {until}")

@@ -40,6 +40,8 @@ class RiskState(BaseModel):
     peak_equity: Decimal = Field(ge=0)
     consecutive_losses: int = Field(0, ge=0)
     cooldowns: dict[str, AwareDatetime] = Field(default_factory=dict, description="Symbol -> cooldown end")
+    execution_errors: int = Field(0, ge=0, description="Orders in a row the broker refused or failed")
+    execution_cooldown_until: AwareDatetime | None = Field(None, description="No new entry before this")
 
     @property
     def halted(self) -> bool:
@@ -54,6 +56,10 @@ class RiskState(BaseModel):
         """True while `symbol` may not be traded."""
         until = self.cooldowns.get(symbol)
         return until is not None and now < until
+
+    def in_execution_cooldown(self, now: datetime) -> bool:
+        """True while repeated order errors keep every new entry out."""
+        return self.execution_cooldown_until is not None and now < self.execution_cooldown_until
 
 
 def initial_risk_state(equity: Decimal, now: datetime) -> RiskState:
@@ -116,6 +122,20 @@ def record_trade_result(
     return state.model_copy(
         update={"consecutive_losses": losses, "cooldowns": {**state.cooldowns, symbol: until}}
     )
+
+
+def record_execution(state: RiskState, ok: bool, now: datetime, s: RiskSettings) -> tuple[RiskState, bool]:
+    """Count an order's result; the `execution_error_limit`-th error in a row starts the cooldown.
+
+    Returns the new state and whether a cooldown started with this order.
+    """
+    if ok:
+        return (state.model_copy(update={"execution_errors": 0}) if state.execution_errors else state), False
+    errors = state.execution_errors + 1
+    if errors < s.execution_error_limit:
+        return state.model_copy(update={"execution_errors": errors}), False
+    until = now + timedelta(minutes=s.execution_error_cooldown_minutes)
+    return state.model_copy(update={"execution_errors": 0, "execution_cooldown_until": until}), True
 
 
 def loss_pct(start: Decimal, end: Decimal) -> Decimal:

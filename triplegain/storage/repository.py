@@ -6,17 +6,18 @@ account with an optimistic version check, so two cycles that loaded the same acc
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triplegain.bus import DeadLetter, Message
-from triplegain.control import CoordinatorStatus, OpenPositionView, StateChange
+from triplegain.control import CoordinatorStatus, OpenPositionView, RunRecord, StateChange
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis
+from triplegain.degradation import Health, HealthOutcome, record
 from triplegain.errors import ConcurrentCycleError
 from triplegain.llm.breaker import Breaker
 from triplegain.llm.gateway import LLMRunResult
@@ -27,7 +28,8 @@ from triplegain.models.cycle import CycleReport, Execution
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CoordinatorState, PositionStatus
 from triplegain.models.trading import Order, Portfolio, Position
-from triplegain.risk.state import RiskState
+from triplegain.risk.state import Breaker as RiskBreaker
+from triplegain.risk.state import RiskState, reset_drawdown_breaker
 from triplegain.settings import Settings
 from triplegain.storage.tables import (
     AgentOutputRow,
@@ -37,12 +39,14 @@ from triplegain.storage.tables import (
     CycleRow,
     DeadLetterRow,
     FillRow,
+    FlowRunRow,
     LLMCallRow,
     MessageRow,
     ModelVoteRow,
     OrderRow,
     PortfolioSnapshotRow,
     PositionRow,
+    PositionSnapshotRow,
     RiskDecisionRow,
     SentimentReportRow,
 )
@@ -75,6 +79,10 @@ def load_account(session: Session, settings: Settings) -> AccountState:
         version=state.version if state else 0,
         llm_breakers=_breakers(state.llm_breakers if state else None),
         last_cycle_at=_cycle_time(session, state.last_cycle_id if state else None),
+        health=Health.model_validate(state.health) if state and state.health else Health(),
+        state_set_by=session.scalars(
+            select(CoordinatorEventRow.actor).order_by(CoordinatorEventRow.id.desc()).limit(1)
+        ).first(),
     )
 
 
@@ -101,10 +109,18 @@ def save_cycle(
     account: AccountState,
     llm: LLMRunResult | None = None,
     published_changes: list[int] | None = None,
+    reported_runs: list[int] | None = None,
+    settings: Settings | None = None,
+    trading: bool = True,
 ) -> None:
-    """Write the whole chain: cycle, agents, votes, verdicts, orders, fills, positions, LLM calls, state."""
+    """Write the whole chain: cycle, agents, votes, verdicts, orders, fills, positions, LLM calls, state.
+
+    `reported_runs` are failed or crashed flow runs the report mentions (marked reported with it);
+    `trading` is False for a market watch, which does not become the account's last cycle.
+    """
     llm = llm or LLMRunResult(breakers=account.llm_breakers)
-    _claim_account(session, report, result, account, llm)
+    _claim_account(session, report, result, account, llm, trading)
+    _apply_health(session, result.health_outcomes, settings or Settings(), report.timestamp)
     executions = [e for o in report.symbols for e in [*o.exits, *([o.execution] if o.execution else [])]]
     try:
         session.add(_cycle_row(report))
@@ -122,11 +138,22 @@ def save_cycle(
                 .where(CoordinatorEventRow.id.in_(published_changes))
                 .values(published_cycle_id=report.cycle_id)
             )
+        if reported_runs:
+            session.execute(
+                update(FlowRunRow).where(FlowRunRow.id.in_(reported_runs)).values(reported_in=report.cycle_id)
+            )
+        for change in result.state_changes:
+            session.add(_event_row(change, published_cycle_id=report.cycle_id))
         session.add(_snapshot_row(report.cycle_id, result.portfolio))
         session.add_all([_order_row(e.order) for e in executions])
         session.flush()
+        for moved in result.moved_stops:
+            session.execute(
+                update(PositionRow).where(PositionRow.id == moved.id).values(stop_loss=moved.stop_loss)
+            )
         for execution in executions:
             _add_fill_and_positions(session, execution, report.cycle_id)
+        session.add_all(_position_snapshot_rows(report.cycle_id, result.portfolio))
         session.flush()
     except IntegrityError as e:
         raise ConcurrentCycleError(
@@ -208,18 +235,26 @@ def _verdict_rows(report: CycleReport) -> list[RiskDecisionRow]:
 
 
 def _claim_account(
-    session: Session, report: CycleReport, result: Coordination, account: AccountState, llm: LLMRunResult
+    session: Session,
+    report: CycleReport,
+    result: Coordination,
+    account: AccountState,
+    llm: LLMRunResult,
+    trading: bool = True,
 ) -> None:
     values: dict[str, Any] = {
+        "state": result.coordinator.value,
         "llm_breakers": {k: v.model_dump(mode="json") for k, v in llm.breakers.items()},
         "version": account.version + 1,
         "risk_state": result.risk.model_dump(mode="json"),
         "regime_states": {k: v.model_dump(mode="json") for k, v in result.regimes.items()},
-        "last_cycle_id": report.cycle_id,
         "updated_at": datetime.now(UTC),
     }
+    if trading:
+        values["last_cycle_id"] = report.cycle_id
     if account.version == 0:
-        session.add(CoordinatorStateRow(id=STATE_ROW_ID, state=account.coordinator.value, **values))
+        values.setdefault("last_cycle_id", None)
+        session.add(CoordinatorStateRow(id=STATE_ROW_ID, health=None, **values))
         try:
             session.flush()
         except IntegrityError as e:
@@ -234,6 +269,58 @@ def _claim_account(
         raise ConcurrentCycleError(
             f"{report.cycle_id}: the account changed since this cycle loaded it (version {account.version})"
         )
+
+
+def _apply_health(session: Session, outcomes: list[HealthOutcome], settings: Settings, at: datetime) -> None:
+    """Apply a run's outcomes to the stored counters under the row lock, so concurrent runs both count."""
+    if not outcomes:
+        return
+    stored = session.execute(
+        select(CoordinatorStateRow.health).where(CoordinatorStateRow.id == STATE_ROW_ID).with_for_update()
+    ).scalar_one_or_none()
+    health, _ = record(
+        Health.model_validate(stored) if stored else Health(), outcomes, settings.degradation, at
+    )
+    session.execute(
+        update(CoordinatorStateRow)
+        .where(CoordinatorStateRow.id == STATE_ROW_ID)
+        .values(health=health.model_dump(mode="json"))
+    )
+
+
+def _event_row(change: StateChange, published_cycle_id: str | None = None) -> CoordinatorEventRow:
+    return CoordinatorEventRow(
+        at=change.at,
+        from_state=change.from_state.value,
+        to_state=change.to_state.value,
+        actor=change.actor,
+        reason=change.reason,
+        prefect_emitted_at=None,
+        published_cycle_id=published_cycle_id,
+    )
+
+
+def _position_snapshot_rows(run_id: str, portfolio: Portfolio) -> list[PositionSnapshotRow]:
+    rows = []
+    for p in portfolio.positions:
+        price = portfolio.prices.get(p.symbol)
+        if price is None:
+            continue
+        rows.append(
+            PositionSnapshotRow(
+                run_id=run_id,
+                position_id=p.id,
+                symbol=p.symbol,
+                taken_at=portfolio.as_of,
+                size=p.size,
+                entry_price=p.entry_price,
+                price=price,
+                unrealized_pnl=p.unrealized_pnl(price),
+                stop_loss=p.stop_loss,
+                take_profit=p.take_profit,
+            )
+        )
+    return rows
 
 
 def _cycle_row(report: CycleReport) -> CycleRow:
@@ -302,6 +389,12 @@ def _add_fill_and_positions(session: Session, execution: Execution, cycle_id: st
         session.add(FillRow(**fill.model_dump(exclude={"side"}), side=fill.side.value))
     if execution.opened_position is not None:
         session.add(_position_row(execution.opened_position))
+    for rest in execution.reduced_positions:
+        session.execute(
+            update(PositionRow)
+            .where(PositionRow.id == rest.id)
+            .values(size=rest.size, fees_paid=rest.fees_paid)
+        )
     for closed in execution.closed_positions:
         row = session.get(PositionRow, closed.id)
         if row is None:
@@ -396,12 +489,86 @@ def latest_sentiment(session: Session, symbol: str, at: datetime) -> SentimentRe
     return SentimentReport.model_validate(row.report) if row else None
 
 
-def save_llm_breakers(session: Session, breakers: dict[str, Breaker]) -> None:
-    """Update the breaker states outside a cycle (sentiment refresh); the account version is untouched."""
+def save_llm_breakers(
+    session: Session,
+    breakers: dict[str, Breaker],
+    outcomes: list[HealthOutcome] | None = None,
+    settings: Settings | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Update breaker states and degradation counters outside a cycle (sentiment refresh).
+
+    The account version is untouched (a cycle in flight may still commit); the counters are updated
+    under the row lock from their stored value, so neither run's outcomes are lost.
+    """
     session.execute(
         update(CoordinatorStateRow)
         .where(CoordinatorStateRow.id == STATE_ROW_ID)
         .values(llm_breakers={k: v.model_dump(mode="json") for k, v in breakers.items()})
+    )
+    _apply_health(session, outcomes or [], settings or Settings(), at or datetime.now(UTC))
+
+
+def start_run(session: Session, flow: str, run_key: str, at: datetime, prefect_id: str | None = None) -> int:
+    """Record that a flow run started (committed at once by the caller); returns its id."""
+    row = FlowRunRow(
+        flow=flow,
+        run_key=run_key,
+        started_at=at,
+        finished_at=None,
+        status="running",
+        error=None,
+        prefect_flow_run_id=prefect_id,
+        reported_in=None,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def finish_run(session: Session, run_id: int, status: str, at: datetime, error: str | None = None) -> None:
+    """Record how a flow run ended: completed, skipped or failed (with the error's first line)."""
+    session.execute(
+        update(FlowRunRow)
+        .where(FlowRunRow.id == run_id)
+        .values(status=status, finished_at=at, error=error[:2000] if error else None)
+    )
+
+
+def unreported_failures(
+    session: Session, now: datetime, crashed_after_minutes: int
+) -> list[tuple[int, RunRecord]]:
+    """Failed runs, and runs still `running` after `crashed_after_minutes` (now marked crashed), that no
+    later run has reported yet; oldest first."""
+    stale = now - timedelta(minutes=crashed_after_minutes)
+    session.execute(
+        update(FlowRunRow)
+        .where(FlowRunRow.status == "running", FlowRunRow.started_at < stale)
+        .values(status="crashed")
+    )
+    rows = session.scalars(
+        select(FlowRunRow)
+        .where(FlowRunRow.status.in_(("failed", "crashed")), FlowRunRow.reported_in.is_(None))
+        .order_by(FlowRunRow.id)
+    )
+    return [(row.id, _run_record(row)) for row in rows]
+
+
+def last_runs(session: Session) -> dict[str, RunRecord]:
+    """The latest run of each flow."""
+    latest = select(FlowRunRow.flow, func.max(FlowRunRow.id).label("id")).group_by(FlowRunRow.flow).subquery()
+    rows = session.scalars(select(FlowRunRow).join(latest, FlowRunRow.id == latest.c.id))
+    return {row.flow: _run_record(row) for row in rows}
+
+
+def _run_record(row: FlowRunRow) -> RunRecord:
+    return RunRecord(
+        flow=row.flow,
+        run_key=row.run_key,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        status=row.status,
+        error=row.error,
     )
 
 
@@ -419,21 +586,37 @@ def record_state_change(session: Session, change: StateChange) -> None:
                 llm_breakers={},
                 last_cycle_id=None,
                 updated_at=change.at,
+                health=None,
             )
         )
     else:
         state.state, state.version, state.updated_at = change.to_state.value, state.version + 1, change.at
-    session.add(
-        CoordinatorEventRow(
-            at=change.at,
-            from_state=change.from_state.value,
-            to_state=change.to_state.value,
-            actor=change.actor,
-            reason=change.reason,
-            prefect_emitted_at=None,
-            published_cycle_id=None,
-        )
+    session.add(_event_row(change))
+
+
+def reset_drawdown(session: Session, settings: Settings, actor: str, reason: str, at: datetime) -> bool:
+    """The manual reset of the max-drawdown breaker: the peak restarts at the last marked equity.
+
+    Recorded like a state change (same state before and after) and bumps the account version; the
+    coordinator stays HALTED until a confirmed resume. False when the breaker was not tripped.
+    """
+    account = load_account(session, settings)
+    if account.risk is None or RiskBreaker.MAX_DRAWDOWN not in account.risk.tripped:
+        return False
+    snapshot = session.scalars(
+        select(PortfolioSnapshotRow).order_by(PortfolioSnapshotRow.id.desc()).limit(1)
+    ).first()
+    equity = snapshot.equity if snapshot else account.risk.peak_equity
+    risk = reset_drawdown_breaker(account.risk, equity)
+    session.execute(
+        update(CoordinatorStateRow)
+        .where(CoordinatorStateRow.id == STATE_ROW_ID)
+        .values(risk_state=risk.model_dump(mode="json"), version=account.version + 1, updated_at=at)
     )
+    state = account.coordinator
+    why = f"max_drawdown breaker reset (peak restarts at {equity:.2f}): {reason}"
+    session.add(_event_row(StateChange(at=at, from_state=state, to_state=state, actor=actor, reason=why)))
+    return True
 
 
 def state_changes(
@@ -479,6 +662,10 @@ def load_status(session: Session, settings: Settings) -> CoordinatorStatus:
     prices = {k: Decimal(v) for k, v in snapshot.prices.items()} if snapshot else {}
     return CoordinatorStatus(
         state=account.coordinator,
+        degradation=account.health.level,
+        llm_failures=account.health.llm_failures,
+        api_failures=account.health.api_failures,
+        last_runs=last_runs(session),
         tripped_breakers={k.value: v for k, v in account.risk.tripped.items()} if account.risk else {},
         consecutive_losses=account.risk.consecutive_losses if account.risk else 0,
         last_cycle_id=cycle.id if cycle else None,

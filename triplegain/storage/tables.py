@@ -182,6 +182,7 @@ class CoordinatorStateRow(Base):
     llm_breakers: Mapped[dict[str, Any] | None]
     last_cycle_id: Mapped[str | None] = mapped_column(String(40))
     updated_at: Mapped[datetime]
+    health: Mapped[dict[str, Any] | None] = mapped_column(doc="Degradation counters and level")
 
 
 class MessageRow(Base):
@@ -293,3 +294,42 @@ class CoordinatorEventRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     prefect_emitted_at: Mapped[datetime | None]
     published_cycle_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class PositionSnapshotRow(Base):
+    """An open position marked to market at the end of a cycle or a market watch."""
+
+    __tablename__ = "position_snapshots"
+    __table_args__ = (Index("ix_position_snapshots_position_time", "position_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
+    position_id: Mapped[str] = mapped_column(String(40))
+    symbol: Mapped[str] = mapped_column(String(20))
+    taken_at: Mapped[datetime]
+    size: Mapped[Decimal]
+    entry_price: Mapped[Decimal]
+    price: Mapped[Decimal]
+    unrealized_pnl: Mapped[Decimal]
+    stop_loss: Mapped[Decimal | None]
+    take_profit: Mapped[Decimal | None]
+
+
+class FlowRunRow(Base):
+    """One run of a flow, written when it starts: a run still `running` long after was cut off (crashed).
+
+    The next run reports failed and crashed runs once (`reported_in`), in its own committed report.
+    """
+
+    __tablename__ = "flow_runs"
+    __table_args__ = (Index("ix_flow_runs_flow_started", "flow", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flow: Mapped[str] = mapped_column(String(40))
+    run_key: Mapped[str] = mapped_column(String(40), doc="The cycle or watch id the run worked on")
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(12))
+    error: Mapped[str | None] = mapped_column(Text)
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(40))
+    reported_in: Mapped[str | None] = mapped_column(String(40))

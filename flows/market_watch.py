@@ -1,0 +1,107 @@
+"""The market-watch flow (every 5 minutes): protect what is open, whatever the coordinator's state.
+
+Marks every open position to market, takes stop-loss, take-profit and (when enabled) trailing-stop exits
+through the paper broker, moves trailing stops, checks the circuit breakers and acts on them (pause,
+reduce positions by half, halt and close all), and snapshots positions and the portfolio. It runs while
+PAUSED and HALTED too: that is the point of it. It places no new position and calls no model.
+
+    from flows.market_watch import market_watch
+    report = market_watch(at="2024-06-01T12:05Z")
+    report.portfolio.positions
+
+Each watch is identified by its 5-minute slot (`watch-YYYYMMDDTHHMMZ`): a retried or duplicated run of
+the same slot returns the stored report and sends no order twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.llm_setup import run_settings
+from flows.tracking import tracked_run
+from flows.trading_cycle import default_cycle_time
+from tasks.coordination import coordinate_signals
+from tasks.events import emit_coordinator_events, emit_degradation_events
+from tasks.market import fetch_snapshot
+from tasks.storage import (
+    fetch_account,
+    fetch_unreported_failures,
+    find_report,
+    persist_cycle,
+    prepare_database,
+)
+from triplegain.coordinator import SymbolAnalysis
+from triplegain.cycle import build_report, parse_time
+from triplegain.errors import CycleError
+from triplegain.llm.gateway import LLMRunResult
+from triplegain.models.cycle import CycleReport
+from triplegain.models.enums import CycleStatus
+from triplegain.report import allocation_rows, render_markdown
+
+FLOW_NAME = "market-watch"
+ARTIFACT_KEY = "market-watch-report"
+POSITIONS_ARTIFACT_KEY = "market-watch-positions"
+SLOT_MINUTES = 5
+
+
+def watch_id_for(at: datetime) -> str:
+    """A watch's identity: its 5-minute slot."""
+    return f"watch-{at:%Y%m%dT%H%MZ}"
+
+
+def watch_time(at: datetime) -> datetime:
+    """`at` in UTC, floored to its 5-minute slot."""
+    at = at.astimezone(UTC)
+    return at.replace(minute=at.minute - at.minute % SLOT_MINUTES, second=0, microsecond=0)
+
+
+@flow(name=FLOW_NAME, log_prints=False)
+def market_watch(
+    at: datetime | str | None = None, symbols: list[str] | None = None, config_file: str | None = None
+) -> CycleReport:
+    """Mark to market, take exits, act on circuit breakers, snapshot positions; returns the watch's report."""
+    logger = get_run_logger()
+    settings, _ = run_settings(config_file, symbols)
+    when = watch_time(parse_time(at) if at is not None else default_cycle_time(settings))
+    watch_id = watch_id_for(when)
+    started = datetime.now(UTC)
+    prepare_database(settings)
+    stored = find_report(watch_id, settings)
+    if stored is not None:
+        logger.info("%s already ran; returning its stored report, sending no order", watch_id)
+        return stored.model_copy(update={"replayed": True})
+    with tracked_run(FLOW_NAME, watch_id, settings):
+        account = fetch_account(settings)
+        failures = fetch_unreported_failures(settings)
+        futures = [(s, fetch_snapshot.submit(s, when, settings)) for s in settings.market.symbols]
+        analyses = []
+        for symbol, future in futures:
+            outcome = future.result(raise_on_failure=False)
+            if isinstance(outcome, BaseException):
+                analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
+            else:
+                analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
+        if all(a.snapshot is None for a in analyses):
+            raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
+        notices = [record.describe() for _, record in failures]
+        result = coordinate_signals(watch_id, when, account, analyses, settings, notices, [], [], [])
+        report = build_report(watch_id, when, started, analyses, result, settings)
+        report = report.model_copy(update={"decided_by": FLOW_NAME})
+        llm = LLMRunResult(breakers=account.llm_breakers)
+        persist_cycle(
+            report, analyses, result, account, llm, [], settings, [i for i, _ in failures], trading=False
+        )
+    emit_coordinator_events(settings)
+    emit_degradation_events(result.degradation_changes)
+    if report.status is not CycleStatus.COMPLETED:
+        logger.warning("%s: %s", watch_id, "; ".join(o.error or "" for o in report.symbols if o.error))
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=render_markdown(report), description=watch_id)
+    create_table_artifact(
+        key=POSITIONS_ARTIFACT_KEY,
+        table=allocation_rows(report.portfolio),
+        description=f"{watch_id}: positions and allocation",
+    )
+    return report
