@@ -69,3 +69,30 @@ def test_gap_below_the_stop_fills_at_the_open() -> None:
     candles = series([(1, 1, 1, 1), (1, 1, 1, 1), (90, 92, 88, 91)])
 
     assert find_exit(position(), candles).price == 90  # type: ignore[union-attr]
+
+
+def test_a_trailing_stop_moves_up_behind_the_high_and_never_down() -> None:
+    from triplegain.exits import Trailing, trailed_stop
+
+    trail = Trailing(activation_pct=1.0, distance_pct=1.5)
+    rising = series([(100, 100, 100, 100), (100, 100, 100, 100), (100, 104, 100, 104), (104, 104, 103, 103)])
+
+    stop = trailed_stop(position(), rising, trail)
+
+    assert stop is not None and abs(float(stop) - 104 * 0.985) < 1e-9
+    assert find_exit(position(), rising, trail) is None
+    below_activation = series([(100, 100, 100, 100), (100, 100, 100, 100), (100, 100.5, 99, 100)])
+    assert trailed_stop(position(), below_activation, trail) is None
+
+
+def test_a_trailing_stop_exit_is_named_and_never_uses_the_same_candles_high() -> None:
+    from triplegain.exits import Trailing
+
+    trail = Trailing(activation_pct=1.0, distance_pct=1.5)
+    # The third candle rises to 104 and falls to 101: whether the high came first is unknown, so no exit.
+    candles = series([(100, 100, 100, 100), (100, 100, 100, 100), (100, 104, 101, 103), (103, 103, 100, 101)])
+
+    trigger = find_exit(position(), candles, trail)
+
+    assert trigger is not None and trigger.reason == "trailing_stop"
+    assert trigger.at == OPENED + timedelta(hours=2) and abs(trigger.price - 104 * 0.985) < 1e-9

@@ -138,3 +138,29 @@ def test_client_order_id_is_stable_and_distinct() -> None:
 @pytest.mark.parametrize("usdt", ["0", "9.99"])
 def test_empty_account_cannot_buy(usdt: str) -> None:
     assert broker(usdt).open(buy("100"), "tg-1", "c", Decimal(60000), AT).order.status is OrderStatus.REJECTED
+
+
+def test_reduce_sells_a_share_and_keeps_the_rest_open_with_its_share_of_fees() -> None:
+    b = broker()
+    opened = b.open(buy(), "tg-1", "c1", Decimal(60000), AT).opened_position
+    assert opened is not None
+
+    done = b.reduce(opened, Decimal(50), "tg-2", "c2", Decimal(61000), AT, "circuit_breaker")
+
+    (rest,) = done.reduced_positions
+    (sold,) = done.closed_positions
+    assert done.order.status is OrderStatus.FILLED and sold.size + rest.size == opened.size
+    assert sold.size == Decimal("0.00833333") and rest.id == opened.id and sold.id == "tg-2"
+    assert sold.fees_paid - (done.fill.fee if done.fill else 0) + rest.fees_paid == opened.fees_paid
+    assert b.balances["BTC"] == rest.size
+    assert b.reduce(opened, Decimal(50), "tg-2", "c2", Decimal(61000), AT, "x") is done  # idempotent
+
+
+def test_reduce_below_the_minimum_size_closes_the_whole_position() -> None:
+    b = PaperBroker({"USDT": Decimal(1000)}, B, SPECS)
+    opened = b.open(buy("15", "XRP/USDT"), "tg-1", "c1", Decimal(1), AT).opened_position
+    assert opened is not None and opened.size == Decimal(15)  # half would be 7 XRP, under the 10 minimum
+
+    done = b.reduce(opened, Decimal(50), "tg-2", "c2", Decimal(1), AT, "circuit_breaker")
+
+    assert done.reduced_positions == [] and done.closed_positions[0].size == Decimal(15)

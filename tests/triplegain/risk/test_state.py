@@ -72,3 +72,25 @@ def test_state_round_trips_through_json() -> None:
     state = record_trade_result(state, "BTC/USDT", Decimal(-1), AT, S)
 
     assert type(state).model_validate_json(state.model_dump_json()) == state
+
+
+def test_order_errors_in_a_row_start_a_cooldown_and_a_fill_clears_the_count() -> None:
+    from datetime import timedelta
+
+    from triplegain.risk.state import record_execution
+    from triplegain.settings import RiskSettings
+
+    s = RiskSettings()
+    state = initial_risk_state(Decimal(1000), AT)
+    for _ in range(2):
+        state, started = record_execution(state, False, AT, s)
+        assert not started
+    cleared, _ = record_execution(state, True, AT, s)
+    assert cleared.execution_errors == 0
+
+    state, started = record_execution(state, False, AT, s)
+
+    assert started and state.execution_cooldown_until == AT + timedelta(minutes=15)
+    assert state.in_execution_cooldown(AT + timedelta(minutes=14)) and not state.in_execution_cooldown(
+        AT + timedelta(minutes=15)
+    )

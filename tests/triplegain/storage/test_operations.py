@@ -1,0 +1,165 @@
+"""Operations state in the database (SQLite and PostgreSQL): degradation counters, breaker actions,
+position snapshots, flow runs and crash reports, the manual drawdown reset."""
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Engine, func, select
+
+from tests.triplegain.storage.test_repository import BUYING_HOUR, run, save
+from triplegain.coordinator import coordinate
+from triplegain.cycle import analyze_symbol, build_report, cycle_id_for
+from triplegain.degradation import HealthOutcome
+from triplegain.market import ReplaySource
+from triplegain.models.enums import CoordinatorState, DegradationLevel
+from triplegain.risk.state import Breaker
+from triplegain.settings import Settings, load_settings
+from triplegain.storage import load_account, save_cycle, unit_of_work
+from triplegain.storage.repository import (
+    finish_run,
+    last_runs,
+    load_status,
+    reset_drawdown,
+    start_run,
+    state_changes,
+    unreported_failures,
+)
+from triplegain.storage.tables import CoordinatorStateRow, PositionRow, PositionSnapshotRow
+
+FAILED_LLM = [HealthOutcome(kind="llm", ok=False, what=f"call {i}") for i in range(3)]
+
+
+def next_hour(
+    engine: Engine,
+    settings: Settings,
+    replay: ReplaySource,
+    meanwhile: Callable[[], None] = lambda: None,
+    **account_changes: object,
+) -> tuple[object, object]:
+    """The following cycle, from the stored account with `account_changes`, with three LLM failures;
+    `meanwhile` runs between loading the account and committing the cycle."""
+    at = BUYING_HOUR + timedelta(hours=1)
+    with unit_of_work(engine) as s:
+        account = replace(load_account(s, settings), **account_changes)  # type: ignore[arg-type]
+    analyses = [analyze_symbol(replay, sym, at, None, settings) for sym in settings.market.symbols]
+    result = coordinate(cycle_id_for(at), at, account, analyses, settings, health=FAILED_LLM)
+    report = build_report(cycle_id_for(at), at, at, analyses, result, settings)
+    meanwhile()
+    with unit_of_work(engine) as s:
+        save_cycle(s, report, analyses, result, account, settings=settings)
+    return report, result
+
+
+def opened(engine: Engine, settings: Settings, replay: ReplaySource) -> None:
+    save(engine, *run(engine, settings, BUYING_HOUR, replay))
+
+
+def test_a_weekly_trip_stores_the_reduced_position_its_sold_part_and_the_degradation(
+    engine: Engine, replay: ReplaySource
+) -> None:
+    cfg = load_settings()
+    opened(engine, cfg, replay)
+    with unit_of_work(engine) as s:
+        risk = load_account(s, cfg).risk
+        (before,) = s.scalars(select(PositionRow)).all()
+        size = before.size
+    assert risk is not None
+    high_week = risk.model_copy(update={"week_start_equity": Decimal(12_000), "peak_equity": Decimal(12_000)})
+
+    next_hour(engine, cfg, replay, risk=high_week)
+
+    with unit_of_work(engine) as s:
+        rows = {r.id: r for r in s.scalars(select(PositionRow))}
+        account = load_account(s, cfg)
+        snapshots = s.scalar(select(func.count()).select_from(PositionSnapshotRow))
+    assert rows[before.id].status == "open" and rows[before.id].size == size / 2
+    (sold,) = [r for r in rows.values() if r.id != before.id]
+    assert sold.status == "closed" and sold.close_reason == "circuit_breaker" and sold.size == size / 2
+    assert Breaker.WEEKLY_LOSS in (account.risk.tripped if account.risk else {})
+    assert account.health.level is DegradationLevel.REDUCED and account.health.llm_failures == 3
+    assert snapshots == 2  # the open position after each cycle
+
+
+def test_a_drawdown_trip_stores_the_halt_as_a_recorded_change_and_closes_everything(
+    engine: Engine, replay: ReplaySource
+) -> None:
+    cfg = load_settings()
+    opened(engine, cfg, replay)
+    with unit_of_work(engine) as s:
+        risk = load_account(s, cfg).risk
+    assert risk is not None
+
+    next_hour(engine, cfg, replay, risk=risk.model_copy(update={"peak_equity": Decimal(15_000)}))
+
+    with unit_of_work(engine) as s:
+        status = load_status(s, cfg)
+        (changed,) = state_changes(s)
+        row = s.get(CoordinatorStateRow, 1)
+    assert status.state is CoordinatorState.HALTED and status.positions == []
+    _, change = changed
+    assert change.actor == "circuit-breaker" and change.to_state is CoordinatorState.HALTED
+    assert row is not None and row.last_cycle_id == cycle_id_for(BUYING_HOUR + timedelta(hours=1))
+    with unit_of_work(engine) as s:
+        assert reset_drawdown(s, cfg, "ana", "reviewed the losses", datetime.now(UTC))
+    with unit_of_work(engine) as s:
+        account = load_account(s, cfg)
+        assert account.risk is not None and Breaker.MAX_DRAWDOWN not in account.risk.tripped
+        assert account.coordinator is CoordinatorState.HALTED  # resuming is a separate, confirmed step
+        assert account.state_set_by == "ana"
+        assert not reset_drawdown(s, cfg, "ana", "again", datetime.now(UTC))
+
+
+def test_degradation_counts_from_concurrent_writers_all_land(engine: Engine, replay: ReplaySource) -> None:
+    from triplegain.llm.models import LLMCall
+    from triplegain.storage.repository import save_llm_breakers
+
+    cfg = load_settings()
+    opened(engine, cfg, replay)
+    failed = LLMCall(
+        cycle_id=None,
+        agent="sentiment",
+        provider="p",
+        model="m",
+        started_at=BUYING_HOUR,
+        outcome="unavailable",
+    )
+    from triplegain.degradation import llm_outcomes
+
+    def sentiment_refresh_commits() -> None:
+        with unit_of_work(engine) as s:
+            save_llm_breakers(s, {}, llm_outcomes([failed, failed]), cfg, BUYING_HOUR)
+
+    next_hour(engine, cfg, replay, sentiment_refresh_commits)  # the cycle loaded 0 failures, adds its 3
+
+    with unit_of_work(engine) as s:
+        health = load_account(s, cfg).health
+    assert health.llm_failures == 5 and health.level is DegradationLevel.REDUCED
+
+
+def test_failed_and_cut_off_runs_are_reported_once(engine: Engine, replay: ReplaySource) -> None:
+    cfg = load_settings()
+    now = datetime.now(UTC)
+    with unit_of_work(engine) as s:
+        failed = start_run(s, "trading-cycle", "cycle-20240630T1800Z", now - timedelta(minutes=5))
+        finish_run(s, failed, "failed", now, "ValueError: boom")
+        start_run(s, "trading-cycle", "cycle-20240630T1900Z", now - timedelta(hours=3))  # never finished
+        running = start_run(s, "market-watch", "watch-20240630T1905Z", now - timedelta(minutes=1))
+    with unit_of_work(engine) as s:
+        found = unreported_failures(s, now, cfg.watch.crashed_after_minutes)
+    assert [(r.run_key, r.status) for _, r in found] == [
+        ("cycle-20240630T1800Z", "failed"),
+        ("cycle-20240630T1900Z", "crashed"),
+    ]
+    assert "failed: ValueError: boom" in found[0][1].describe()
+    assert "cut off mid-way" in found[1][1].describe() and "triplegain run --at" in found[1][1].describe()
+
+    report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
+    with unit_of_work(engine) as s:
+        save_cycle(s, report, analyses, result, account, reported_runs=[i for i, _ in found])  # type: ignore[arg-type]
+    with unit_of_work(engine) as s:
+        assert unreported_failures(s, now, cfg.watch.crashed_after_minutes) == []
+        latest = last_runs(s)
+    assert latest["market-watch"].status == "running" and latest["trading-cycle"].run_key.endswith("1900Z")
+    assert running > failed
