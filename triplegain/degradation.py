@@ -22,7 +22,7 @@ from triplegain.settings import DegradationSettings
 
 Kind = Literal["llm", "api"]
 _LEVELS = list(DegradationLevel)
-LLM_FAILED = frozenset({"invalid", "unavailable", "rejected", "timeout"})
+LLM_FAILED = frozenset({"invalid", "unavailable", "rejected", "timeout", "circuit_open"})
 LLM_SUCCEEDED = frozenset({"ok", "repaired"})
 
 
@@ -118,9 +118,10 @@ def record(
 
 
 def llm_outcomes(calls: Sequence[LLMCall]) -> list[HealthOutcome]:
-    """Each model call that was made, in the order it started: a success or a failure.
+    """Each model call, in the order it started: a success or a failure.
 
-    Calls that were not made (circuit open, budget spent) say nothing about the providers' health.
+    A call refused by an open circuit breaker counts as a failure (the run got no answer: a provider that
+    stays down keeps pushing the level up); a call refused by the spending budget counts as nothing.
     """
     ordered = sorted(calls, key=lambda c: c.started_at)
     return [

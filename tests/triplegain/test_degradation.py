@@ -132,11 +132,11 @@ def call(outcome: str, minute: int) -> LLMCall:
     )
 
 
-def test_calls_count_in_start_order_and_calls_never_made_do_not_count() -> None:
+def test_calls_count_in_start_order_and_budget_refusals_do_not_count() -> None:
     calls = [call("ok", 2), call("unavailable", 1), call("circuit_open", 3), call("budget_exceeded", 4)]
     calls += [call("timeout", 5), call("invalid", 6), call("repaired", 7), call("rejected", 8)]
 
-    assert [o.ok for o in llm_outcomes(calls)] == [False, True, False, False, True, False]
+    assert [o.ok for o in llm_outcomes(calls)] == [False, True, False, False, False, True, False]
 
 
 def test_a_resolution_that_timed_out_counts_as_one_failure() -> None:
