@@ -33,18 +33,20 @@ from tasks.storage import (
     persist_cycle,
     prepare_database,
 )
-from triplegain.coordinator import SymbolAnalysis
+from triplegain.coordinator import Coordination, SymbolAnalysis
 from triplegain.cycle import build_report, parse_time
-from triplegain.errors import CycleError
+from triplegain.errors import ConcurrentCycleError, CycleError
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CycleStatus
 from triplegain.report import allocation_rows, render_markdown
+from triplegain.settings import Settings
 
 FLOW_NAME = "market-watch"
 ARTIFACT_KEY = "market-watch-report"
 POSITIONS_ARTIFACT_KEY = "market-watch-positions"
 SLOT_MINUTES = 5
+COMMIT_ATTEMPTS = 2  # a watch that lost the account to a trading cycle watches once more
 
 
 def watch_id_for(at: datetime) -> str:
@@ -74,26 +76,17 @@ def market_watch(
         logger.info("%s already ran; returning its stored report, sending no order", watch_id)
         return stored.model_copy(update={"replayed": True})
     with tracked_run(FLOW_NAME, watch_id, settings):
-        account = fetch_account(settings)
-        failures = fetch_unreported_failures(settings)
-        futures = [(s, fetch_snapshot.submit(s, when, settings)) for s in settings.market.symbols]
-        analyses = []
-        for symbol, future in futures:
-            outcome = future.result(raise_on_failure=False)
-            if isinstance(outcome, BaseException):
-                analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
-            else:
-                analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
-        if all(a.snapshot is None for a in analyses):
-            raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
-        notices = [record.describe() for _, record in failures]
-        result = coordinate_signals(watch_id, when, account, analyses, settings, notices, [], [], [])
-        report = build_report(watch_id, when, started, analyses, result, settings)
-        report = report.model_copy(update={"decided_by": FLOW_NAME})
-        llm = LLMRunResult(breakers=account.llm_breakers)
-        persist_cycle(
-            report, analyses, result, account, llm, [], settings, [i for i, _ in failures], trading=False
-        )
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                report, result = _watch(settings, when, watch_id, started)
+                break
+            except ConcurrentCycleError as e:
+                stored = find_report(watch_id, settings)
+                if stored is not None:  # a duplicate run of this very slot committed first
+                    return stored.model_copy(update={"replayed": True})
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                logger.warning("%s: %s; watching again on the account as the other run left it", watch_id, e)
     emit_coordinator_events(settings)
     emit_degradation_events(result.degradation_changes)
     if report.status is not CycleStatus.COMPLETED:
@@ -105,3 +98,30 @@ def market_watch(
         description=f"{watch_id}: positions and allocation",
     )
     return report
+
+
+def _watch(
+    settings: Settings, when: datetime, watch_id: str, started: datetime
+) -> tuple[CycleReport, Coordination]:
+    """Prices, exits and breakers on the account as it stands; committed in one transaction."""
+    account = fetch_account(settings)
+    failures = fetch_unreported_failures(settings)
+    futures = [(s, fetch_snapshot.submit(s, when, settings)) for s in settings.market.symbols]
+    analyses = []
+    for symbol, future in futures:
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
+        else:
+            analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
+    if all(a.snapshot is None for a in analyses):
+        raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
+    notices = [record.describe() for _, record in failures]
+    result = coordinate_signals(watch_id, when, account, analyses, settings, notices, [], [], [])
+    report = build_report(watch_id, when, started, analyses, result, settings)
+    report = report.model_copy(update={"decided_by": FLOW_NAME})
+    llm = LLMRunResult(breakers=account.llm_breakers)
+    persist_cycle(
+        report, analyses, result, account, llm, [], settings, [i for i, _ in failures], trading=False
+    )
+    return report, result

@@ -46,7 +46,7 @@ from triplegain.cycle import (
     skipped_report,
 )
 from triplegain.degradation import llm_outcomes, resolution_outcomes
-from triplegain.errors import CycleError, MarketDataError, MarketDataUnavailable
+from triplegain.errors import ConcurrentCycleError, CycleError, MarketDataError, MarketDataUnavailable
 from triplegain.llm.gateway import BudgetExhausted, LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
 from triplegain.market import ReplaySource
@@ -62,6 +62,7 @@ from triplegain.settings import Settings
 ARTIFACT_KEY = "trading-cycle-report"
 POSITIONS_ARTIFACT_KEY = "trading-cycle-positions"
 FLOW_NAME = "trading-cycle"
+COMMIT_ATTEMPTS = 2  # a run that lost the account to another (e.g. the market watch) runs once more
 
 
 @flow(name=FLOW_NAME, log_prints=False)
@@ -85,14 +86,25 @@ def trading_cycle(
         logger.info("%s already ran; returning its stored report, placing no order", cycle_id)
         return stored.model_copy(update={"replayed": True})
     with tracked_run(FLOW_NAME, cycle_id, settings) as run:
-        account = fetch_account(settings)
-        emit_coordinator_events(settings)
-        if account.coordinator is CoordinatorState.HALTED:
-            why = "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
-            logger.warning("%s: %s", cycle_id, why)
-            run.status = "skipped"
-            return Completed(name="Skipped", message=why, data=skipped_report(cycle_id, at, account, why))  # type: ignore[return-value]
-        report, result = _run(settings, at, cycle_id, started, account)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            account = fetch_account(settings)
+            emit_coordinator_events(settings)
+            if account.coordinator is CoordinatorState.HALTED:
+                why = "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
+                logger.warning("%s: %s", cycle_id, why)
+                run.status = "skipped"
+                return Completed(name="Skipped", message=why, data=skipped_report(cycle_id, at, account, why))  # type: ignore[return-value]
+            try:
+                report, result = _run(settings, at, cycle_id, started, account)
+                break
+            except ConcurrentCycleError as e:
+                stored = find_report(cycle_id, settings)
+                if stored is not None:  # the other run was this very hour: its report stands
+                    logger.warning("%s was committed by a run started at the same time", cycle_id)
+                    return stored.model_copy(update={"replayed": True})
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                logger.warning("%s: %s; running again on the account as the other run left it", cycle_id, e)
     emit_coordinator_events(settings)
     emit_degradation_events(result.degradation_changes)
     publish_artifacts(report)

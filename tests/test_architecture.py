@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,15 +41,26 @@ def test_domain_never_imports_outer_layers_or_prefect() -> None:
     assert offenders == []
 
 
-def test_prefect_yaml_declares_the_hourly_trading_cycle() -> None:
+@pytest.mark.parametrize(
+    ("name", "cron"),
+    [
+        ("trading-cycle", "0 * * * *"),
+        ("sentiment-refresh", "*/30 * * * *"),
+        ("market-watch", "2-59/5 * * * *"),
+    ],
+)
+def test_prefect_yaml_declares_each_scheduled_flow_one_run_at_a_time(name: str, cron: str) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deployment = {d["name"]: d for d in config["deployments"]}["trading-cycle"]
+    deployment = {d["name"]: d for d in config["deployments"]}[name]
 
     module_path, _, function = deployment["entrypoint"].partition(":")
     module = importlib.import_module(module_path.removesuffix(".py").replace("/", "."))
-    assert getattr(module, function).name == "trading-cycle"
-    assert deployment["schedules"][0]["cron"] == "0 * * * *"
-    assert deployment["concurrency_limit"]["limit"] == 1
+    assert getattr(module, function).name == name
+    assert deployment["schedules"][0]["cron"] == cron
+    CronSchedule(cron=cron, timezone="UTC")  # Prefect accepts it (raises on a malformed expression)
+    assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 
 
 def test_readme_opens_with_the_run_and_test_commands() -> None:

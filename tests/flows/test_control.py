@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from flows import control
 from flows.cli import app
 from flows.trading_cycle import trading_cycle
-from triplegain.errors import ConcurrentCycleError, ControlError
+from triplegain.errors import ControlError
 from triplegain.models.enums import CoordinatorState, CycleStatus
 from triplegain.storage import create_db_engine, migrate, unit_of_work
 from triplegain.storage.tables import CoordinatorEventRow, OrderRow
@@ -65,7 +65,7 @@ def test_resuming_from_halted_needs_confirmation_and_is_recorded(project_db: str
     ]
 
 
-def test_a_pause_during_a_cycle_keeps_that_cycle_from_committing(
+def test_a_pause_during_a_cycle_keeps_its_trades_from_committing(
     project_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tasks.storage
@@ -78,10 +78,11 @@ def test_a_pause_during_a_cycle_keeps_that_cycle_from_committing(
 
     monkeypatch.setattr(tasks.storage, "save_cycle", pause_first)
 
-    with pytest.raises(ConcurrentCycleError):
-        trading_cycle(at=BUYING_HOUR)
+    report = trading_cycle(at=BUYING_HOUR)  # refused at commit, then run again on the paused account
 
     assert rows(project_db, OrderRow) == []
+    assert report.outcome("BTC/USDT").execution is None
+    assert any("not acted on, coordinator is paused" in e for e in report.events)
 
 
 def test_cli_pause_status_resume(project_db: str) -> None:
@@ -125,3 +126,27 @@ def test_a_database_that_is_down_fails_the_run_fast_with_one_clear_line(
         "error: DatabaseUnavailable: cannot reach postgresql+psycopg://postgres@127.0.0.1:9"
     )
     assert "Connection refused" in line
+
+
+def test_cli_watch_status_and_reset_breaker(project_db: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    cfg = Path(str(tmp_path)) / "tight.yaml"
+    cfg.write_text("risk:\n  max_drawdown_pct: '0.02'\n")
+    runner = CliRunner()
+    trading_cycle(at=BUYING_HOUR, config_file=str(cfg))
+
+    watched = runner.invoke(app, ["watch", "--at", "2024-06-30T20:07Z", "--config", str(cfg)])
+    shown = runner.invoke(app, ["status", "--config", str(cfg)])
+    reset = runner.invoke(app, ["reset-breaker", "--reason", "reviewed", "--by", "ana", "--config", str(cfg)])
+    twice = runner.invoke(app, ["reset-breaker", "--reason", "reviewed", "--config", str(cfg)])
+
+    assert watched.exit_code == 0, watched.stderr
+    assert "watch-20240630T2005Z" in watched.stdout and "circuit_breaker" in watched.stdout
+    assert "max_drawdown breaker tripped" in watched.stdout
+    assert shown.exit_code == 0 and "state: halted" in shown.stdout
+    assert "degradation: normal (0 LLM and 0 API failures outstanding)" in shown.stdout
+    assert "market-watch" in shown.stdout and "watch-20240630T2005Z" in shown.stdout
+    assert "trading-cycle" in shown.stdout and "completed" in shown.stdout
+    assert reset.exit_code == 0 and "max_drawdown breaker reset; still HALTED" in reset.stdout
+    assert twice.exit_code == 0 and "not tripped: nothing changed" in twice.stdout
