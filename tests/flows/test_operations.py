@@ -48,8 +48,18 @@ def rows(url: str, table: type) -> int:
 
 
 def test_llm_failures_push_degradation_up_and_successes_bring_it_down(
-    project_db: str, tmp_path: Path, server: FakeLLMServer
+    project_db: str, tmp_path: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import tasks.events
+
+    emitted: list[str] = []
+    real_emit = tasks.events.emit_event
+
+    def recording_emit(event: str, **kwargs: object) -> object:
+        emitted.append(event)
+        return real_emit(event=event, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tasks.events, "emit_event", recording_emit)
     provider = {"kind": "openai", "model": "m", "base_url": f"{server.url}/v1", "api_key": TEST_KEY}
     cfg = config(
         tmp_path,
@@ -87,6 +97,11 @@ def test_llm_failures_push_degradation_up_and_successes_bring_it_down(
     assert limited.degradation is DegradationLevel.LIMITED and status(cfg).llm_failures == 4
     recovered = trading_cycle(at="2024-06-30T23:00Z", config_file=cfg)  # three successes a failure
     assert recovered.degradation is DegradationLevel.REDUCED
+    degradation_events = [e for e in emitted if e.startswith("triplegain.degradation.")]
+    assert (
+        degradation_events
+        == ["triplegain.degradation.increased"] * 3 + ["triplegain.degradation.recovery"] * 2
+    )
 
 
 def test_a_drawdown_trip_in_the_market_watch_closes_positions_and_halts_the_next_cycle(
