@@ -1,7 +1,7 @@
 """The sentiment-refresh flow: rate recent news per symbol and store the reports with their validity window.
 
 Scheduled every 30 minutes by default; trading cycles use the newest report still valid at their time.
-At degradation level REDUCED or worse the refresh is skipped (sentiment is the first thing to go).
+At degradation level REDUCED or worse, and while the coordinator is HALTED, the refresh is skipped.
 
     from flows.sentiment_refresh import sentiment_refresh
     reports = sentiment_refresh(at="2022-05-10T12:00Z", config_file="llm.yaml")
@@ -22,6 +22,7 @@ from tasks.storage import fetch_account, prepare_database, store_sentiment
 from triplegain.cycle import parse_time
 from triplegain.llm.gateway import BudgetExhausted
 from triplegain.models.analysis import SentimentReport
+from triplegain.models.enums import CoordinatorState
 
 ARTIFACT_KEY = "sentiment-report"
 FLOW_NAME = "sentiment-refresh"
@@ -39,6 +40,10 @@ def sentiment_refresh(
     with tracked_run(FLOW_NAME, f"sentiment-{when:%Y%m%dT%H%MZ}", settings) as run:
         account = fetch_account(settings)
         level = account.health.level
+        if account.coordinator is CoordinatorState.HALTED:
+            logger.warning("coordinator is HALTED: only the market watch runs; no sentiment refresh")
+            run.status = "skipped"
+            return []
         if not level.uses_sentiment:
             logger.warning("degradation %s: sentiment is skipped until the system recovers", level)
             run.status = "skipped"

@@ -58,13 +58,14 @@ from triplegain.models.enums import (
     VerdictStatus,
 )
 from triplegain.models.market import MarketSnapshot, to_decimal
-from triplegain.models.trading import Portfolio, Position, RiskReason, RiskVerdict, TradeProposal
+from triplegain.models.trading import QUOTE, Portfolio, Position, RiskReason, RiskVerdict, TradeProposal
 from triplegain.resolution import apply_modifications
 from triplegain.risk.engine import RiskContext, evaluate
 from triplegain.risk.state import (
     Breaker as RiskBreaker,
 )
 from triplegain.risk.state import (
+    BreakerEvent,
     RiskState,
     initial_risk_state,
     mark_equity,
@@ -148,6 +149,11 @@ def api_outcomes(analyses: Sequence[SymbolAnalysis]) -> list[HealthOutcome]:
     return outcomes
 
 
+def unpriced_assets(balances: dict[str, Decimal], prices: dict[str, Decimal]) -> list[str]:
+    """Assets held without a price this run (their value would count as zero in the equity)."""
+    return [a for a, amount in balances.items() if a != QUOTE and amount > 0 and f"{a}/{QUOTE}" not in prices]
+
+
 def next_account(account: AccountState, result: Coordination) -> AccountState:
     """The account as a cycle left it, for the next cycle run without a database (backtests, benchmarks)."""
     return replace(
@@ -202,9 +208,14 @@ async def coordinate_async(
     prices = {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
     start = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
     equity = start.equity
-    risk, breaker_events = mark_equity(
-        account.risk or initial_risk_state(equity, at), equity, at, settings.risk
-    )
+    unpriced = unpriced_assets(account.balances, prices)
+    breaker_events: list[BreakerEvent]
+    if unpriced and account.risk is not None:  # equity would be understated: no breaker may trip on it
+        risk, breaker_events = account.risk, []
+    else:
+        risk, breaker_events = mark_equity(
+            account.risk or initial_risk_state(equity, at), equity, at, settings.risk
+        )
     bus = MessageBus(settings.bus, correlation_id=cycle_id)
     audit: list[Message] = []
     bus.subscribe("*", audit.append, subscriber="audit")
@@ -223,6 +234,11 @@ async def coordinate_async(
         await run.publish(Topic.SYSTEM_EVENTS, CoordinatorStateChanged(change=change), Priority.HIGH)
     for text in notices:
         await run.notice(text)
+    if unpriced and account.risk is not None:
+        await run.notice(
+            f"circuit breakers not checked this run: no price for {', '.join(unpriced)} "
+            "(equity would be understated)"
+        )
     for moved in degradation:
         await run.publish(Topic.SYSTEM_EVENTS, moved, Priority.HIGH)
     for event in breaker_events:

@@ -72,3 +72,32 @@ def test_the_cycle_uses_the_latest_valid_sentiment(
     btc = report.outcome("BTC/USDT")
     assert btc.sentiment is not None and btc.sentiment.bias == "bearish"  # made 30 min earlier, still valid
     assert later.outcome("BTC/USDT").sentiment is None  # 90 min later: expired
+
+
+def test_refresh_is_skipped_while_halted_or_degraded(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    from flows.control import halt, resume, status
+    from triplegain.degradation import Health
+    from triplegain.models.enums import DegradationLevel
+    from triplegain.storage import create_db_engine, migrate, unit_of_work
+    from triplegain.storage.tables import CoordinatorStateRow
+
+    server.default = Step(text=json.dumps(BEARISH))
+    cfg = config(tmp_path, server)
+    halt("incident", actor="ops", config_file=cfg)
+
+    assert sentiment_refresh(at="2022-05-10T12:00Z", config_file=cfg) == []
+    assert server.requests == [] and status(cfg).last_runs["sentiment-refresh"].status == "skipped"
+
+    resume("done", actor="ops", confirm=True, config_file=cfg)
+    engine = create_db_engine(project_db)
+    migrate(engine)
+    with unit_of_work(engine) as s:
+        row = s.get(CoordinatorStateRow, 1)
+        assert row is not None
+        row.health = Health(llm_failures=3, level=DegradationLevel.REDUCED).model_dump(mode="json")
+    engine.dispose()
+
+    assert sentiment_refresh(at="2022-05-10T12:30Z", config_file=cfg) == []
+    assert server.requests == []

@@ -53,7 +53,8 @@ def test_max_drawdown_halts_and_closes_every_position_through_the_broker(setting
 def test_while_drawdown_stays_tripped_positions_without_a_price_are_closed_next_run(
     settings: Settings,
 ) -> None:
-    acct = holding(risk=marks("10000", "10000", "13000"))
+    tripped = marks("10000", "10000", "13000", tripped={Breaker.MAX_DRAWDOWN: "tripped last run"})
+    acct = holding(coordinator=CoordinatorState.HALTED, risk=tripped)
     xrp_only = [analysis(signal(Action.HOLD, symbol="XRP/USDT"))]
 
     first = coordinate("c1", AT, acct, xrp_only, settings)
@@ -200,3 +201,13 @@ def test_trailing_stops_follow_the_price_and_exit_when_enabled(settings: Setting
     (exit_,) = on.outcomes[0].exits
     assert exit_.closed_positions[0].close_reason == "trailing_stop"
     assert exit_.closed_positions[0].realized_pnl is not None and exit_.closed_positions[0].realized_pnl > 0
+
+
+def test_no_breaker_trips_on_an_equity_that_misses_a_held_assets_price(settings: Settings) -> None:
+    acct = holding(risk=marks("10000", "10000", "10000"))  # BTC is half the account
+    xrp_only = [analysis(signal(Action.HOLD, symbol="XRP/USDT"))]
+
+    result = coordinate("c1", AT, acct, xrp_only, settings)
+
+    assert result.risk.tripped == {} and result.coordinator is CoordinatorState.RUNNING
+    assert any("circuit breakers not checked this run: no price for BTC" in e for e in result.events)
