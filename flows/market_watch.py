@@ -18,11 +18,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.llm_setup import run_settings
 from flows.tracking import tracked_run
-from flows.trading_cycle import default_cycle_time
+from flows.trading_cycle import default_cycle_time, publish_artifacts
 from tasks.coordination import coordinate_signals
 from tasks.events import emit_coordinator_events, emit_degradation_events
 from tasks.market import fetch_snapshot
@@ -39,7 +38,6 @@ from triplegain.errors import ConcurrentCycleError, CycleError
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CycleStatus
-from triplegain.report import allocation_rows, render_markdown
 from triplegain.settings import Settings
 
 FLOW_NAME = "market-watch"
@@ -91,12 +89,7 @@ def market_watch(
     emit_degradation_events(result.degradation_changes)
     if report.status is not CycleStatus.COMPLETED:
         logger.warning("%s: %s", watch_id, "; ".join(o.error or "" for o in report.symbols if o.error))
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=render_markdown(report), description=watch_id)
-    create_table_artifact(
-        key=POSITIONS_ARTIFACT_KEY,
-        table=allocation_rows(report.portfolio),
-        description=f"{watch_id}: positions and allocation",
-    )
+    publish_artifacts(report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
     return report
 
 

@@ -152,11 +152,13 @@ def _run(
     return report, result
 
 
-def publish_artifacts(report: CycleReport) -> None:
+def publish_artifacts(
+    report: CycleReport, key: str = ARTIFACT_KEY, positions_key: str = POSITIONS_ARTIFACT_KEY
+) -> None:
     """The run's markdown report and its positions-and-allocation table, in the Prefect UI."""
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=render_markdown(report), description=report.cycle_id)
+    create_markdown_artifact(key=key, markdown=render_markdown(report), description=report.cycle_id)
     create_table_artifact(
-        key=POSITIONS_ARTIFACT_KEY,
+        key=positions_key,
         table=allocation_rows(report.portfolio),
         description=f"{report.cycle_id}: positions and allocation",
     )

@@ -73,6 +73,27 @@ def test_cycle_publishes_a_markdown_artifact(project_db: str) -> None:
     assert "| BTC/USDT |" in str(latest.data) and "## Portfolio" in str(latest.data)
 
 
+def test_cycle_publishes_a_positions_and_allocation_table(project_db: str) -> None:
+    import json
+
+    from flows.trading_cycle import POSITIONS_ARTIFACT_KEY
+
+    report = trading_cycle(at=BUYING_HOUR)
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[POSITIONS_ARTIFACT_KEY]))
+        )
+    latest = max(artifacts, key=lambda a: a.created)  # type: ignore[arg-type,return-value]
+    assert latest.type == "table" and latest.description == f"{report.cycle_id}: positions and allocation"
+    table = json.loads(latest.data) if isinstance(latest.data, str) else latest.data
+    by_name = {(row["kind"], row["name"]): row for row in table}
+    assert set(by_name) == {("asset", "USDT"), ("asset", "BTC"), ("position", "BTC/USDT")}
+    shares = [float(by_name[("asset", a)]["allocation_pct"]) for a in ("USDT", "BTC")]
+    assert abs(sum(shares) - 100) < 0.02 and 9 < shares[1] < 11  # the offline model buys 10% of equity
+    assert by_name[("position", "BTC/USDT")]["unrealized_pnl"].startswith(("+", "-"))
+
+
 def test_same_hour_twice_places_no_second_order(project_db: str) -> None:
     first = trading_cycle(at=BUYING_HOUR)
     second = trading_cycle(at=datetime(2024, 6, 30, 20, 30, tzinfo=UTC))
