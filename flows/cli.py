@@ -81,6 +81,83 @@ def watch(
         _print_report(report)
 
 
+@app.command()
+def rebalance(
+    force: Annotated[
+        bool, typer.Option("--force", help="Ignore the drift threshold and the minimum interval")
+    ] = False,
+    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")
+    ] = False,
+) -> None:
+    """Check the allocation against its targets; plan (and start) a rebalance when it drifted."""
+    _prepare_prefect_env(verbose)
+    try:
+        from flows.rebalance import portfolio_check, render_check
+
+        check = portfolio_check(force=force, config_file=config)
+    except Exception as e:
+        _fail(e, verbose)
+    out.print(render_check(check), highlight=False, markup=False)
+
+
+dca = typer.Typer(
+    no_args_is_help=True, help="DCA rebalance plans: status, and running due batches without a server."
+)
+app.add_typer(dca, name="dca")
+
+
+@dca.command("run-due")
+def dca_run_due(
+    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")
+    ] = False,
+) -> None:
+    """Execute every due batch of the active plan (each at most once, skipped while paused or halted)."""
+    _prepare_prefect_env(verbose)
+    try:
+        from flows.rebalance import run_due_batches
+
+        done = run_due_batches(config_file=config)
+    except Exception as e:
+        _fail(e, verbose)
+    if not done:
+        out.print("no batch is due", highlight=False)
+    for b in done:
+        out.print(
+            f"batch {b.plan_id}#{b.index}: {b.status}" + (f" ({b.note})" if b.note else ""), highlight=False
+        )
+
+
+@dca.command("status")
+def dca_status(config: Annotated[str | None, typer.Option(help="YAML settings file")] = None) -> None:
+    """The newest plans and each batch's schedule and status."""
+    try:
+        from flows.rebalance import dca_status as load
+
+        plans = load(config)
+    except Exception as e:
+        _fail(e, verbose=False)
+    if not plans:
+        out.print("no rebalance plan yet", highlight=False)
+    for plan in plans:
+        out.print(
+            f"plan {plan.id} ({plan.status}), {plan.total_usd} USD: {plan.reason}",
+            highlight=False,
+            markup=False,
+        )
+        for b in plan.batches:
+            trades = ", ".join(f"{t.side} {t.amount_usd} {t.symbol}" for t in b.trades)
+            out.print(
+                f"  batch {b.index} at {b.scheduled_at:%Y-%m-%d %H:%M} UTC: {b.status}; {trades}"
+                + (f" ({b.note})" if b.note else ""),
+                highlight=False,
+                markup=False,
+            )
+
+
 Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with who asked)")]
 By = Annotated[str | None, typer.Option("--by", help="Who asks (default: your user name)")]
 Config = Annotated[str | None, typer.Option("--config", help="YAML settings file")]

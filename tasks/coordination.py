@@ -11,6 +11,7 @@ from triplegain.control import StateChange
 from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, coordinate
 from triplegain.degradation import HealthOutcome
 from triplegain.models.conflicts import Resolution
+from triplegain.rebalance import RebalanceTrade
 from triplegain.settings import Settings
 
 
@@ -25,8 +26,19 @@ def coordinate_signals(
     resolutions: list[Resolution],
     state_changes: list[StateChange],
     health: list[HealthOutcome] | None = None,
+    rebalance: list[RebalanceTrade] | None = None,
 ) -> Coordination:
-    """Risk engine and broker over the cycle's signals; deterministic, so a retry repeats it exactly."""
+    """Risk engine and broker over the cycle's signals (and a DCA batch's trades); deterministic, so a
+    retry repeats it exactly."""
     return coordinate(
-        cycle_id, at, account, analyses, settings, notices, resolutions, state_changes, health or []
+        cycle_id,
+        at,
+        account,
+        analyses,
+        settings,
+        notices,
+        resolutions,
+        state_changes,
+        health or [],
+        rebalance or [],
     )

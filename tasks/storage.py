@@ -22,15 +22,24 @@ from triplegain.errors import DatabaseUnavailable
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.analysis import SentimentReport
 from triplegain.models.cycle import CycleReport
+from triplegain.models.enums import CoordinatorState
+from triplegain.rebalance import Batch, BatchRecord, RebalanceDecision
 from triplegain.settings import Settings
 from triplegain.storage import create_db_engine, load_account, load_report, migrate, save_cycle, unit_of_work
 from triplegain.storage.repository import (
+    coordinator_state_at,
+    due_batches,
     finish_run,
+    last_plan_at,
     latest_sentiment,
     llm_spent_since,
+    load_batch,
     save_llm_breakers,
     save_llm_calls,
+    save_plan,
     save_sentiment,
+    set_batch_flow_run,
+    skip_batch,
     start_run,
     state_changes,
     unreported_failures,
@@ -112,6 +121,7 @@ def persist_cycle(
     settings: Settings,
     reported_runs: list[int] | None = None,
     trading: bool = True,
+    dca_batch: tuple[str, int] | None = None,
 ) -> None:
     """Commit the cycle's whole chain, its LLM calls included, in one transaction (all or nothing)."""
     with unit_of_work(engine_for(settings)) as session:
@@ -126,6 +136,7 @@ def persist_cycle(
             reported_runs,
             settings,
             trading,
+            dca_batch,
         )
 
 
@@ -180,3 +191,54 @@ def fetch_unreported_failures(settings: Settings) -> list[tuple[int, RunRecord]]
     """Earlier runs that failed or were cut off, not reported yet (stale `running` ones marked crashed)."""
     with unit_of_work(engine_for(settings)) as session:
         return unreported_failures(session, datetime.now(UTC), settings.watch.crashed_after_minutes)
+
+
+@_db_task("save-rebalance-plan")
+def store_plan(
+    plan_id: str, decision: RebalanceDecision, batches: list[Batch], settings: Settings
+) -> list[BatchRecord]:
+    """Store a plan, superseding older ones; returns the batches it cancelled."""
+    with unit_of_work(engine_for(settings)) as session:
+        return save_plan(session, plan_id, decision, batches, datetime.now(UTC))
+
+
+@_db_task("load-dca-batch")
+def fetch_batch(plan_id: str, index: int, settings: Settings) -> BatchRecord | None:
+    """One stored batch."""
+    with unit_of_work(engine_for(settings)) as session:
+        return load_batch(session, plan_id, index)
+
+
+@_db_task("find-due-dca-batches")
+def fetch_due_batches(settings: Settings) -> list[BatchRecord]:
+    """Pending batches of the active plan that are due now."""
+    with unit_of_work(engine_for(settings)) as session:
+        return due_batches(session, datetime.now(UTC))
+
+
+@_db_task("skip-dca-batch")
+def record_skipped_batch(plan_id: str, index: int, reason: str, settings: Settings) -> None:
+    """A batch that fell due while trading was stopped: recorded, never executed later."""
+    with unit_of_work(engine_for(settings)) as session:
+        skip_batch(session, plan_id, index, reason, datetime.now(UTC))
+
+
+@_db_task("state-at")
+def fetch_state_at(at: datetime, settings: Settings) -> CoordinatorState:
+    """The coordinator's state at a past moment."""
+    with unit_of_work(engine_for(settings)) as session:
+        return coordinator_state_at(session, at)
+
+
+@_db_task("last-rebalance")
+def fetch_last_plan_at(settings: Settings) -> datetime | None:
+    """When the last rebalance plan was made."""
+    with unit_of_work(engine_for(settings)) as session:
+        return last_plan_at(session)
+
+
+@_db_task("save-batch-flow-run")
+def store_batch_flow_run(plan_id: str, index: int, flow_run_id: str, settings: Settings) -> None:
+    """Remember which scheduled Prefect run executes a batch."""
+    with unit_of_work(engine_for(settings)) as session:
+        set_batch_flow_run(session, plan_id, index, flow_run_id)

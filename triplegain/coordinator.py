@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from pydantic import BaseModel, ValidationError
 
@@ -58,9 +58,18 @@ from triplegain.models.enums import (
     VerdictStatus,
 )
 from triplegain.models.market import MarketSnapshot, to_decimal
-from triplegain.models.trading import QUOTE, Portfolio, Position, RiskReason, RiskVerdict, TradeProposal
+from triplegain.models.trading import (
+    QUOTE,
+    Portfolio,
+    Position,
+    RiskReason,
+    RiskVerdict,
+    TradeProposal,
+    split_symbol,
+)
+from triplegain.rebalance import RebalanceTrade
 from triplegain.resolution import apply_modifications
-from triplegain.risk.engine import RiskContext, evaluate
+from triplegain.risk.engine import RiskContext, evaluate, evaluate_rebalance
 from triplegain.risk.state import (
     Breaker as RiskBreaker,
 )
@@ -178,17 +187,19 @@ def coordinate(
     resolutions: Sequence[Resolution] = (),
     state_changes: Sequence[StateChange] = (),
     health: Sequence[HealthOutcome] = (),
+    rebalance: Sequence[RebalanceTrade] = (),
 ) -> Coordination:
     """Run exits, risk checks and execution for every analysed symbol, in order (synchronous entry).
 
     `notices` are things earlier steps want the report to say (e.g. the LLM budget ran out);
     `resolutions` how the cycle's conflicts were resolved (at most one per symbol); `state_changes`
     pauses, resumes and halts recorded since the last cycle, published here as bus events; `health` the
-    run's LLM and market-data outcomes (`api_outcomes(analyses)`), which move the degradation level.
+    run's LLM and market-data outcomes (`api_outcomes(analyses)`), which move the degradation level;
+    `rebalance` spot trades to make after the symbols (a DCA batch), through the risk engine's rebalance path.
     """
     return run_sync(
         coordinate_async(
-            cycle_id, at, account, analyses, settings, notices, resolutions, state_changes, health
+            cycle_id, at, account, analyses, settings, notices, resolutions, state_changes, health, rebalance
         )
     )
 
@@ -203,6 +214,7 @@ async def coordinate_async(
     resolutions: Sequence[Resolution] = (),
     state_changes: Sequence[StateChange] = (),
     health: Sequence[HealthOutcome] = (),
+    rebalance: Sequence[RebalanceTrade] = (),
 ) -> Coordination:
     """The cycle's coordination on a fresh in-flow bus, its handlers subscribed."""
     prices = {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
@@ -246,6 +258,8 @@ async def coordinate_async(
     await run.close_all_while_drawdown()
     for analysis in analyses:
         await run.symbol(analysis)
+    for trade in rebalance:
+        await run.rebalance(trade)
     await bus.retry_dead_letters()
     final = Portfolio(balances=run.broker.balances, prices=prices, positions=run.positions, as_of=at)
     regimes = dict(account.regimes) | {a.symbol: a.regime.state for a in analyses if a.regime is not None}
@@ -483,6 +497,55 @@ class _Run:
             execution = self.broker.close(mine, order_id, self.cycle_id, price, self.at, "circuit_breaker")
             await self._settle(execution)
             self._record_exit(symbol, execution)
+
+    async def rebalance(self, trade: RebalanceTrade) -> None:
+        """One spot trade of a rebalance: never selling what positions or hodl bags hold."""
+        symbol = trade.symbol
+        if self.state is not CoordinatorState.RUNNING:
+            await self.notice(
+                f"rebalance {trade.side} {trade.amount_usd} USD of {symbol} not made: "
+                f"coordinator is {self.state}"
+            )
+            return
+        price = self.prices.get(symbol)
+        if price is None:
+            await self.notice(f"rebalance {trade.side} of {symbol} not made: no price this run")
+            return
+        size_usd = trade.amount_usd
+        if trade.side is Side.SELL:
+            base, _ = split_symbol(symbol)
+            held = self.broker.balances.get(base, Decimal(0))
+            reserved = self.settings.portfolio.hodl.get(base, Decimal(0)) + sum(
+                (p.size for p in self.positions if p.symbol == symbol), Decimal(0)
+            )
+            free_usd = max(held - reserved, Decimal(0)) * price
+            if free_usd < size_usd:
+                await self.notice(
+                    f"rebalance sell of {symbol} cut from {size_usd} to {free_usd:.2f} USD: "
+                    "the rest is held by open positions or the hodl bag"
+                )
+                size_usd = free_usd.quantize(Decimal("0.01"), ROUND_DOWN)
+                if size_usd <= 0:
+                    return
+        proposal = TradeProposal(
+            symbol=symbol,
+            side=trade.side,
+            intent=Intent.REBALANCE,
+            size_usd=size_usd,
+            entry_price=price,
+            confidence=1.0,
+            regime="rebalance",
+        )
+        verdict = evaluate_rebalance(proposal, self.risk)
+        if not verdict.approved:
+            await self._rejected(symbol, verdict)
+            return
+        self._update(symbol, verdict=verdict)
+        await self.publish(Topic.RISK_ALERTS, TradeApproved(symbol=symbol, verdict=verdict))
+        order_id = client_order_id(self.cycle_id, symbol, trade.side, Intent.REBALANCE)
+        execution = self.broker.rebalance(proposal, order_id, self.cycle_id, price, self.at)
+        await self._settle(execution)
+        self._update(symbol, execution=execution)
 
     async def _reduce_all(self, pct: Decimal) -> None:
         """Sell `pct` percent of every open position (the weekly-loss breaker)."""

@@ -481,6 +481,13 @@ class PortfolioSettings(BaseModel):
     )
     drift_threshold_pct: Percent = Field(Decimal("5"), gt=0)
     min_trade_usd: Decimal = Field(Decimal("10"), ge=0)
+    min_interval_hours: int = Field(24, ge=0, description="Rebalance at most this often unless forced")
+    hodl: dict[str, Decimal] = Field(
+        default_factory=dict, description="Asset -> amount never sold nor counted by rebalancing (hodl bags)"
+    )
+    dca_threshold_usd: Decimal = Field(Decimal("500"), ge=0, description="Rebalances this large split up")
+    dca_batches: int = Field(6, ge=1)
+    dca_interval_hours: float = Field(4, gt=0)
 
     @field_validator("target_pct")
     @classmethod
@@ -668,6 +675,23 @@ class Settings(BaseSettings):
         missing = {t.fast_ema, t.slow_ema, t.long_ema} - set(self.indicators.ema_periods)
         if missing:
             raise ValueError(f"technical EMAs {sorted(missing)} are not in indicators.ema_periods")
+        return self
+
+    @model_validator(mode="after")
+    def _targets_tradable(self) -> Settings:
+        quote = "USDT"
+        unknown = [
+            a
+            for a in self.portfolio.target_pct
+            if a != quote and f"{a}/{quote}" not in self.market.symbol_specs
+        ]
+        if unknown:
+            raise ValueError(
+                f"portfolio.target_pct assets {unknown} have no {quote} pair in market.symbol_specs; "
+                f"known: {sorted(self.market.symbol_specs)}"
+            )
+        if quote not in self.portfolio.target_pct:
+            raise ValueError(f"portfolio.target_pct must include the quote currency {quote}")
         return self
 
     @classmethod

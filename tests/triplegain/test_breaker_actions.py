@@ -31,7 +31,11 @@ def marks(day: str, week: str, peak: str, **fields: object) -> RiskState:
 
 def holding(**overrides: object):  # type: ignore[no-untyped-def]
     """5 BTC bought at 100 and 9,500 USDT: equity 10,000 at a price of 100."""
-    return account(balances={"USDT": Decimal(9_500), "BTC": Decimal(5)}, positions=[held()], **overrides)
+    fields: dict[str, object] = {
+        "balances": {"USDT": Decimal(9_500), "BTC": Decimal(5)},
+        "positions": [held()],
+    }
+    return account(**(fields | overrides))
 
 
 def test_max_drawdown_halts_and_closes_every_position_through_the_broker(settings: Settings) -> None:

@@ -107,6 +107,32 @@ class PaperBroker:
         closed = [_closed(p, fill, size, at, reason) for p in positions]
         return self._remember(Execution(order=order, fill=fill, closed_positions=closed))
 
+    def rebalance(
+        self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
+    ) -> Execution:
+        """A spot trade that moves the allocation: buy or sell `size_usd` of the base asset, no position."""
+        if order_id in self._executed:
+            return self._executed[order_id]
+        spec = self._specs[proposal.symbol]
+        base, quote = split_symbol(proposal.symbol)
+        size = (proposal.size_usd / price).quantize(Decimal(1).scaleb(-spec.size_decimals), ROUND_DOWN)
+        order = self._order(
+            order_id, cycle_id, proposal.symbol, proposal.side, Intent.REBALANCE, size, price, at
+        )
+        fill_price = self._slipped(order_id, price, proposal.side, spec)
+        problem = self._minimum_problem(size, fill_price, spec)
+        if problem is None and proposal.side is Side.BUY:
+            problem = self._afford_problem(proposal.symbol, size * fill_price)
+        if problem is None and proposal.side is Side.SELL and self._balances.get(base, Decimal(0)) < size:
+            problem = f"insufficient {base}: selling {size}, holding {self._balances.get(base, Decimal(0))}"
+        if problem:
+            return self._remember(Execution(order=_rejected(order, problem)))
+        fill = self._fill(order, fill_price, at)
+        sign = 1 if proposal.side is Side.BUY else -1
+        self._balances[base] = self._balances.get(base, Decimal(0)) + sign * size
+        self._balances[quote] = self._balances.get(quote, Decimal(0)) - sign * fill.notional - fill.fee
+        return self._remember(Execution(order=order, fill=fill))
+
     def reduce(
         self,
         position: Position,

@@ -85,10 +85,11 @@ class Side(StrEnum):
 
 
 class Intent(StrEnum):
-    """Whether a proposal opens exposure or closes an existing position."""
+    """Whether a proposal opens exposure, closes a position, or moves the spot allocation (no position)."""
 
     OPEN = "open"
     CLOSE = "close"
+    REBALANCE = "rebalance"
 
 
 class VerdictStatus(StrEnum):

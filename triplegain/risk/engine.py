@@ -60,6 +60,8 @@ def evaluate(proposal: TradeProposal, ctx: RiskContext, s: RiskSettings) -> Risk
     """Approve, shrink, reject or halt one proposal."""
     if proposal.intent is Intent.CLOSE:
         return RiskVerdict(status=VerdictStatus.APPROVED, proposal=proposal)
+    if proposal.intent is Intent.REBALANCE:
+        return evaluate_rebalance(proposal, ctx.state)
     review = _Review(proposal, proposal.size_usd, proposal.leverage)
     equity = ctx.portfolio.equity
     for rule in _RULES:
@@ -72,6 +74,20 @@ def evaluate(proposal: TradeProposal, ctx: RiskContext, s: RiskSettings) -> Risk
                 warnings=review.warnings,
             )
     return _verdict(review, ctx, equity)
+
+
+def evaluate_rebalance(proposal: TradeProposal, state: RiskState) -> RiskVerdict:
+    """The rebalance path (spot, no position): no stop-loss or R:R needed, leverage 1 only; a tripped breaker
+    stops rebalance buys (new exposure) but never sells."""
+    refusal = None
+    if proposal.leverage != 1:
+        refusal = _refuse("REBALANCE_LEVERAGE", "rebalance trades are spot trades at leverage 1")
+    elif proposal.side is Side.BUY and state.halted:
+        reasons = "; ".join(f"{k}: {v}" for k, v in state.tripped.items())
+        refusal = _refuse("TRADING_HALTED", f"circuit breaker tripped ({reasons})", VerdictStatus.HALTED)
+    if refusal is not None:
+        return RiskVerdict(status=refusal.status, proposal=proposal, rejections=[refusal.reason])
+    return RiskVerdict(status=VerdictStatus.APPROVED, proposal=proposal)
 
 
 def _verdict(review: _Review, ctx: RiskContext, equity: Decimal) -> RiskVerdict:

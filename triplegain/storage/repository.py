@@ -28,6 +28,7 @@ from triplegain.models.cycle import CycleReport, Execution
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CoordinatorState, PositionStatus
 from triplegain.models.trading import Order, Portfolio, Position
+from triplegain.rebalance import Batch, BatchRecord, PlanRecord, RebalanceDecision, RebalanceTrade
 from triplegain.risk.state import Breaker as RiskBreaker
 from triplegain.risk.state import RiskState, reset_drawdown_breaker
 from triplegain.settings import Settings
@@ -37,6 +38,8 @@ from triplegain.storage.tables import (
     CoordinatorEventRow,
     CoordinatorStateRow,
     CycleRow,
+    DcaBatchRow,
+    DcaPlanRow,
     DeadLetterRow,
     FillRow,
     FlowRunRow,
@@ -112,11 +115,14 @@ def save_cycle(
     reported_runs: list[int] | None = None,
     settings: Settings | None = None,
     trading: bool = True,
+    dca_batch: tuple[str, int] | None = None,
 ) -> None:
     """Write the whole chain: cycle, agents, votes, verdicts, orders, fills, positions, LLM calls, state.
 
     `reported_runs` are failed or crashed flow runs the report mentions (marked reported with it);
-    `trading` is False for a market watch, which does not become the account's last cycle.
+    `trading` is False for a market watch or a DCA batch, which do not become the account's last cycle;
+    `dca_batch` (plan id, index) is the batch this run executes: it moves from pending to executed here or
+    the whole run is refused (ConcurrentCycleError), so no batch ever executes twice.
     """
     llm = llm or LLMRunResult(breakers=account.llm_breakers)
     _claim_account(session, report, result, account, llm, trading)
@@ -144,6 +150,11 @@ def save_cycle(
             )
         for change in result.state_changes:
             session.add(_event_row(change, published_cycle_id=report.cycle_id))
+        if dca_batch is not None:
+            plan_id, index = dca_batch
+            _finish_batch(
+                session, plan_id, index, "executed", report.cycle_id, report.finished_at, "orders placed"
+            )
         session.add(_snapshot_row(report.cycle_id, result.portfolio))
         session.add_all([_order_row(e.order) for e in executions])
         session.flush()
@@ -687,4 +698,170 @@ def _position_view(p: Position, price: Decimal | None) -> OpenPositionView:
         unrealized_pnl=p.unrealized_pnl(price) if price is not None else None,
         stop_loss=p.stop_loss,
         take_profit=p.take_profit,
+    )
+
+
+def _finish_batch(
+    session: Session, plan_id: str, index: int, status: str, run_key: str | None, at: datetime, note: str
+) -> None:
+    """Move a pending batch to its final status; ConcurrentCycleError when it is no longer pending."""
+    moved = session.execute(
+        update(DcaBatchRow)
+        .where(
+            DcaBatchRow.plan_id == plan_id, DcaBatchRow.batch_index == index, DcaBatchRow.status == "pending"
+        )
+        .values(status=status, run_key=run_key, finished_at=at, note=note[:2000])
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentCycleError(
+            f"DCA batch {plan_id}#{index} is no longer pending: another run settled it"
+        )
+    pending = session.scalar(
+        select(func.count())
+        .select_from(DcaBatchRow)
+        .where(DcaBatchRow.plan_id == plan_id, DcaBatchRow.status == "pending")
+    )
+    if not pending:
+        session.execute(
+            update(DcaPlanRow)
+            .where(DcaPlanRow.id == plan_id, DcaPlanRow.status == "active")
+            .values(status="completed")
+        )
+
+
+def skip_batch(session: Session, plan_id: str, index: int, reason: str, at: datetime) -> None:
+    """Record that a batch will never execute (it fell due while trading was paused or halted)."""
+    _finish_batch(session, plan_id, index, "skipped", None, at, reason)
+
+
+def save_plan(
+    session: Session, plan_id: str, decision: RebalanceDecision, batches: list[Batch], at: datetime
+) -> list[BatchRecord]:
+    """Store a new plan; every older active plan is superseded and its pending batches cancelled.
+
+    Returns the cancelled batches (their scheduled Prefect runs are to be cancelled too).
+    """
+    cancelled = [
+        _batch_record(row)
+        for row in session.scalars(
+            select(DcaBatchRow)
+            .join(DcaPlanRow, DcaPlanRow.id == DcaBatchRow.plan_id)
+            .where(DcaPlanRow.status == "active", DcaBatchRow.status == "pending")
+            .with_for_update()
+        )
+    ]
+    note = f"superseded by plan {plan_id}"
+    for batch in cancelled:
+        session.execute(
+            update(DcaBatchRow)
+            .where(DcaBatchRow.plan_id == batch.plan_id, DcaBatchRow.batch_index == batch.index)
+            .values(status="cancelled", finished_at=at, note=note)
+        )
+    session.execute(update(DcaPlanRow).where(DcaPlanRow.status == "active").values(status="superseded"))
+    session.add(
+        DcaPlanRow(
+            id=plan_id,
+            created_at=at,
+            status="active",
+            reason=decision.reason,
+            total_usd=decision.total_usd,
+            decision=decision.model_dump(mode="json"),
+        )
+    )
+    session.flush()
+    session.add_all(
+        DcaBatchRow(
+            plan_id=plan_id,
+            batch_index=b.index,
+            scheduled_at=b.scheduled_at,
+            trades={"trades": [t.model_dump(mode="json") for t in b.trades]},
+            status="pending",
+            note=None,
+            run_key=None,
+            finished_at=None,
+            prefect_flow_run_id=None,
+        )
+        for b in batches
+    )
+    return [c.model_copy(update={"status": "cancelled", "note": note}) for c in cancelled]
+
+
+def set_batch_flow_run(session: Session, plan_id: str, index: int, flow_run_id: str) -> None:
+    """Remember the Prefect flow run scheduled for a batch."""
+    session.execute(
+        update(DcaBatchRow)
+        .where(DcaBatchRow.plan_id == plan_id, DcaBatchRow.batch_index == index)
+        .values(prefect_flow_run_id=flow_run_id)
+    )
+
+
+def load_batch(session: Session, plan_id: str, index: int) -> BatchRecord | None:
+    """One batch, if it exists."""
+    row = session.scalars(
+        select(DcaBatchRow).where(DcaBatchRow.plan_id == plan_id, DcaBatchRow.batch_index == index)
+    ).first()
+    return _batch_record(row) if row else None
+
+
+def due_batches(session: Session, now: datetime) -> list[BatchRecord]:
+    """Pending batches of active plans that are due, in order."""
+    rows = session.scalars(
+        select(DcaBatchRow)
+        .join(DcaPlanRow, DcaPlanRow.id == DcaBatchRow.plan_id)
+        .where(
+            DcaPlanRow.status == "active", DcaBatchRow.status == "pending", DcaBatchRow.scheduled_at <= now
+        )
+        .order_by(DcaBatchRow.scheduled_at, DcaBatchRow.batch_index)
+    )
+    return [_batch_record(row) for row in rows]
+
+
+def last_plan_at(session: Session) -> datetime | None:
+    """When the newest rebalance plan was made (rebalancing is limited to one per `min_interval_hours`)."""
+    return session.scalar(select(func.max(DcaPlanRow.created_at)))
+
+
+def load_plans(session: Session, limit: int = 5) -> list[PlanRecord]:
+    """The newest plans with their batches."""
+    plans = session.scalars(select(DcaPlanRow).order_by(DcaPlanRow.created_at.desc()).limit(limit)).all()
+    records = []
+    for plan in plans:
+        rows = session.scalars(
+            select(DcaBatchRow).where(DcaBatchRow.plan_id == plan.id).order_by(DcaBatchRow.batch_index)
+        )
+        records.append(
+            PlanRecord(
+                id=plan.id,
+                created_at=plan.created_at,
+                status=plan.status,
+                reason=plan.reason,
+                total_usd=plan.total_usd,
+                batches=[_batch_record(r) for r in rows],
+            )
+        )
+    return records
+
+
+def coordinator_state_at(session: Session, at: datetime) -> CoordinatorState:
+    """The coordinator's state at a past moment, from the recorded changes (RUNNING before any)."""
+    row = session.scalars(
+        select(CoordinatorEventRow.to_state)
+        .where(CoordinatorEventRow.at <= at)
+        .order_by(CoordinatorEventRow.at.desc(), CoordinatorEventRow.id.desc())
+        .limit(1)
+    ).first()
+    return CoordinatorState(row) if row else CoordinatorState.RUNNING
+
+
+def _batch_record(row: DcaBatchRow) -> BatchRecord:
+    return BatchRecord(
+        plan_id=row.plan_id,
+        index=row.batch_index,
+        scheduled_at=row.scheduled_at,
+        trades=[RebalanceTrade.model_validate(t) for t in row.trades["trades"]],
+        status=row.status,
+        note=row.note,
+        run_key=row.run_key,
+        finished_at=row.finished_at,
+        prefect_flow_run_id=row.prefect_flow_run_id,
     )

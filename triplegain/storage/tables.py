@@ -103,7 +103,7 @@ class OrderRow(Base):
     cycle_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
     symbol: Mapped[str] = mapped_column(String(20))
     side: Mapped[str] = mapped_column(String(4))
-    intent: Mapped[str] = mapped_column(String(8))
+    intent: Mapped[str] = mapped_column(String(12))
     size: Mapped[Decimal]
     reference_price: Mapped[Decimal]
     status: Mapped[str] = mapped_column(String(12))
@@ -333,3 +333,38 @@ class FlowRunRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(40))
     reported_in: Mapped[str | None] = mapped_column(String(40))
+
+
+class DcaPlanRow(Base):
+    """A rebalance plan: its decision, and whether a newer one superseded it."""
+
+    __tablename__ = "dca_plans"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str] = mapped_column(Text)
+    total_usd: Mapped[Decimal]
+    decision: Mapped[dict[str, Any]]
+
+
+class DcaBatchRow(Base):
+    """One batch of a plan. Its status moves pending -> executed | skipped | cancelled exactly once, by a
+    conditional update in the same transaction as the batch's orders."""
+
+    __tablename__ = "dca_batches"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "batch_index"),
+        Index("ix_dca_batches_due", "status", "scheduled_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("dca_plans.id"))
+    batch_index: Mapped[int]
+    scheduled_at: Mapped[datetime]
+    trades: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(12))
+    note: Mapped[str | None] = mapped_column(Text)
+    run_key: Mapped[str | None] = mapped_column(String(40))
+    finished_at: Mapped[datetime | None]
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(40))

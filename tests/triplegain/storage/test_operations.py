@@ -163,3 +163,67 @@ def test_failed_and_cut_off_runs_are_reported_once(engine: Engine, replay: Repla
         latest = last_runs(s)
     assert latest["market-watch"].status == "running" and latest["trading-cycle"].run_key.endswith("1900Z")
     assert running > failed
+
+
+def test_plans_supersede_and_batches_settle_exactly_once(engine: Engine) -> None:
+    import pytest
+
+    from triplegain.control import StateChange
+    from triplegain.errors import ConcurrentCycleError
+    from triplegain.models.enums import Side
+    from triplegain.rebalance import Allocation, Batch, RebalanceDecision, RebalanceTrade
+    from triplegain.storage.repository import (
+        coordinator_state_at,
+        due_batches,
+        load_plans,
+        record_state_change,
+        save_plan,
+        skip_batch,
+    )
+
+    now = datetime.now(UTC)
+    trade = RebalanceTrade(symbol="BTC/USDT", side=Side.BUY, amount_usd=Decimal(100))
+    decision = RebalanceDecision(
+        at=now,
+        allocation=Allocation(equity_usd=Decimal(1), assets=[]),
+        action="rebalance",
+        reason="r",
+        trades=[trade],
+    )
+    batches = [
+        Batch(index=i, scheduled_at=now + timedelta(hours=4 * i - 1), trades=[trade]) for i in range(3)
+    ]
+    with unit_of_work(engine) as s:
+        assert save_plan(s, "plan1", decision, batches, now) == []
+    with unit_of_work(engine) as s:
+        assert [b.index for b in due_batches(s, now)] == [0]
+        skip_batch(s, "plan1", 0, "fell due while paused", now)
+    with unit_of_work(engine) as s, pytest.raises(ConcurrentCycleError, match="no longer pending"):
+        skip_batch(s, "plan1", 0, "again", now)
+    with unit_of_work(engine) as s:
+        cancelled = save_plan(s, "plan2", decision, batches[:1], now)
+    assert [(b.plan_id, b.index, b.status) for b in cancelled] == [
+        ("plan1", 1, "cancelled"),
+        ("plan1", 2, "cancelled"),
+    ]
+    with unit_of_work(engine) as s:
+        plans = {p.id: p for p in load_plans(s)}
+        record_state_change(
+            s,
+            StateChange(
+                at=now,
+                from_state=CoordinatorState.RUNNING,
+                to_state=CoordinatorState.PAUSED,
+                actor="a",
+                reason="r",
+            ),
+        )
+    assert plans["plan1"].status == "superseded" and [b.status for b in plans["plan1"].batches] == [
+        "skipped",
+        "cancelled",
+        "cancelled",
+    ]
+    assert plans["plan2"].status == "active"
+    with unit_of_work(engine) as s:
+        assert coordinator_state_at(s, now - timedelta(seconds=1)) is CoordinatorState.RUNNING
+        assert coordinator_state_at(s, now + timedelta(seconds=1)) is CoordinatorState.PAUSED

@@ -1,0 +1,332 @@
+"""Portfolio rebalancing: the hourly `portfolio-check` flow, and `dca-rebalance`, which executes one batch.
+
+A check values the rebalanceable allocation (hodl bags and open positions excluded), decides whether and how
+to rebalance (`triplegain.rebalance`), and stores the plan, superseding any older one. A small rebalance is
+one batch executed at once; one of `portfolio.dca_threshold_usd` or more is split into batches hours apart,
+and each batch becomes a scheduled run of the `dca-rebalance` deployment (visible in the Prefect UI, the
+plan id and batch index as parameters). Without that deployment (a notebook, the CLI), the due batch runs at
+once and later ones run with `triplegain dca run-due`.
+
+Every batch executes at most once: its status moves from pending to executed in the same transaction as
+its orders, so a retried, duplicated or late run finds it settled and does nothing. A batch that falls due
+while the coordinator is PAUSED or HALTED is recorded as skipped and never executed later.
+
+    from flows.rebalance import portfolio_check, run_due_batches
+    check = portfolio_check(force=True)
+    check.decision.trades, check.batches
+    run_due_batches()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.llm_setup import run_settings
+from flows.tracking import tracked_run
+from flows.trading_cycle import default_cycle_time, publish_artifacts
+from tasks.coordination import coordinate_signals
+from tasks.market import fetch_snapshot
+from tasks.storage import (
+    engine_for,
+    fetch_account,
+    fetch_batch,
+    fetch_due_batches,
+    fetch_last_plan_at,
+    fetch_state_at,
+    persist_cycle,
+    prepare_database,
+    record_skipped_batch,
+    store_batch_flow_run,
+    store_plan,
+)
+from triplegain.coordinator import AccountState, SymbolAnalysis
+from triplegain.cycle import build_report
+from triplegain.errors import ConcurrentCycleError, CycleError
+from triplegain.llm.gateway import LLMRunResult
+from triplegain.models.cycle import CycleReport
+from triplegain.models.enums import CoordinatorState
+from triplegain.rebalance import BatchRecord, PlanRecord, RebalanceDecision, allocation, dca_batches, decide
+from triplegain.settings import Settings, load_settings
+from triplegain.storage import unit_of_work
+from triplegain.storage.repository import load_plans
+
+CHECK_FLOW = "portfolio-check"
+DCA_FLOW = "dca-rebalance"
+DCA_DEPLOYMENT = f"{DCA_FLOW}/{DCA_FLOW}"
+CHECK_ARTIFACT_KEY = "portfolio-check"
+DCA_ARTIFACT_KEY = "dca-rebalance-report"
+DCA_POSITIONS_KEY = "dca-rebalance-positions"
+EARLY_TOLERANCE = timedelta(minutes=1)
+
+
+class PortfolioCheck(BaseModel):
+    """What a portfolio check decided, the plan it stored, and what became of each batch so far."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decision: RebalanceDecision
+    plan_id: str | None = None
+    batches: list[BatchRecord] = Field(default_factory=list)
+    cancelled: list[BatchRecord] = Field(
+        default_factory=list, description="Older plan's batches it cancelled"
+    )
+    scheduled_on_server: bool = Field(False, description="Batches are runs of the dca-rebalance deployment")
+
+
+@flow(name=CHECK_FLOW, log_prints=False)
+def portfolio_check(
+    force: bool = False, symbols: list[str] | None = None, config_file: str | None = None
+) -> PortfolioCheck:
+    """Check the allocation against its targets and plan a rebalance when it drifted; returns the check."""
+    logger = get_run_logger()
+    settings, _ = run_settings(config_file, symbols)
+    now = datetime.now(UTC)
+    prepare_database(settings)
+    with tracked_run(CHECK_FLOW, f"check-{now:%Y%m%dT%H%M%SZ}", settings) as run:
+        account = fetch_account(settings)
+        market_at = default_cycle_time(settings)
+        prices = _prices(
+            settings, market_at, [f"{a}/USDT" for a in settings.portfolio.target_pct if a != "USDT"]
+        )
+        current = allocation(account.balances, prices, account.positions, settings.portfolio)
+        decision = decide(
+            current, settings.portfolio, settings.broker, now, fetch_last_plan_at(settings), force
+        )
+        if decision.action == "rebalance" and account.coordinator is not CoordinatorState.RUNNING:
+            decision = decision.model_copy(
+                update={
+                    "action": "none",
+                    "reason": f"coordinator is {account.coordinator}: no rebalance planned",
+                }
+            )
+        if decision.action == "none":
+            run.status = "skipped"
+            logger.info("no rebalance: %s", decision.reason)
+            check = PortfolioCheck(decision=decision)
+        else:
+            check = _plan(decision, settings, now)
+    create_markdown_artifact(
+        key=CHECK_ARTIFACT_KEY, markdown=render_check(check), description=decision.reason
+    )
+    return check
+
+
+def _plan(decision: RebalanceDecision, settings: Settings, now: datetime) -> PortfolioCheck:
+    """Store the plan, cancel what it supersedes, schedule its batches (or run the due one here)."""
+    logger = get_run_logger()
+    plan_id = uuid.uuid4().hex[:12]
+    batches = dca_batches(decision.trades, settings.portfolio, now)
+    cancelled = store_plan(plan_id, decision, batches, settings)
+    asyncio.run(_cancel_runs([b.prefect_flow_run_id for b in cancelled if b.prefect_flow_run_id]))
+    on_server = asyncio.run(_deployment_exists())
+    if on_server:
+        for batch in batches:
+            run = run_deployment(
+                DCA_DEPLOYMENT,
+                parameters={"plan_id": plan_id, "batch_index": batch.index},
+                scheduled_time=batch.scheduled_at,
+                timeout=0,
+                as_subflow=False,
+            )
+            store_batch_flow_run(plan_id, batch.index, str(run.id), settings)  # type: ignore[union-attr]
+        logger.info("plan %s: %d batch run(s) scheduled on %s", plan_id, len(batches), DCA_DEPLOYMENT)
+    else:
+        logger.info("plan %s: no %s deployment; running the due batch now", plan_id, DCA_DEPLOYMENT)
+        dca_rebalance(plan_id, 0, config_file=None, settings=settings)
+        if len(batches) > 1:
+            logger.warning("later batches run with `triplegain dca run-due` (or serve the deployments)")
+    stored = [fetch_batch(plan_id, b.index, settings) for b in batches]
+    return PortfolioCheck(
+        decision=decision,
+        plan_id=plan_id,
+        batches=[b for b in stored if b is not None],
+        cancelled=cancelled,
+        scheduled_on_server=on_server,
+    )
+
+
+@flow(name=DCA_FLOW, log_prints=False)
+def dca_rebalance(
+    plan_id: str, batch_index: int, config_file: str | None = None, settings: Settings | None = None
+) -> BatchRecord:
+    """Execute one batch of a rebalance plan, exactly once; returns the batch as it stands afterwards."""
+    logger = get_run_logger()
+    if settings is None:
+        settings, _ = run_settings(config_file, None)
+    prepare_database(settings)
+    batch = fetch_batch(plan_id, batch_index, settings)
+    if batch is None:
+        raise ValueError(f"no DCA batch {plan_id}#{batch_index}: check the plan id (`triplegain dca status`)")
+    if batch.status != "pending":
+        logger.info("batch %s#%d is already %s: nothing to do", plan_id, batch_index, batch.status)
+        return batch
+    now = datetime.now(UTC)
+    if now + EARLY_TOLERANCE < batch.scheduled_at:
+        raise ValueError(
+            f"DCA batch {plan_id}#{batch_index} is not due until {batch.scheduled_at.isoformat()}"
+        )
+    with tracked_run(DCA_FLOW, batch.run_id, settings) as run:
+        for attempt in range(1, 3):
+            account = fetch_account(settings)
+            then = fetch_state_at(batch.scheduled_at, settings)
+            stopped = next(
+                (s for s in (then, account.coordinator) if s is not CoordinatorState.RUNNING), None
+            )
+            if stopped is not None:
+                why = (
+                    f"fell due at {batch.scheduled_at:%Y-%m-%d %H:%M} UTC while the coordinator was {stopped}"
+                )
+                record_skipped_batch(plan_id, batch_index, why, settings)
+                run.status = "skipped"
+                logger.warning("batch %s#%d skipped: %s", plan_id, batch_index, why)
+                break
+            try:
+                report = _execute(batch, account, settings)
+            except ConcurrentCycleError as e:
+                latest = fetch_batch(plan_id, batch_index, settings)
+                if latest is not None and latest.status != "pending":
+                    logger.warning("batch %s#%d was settled by another run: %s", plan_id, batch_index, e)
+                    return latest
+                if attempt == 2:
+                    raise
+                logger.warning(
+                    "batch %s#%d: %s; running again on the account as it now stands", plan_id, batch_index, e
+                )
+                continue
+            publish_artifacts(report, DCA_ARTIFACT_KEY, DCA_POSITIONS_KEY)
+            break
+    done = fetch_batch(plan_id, batch_index, settings)
+    assert done is not None
+    return done
+
+
+def _execute(batch: BatchRecord, account: AccountState, settings: Settings) -> CycleReport:
+    """Prices, breakers and the batch's trades through the risk engine and broker; one transaction."""
+    market_at = default_cycle_time(settings)
+    started = datetime.now(UTC)
+    analyses = _snapshots(settings, market_at, settings.market.symbols)
+    result = coordinate_signals(
+        batch.run_id, market_at, account, analyses, settings, [], [], [], [], batch.trades
+    )
+    report = build_report(batch.run_id, market_at, started, analyses, result, settings)
+    report = report.model_copy(update={"decided_by": DCA_FLOW})
+    llm = LLMRunResult(breakers=account.llm_breakers)
+    persist_cycle(
+        report,
+        analyses,
+        result,
+        account,
+        llm,
+        [],
+        settings,
+        trading=False,
+        dca_batch=(batch.plan_id, batch.index),
+    )
+    return report
+
+
+@flow(name="dca-run-due", log_prints=False)
+def run_due_batches(config_file: str | None = None) -> list[BatchRecord]:
+    """Execute every due batch of the active plan, oldest first (what `triplegain dca run-due` does)."""
+    settings, _ = run_settings(config_file, None)
+    prepare_database(settings)
+    return [dca_rebalance(b.plan_id, b.index, settings=settings) for b in fetch_due_batches(settings)]
+
+
+def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecord]:
+    """The newest rebalance plans and what became of each batch (no Prefect server needed)."""
+    settings = load_settings(Path(config_file) if config_file else None)
+    with unit_of_work(engine_for(settings)) as session:
+        return load_plans(session, limit)
+
+
+def _snapshots(settings: Settings, at: datetime, symbols: list[str]) -> list[SymbolAnalysis]:
+    futures = [(s, fetch_snapshot.submit(s, at, settings)) for s in symbols]
+    analyses = []
+    for symbol, future in futures:
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
+        else:
+            analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
+    if all(a.snapshot is None for a in analyses):
+        raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
+    return analyses
+
+
+def _prices(settings: Settings, at: datetime, symbols: list[str]) -> dict[str, Decimal]:
+    analyses = _snapshots(settings, at, symbols)
+    missing = [a for a in analyses if a.snapshot is None]
+    if missing:
+        raise CycleError(
+            "cannot value the allocation: " + "; ".join(f"{a.symbol}: {a.error}" for a in missing)
+        )
+    return {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
+
+
+async def _deployment_exists() -> bool:
+    async with get_client() as client:
+        try:
+            await client.read_deployment_by_name(DCA_DEPLOYMENT)
+        except ObjectNotFound:
+            return False
+    return True
+
+
+async def _cancel_runs(flow_run_ids: list[str]) -> None:
+    """Cancel the scheduled runs of superseded batches (they would find their batch cancelled anyway)."""
+    if not flow_run_ids:
+        return
+    async with get_client() as client:
+        for run_id in flow_run_ids:
+            try:
+                await client.set_flow_run_state(
+                    uuid.UUID(run_id), Cancelled(message="DCA plan superseded"), force=True
+                )
+            except ObjectNotFound:
+                continue
+
+
+def render_check(check: PortfolioCheck) -> str:
+    """The check as markdown: allocation against targets, trades, skipped trades, batches."""
+    d = check.decision
+    lines = [
+        f"# Portfolio check: {d.action}",
+        f"{d.reason}. Rebalanceable equity {d.allocation.equity_usd:.2f} USD, max drift "
+        f"{d.allocation.max_drift_pct:.2f} points.",
+        "",
+        "| asset | amount | excluded | value USD | share % | target % | drift |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a in d.allocation.assets:
+        lines.append(
+            f"| {a.asset} | {a.amount:f} | {a.excluded:f} | {a.value_usd:.2f} | {a.pct:.2f} | {a.target_pct} "
+            f"| {a.drift_pct:+.2f} |"
+        )
+    if d.trades:
+        lines += ["", "## Trades (sells first)", ""]
+        lines += [
+            f"- {t.side} {t.amount_usd} USD of {t.symbol} (expected cost {t.cost_usd} USD)" for t in d.trades
+        ]
+    if d.skipped:
+        lines += ["", "## Skipped", ""] + [f"- {s}" for s in d.skipped]
+    if check.batches:
+        lines += ["", f"## Plan {check.plan_id}", ""]
+        lines += [
+            f"- batch {b.index} at {b.scheduled_at:%Y-%m-%d %H:%M} UTC: {b.status}, "
+            + ", ".join(f"{t.side} {t.amount_usd} {t.symbol}" for t in b.trades)
+            for b in check.batches
+        ]
+    return "\n".join(lines) + "\n"
