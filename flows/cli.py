@@ -102,6 +102,40 @@ def rebalance(
     out.print(render_check(check), highlight=False, markup=False)
 
 
+@app.command()
+def serve(
+    config: Annotated[str | None, typer.Option(help="YAML settings file passed to every flow")] = None,
+) -> None:
+    """Serve all five deployments of prefect.yaml from this process until Ctrl-C (needs PREFECT_API_URL)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        err.print(
+            "error: `serve` needs a Prefect server: start one with `prefect server start` and set "
+            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
+            highlight=False,
+        )
+        raise typer.Exit(code=2)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.serve import serve_all
+
+    serve_all(config_file=os.path.abspath(config) if config else None)
+
+
+blocks = typer.Typer(no_args_is_help=True, help="Prefect block types of TripleGain.")
+app.add_typer(blocks, name="blocks")
+
+
+@blocks.command("register")
+def blocks_register() -> None:
+    """Register the block types (database, LLM provider) with the Prefect server."""
+    try:
+        from flows.serve import register_blocks
+
+        slugs = register_blocks()
+    except Exception as e:
+        _fail(e, verbose=False)
+    out.print("registered: " + ", ".join(slugs), highlight=False)
+
+
 dca = typer.Typer(
     no_args_is_help=True, help="DCA rebalance plans: status, and running due batches without a server."
 )

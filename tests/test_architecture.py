@@ -47,6 +47,7 @@ def test_domain_never_imports_outer_layers_or_prefect() -> None:
         ("trading-cycle", "0 * * * *"),
         ("sentiment-refresh", "*/30 * * * *"),
         ("market-watch", "2-59/5 * * * *"),
+        ("portfolio-check", "15 * * * *"),
     ],
 )
 def test_prefect_yaml_declares_each_scheduled_flow_one_run_at_a_time(name: str, cron: str) -> None:
@@ -69,3 +70,22 @@ def test_readme_opens_with_the_run_and_test_commands() -> None:
 
     assert run_command.endswith("triplegain run")
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_serve_builds_the_five_deployments_from_prefect_yaml() -> None:
+    from flows.serve import deployments
+
+    built = {d.name: d for d in deployments(parameters={"config_file": "/etc/tg.yaml", "unknown": 1})}
+
+    assert set(built) == {
+        "trading-cycle",
+        "sentiment-refresh",
+        "market-watch",
+        "portfolio-check",
+        "dca-rebalance",
+    }
+    assert built["dca-rebalance"].schedules == []
+    assert built["dca-rebalance"].concurrency_options is not None
+    assert built["dca-rebalance"].concurrency_options.collision_strategy.value == "ENQUEUE"
+    assert all(d.concurrency_limit == 1 for d in built.values())
+    assert all(d.parameters == {"config_file": "/etc/tg.yaml"} for d in built.values())

@@ -1,0 +1,210 @@
+"""End to end on a real Prefect server backed by PostgreSQL: `triplegain serve` serves the five deployments,
+a trading cycle and a DCA batch are triggered through the Prefect API, and their artifacts and the DCA
+schedule are checked on the server. Needs TRIPLEGAIN_TEST_POSTGRES_URL (skipped, visibly, without it)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import POSTGRES_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+TRIPLEGAIN = Path(sys.executable).with_name("triplegain")
+PREFECT = Path(sys.executable).with_name("prefect")
+DEPLOYMENTS = {"trading-cycle", "sentiment-refresh", "market-watch", "portfolio-check", "dca-rebalance"}
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get(POSTGRES_ENV), reason=f"the end-to-end server test needs {POSTGRES_ENV}"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def databases() -> Iterator[tuple[str, str]]:
+    """Two fresh PostgreSQL databases: one for the Prefect server, one for the project."""
+    import psycopg
+
+    base = make_url(os.environ[POSTGRES_ENV])
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    names = [f"tg_e2e_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("prefect", "project")]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield (
+            base.set(drivername="postgresql+asyncpg", database=names[0]).render_as_string(
+                hide_password=False
+            ),
+            base.set(drivername="postgresql+psycopg", database=names[1]).render_as_string(
+                hide_password=False
+            ),
+        )
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRIPLEGAIN_"))}
+    home = tmp / f"prefect-home-{len(extra)}-{uuid.uuid4().hex[:4]}"
+    home.mkdir()
+    return env | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        **extra,
+    }
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for(what: str, check: Any, timeout: float, logs: list[Path]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except httpx.HTTPError:
+            found = None
+        if found:
+            return found
+        time.sleep(1)
+    tails = "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in logs if p.exists())
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def test_served_deployments_run_a_cycle_and_a_dca_batch_through_the_api(
+    databases: tuple[str, str], tmp_path: Path
+) -> None:
+    prefect_db, project_db = databases
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
+    logs = [server_log, serve_log]
+    server = start(
+        [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        clean_env(tmp_path, PREFECT_API_DATABASE_CONNECTION_URL=prefect_db),
+        server_log,
+    )
+    served = None
+    client = httpx.Client(base_url=api, timeout=30)
+    try:
+        wait_for("the Prefect server", lambda: client.get("/health").status_code == 200, 180, logs)
+        served = start(
+            [str(TRIPLEGAIN), "serve"],
+            clean_env(
+                tmp_path,
+                PREFECT_API_URL=api,
+                TRIPLEGAIN_DATABASE_URL=project_db,
+                PREFECT_RUNNER_POLL_FREQUENCY="2",
+            ),
+            serve_log,
+        )
+
+        def deployments() -> dict[str, dict[str, Any]] | None:
+            found = {d["name"]: d for d in client.post("/deployments/filter", json={}).json()}
+            return found if set(found) >= DEPLOYMENTS else None
+
+        by_name = wait_for("the five deployments", deployments, 120, logs)
+        assert by_name["trading-cycle"]["schedules"][0]["schedule"]["cron"] == "0 * * * *"
+        assert by_name["dca-rebalance"]["schedules"] == []
+
+        def run(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+            created = client.post(
+                f"/deployments/{by_name[name]['id']}/create_flow_run", json={"parameters": parameters}
+            )
+            created.raise_for_status()
+            return finished(created.json()["id"], name)
+
+        def finished(run_id: str, what: str) -> dict[str, Any]:
+            def state() -> dict[str, Any] | None:
+                flow_run = client.get(f"/flow_runs/{run_id}").json()
+                return flow_run if flow_run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"} else None
+
+            flow_run = wait_for(f"the {what} run", state, 240, logs)
+            assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
+            return flow_run
+
+        run("trading-cycle", {"at": "2024-06-30T20:00Z"})
+        run("portfolio-check", {})
+
+        def dca_runs() -> list[dict[str, Any]] | None:
+            runs = client.post(
+                "/flow_runs/filter",
+                json={"flow_runs": {"deployment_id": {"any_": [by_name["dca-rebalance"]["id"]]}}},
+            ).json()
+            return runs if len(runs) >= 6 else None
+
+        batches = sorted(
+            wait_for("the DCA schedule", dca_runs, 60, logs), key=lambda r: r["parameters"]["batch_index"]
+        )
+        assert [r["parameters"]["batch_index"] for r in batches] == list(range(6))
+        assert len({r["parameters"]["plan_id"] for r in batches}) == 1
+        finished(batches[0]["id"], "first DCA batch")
+        later = [client.get(f"/flow_runs/{r['id']}").json() for r in batches[1:]]
+        assert {r["state"]["type"] for r in later} == {"SCHEDULED"}
+        gaps = [
+            (
+                time.mktime(time.strptime(b["expected_start_time"][:19], "%Y-%m-%dT%H:%M:%S"))
+                - time.mktime(time.strptime(a["expected_start_time"][:19], "%Y-%m-%dT%H:%M:%S"))
+            )
+            for a, b in itertools.pairwise(later)
+        ]
+        assert all(abs(g - 4 * 3600) < 60 for g in gaps)
+
+        keys = {a["key"] for a in client.post("/artifacts/filter", json={}).json() if a.get("key")}
+        assert {
+            "trading-cycle-report",
+            "trading-cycle-positions",
+            "portfolio-check",
+            "dca-rebalance-report",
+            "dca-rebalance-positions",
+        } <= keys
+        from triplegain.storage import create_db_engine, unit_of_work
+        from triplegain.storage.repository import load_plans
+
+        engine = create_db_engine(project_db)
+        with unit_of_work(engine) as session:
+            (plan,) = load_plans(session)
+            intents = session.execute(text("SELECT intent, count(*) FROM orders GROUP BY intent")).all()
+        engine.dispose()
+        assert [b.status for b in plan.batches] == ["executed"] + ["pending"] * 5
+        assert [b.prefect_flow_run_id for b in plan.batches] == [r["id"] for r in batches]
+        # The cycle's BTC buy, batch 0's BTC and XRP buys (and the stop or target the batch's prices reached).
+        assert dict(intents)["open"] == 1 and dict(intents)["rebalance"] == 2
+    finally:
+        client.close()
+        if served is not None:
+            stop(served)
+        stop(server)
