@@ -99,16 +99,7 @@ def _watch(
     """Prices, exits and breakers on the account as it stands; committed in one transaction."""
     account = fetch_account(settings)
     failures = fetch_unreported_failures(settings)
-    futures = [(s, fetch_snapshot.submit(s, when, settings)) for s in settings.market.symbols]
-    analyses = []
-    for symbol, future in futures:
-        outcome = future.result(raise_on_failure=False)
-        if isinstance(outcome, BaseException):
-            analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
-        else:
-            analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
-    if all(a.snapshot is None for a in analyses):
-        raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
+    analyses = price_snapshots(settings, when, settings.market.symbols)
     notices = [record.describe() for _, record in failures]
     result = coordinate_signals(watch_id, when, account, analyses, settings, notices, [], [], [])
     report = build_report(watch_id, when, started, analyses, result, settings)
@@ -118,3 +109,18 @@ def _watch(
         report, analyses, result, account, llm, [], settings, [i for i, _ in failures], trading=False
     )
     return report, result
+
+
+def price_snapshots(settings: Settings, at: datetime, symbols: list[str]) -> list[SymbolAnalysis]:
+    """Each symbol's market snapshot fetched at once (no analysis); CycleError when none could be had."""
+    futures = [(s, fetch_snapshot.submit(s, at, settings)) for s in symbols]
+    analyses = []
+    for symbol, future in futures:
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
+        else:
+            analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
+    if all(a.snapshot is None for a in analyses):
+        raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
+    return analyses

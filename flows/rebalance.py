@@ -34,10 +34,10 @@ from prefect.states import Cancelled
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.llm_setup import run_settings
+from flows.market_watch import price_snapshots
 from flows.tracking import tracked_run
 from flows.trading_cycle import default_cycle_time, publish_artifacts
 from tasks.coordination import coordinate_signals
-from tasks.market import fetch_snapshot
 from tasks.storage import (
     engine_for,
     fetch_account,
@@ -51,7 +51,7 @@ from tasks.storage import (
     store_batch_flow_run,
     store_plan,
 )
-from triplegain.coordinator import AccountState, SymbolAnalysis
+from triplegain.coordinator import AccountState
 from triplegain.cycle import build_report
 from triplegain.errors import ConcurrentCycleError, CycleError
 from triplegain.llm.gateway import LLMRunResult
@@ -216,7 +216,7 @@ def _execute(batch: BatchRecord, account: AccountState, settings: Settings) -> C
     """Prices, breakers and the batch's trades through the risk engine and broker; one transaction."""
     market_at = default_cycle_time(settings)
     started = datetime.now(UTC)
-    analyses = _snapshots(settings, market_at, settings.market.symbols)
+    analyses = price_snapshots(settings, market_at, settings.market.symbols)
     result = coordinate_signals(
         batch.run_id, market_at, account, analyses, settings, [], [], [], [], batch.trades
     )
@@ -252,22 +252,8 @@ def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecor
         return load_plans(session, limit)
 
 
-def _snapshots(settings: Settings, at: datetime, symbols: list[str]) -> list[SymbolAnalysis]:
-    futures = [(s, fetch_snapshot.submit(s, at, settings)) for s in symbols]
-    analyses = []
-    for symbol, future in futures:
-        outcome = future.result(raise_on_failure=False)
-        if isinstance(outcome, BaseException):
-            analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
-        else:
-            analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
-    if all(a.snapshot is None for a in analyses):
-        raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
-    return analyses
-
-
 def _prices(settings: Settings, at: datetime, symbols: list[str]) -> dict[str, Decimal]:
-    analyses = _snapshots(settings, at, symbols)
+    analyses = price_snapshots(settings, at, symbols)
     missing = [a for a in analyses if a.snapshot is None]
     if missing:
         raise CycleError(
