@@ -116,14 +116,16 @@ def portfolio_check(
             logger.info("no rebalance: %s", decision.reason)
             check = PortfolioCheck(decision=decision)
         else:
-            check = _plan(decision, settings, now)
+            check = _plan(decision, settings, now, config_file)
     create_markdown_artifact(
         key=CHECK_ARTIFACT_KEY, markdown=render_check(check), description=decision.reason
     )
     return check
 
 
-def _plan(decision: RebalanceDecision, settings: Settings, now: datetime) -> PortfolioCheck:
+def _plan(
+    decision: RebalanceDecision, settings: Settings, now: datetime, config_file: str | None
+) -> PortfolioCheck:
     """Store the plan, cancel what it supersedes, schedule its batches (or run the due one here)."""
     logger = get_run_logger()
     plan_id = uuid.uuid4().hex[:12]
@@ -144,7 +146,7 @@ def _plan(decision: RebalanceDecision, settings: Settings, now: datetime) -> Por
         logger.info("plan %s: %d batch run(s) scheduled on %s", plan_id, len(batches), DCA_DEPLOYMENT)
     else:
         logger.info("plan %s: no %s deployment; running the due batch now", plan_id, DCA_DEPLOYMENT)
-        dca_rebalance(plan_id, 0, config_file=None, settings=settings)
+        dca_rebalance(plan_id, 0, config_file=config_file)
         if len(batches) > 1:
             logger.warning("later batches run with `triplegain dca run-due` (or serve the deployments)")
     stored = [fetch_batch(plan_id, b.index, settings) for b in batches]
@@ -158,13 +160,10 @@ def _plan(decision: RebalanceDecision, settings: Settings, now: datetime) -> Por
 
 
 @flow(name=DCA_FLOW, log_prints=False)
-def dca_rebalance(
-    plan_id: str, batch_index: int, config_file: str | None = None, settings: Settings | None = None
-) -> BatchRecord:
+def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None) -> BatchRecord:
     """Execute one batch of a rebalance plan, exactly once; returns the batch as it stands afterwards."""
     logger = get_run_logger()
-    if settings is None:
-        settings, _ = run_settings(config_file, None)
+    settings, _ = run_settings(config_file, None)
     prepare_database(settings)
     batch = fetch_batch(plan_id, batch_index, settings)
     if batch is None:
@@ -242,7 +241,7 @@ def run_due_batches(config_file: str | None = None) -> list[BatchRecord]:
     """Execute every due batch of the active plan, oldest first (what `triplegain dca run-due` does)."""
     settings, _ = run_settings(config_file, None)
     prepare_database(settings)
-    return [dca_rebalance(b.plan_id, b.index, settings=settings) for b in fetch_due_batches(settings)]
+    return [dca_rebalance(b.plan_id, b.index, config_file) for b in fetch_due_batches(settings)]
 
 
 def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecord]:

@@ -183,6 +183,11 @@ def test_served_deployments_run_a_cycle_and_a_dca_batch_through_the_api(
         ]
         assert all(abs(g - 4 * 3600) < 60 for g in gaps)
 
+        # A newer plan supersedes this one: its scheduled runs on the server are cancelled.
+        run("portfolio-check", {"force": True})
+        superseded = [client.get(f"/flow_runs/{r['id']}").json()["state"]["type"] for r in batches[1:]]
+        assert superseded == ["CANCELLED"] * 5
+
         keys = {a["key"] for a in client.post("/artifacts/filter", json={}).json() if a.get("key")}
         assert {
             "trading-cycle-report",
@@ -196,13 +201,14 @@ def test_served_deployments_run_a_cycle_and_a_dca_batch_through_the_api(
 
         engine = create_db_engine(project_db)
         with unit_of_work(engine) as session:
-            (plan,) = load_plans(session)
             intents = session.execute(text("SELECT intent, count(*) FROM orders GROUP BY intent")).all()
+            plans = load_plans(session)
         engine.dispose()
-        assert [b.status for b in plan.batches] == ["executed"] + ["pending"] * 5
-        assert [b.prefect_flow_run_id for b in plan.batches] == [r["id"] for r in batches]
+        old = next(p for p in plans if p.status == "superseded")
+        assert [b.status for b in old.batches] == ["executed"] + ["cancelled"] * 5
+        assert [b.prefect_flow_run_id for b in old.batches] == [r["id"] for r in batches]
         # The cycle's BTC buy, batch 0's BTC and XRP buys (and the stop or target the batch's prices reached).
-        assert dict(intents)["open"] == 1 and dict(intents)["rebalance"] == 2
+        assert dict(intents)["open"] == 1 and dict(intents)["rebalance"] >= 2  # the newer plan may have begun
     finally:
         client.close()
         if served is not None:
