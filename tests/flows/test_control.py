@@ -150,3 +150,14 @@ def test_cli_watch_status_and_reset_breaker(project_db: str, tmp_path: object) -
     assert "trading-cycle" in shown.stdout and "completed" in shown.stdout
     assert reset.exit_code == 0 and "max_drawdown breaker reset; still HALTED" in reset.stdout
     assert twice.exit_code == 0 and "not tripped: nothing changed" in twice.stdout
+
+
+def test_cli_registers_the_block_types() -> None:
+    from prefect.client.orchestration import get_client
+
+    result = CliRunner().invoke(app, ["blocks", "register"])
+
+    assert result.exit_code == 0, result.stderr
+    assert "registered: triplegain-database, triplegain-llm-provider" in result.stdout
+    with get_client(sync_client=True) as client:
+        assert client.read_block_type_by_slug("triplegain-llm-provider").name == "TripleGain LLM Provider"
