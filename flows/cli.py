@@ -103,6 +103,105 @@ def rebalance(
 
 
 @app.command()
+def backtest(
+    start: Annotated[
+        str | None, typer.Option(help="First hour, UTC (default: 30 days before the data ends)")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Last hour, UTC (default: the end of the data)")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated, e.g. BTC/USDT,XRP/USDT")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Directory of BASE_USDT-1h.csv files (default: bundled)")
+    ] = None,
+    out_file: Annotated[str, typer.Option("--out", help="JSON result file")] = "backtest.json",
+    plot: Annotated[str | None, typer.Option(help="PNG plot file (default: beside the JSON)")] = None,
+    rebalance: Annotated[
+        bool, typer.Option(help="Run the hourly portfolio check and its DCA batches")
+    ] = True,
+    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
+) -> None:
+    """Replay history hour by hour through the trading code; compare with buy-and-hold and rebalancing."""
+    from pathlib import Path
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from triplegain.backtest import default_window, run_backtest
+    from triplegain.backtest_plot import plot_backtest
+    from triplegain.cycle import parse_time
+    from triplegain.market import ReplaySource
+    from triplegain.settings import load_settings
+
+    try:
+        overrides: dict[str, Any] = {"market": {"source": "replay"}}
+        if symbols:
+            overrides["market"]["symbols"] = [s.strip() for s in symbols.split(",") if s.strip()]
+        if data:
+            overrides["market"]["data_dir"] = data
+        settings = load_settings(Path(config) if config else None, **overrides)
+        source = ReplaySource(settings.market.data_dir)
+        first, last = default_window(source, settings.market.symbols)
+        first = parse_time(start) if start else first
+        last = parse_time(end) if end else last
+        with Progress(
+            TextColumn("backtest"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} h"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("hours", total=None)
+            result = run_backtest(
+                source,
+                first,
+                last,
+                settings,
+                rebalancing=rebalance,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        json_path = Path(out_file)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(result.model_dump_json(indent=1))
+        png = plot_backtest(result, Path(plot) if plot else json_path.with_suffix(".png"))
+    except Exception as e:
+        _fail(e, verbose=False)
+    table = Table(
+        title=f"{', '.join(result.symbols)}: {result.start:%Y-%m-%d %H:%M} to "
+        f"{result.end:%Y-%m-%d %H:%M} UTC ({result.hours} h)"
+    )
+    for column in (
+        "",
+        "return %",
+        "annualised %",
+        "max drawdown %",
+        "Sharpe",
+        "Sortino",
+        "trades",
+        "fees",
+        "exposure %",
+    ):
+        table.add_column(column, justify="right")
+    rows = {f"TripleGain ({', '.join(result.decided_by)})": result.metrics, **result.baselines}
+    for name, m in rows.items():
+        table.add_row(
+            name,
+            f"{m.total_return_pct:+.2f}",
+            f"{m.annualised_return_pct:+.1f}",
+            f"{m.max_drawdown_pct:.2f}",
+            f"{m.sharpe:.2f}",
+            f"{m.sortino:.2f}",
+            str(m.trades),
+            f"{m.fees_paid:.2f}",
+            f"{m.exposure_pct:.1f}",
+        )
+    out.print(table)
+    if "offline-deterministic" in result.decided_by:
+        out.print("decisions by the offline model (no recorded LLM answers were replayed)", highlight=False)
+    for event in result.events[-10:]:
+        out.print(f"event: {event}", highlight=False, markup=False)
+    out.print(f"result: {json_path}  plot: {png}", highlight=False)
+
+
+@app.command()
 def serve(
     config: Annotated[str | None, typer.Option(help="YAML settings file passed to every flow")] = None,
 ) -> None:

@@ -5,6 +5,7 @@ The Prefect flow runs the same steps as tasks; backtests and benchmarks call `ru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -23,6 +24,7 @@ from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CycleStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import Portfolio, Position
+from triplegain.rebalance import RebalanceTrade
 from triplegain.settings import Settings
 
 
@@ -160,14 +162,23 @@ def skipped_report(cycle_id: str, at: datetime, account: AccountState, reason: s
 
 
 def run_cycle(
-    source: MarketDataSource, account: AccountState, at: datetime, settings: Settings
+    source: MarketDataSource,
+    account: AccountState,
+    at: datetime,
+    settings: Settings,
+    rebalance: Sequence[RebalanceTrade] = (),
 ) -> tuple[CycleReport, Coordination]:
-    """A whole cycle without Prefect or a database: what backtests and benchmarks drive."""
+    """A whole cycle without Prefect or a database: what backtests and benchmarks drive.
+
+    `rebalance` are DCA batch trades due at this hour, made after the symbols' own trades.
+    """
     started = datetime.now(UTC)
     at = normalize_at(at)
     cycle_id = cycle_id_for(at)
     analyses = [
         analyze_symbol(source, s, at, account.regimes.get(s), settings) for s in settings.market.symbols
     ]
-    result = coordinate(cycle_id, at, account, analyses, settings, health=api_outcomes(analyses))
+    result = coordinate(
+        cycle_id, at, account, analyses, settings, health=api_outcomes(analyses), rebalance=rebalance
+    )
     return build_report(cycle_id, at, started, analyses, result, settings), result

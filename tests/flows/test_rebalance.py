@@ -120,3 +120,40 @@ def test_cli_rebalance_and_dca(project_db: str) -> None:
     assert shown.exit_code == 0 and "(active), 6666.00 USD" in shown.stdout and "batch 5 at" in shown.stdout
     assert due.exit_code == 0 and "no batch is due" in due.stdout
     assert again.exit_code == 0 and "# Portfolio check: none" in again.stdout
+
+
+def test_backtest_flow_publishes_its_results() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.backtest import METRICS_KEY, backtest
+
+    result = backtest(start="2024-06-28T00:00Z", end="2024-06-30T23:00Z")
+
+    assert result.hours == 72 and set(result.baselines) == {"buy_and_hold", "drift_rebalanced"}
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[METRICS_KEY]))
+        )
+    assert artifacts and "drift_rebalanced" in str(artifacts[-1].data)
+
+
+def test_cli_backtest_writes_json_and_plot(tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    out = Path(str(tmp_path)) / "bt" / "result.json"
+    ran = CliRunner().invoke(app, ["backtest", "--start", "2024-06-25T00:00Z", "--out", str(out)])
+    bad = CliRunner().invoke(app, ["backtest", "--start", "2024-06-25T00:00Z", "--end", "2024-06-01T00:00Z"])
+
+    assert ran.exit_code == 0, ran.stderr
+    assert "buy_and_hold" in ran.stdout and "drift_rebalanced" in ran.stdout
+    assert "decisions by the offline model" in ran.stdout
+    saved = json.loads(out.read_text())
+    assert saved["hours"] == len(saved["equity"]) == 145  # to the end of the data, 2024-07-01 00:00
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert bad.exit_code == 1 and "before it starts" in bad.stderr

@@ -1,0 +1,117 @@
+"""Backtests: no look-ahead, reproducible, baselines against hand-computed cases, a breaker in a crash."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from triplegain.backtest import baselines, measure, run_backtest
+from triplegain.market import ReplaySource
+from triplegain.market.source import closed_until
+from triplegain.settings import load_settings
+
+SHARED_MARKET = Path(__file__).resolve().parents[3] / "shared" / "data" / "market"
+START = datetime(2024, 6, 20, tzinfo=UTC)
+END = datetime(2024, 6, 23, 23, tzinfo=UTC)
+
+
+def truncated(source: ReplaySource, cut: datetime) -> ReplaySource:
+    """The same data, but nothing that closed after `cut`: a world where the future does not exist yet."""
+    short = ReplaySource()
+    for symbol in ("BTC/USDT", "XRP/USDT"):
+        series = source.series(symbol)
+        short.add_series(symbol, closed_until(series, cut, len(series)))
+    return short
+
+
+def test_nothing_later_than_a_cycle_is_ever_read() -> None:
+    settings = load_settings()
+    full = ReplaySource()
+    cut = datetime(2024, 6, 22, 5, tzinfo=UTC)
+
+    with_future = run_backtest(full, START, END, settings)
+    without = run_backtest(truncated(full, cut), START, cut, settings)
+
+    hours = len(without.equity)
+    assert with_future.times[:hours] == without.times and hours == 54
+    assert with_future.equity[:hours] == without.equity  # the future changed nothing that came before it
+
+
+def test_the_source_is_only_asked_for_candles_closed_by_the_cycle_time() -> None:
+    asked: list[tuple[datetime, datetime | None]] = []
+
+    class Recording(ReplaySource):
+        def candles(self, symbol: str, until: datetime, limit: int):  # type: ignore[no-untyped-def]
+            got = super().candles(symbol, until, limit)
+            last = got.open_time(-1) + timedelta(hours=1) if len(got) else None
+            asked.append((until, last))
+            return got
+
+    result = run_backtest(Recording(), START, START + timedelta(hours=23), load_settings())
+
+    assert result.hours == 24 and asked
+    assert all(last is None or last <= until for until, last in asked)
+    assert max(until for until, _ in asked) == START + timedelta(hours=23)
+
+
+def test_two_runs_give_identical_results() -> None:
+    settings = load_settings()
+
+    first = run_backtest(ReplaySource(), START, END, settings)
+    second = run_backtest(ReplaySource(), START, END, settings)
+
+    assert first.model_dump() == second.model_dump()
+    assert first.metrics.trades > 0  # the window trades, so identity says something
+
+
+def test_a_window_that_ends_before_it_starts_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"ends \(.*\) before it starts"):
+        run_backtest(ReplaySource(), END, START, load_settings())
+
+
+def test_baselines_against_a_hand_computed_case() -> None:
+    settings = load_settings(portfolio={"target_pct": {"BTC": 50, "XRP": 0, "USDT": 50}})
+    closes = {"BTC/USDT": np.array([100.0, 200.0, np.nan]), "XRP/USDT": np.array([1.0, 1.0, 1.0])}
+
+    curves = baselines(closes, settings, 1000.0)
+
+    # Buy 500 USD of BTC at 100 paying 0.26%: 4.987 BTC; it doubles; a missing close keeps the last one.
+    hold = 500 + 500 * (1 - 0.0026) / 100 * 200
+    assert curves["buy_and_hold"] == pytest.approx([1000 - 500 * 0.0026, hold, hold])
+    # Drift-rebalanced: BTC is 66.6% > 50% + 5: sell back to half the value, paying the fee on what is sold.
+    sold = (hold - 500) - hold / 2
+    rebalanced = 500 + sold - sold * 0.0026 + hold / 2
+    assert curves["drift_rebalanced"] == pytest.approx([1000 - 500 * 0.0026, rebalanced, rebalanced])
+
+
+def test_metrics_against_a_hand_computed_curve() -> None:
+    m = measure([100.0, 110.0, 99.0])
+
+    assert m.total_return_pct == pytest.approx(-1.0)
+    assert m.max_drawdown_pct == pytest.approx(10.0)
+    assert m.sharpe == pytest.approx(0.0)
+    assert m.sortino == pytest.approx(0.0)
+    up = measure([100.0, 110.0, 121.0])
+    assert up.sharpe == 0.0 and up.sortino == 0.0  # no variation, no downside: defined as 0
+    mixed = measure([100.0, 110.0, 104.5, 114.95])
+    r = np.array([0.10, -0.05, 0.10])
+    assert mixed.sharpe == pytest.approx(r.mean() / r.std() * np.sqrt(8760))
+    assert mixed.sortino == pytest.approx(r.mean() / np.sqrt(np.mean(np.minimum(r, 0) ** 2)) * np.sqrt(8760))
+
+
+@pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
+def test_the_max_drawdown_breaker_trips_in_the_may_2022_crash() -> None:
+    settings = load_settings(market={"data_dir": str(SHARED_MARKET)})
+
+    result = run_backtest(
+        ReplaySource(SHARED_MARKET),
+        datetime(2022, 5, 1, tzinfo=UTC),
+        datetime(2022, 5, 15, tzinfo=UTC),
+        settings,
+    )
+
+    trips = [e for e in result.events if "max_drawdown breaker tripped" in e]
+    assert trips and trips[0].startswith("2022-05-11")  # LUNA/UST: BTC below 30k, XRP -40% in a week
+    assert any("-> halted by circuit-breaker" in e for e in result.events)
+    assert result.metrics.max_drawdown_pct > 20
