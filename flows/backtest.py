@@ -21,6 +21,7 @@ from triplegain.settings import load_settings
 FLOW_NAME = "backtest"
 METRICS_KEY = "backtest-metrics"
 REPORT_KEY = "backtest-report"
+LEADERBOARD_KEY = "backtest-leaderboard"
 
 
 @flow(name=FLOW_NAME, log_prints=False)
@@ -56,6 +57,15 @@ def backtest(
         key=METRICS_KEY,
         table=[{"strategy": name, **m.model_dump()} for name, m in rows.items()],
         description=f"{result.start:%Y-%m-%d %H:%M} to {result.end:%Y-%m-%d %H:%M} UTC, {result.hours} h",
+    )
+    create_table_artifact(
+        key=LEADERBOARD_KEY,
+        table=[
+            {"model": r.model, "votes": r.votes, "scored": r.scored, "accuracy_pct": r.accuracy_pct}
+            | {f"mean_outcome_{h}h_pct": m for h, m in r.mean_outcome_pct.items()}
+            for r in result.leaderboard
+        ],
+        description="models shadow-scored on their votes",
     )
     create_markdown_artifact(key=REPORT_KEY, markdown=render(result), description=", ".join(result.symbols))
     return result

@@ -194,6 +194,16 @@ def backtest(
             f"{m.exposure_pct:.1f}",
         )
     out.print(table)
+    board = Table(
+        title="models, shadow-scored on their votes (right at 4 h; mean move in favour of BUY/SELL)"
+    )
+    for column in ("model", "votes", "scored", "right %", "1 h %", "4 h %", "24 h %"):
+        board.add_column(column, justify="right")
+    for row in result.leaderboard:
+        moves = [f"{m:+.3f}" if m is not None else "-" for m in row.mean_outcome_pct.values()]
+        right = f"{row.accuracy_pct:.1f}" if row.accuracy_pct is not None else "-"
+        board.add_row(row.model, str(row.votes), str(row.scored), right, *moves)
+    out.print(board)
     if "offline-deterministic" in result.decided_by:
         out.print("decisions by the offline model (no recorded LLM answers were replayed)", highlight=False)
     for event in result.events[-10:]:

@@ -25,9 +25,10 @@ from triplegain.coordinator import AccountState, fresh_account, next_account
 from triplegain.cycle import normalize_at, run_cycle
 from triplegain.market.replay import ReplaySource
 from triplegain.market.source import MarketDataSource
-from triplegain.models.enums import CoordinatorState, OrderStatus
+from triplegain.models.enums import Action, CoordinatorState, OrderStatus
 from triplegain.models.trading import QUOTE
 from triplegain.rebalance import Batch, allocation, dca_batches, decide
+from triplegain.scoring import ModelScore, leaderboard, score_vote
 from triplegain.settings import Settings
 
 HOURS_PER_YEAR = 24 * 365
@@ -71,6 +72,9 @@ class BacktestResult(BaseModel):
     baseline_equity: dict[str, list[float]]
     skipped_hours: int = Field(0, description="Hours no symbol could be analysed (data gaps)")
     events: list[str] = Field(default_factory=list, description="Breakers, state changes, rebalances")
+    leaderboard: list[ModelScore] = Field(
+        default_factory=list, description="Every voting model's votes scored on their 1/4/24 h outcome"
+    )
 
 
 def run_backtest(
@@ -95,6 +99,7 @@ def run_backtest(
     decided: dict[str, None] = {}
     events: list[str] = []
     trades, fees, skipped = 0, Decimal(0), 0
+    votes: list[tuple[datetime, str, str, Action, float]] = []
     for i in range(hours):
         at = start + timedelta(hours=i)
         due = [b for b in pending if b.scheduled_at <= at]
@@ -106,6 +111,12 @@ def run_backtest(
         for outcome in report.symbols:
             if outcome.signal is not None:
                 decided[outcome.signal.decided_by] = None
+                if outcome.price is not None:
+                    votes += [
+                        (at, outcome.symbol, v.model, v.action, float(outcome.price))
+                        for v in outcome.signal.model_votes
+                        if not v.abstained
+                    ]
             for execution in [*outcome.exits, *([outcome.execution] if outcome.execution else [])]:
                 if execution.order.status is OrderStatus.FILLED and execution.fill is not None:
                     trades += 1
@@ -133,7 +144,9 @@ def run_backtest(
     closes = {s: hourly_closes(source, s, times) for s in settings.market.symbols}
     initial = float(sum(settings.broker.initial_balances.values(), Decimal(0)))
     curves = baselines(closes, settings, initial)
+    scored = [score_vote(*vote, lambda symbol, t: close_at(source, symbol, t)) for vote in votes]
     return BacktestResult(
+        leaderboard=leaderboard(scored),
         start=start,
         end=end,
         symbols=list(settings.market.symbols),
@@ -212,6 +225,14 @@ def hourly_closes(source: MarketDataSource, symbol: str, times: Sequence[datetim
         if len(candles):
             closes[i] = float(candles.close[-1])
     return closes
+
+
+def close_at(source: MarketDataSource, symbol: str, at: datetime) -> float | None:
+    """The close of the candle that closed exactly at `at`, if any (read for scoring, after the run)."""
+    candles = source.candles(symbol, at, 1)
+    if not len(candles) or candles.open_time(-1) + timedelta(hours=1) != at:
+        return None
+    return float(candles.close[-1])
 
 
 def baselines(closes: dict[str, np.ndarray], settings: Settings, initial: float) -> dict[str, list[float]]:
