@@ -117,6 +117,10 @@ def backtest(
     rebalance: Annotated[
         bool, typer.Option(help="Run the hourly portfolio check and its DCA batches")
     ] = True,
+    replay_llm: Annotated[
+        bool,
+        typer.Option("--replay-llm", help="Models vote with their answers recorded in the project database"),
+    ] = False,
     config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
 ) -> None:
     """Replay history hour by hour through the trading code; compare with buy-and-hold and rebalancing."""
@@ -141,6 +145,18 @@ def backtest(
         first, last = default_window(source, settings.market.symbols)
         first = parse_time(start) if start else first
         last = parse_time(end) if end else last
+        replay = None
+        if replay_llm:
+            from tasks.storage import engine_for
+            from triplegain.backtest import LLMReplay, replay_models
+            from triplegain.storage import unit_of_work
+            from triplegain.storage.repository import load_recordings
+
+            models = replay_models(settings)
+            with unit_of_work(engine_for(settings)) as session:
+                recordings = load_recordings(session, [m.model for m in models])
+            replay = LLMReplay(models, recordings)
+            err.print(f"replaying {len(recordings)} recorded answers of {', '.join(m.name for m in models)}")
         with Progress(
             TextColumn("backtest"),
             BarColumn(),
@@ -156,6 +172,7 @@ def backtest(
                 last,
                 settings,
                 rebalancing=rebalance,
+                replay=replay,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         json_path = Path(out_file)
@@ -204,7 +221,15 @@ def backtest(
         right = f"{row.accuracy_pct:.1f}" if row.accuracy_pct is not None else "-"
         board.add_row(row.model, str(row.votes), str(row.scored), right, *moves)
     out.print(board)
-    if "offline-deterministic" in result.decided_by:
+    who = ", ".join(f"{name} {n}" for name, n in result.decisions.items())
+    out.print(f"decided by (symbol-hours): {who}", highlight=False, markup=False)
+    if replay is not None:
+        out.print(
+            f"recorded answers replayed: {result.replayed_answers}, prompts without one: "
+            f"{result.missing_answers} (those models abstained; with none left, the offline model decided)",
+            highlight=False,
+        )
+    elif "offline-deterministic" in result.decided_by:
         out.print("decisions by the offline model (no recorded LLM answers were replayed)", highlight=False)
     for event in result.events[-10:]:
         out.print(f"event: {event}", highlight=False, markup=False)

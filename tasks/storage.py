@@ -161,7 +161,7 @@ def store_sentiment(reports: list[SentimentReport], llm: LLMRunResult, settings:
     with unit_of_work(engine_for(settings)) as session:
         for report in reports:
             save_sentiment(session, report)
-        save_llm_calls(session, llm.records)
+        save_llm_calls(session, llm.records, llm.recordings)
         save_llm_breakers(session, llm.breakers, llm_outcomes(llm.records), settings, datetime.now(UTC))
 
 

@@ -15,21 +15,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from triplegain.agents.llm_decision import decide_with_models
+from triplegain.aio import run_sync
 from triplegain.coordinator import AccountState, fresh_account, next_account
-from triplegain.cycle import normalize_at, run_cycle
+from triplegain.cycle import Decider, decision_step, normalize_at, run_cycle
+from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.gateway import Budget, LLMGateway
+from triplegain.llm.models import ProviderConfig
+from triplegain.llm.replay import ReplayCaller
 from triplegain.market.replay import ReplaySource
 from triplegain.market.source import MarketDataSource
+from triplegain.models.analysis import RegimeAssessment, TechnicalReport
+from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, CoordinatorState, OrderStatus
+from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import QUOTE
 from triplegain.rebalance import Batch, allocation, dca_batches, decide
 from triplegain.scoring import ModelScore, leaderboard, score_vote
-from triplegain.settings import Settings
+from triplegain.settings import DEFAULT_PROVIDERS, Settings
 
 HOURS_PER_YEAR = 24 * 365
 Progress = Callable[[int, int], None]
@@ -72,9 +83,33 @@ class BacktestResult(BaseModel):
     baseline_equity: dict[str, list[float]]
     skipped_hours: int = Field(0, description="Hours no symbol could be analysed (data gaps)")
     events: list[str] = Field(default_factory=list, description="Breakers, state changes, rebalances")
+    decisions: dict[str, int] = Field(default_factory=dict, description="Who decided -> symbol-hours")
+    replayed_answers: int = Field(0, description="Model answers found among the recordings")
+    missing_answers: int = Field(
+        0, description="Model prompts with no recorded answer (those models abstained)"
+    )
     leaderboard: list[ModelScore] = Field(
         default_factory=list, description="Every voting model's votes scored on their 1/4/24 h outcome"
     )
+
+
+@dataclass(frozen=True)
+class LLMReplay:
+    """Recorded answers to replay (see `triplegain.llm.replay`) and the models that gave them."""
+
+    models: list[ProviderConfig]
+    recordings: dict[str, dict[str, Any]]
+
+
+def replay_models(settings: Settings) -> list[ProviderConfig]:
+    """The configured voting models (`llm.decision_models`), whose recorded answers a backtest replays."""
+    if not settings.llm.decision_models:
+        raise ValueError("no llm.decision_models configured: there is nothing to replay")
+    known = {**DEFAULT_PROVIDERS, **settings.llm.providers}
+    unknown = [m for m in settings.llm.decision_models if m not in known]
+    if unknown:
+        raise ValueError(f"llm.decision_models {unknown} are not among the providers {sorted(known)}")
+    return [known[m] for m in settings.llm.decision_models]
 
 
 def run_backtest(
@@ -84,13 +119,21 @@ def run_backtest(
     settings: Settings,
     rebalancing: bool = True,
     progress: Progress | None = None,
+    replay: LLMReplay | None = None,
 ) -> BacktestResult:
-    """Simulate every hour from `start` to `end` (inclusive, UTC) and measure it against the baselines."""
+    """Simulate every hour from `start` to `end` (inclusive, UTC) and measure it against the baselines.
+
+    With `replay`, the models vote with their recorded answers; a decision with no recorded answer falls
+    to the offline model. `decisions` in the result counts who decided.
+    """
     start, end = normalize_at(start), normalize_at(end)
     if end <= start:
         raise ValueError(f"the backtest ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     hours = int((end - start) / timedelta(hours=1)) + 1
     account = fresh_account(settings)
+    caller = ReplayCaller(replay.recordings) if replay else None
+    decider = _replaying_decider(replay, caller, settings) if replay and caller else None
+    decisions: dict[str, int] = {}
     pending: list[Batch] = []
     last_plan: datetime | None = None
     times: list[datetime] = []
@@ -104,13 +147,14 @@ def run_backtest(
         at = start + timedelta(hours=i)
         due = [b for b in pending if b.scheduled_at <= at]
         pending = [b for b in pending if b.scheduled_at > at]
-        report, result = run_cycle(source, account, at, settings, [t for b in due for t in b.trades])
+        report, result = run_cycle(source, account, at, settings, [t for b in due for t in b.trades], decider)
         if all(o.error is not None for o in report.symbols):
             skipped += 1
         account = next_account(account, result)
         for outcome in report.symbols:
             if outcome.signal is not None:
                 decided[outcome.signal.decided_by] = None
+                decisions[outcome.signal.decided_by] = decisions.get(outcome.signal.decided_by, 0) + 1
                 if outcome.price is not None:
                     votes += [
                         (at, outcome.symbol, v.model, v.action, float(outcome.price))
@@ -147,6 +191,9 @@ def run_backtest(
     scored = [score_vote(*vote, lambda symbol, t: close_at(source, symbol, t)) for vote in votes]
     return BacktestResult(
         leaderboard=leaderboard(scored),
+        decisions=decisions,
+        replayed_answers=caller.hits if caller else 0,
+        missing_answers=caller.misses if caller else 0,
         start=start,
         end=end,
         symbols=list(settings.market.symbols),
@@ -162,6 +209,23 @@ def run_backtest(
         skipped_hours=skipped,
         events=events,
     )
+
+
+def _replaying_decider(replay: LLMReplay, caller: ReplayCaller, settings: Settings) -> Decider:
+    """The models vote with recorded answers; when none of them has one, the offline model decides."""
+    unlimited = Decimal("1e12")
+    never_open = BreakerPolicy(failure_threshold=10**9)  # a missing recording is not a provider outage
+
+    def decide(
+        snapshot: MarketSnapshot, technical: TechnicalReport, regime: RegimeAssessment
+    ) -> TradingSignal:
+        gateway = LLMGateway(Breakers(never_open, {}), Budget(unlimited, unlimited), call=caller)
+        signal = run_sync(decide_with_models(snapshot, technical, regime, settings, gateway, replay.models))
+        if all(v.abstained for v in signal.model_votes):
+            return decision_step(snapshot, technical, regime, settings)
+        return signal
+
+    return decide
 
 
 def _worth_keeping(event: str) -> bool:

@@ -5,7 +5,7 @@ The Prefect flow runs the same steps as tasks; backtests and benchmarks call `ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -77,10 +77,21 @@ def decision_step(
     )
 
 
+Decider = Callable[[MarketSnapshot, TechnicalReport, RegimeAssessment], TradingSignal]
+
+
 def analyze_symbol(
-    source: MarketDataSource, symbol: str, at: datetime, previous: RegimeState | None, settings: Settings
+    source: MarketDataSource,
+    symbol: str,
+    at: datetime,
+    previous: RegimeState | None,
+    settings: Settings,
+    decider: Decider | None = None,
 ) -> SymbolAnalysis:
-    """Snapshot, technical analysis, regime and decision for one symbol; a data problem skips it."""
+    """Snapshot, technical analysis, regime and decision for one symbol; a data problem skips it.
+
+    `decider` replaces the offline decision (a backtest replaying recorded model answers passes one).
+    """
     try:
         snapshot = build_snapshot(source, symbol, at, settings.market)
     except MarketDataError as e:
@@ -89,7 +100,10 @@ def analyze_symbol(
         )
     technical = technical_step(snapshot, settings)
     regime = regime_step(snapshot, technical, previous, settings)
-    signal = decision_step(snapshot, technical, regime, settings)
+    if decider is not None:
+        signal = decider(snapshot, technical, regime)
+    else:
+        signal = decision_step(snapshot, technical, regime, settings)
     return SymbolAnalysis(symbol, snapshot, technical, regime, signal)
 
 
@@ -167,6 +181,7 @@ def run_cycle(
     at: datetime,
     settings: Settings,
     rebalance: Sequence[RebalanceTrade] = (),
+    decider: Decider | None = None,
 ) -> tuple[CycleReport, Coordination]:
     """A whole cycle without Prefect or a database: what backtests and benchmarks drive.
 
@@ -176,7 +191,8 @@ def run_cycle(
     at = normalize_at(at)
     cycle_id = cycle_id_for(at)
     analyses = [
-        analyze_symbol(source, s, at, account.regimes.get(s), settings) for s in settings.market.symbols
+        analyze_symbol(source, s, at, account.regimes.get(s), settings, decider)
+        for s in settings.market.symbols
     ]
     result = coordinate(
         cycle_id, at, account, analyses, settings, health=api_outcomes(analyses), rebalance=rebalance

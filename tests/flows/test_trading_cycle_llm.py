@@ -181,3 +181,33 @@ def test_without_a_resolver_the_conflict_gets_the_conservative_action(
         and resolution.decided_by == "conservative-fallback"
     )
     assert report.outcome("XRP/USDT").execution is None
+
+
+def test_answers_recorded_in_a_paper_run_are_replayed_by_a_backtest_for_free(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    server.default = server.answer(HOLD)
+    cfg = llm_config(tmp_path, server)
+    trading_cycle(at="2024-06-30T20:00Z", config_file=cfg)
+    asked = len(server.requests)
+    out = tmp_path / "replayed.json"
+
+    ran = CliRunner().invoke(
+        app,
+        [
+            *("backtest", "--replay-llm", "--config", cfg, "--out", str(out)),
+            *("--start", "2024-06-30T20:00Z", "--end", "2024-06-30T21:00Z", "--no-rebalance"),
+        ],
+    )
+
+    assert ran.exit_code == 0, ran.stderr
+    assert len(server.requests) == asked  # replayed: no model was called
+    result = json.loads(out.read_text())
+    assert result["replayed_answers"] == 4 and result["missing_answers"] == 4  # 20:00 recorded, 21:00 not
+    assert result["decisions"] == {"v1,v2": 2, "offline-deterministic": 2}
+    assert "recorded answers replayed: 4" in ran.stdout
+    assert {row["model"] for row in result["leaderboard"]} == {"v1", "v2", "offline"}

@@ -22,6 +22,7 @@ from triplegain.errors import LLMBudgetExceeded, LLMError, LLMOutputInvalid, LLM
 from triplegain.llm.ask import ask_provider
 from triplegain.llm.breaker import Breaker, Breakers
 from triplegain.llm.models import Answer, LLMCall, Outcome, Prompt, ProviderConfig, T, Usage
+from triplegain.llm.replay import Recording, recording_key
 
 Caller = Callable[[ProviderConfig, Prompt, type[T]], Awaitable[Answer[T]]]
 Clock = Callable[[], datetime]
@@ -74,13 +75,15 @@ class LLMRunResult:
     records: list[LLMCall] = field(default_factory=list)
     breakers: dict[str, Breaker] = field(default_factory=dict)
     events: list[BudgetExhausted] = field(default_factory=list)
+    recordings: list[Recording] = field(default_factory=list)
 
     def merged(self, later: LLMRunResult) -> LLMRunResult:
-        """Both runs' records and events; the later run's breaker states win."""
+        """Both runs' records, events and recordings; the later run's breaker states win."""
         return LLMRunResult(
             [*self.records, *later.records],
             {**self.breakers, **later.breakers},
             [*self.events, *later.events],
+            [*self.recordings, *later.recordings],
         )
 
 
@@ -99,12 +102,15 @@ class LLMGateway:
         self._call = call
         self.records: list[LLMCall] = []
         self.events: list[BudgetExhausted] = []
+        self.recordings: list[Recording] = []
         self._lock = threading.Lock()
 
     def result(self) -> LLMRunResult:
         """Records, breaker states and events so far."""
         with self._lock:
-            return LLMRunResult(list(self.records), self.breakers.export(), list(self.events))
+            return LLMRunResult(
+                list(self.records), self.breakers.export(), list(self.events), list(self.recordings)
+            )
 
     async def ask_each(
         self, agent: str, models: Sequence[ProviderConfig], prompt: Prompt, schema: type[T], timeout: float
@@ -143,6 +149,17 @@ class LLMGateway:
                 continue
             self.breakers.succeeded(config.name)
             self._record(agent, config, now, "repaired" if answer.repaired else "ok", answer.usage)
+            recording = Recording(
+                key=recording_key(config.model, prompt, schema),
+                provider=config.name,
+                model=config.model,
+                schema_name=schema.__name__,
+                answer=answer.value.model_dump(mode="json"),
+                recorded_at=now,
+                cycle_id=self.cycle_id,
+            )
+            with self._lock:
+                self.recordings.append(recording)
             return answer  # type: ignore[return-value]
         last = chain[-1]
         raise LLMUnavailable(last.name, last.model, f"{agent}: every provider failed: " + "; ".join(failures))

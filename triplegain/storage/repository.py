@@ -22,6 +22,7 @@ from triplegain.errors import ConcurrentCycleError
 from triplegain.llm.breaker import Breaker
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.llm.models import LLMCall
+from triplegain.llm.replay import Recording
 from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import Resolution
 from triplegain.models.cycle import CycleReport, Execution
@@ -44,6 +45,7 @@ from triplegain.storage.tables import (
     FillRow,
     FlowRunRow,
     LLMCallRow,
+    LLMRecordingRow,
     MessageRow,
     ModelVoteRow,
     OrderRow,
@@ -136,7 +138,7 @@ def save_cycle(
         session.add_all(_verdict_rows(report))
         session.add_all(_message_rows(report.cycle_id, result.messages))
         session.add_all(_dead_letter_rows(report.cycle_id, result.dead_letters))
-        save_llm_calls(session, llm.records)
+        save_llm_calls(session, llm.records, llm.recordings)
         session.add_all(_resolution_rows(report.cycle_id, result.resolutions))
         if published_changes:
             session.execute(
@@ -457,9 +459,23 @@ def _snapshot_row(cycle_id: str, portfolio: Portfolio) -> PortfolioSnapshotRow:
     )
 
 
-def save_llm_calls(session: Session, calls: list[LLMCall]) -> None:
-    """Record LLM call attempts (with the cycle's unit of work, or on their own for other flows)."""
+def save_llm_calls(session: Session, calls: list[LLMCall], recordings: list[Recording] | None = None) -> None:
+    """Record LLM call attempts and the valid answers (with the cycle's unit of work, or on their own for
+    other flows). An answer already recorded under the same key is kept as it was."""
     session.add_all(LLMCallRow(**c.model_dump()) for c in calls)
+    if not recordings:
+        return
+    new = {r.key: r for r in recordings}
+    known = set(session.scalars(select(LLMRecordingRow.key).where(LLMRecordingRow.key.in_(list(new)))))
+    session.add_all(LLMRecordingRow(**r.model_dump()) for key, r in new.items() if key not in known)
+
+
+def load_recordings(session: Session, models: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Recorded answers by key (of the given models, or all), for a replaying backtest."""
+    query = select(LLMRecordingRow.key, LLMRecordingRow.answer)
+    if models is not None:
+        query = query.where(LLMRecordingRow.model.in_(models))
+    return {row.key: row.answer for row in session.execute(query)}
 
 
 def llm_spent_since(session: Session, since: datetime) -> Decimal:

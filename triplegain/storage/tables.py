@@ -368,3 +368,17 @@ class DcaBatchRow(Base):
     run_key: Mapped[str | None] = mapped_column(String(40))
     finished_at: Mapped[datetime | None]
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class LLMRecordingRow(Base):
+    """A valid model answer, keyed by a hash of model and prompt, so backtests can replay it."""
+
+    __tablename__ = "llm_recordings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(100), index=True)
+    schema_name: Mapped[str] = mapped_column(String(60))
+    answer: Mapped[dict[str, Any]]
+    recorded_at: Mapped[datetime]
+    cycle_id: Mapped[str | None] = mapped_column(String(40))
