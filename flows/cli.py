@@ -211,16 +211,7 @@ def backtest(
             f"{m.exposure_pct:.1f}",
         )
     out.print(table)
-    board = Table(
-        title="models, shadow-scored on their votes (right at 4 h; mean move in favour of BUY/SELL)"
-    )
-    for column in ("model", "votes", "scored", "right %", "1 h %", "4 h %", "24 h %"):
-        board.add_column(column, justify="right")
-    for row in result.leaderboard:
-        moves = [f"{m:+.3f}" if m is not None else "-" for m in row.mean_outcome_pct.values()]
-        right = f"{row.accuracy_pct:.1f}" if row.accuracy_pct is not None else "-"
-        board.add_row(row.model, str(row.votes), str(row.scored), right, *moves)
-    out.print(board)
+    _print_leaderboard(result.leaderboard, "models, shadow-scored on their votes")
     who = ", ".join(f"{name} {n}" for name, n in result.decisions.items())
     out.print(f"decided by (symbol-hours): {who}", highlight=False, markup=False)
     if replay is not None:
@@ -234,6 +225,35 @@ def backtest(
     for event in result.events[-10:]:
         out.print(f"event: {event}", highlight=False, markup=False)
     out.print(f"result: {json_path}  plot: {png}", highlight=False)
+
+
+@app.command()
+def leaderboard(
+    days: Annotated[int, typer.Option(help="Votes of the newest this many days of cycles")] = 30,
+    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
+) -> None:
+    """Every model's stored votes scored on their 1/4/24 h outcome, best first."""
+    try:
+        from flows.leaderboard import model_leaderboard
+
+        rows = model_leaderboard(days, config)
+    except Exception as e:
+        _fail(e, verbose=False)
+    if not rows:
+        out.print("no votes stored yet: run some trading cycles first", highlight=False)
+        return
+    _print_leaderboard(rows, "models, shadow-scored on their stored votes")
+
+
+def _print_leaderboard(rows: Any, title: str) -> None:
+    board = Table(title=f"{title} (right at 4 h; mean move in favour of BUY/SELL)")
+    for column in ("model", "votes", "scored", "right %", "1 h %", "4 h %", "24 h %"):
+        board.add_column(column, justify="right")
+    for row in rows:
+        moves = [f"{m:+.3f}" if m is not None else "-" for m in row.mean_outcome_pct.values()]
+        right = f"{row.accuracy_pct:.1f}" if row.accuracy_pct is not None else "-"
+        board.add_row(row.model, str(row.votes), str(row.scored), right, *moves)
+    out.print(board)
 
 
 @app.command()

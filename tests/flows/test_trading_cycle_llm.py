@@ -211,3 +211,24 @@ def test_answers_recorded_in_a_paper_run_are_replayed_by_a_backtest_for_free(
     assert result["decisions"] == {"v1,v2": 2, "offline-deterministic": 2}
     assert "recorded answers replayed: 4" in ran.stdout
     assert {row["model"] for row in result["leaderboard"]} == {"v1", "v2", "offline"}
+
+
+def test_the_leaderboard_scores_the_votes_of_paper_runs(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.leaderboard import model_leaderboard
+
+    server.default = server.answer(HOLD)
+    cfg = llm_config(tmp_path, server)
+    for hour in ("10", "11"):
+        trading_cycle(at=f"2024-06-29T{hour}:00Z", config_file=cfg)
+
+    rows = {row.model: row for row in model_leaderboard(30, cfg)}
+    shown = CliRunner().invoke(app, ["leaderboard", "--config", cfg])
+
+    assert set(rows) == {"v1", "v2"} and rows["v1"].votes == 4 and rows["v1"].scored == 4
+    assert rows["v1"].actions == {"HOLD": 4} and rows["v1"].accuracy_pct is not None
+    assert shown.exit_code == 0 and "v1" in shown.stdout and "right %" in shown.stdout

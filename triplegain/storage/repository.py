@@ -27,7 +27,7 @@ from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentR
 from triplegain.models.conflicts import Resolution
 from triplegain.models.cycle import CycleReport, Execution
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import CoordinatorState, PositionStatus
+from triplegain.models.enums import Action, CoordinatorState, PositionStatus
 from triplegain.models.trading import Order, Portfolio, Position
 from triplegain.rebalance import Batch, BatchRecord, PlanRecord, RebalanceDecision, RebalanceTrade
 from triplegain.risk.state import Breaker as RiskBreaker
@@ -881,3 +881,25 @@ def _batch_record(row: DcaBatchRow) -> BatchRecord:
         finished_at=row.finished_at,
         prefect_flow_run_id=row.prefect_flow_run_id,
     )
+
+
+def recent_votes(session: Session, days: int) -> list[tuple[datetime, str, str, Action, float]]:
+    """The model votes of the newest `days` days of cycles (counted back from the newest cycle, so a replay
+    of the past works too): (cycle time, symbol, model, action, price at decision)."""
+    newest = session.scalar(select(func.max(CycleRow.as_of)).where(CycleRow.id.like("cycle-%")))
+    if newest is None:
+        return []
+    since = newest - timedelta(days=days)
+    rows = session.execute(
+        select(
+            CycleRow.as_of,
+            ModelVoteRow.symbol,
+            ModelVoteRow.model,
+            ModelVoteRow.action,
+            ModelVoteRow.price_at_decision,
+        )
+        .join(CycleRow, CycleRow.id == ModelVoteRow.cycle_id)
+        .where(CycleRow.as_of >= since, ModelVoteRow.error.is_(None))
+        .order_by(CycleRow.as_of, ModelVoteRow.id)
+    )
+    return [(at, symbol, model, Action(action), float(price)) for at, symbol, model, action, price in rows]
