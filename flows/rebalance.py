@@ -19,7 +19,6 @@ while the coordinator is PAUSED or HALTED is recorded as skipped and never execu
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -51,6 +50,7 @@ from tasks.storage import (
     store_batch_flow_run,
     store_plan,
 )
+from triplegain.aio import run_sync
 from triplegain.coordinator import AccountState
 from triplegain.cycle import build_report
 from triplegain.errors import ConcurrentCycleError, CycleError
@@ -131,8 +131,8 @@ def _plan(
     plan_id = uuid.uuid4().hex[:12]
     batches = dca_batches(decision.trades, settings.portfolio, now)
     cancelled = store_plan(plan_id, decision, batches, settings)
-    asyncio.run(_cancel_runs([b.prefect_flow_run_id for b in cancelled if b.prefect_flow_run_id]))
-    on_server = asyncio.run(_deployment_exists())
+    run_sync(_cancel_runs([b.prefect_flow_run_id for b in cancelled if b.prefect_flow_run_id]))
+    on_server = run_sync(_deployment_exists())
     if on_server:
         for batch in batches:
             run = run_deployment(
