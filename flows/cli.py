@@ -148,14 +148,14 @@ def backtest(
         replay = None
         if replay_llm:
             from tasks.storage import engine_for
-            from triplegain.backtest import LLMReplay, replay_models
+            from triplegain.backtest import LLMReplay, replay_models, replay_resolution_chain
             from triplegain.storage import unit_of_work
             from triplegain.storage.repository import load_recordings
 
             models = replay_models(settings)
             with unit_of_work(engine_for(settings)) as session:
                 recordings = load_recordings(session, [m.model for m in models])
-            replay = LLMReplay(models, recordings)
+            replay = LLMReplay(models, recordings, replay_resolution_chain(settings))
             err.print(f"replaying {len(recordings)} recorded answers of {', '.join(m.name for m in models)}")
         with Progress(
             TextColumn("backtest"),

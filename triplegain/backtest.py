@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,19 +26,29 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from triplegain.agents.llm_decision import decide_with_models
 from triplegain.aio import run_sync
 from triplegain.coordinator import AccountState, fresh_account, next_account
-from triplegain.cycle import Decider, decision_step, normalize_at, run_cycle
+from triplegain.cycle import (
+    Decider,
+    Resolver,
+    decision_step,
+    normalize_at,
+    resolve_without_models,
+    run_cycle,
+)
 from triplegain.llm.breaker import BreakerPolicy, Breakers
 from triplegain.llm.gateway import Budget, LLMGateway
-from triplegain.llm.models import ProviderConfig
+from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.llm.replay import ReplayCaller
 from triplegain.market.replay import ReplaySource
 from triplegain.market.source import MarketDataSource
 from triplegain.models.analysis import RegimeAssessment, TechnicalReport
+from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, CoordinatorState, OrderStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import QUOTE
 from triplegain.rebalance import Batch, allocation, dca_batches, decide
+from triplegain.resolution import AGENT as RESOLUTION_AGENT
+from triplegain.resolution import ResolutionAnswer, resolve
 from triplegain.scoring import ModelScore, leaderboard, score_vote
 from triplegain.settings import DEFAULT_PROVIDERS, Settings
 
@@ -99,6 +109,7 @@ class LLMReplay:
 
     models: list[ProviderConfig]
     recordings: dict[str, dict[str, Any]]
+    resolution_chain: list[ProviderConfig] = field(default_factory=list)
 
 
 def replay_models(settings: Settings) -> list[ProviderConfig]:
@@ -110,6 +121,12 @@ def replay_models(settings: Settings) -> list[ProviderConfig]:
     if unknown:
         raise ValueError(f"llm.decision_models {unknown} are not among the providers {sorted(known)}")
     return [known[m] for m in settings.llm.decision_models]
+
+
+def replay_resolution_chain(settings: Settings) -> list[ProviderConfig]:
+    """The conflict-resolution chain (`llm.resolution_chain`) among the known providers."""
+    known = {**DEFAULT_PROVIDERS, **settings.llm.providers}
+    return [known[m] for m in settings.llm.resolution_chain if m in known]
 
 
 def run_backtest(
@@ -133,6 +150,7 @@ def run_backtest(
     account = fresh_account(settings)
     caller = ReplayCaller(replay.recordings) if replay else None
     decider = _replaying_decider(replay, caller, settings) if replay and caller else None
+    resolver = _replaying_resolver(replay, caller, settings) if replay and caller else resolve_without_models
     decisions: dict[str, int] = {}
     pending: list[Batch] = []
     last_plan: datetime | None = None
@@ -147,7 +165,9 @@ def run_backtest(
         at = start + timedelta(hours=i)
         due = [b for b in pending if b.scheduled_at <= at]
         pending = [b for b in pending if b.scheduled_at > at]
-        report, result = run_cycle(source, account, at, settings, [t for b in due for t in b.trades], decider)
+        report, result = run_cycle(
+            source, account, at, settings, [t for b in due for t in b.trades], decider, resolver
+        )
         if all(o.error is not None for o in report.symbols):
             skipped += 1
         account = next_account(account, result)
@@ -213,19 +233,38 @@ def run_backtest(
 
 def _replaying_decider(replay: LLMReplay, caller: ReplayCaller, settings: Settings) -> Decider:
     """The models vote with recorded answers; when none of them has one, the offline model decides."""
-    unlimited = Decimal("1e12")
-    never_open = BreakerPolicy(failure_threshold=10**9)  # a missing recording is not a provider outage
 
     def decide(
         snapshot: MarketSnapshot, technical: TechnicalReport, regime: RegimeAssessment
     ) -> TradingSignal:
-        gateway = LLMGateway(Breakers(never_open, {}), Budget(unlimited, unlimited), call=caller)
+        gateway = _replay_gateway(caller)
         signal = run_sync(decide_with_models(snapshot, technical, regime, settings, gateway, replay.models))
         if all(v.abstained for v in signal.model_votes):
             return decision_step(snapshot, technical, regime, settings)
         return signal
 
     return decide
+
+
+def _replaying_resolver(replay: LLMReplay, caller: ReplayCaller, settings: Settings) -> Resolver:
+    """Conflicts resolved by the recorded answers of the resolution chain; conservative without one."""
+
+    def resolve_recorded(conflicts: list[Conflict], signals: dict[str, TradingSignal]) -> list[Resolution]:
+        gateway = _replay_gateway(caller)
+
+        async def ask(config: ProviderConfig, prompt: Prompt) -> Answer[ResolutionAnswer]:
+            return await gateway.ask(RESOLUTION_AGENT, [config], prompt, ResolutionAnswer)
+
+        return run_sync(resolve(conflicts, signals, replay.resolution_chain, ask, settings.conflicts))
+
+    return resolve_recorded
+
+
+def _replay_gateway(caller: ReplayCaller) -> LLMGateway:
+    """A gateway that only replays: no budget to spend, and a missing recording is no provider outage."""
+    unlimited = Decimal("1e12")
+    never_open = BreakerPolicy(failure_threshold=10**9)
+    return LLMGateway(Breakers(never_open, {}), Budget(unlimited, unlimited), call=caller)
 
 
 def _worth_keeping(event: str) -> bool:

@@ -18,13 +18,14 @@ from triplegain.errors import MarketDataError, MarketDataUnavailable
 from triplegain.indicators import compute_indicators
 from triplegain.market.source import MarketDataSource, build_snapshot
 from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
-from triplegain.models.conflicts import Conflict
+from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CycleStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import Portfolio, Position
 from triplegain.rebalance import RebalanceTrade
+from triplegain.resolution import conservative, triage
 from triplegain.settings import Settings
 
 
@@ -78,6 +79,12 @@ def decision_step(
 
 
 Decider = Callable[[MarketSnapshot, TechnicalReport, RegimeAssessment], TradingSignal]
+Resolver = Callable[[list[Conflict], dict[str, TradingSignal]], list[Resolution]]
+
+
+def resolve_without_models(conflicts: list[Conflict], signals: dict[str, TradingSignal]) -> list[Resolution]:
+    """What a cycle without any usable model does with its conflicts: the conservative action."""
+    return conservative(conflicts, "no LLM configured for conflict resolution: conservative action")
 
 
 def analyze_symbol(
@@ -182,10 +189,13 @@ def run_cycle(
     settings: Settings,
     rebalance: Sequence[RebalanceTrade] = (),
     decider: Decider | None = None,
+    resolver: Resolver = resolve_without_models,
 ) -> tuple[CycleReport, Coordination]:
     """A whole cycle without Prefect or a database: what backtests and benchmarks drive.
 
-    `rebalance` are DCA batch trades due at this hour, made after the symbols' own trades.
+    Like the flow: conflicts are detected and resolved (by `resolver`, for the conflicts the account's
+    degradation level lets a model see; the rest by rule), then coordinated. `rebalance` are DCA batch
+    trades due at this hour, made after the symbols' own trades.
     """
     started = datetime.now(UTC)
     at = normalize_at(at)
@@ -194,7 +204,20 @@ def run_cycle(
         analyze_symbol(source, s, at, account.regimes.get(s), settings, decider)
         for s in settings.market.symbols
     ]
+    to_model, resolutions = triage(
+        find_conflicts(analyses, account.positions, settings), account.health.level
+    )
+    if to_model:
+        signals = {a.symbol: a.signal for a in analyses if a.signal is not None}
+        resolutions += resolver(to_model, signals)
     result = coordinate(
-        cycle_id, at, account, analyses, settings, health=api_outcomes(analyses), rebalance=rebalance
+        cycle_id,
+        at,
+        account,
+        analyses,
+        settings,
+        resolutions=resolutions,
+        health=api_outcomes(analyses),
+        rebalance=rebalance,
     )
     return build_report(cycle_id, at, started, analyses, result, settings), result

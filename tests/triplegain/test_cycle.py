@@ -82,3 +82,41 @@ def test_times_are_parsed_to_utc_and_refused_when_malformed_or_naive() -> None:
         parse_time("yesterday")
     with pytest.raises(ValueError, match="no timezone"):
         parse_time("2024-06-01T12:00")
+
+
+def test_run_cycle_resolves_conflicts_like_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    import triplegain.cycle
+    from triplegain.coordinator import fresh_account
+    from triplegain.market import ReplaySource
+    from triplegain.models.conflicts import Conflict, ConflictType, ResolutionAction
+    from triplegain.settings import load_settings
+
+    def choppy(analyses, positions, settings):  # type: ignore[no-untyped-def]
+        return [
+            Conflict(
+                type=ConflictType.CHOPPY_REGIME,
+                symbol="BTC/USDT",
+                agents_involved=["regime_detection", "trading_decision"],
+                description="BUY proposed in a choppy regime",
+                fallback="abort",
+            )
+        ]
+
+    settings = load_settings()
+    at = datetime(2024, 6, 30, 20, tzinfo=UTC)  # the offline model buys BTC here
+    free, _ = triplegain.cycle.run_cycle(ReplaySource(), fresh_account(settings), at, settings)
+    assert free.outcome("BTC/USDT").execution is not None
+    monkeypatch.setattr(triplegain.cycle, "find_conflicts", choppy)
+    seen: list[object] = []
+
+    def resolver(conflicts, signals):  # type: ignore[no-untyped-def]
+        seen.append((conflicts, sorted(signals)))
+        return triplegain.cycle.resolve_without_models(conflicts, signals)
+
+    report, _ = triplegain.cycle.run_cycle(
+        ReplaySource(), fresh_account(settings), at, settings, resolver=resolver
+    )
+
+    btc = report.outcome("BTC/USDT")
+    assert len(seen) == 1 and btc.resolution is not None and btc.resolution.action is ResolutionAction.ABORT
+    assert btc.execution is None  # the conservative answer to a choppy-regime conflict: no trade
