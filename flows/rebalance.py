@@ -20,6 +20,7 @@ while the coordinator is PAUSED or HALTED is recorded as skipped and never execu
 from __future__ import annotations
 
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -187,7 +188,8 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
                 why = (
                     f"fell due at {batch.scheduled_at:%Y-%m-%d %H:%M} UTC while the coordinator was {stopped}"
                 )
-                record_skipped_batch(plan_id, batch_index, why, settings)
+                with suppress(ConcurrentCycleError):  # another run of this batch settled it first
+                    record_skipped_batch(plan_id, batch_index, why, settings)
                 run.status = "skipped"
                 logger.warning("batch %s#%d skipped: %s", plan_id, batch_index, why)
                 break
