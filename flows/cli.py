@@ -437,6 +437,7 @@ def status(
             name, run.run_key, f"{run.started_at:%Y-%m-%d %H:%M:%S}", finished, run.status, run.error or ""
         )
     out.print(runs if current.last_runs else "last runs: none recorded yet", highlight=False)
+    out.print(f"rebalance plan: {current.dca_plan or 'none yet'}", highlight=False, markup=False)
     for change in current.recent_changes:
         when = f"{change.at:%Y-%m-%d %H:%M}"
         out.print(

@@ -113,6 +113,7 @@ class CoordinatorStatus(BaseModel):
     llm_failures: int = 0
     api_failures: int = 0
     last_runs: dict[str, RunRecord] = Field(default_factory=dict, description="Flow name -> its last run")
+    dca_plan: str | None = Field(None, description="The newest rebalance plan, in one line")
     tripped_breakers: dict[str, str]
     consecutive_losses: int
     last_cycle_id: str | None

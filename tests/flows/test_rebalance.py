@@ -119,6 +119,11 @@ def test_cli_rebalance_and_dca(project_db: str) -> None:
     )
     assert shown.exit_code == 0 and "(active), 6666.00 USD" in shown.stdout and "batch 5 at" in shown.stdout
     assert due.exit_code == 0 and "no batch is due" in due.stdout
+    status = runner.invoke(app, ["status"])
+    assert (
+        "rebalance plan: " in status.stdout
+        and "6666.00 USD in 6 batch(es): 1 executed, 5 pending" in status.stdout
+    )
     assert again.exit_code == 0 and "# Portfolio check: none" in again.stdout
 
 

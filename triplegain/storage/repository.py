@@ -693,6 +693,7 @@ def load_status(session: Session, settings: Settings) -> CoordinatorStatus:
         llm_failures=account.health.llm_failures,
         api_failures=account.health.api_failures,
         last_runs=last_runs(session),
+        dca_plan=_plan_line(load_plans(session, 1)),
         tripped_breakers={k.value: v for k, v in account.risk.tripped.items()} if account.risk else {},
         consecutive_losses=account.risk.consecutive_losses if account.risk else 0,
         last_cycle_id=cycle.id if cycle else None,
@@ -903,3 +904,16 @@ def recent_votes(session: Session, days: int) -> list[tuple[datetime, str, str, 
         .order_by(CycleRow.as_of, ModelVoteRow.id)
     )
     return [(at, symbol, model, Action(action), float(price)) for at, symbol, model, action, price in rows]
+
+
+def _plan_line(plans: list[PlanRecord]) -> str | None:
+    if not plans:
+        return None
+    plan = plans[0]
+    counts: dict[str, int] = {}
+    for b in plan.batches:
+        counts[b.status] = counts.get(b.status, 0) + 1
+    done = ", ".join(f"{n} {status}" for status, n in counts.items())
+    pending = [b for b in plan.batches if b.status == "pending"]
+    after = f"; next batch at {pending[0].scheduled_at:%Y-%m-%d %H:%M} UTC" if pending else ""
+    return f"{plan.id} ({plan.status}, {plan.total_usd} USD in {len(plan.batches)} batch(es): {done}){after}"
