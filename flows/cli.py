@@ -48,10 +48,7 @@ def run(
         report = trading_cycle(at=when, symbols=symbol_list, config_file=config)
     except Exception as e:
         _fail(e, verbose)
-    if as_json:
-        out.print_json(report.model_dump_json())
-    else:
-        _print_report(report)
+    _show(report, as_json)
 
 
 @app.command()
@@ -75,10 +72,7 @@ def watch(
         report = market_watch(at=when, config_file=config)
     except Exception as e:
         _fail(e, verbose)
-    if as_json:
-        out.print_json(report.model_dump_json())
-    else:
-        _print_report(report)
+    _show(report, as_json)
 
 
 @app.command()
@@ -488,6 +482,14 @@ def _fail(e: BaseException, verbose: bool) -> Any:
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
     err.print(f"[red]error:[/red] {type(e).__name__}: {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=1)
+
+
+def _show(report: Any, as_json: bool) -> None:
+    """A cycle or watch report: the typed report as JSON, or the summary table."""
+    if as_json:
+        out.print_json(report.model_dump_json())
+    else:
+        _print_report(report)
 
 
 def _print_report(report: Any) -> None:
