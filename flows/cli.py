@@ -25,6 +25,11 @@ def main_callback() -> None:
     """TripleGain: LLM-assisted paper trading on Prefect."""
 
 
+Config = Annotated[str | None, typer.Option("--config", help="YAML settings file")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")]
+
+
 @app.command()
 def run(
     at: Annotated[
@@ -32,11 +37,9 @@ def run(
         typer.Option(help="Cycle time in UTC, e.g. 2024-06-01T12:00Z (default: end of replay data)"),
     ] = None,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated, e.g. BTC/USDT,XRP/USDT")] = None,
-    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")
-    ] = False,
+    config: Config = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run one trading cycle (paper broker, bundled data by default) and print its report."""
     when = _parse_at(at) if at else None
@@ -57,11 +60,9 @@ def watch(
         str | None,
         typer.Option(help="Watch time in UTC, e.g. 2024-06-01T12:05Z (default: end of replay data)"),
     ] = None,
-    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")
-    ] = False,
+    config: Config = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run one market watch: mark to market, stop-loss / take-profit / trailing exits, circuit breakers."""
     when = _parse_at(at) if at else None
@@ -80,10 +81,8 @@ def rebalance(
     force: Annotated[
         bool, typer.Option("--force", help="Ignore the drift threshold and the minimum interval")
     ] = False,
-    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")
-    ] = False,
+    config: Config = None,
+    verbose: Verbose = False,
 ) -> None:
     """Check the allocation against its targets; plan (and start) a rebalance when it drifted."""
     _prepare_prefect_env(verbose)
@@ -115,7 +114,7 @@ def backtest(
         bool,
         typer.Option("--replay-llm", help="Models vote with their answers recorded in the project database"),
     ] = False,
-    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
+    config: Config = None,
 ) -> None:
     """Replay history hour by hour through the trading code; compare with buy-and-hold and rebalancing."""
     from pathlib import Path
@@ -224,7 +223,7 @@ def backtest(
 @app.command()
 def leaderboard(
     days: Annotated[int, typer.Option(help="Votes of the newest this many days of cycles")] = 30,
-    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
+    config: Config = None,
 ) -> None:
     """Every model's stored votes scored on their 1/4/24 h outcome, best first."""
     try:
@@ -292,10 +291,8 @@ app.add_typer(dca, name="dca")
 
 @dca.command("run-due")
 def dca_run_due(
-    config: Annotated[str | None, typer.Option(help="YAML settings file")] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")
-    ] = False,
+    config: Config = None,
+    verbose: Verbose = False,
 ) -> None:
     """Execute every due batch of the active plan (each at most once, skipped while paused or halted)."""
     _prepare_prefect_env(verbose)
@@ -314,7 +311,7 @@ def dca_run_due(
 
 
 @dca.command("status")
-def dca_status(config: Annotated[str | None, typer.Option(help="YAML settings file")] = None) -> None:
+def dca_status(config: Config = None) -> None:
     """The newest plans and each batch's schedule and status."""
     try:
         from flows.rebalance import dca_status as load
@@ -342,7 +339,6 @@ def dca_status(config: Annotated[str | None, typer.Option(help="YAML settings fi
 
 Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with who asked)")]
 By = Annotated[str | None, typer.Option("--by", help="Who asks (default: your user name)")]
-Config = Annotated[str | None, typer.Option("--config", help="YAML settings file")]
 
 
 @app.command()
@@ -381,9 +377,7 @@ def reset_breaker(reason: Reason, by: By = None, config: Config = None) -> None:
 
 
 @app.command()
-def status(
-    config: Config = None, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False
-) -> None:
+def status(config: Config = None, as_json: AsJson = False) -> None:
     """State, degradation, breakers, each flow's last run, balances and open positions with P&L."""
     try:
         from flows.control import status as load

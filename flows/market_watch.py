@@ -20,21 +20,20 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 
 from flows.llm_setup import run_settings
-from flows.tracking import tracked_run
-from flows.trading_cycle import default_cycle_time, publish_artifacts
+from flows.tracking import commit_or_settle, tracked_run
+from flows.trading_cycle import default_cycle_time, publish_artifacts, stored_report
 from tasks.coordination import coordinate_signals
 from tasks.events import emit_coordinator_events, emit_degradation_events
 from tasks.market import fetch_snapshot
 from tasks.storage import (
     fetch_account,
     fetch_unreported_failures,
-    find_report,
     persist_cycle,
     prepare_database,
 )
 from triplegain.coordinator import Coordination, SymbolAnalysis
 from triplegain.cycle import build_report, parse_time
-from triplegain.errors import ConcurrentCycleError, CycleError
+from triplegain.errors import CycleError
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CycleStatus
@@ -44,7 +43,6 @@ FLOW_NAME = "market-watch"
 ARTIFACT_KEY = "market-watch-report"
 POSITIONS_ARTIFACT_KEY = "market-watch-positions"
 SLOT_MINUTES = 5
-COMMIT_ATTEMPTS = 2  # a watch that lost the account to a trading cycle watches once more
 
 
 def watch_id_for(at: datetime) -> str:
@@ -69,28 +67,22 @@ def market_watch(
     watch_id = watch_id_for(when)
     started = datetime.now(UTC)
     prepare_database(settings)
-    stored = find_report(watch_id, settings)
+    stored = stored_report(watch_id, settings)
     if stored is not None:
         logger.info("%s already ran; returning its stored report, sending no order", watch_id)
-        return stored.model_copy(update={"replayed": True})
+        return stored
+
+    def attempt() -> CycleReport:
+        report, result = _watch(settings, when, watch_id, started)
+        emit_coordinator_events(settings)
+        emit_degradation_events(result.degradation_changes)
+        if report.status is not CycleStatus.COMPLETED:
+            logger.warning("%s: %s", watch_id, "; ".join(o.error or "" for o in report.symbols if o.error))
+        publish_artifacts(report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
+        return report
+
     with tracked_run(FLOW_NAME, watch_id, settings):
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            try:
-                report, result = _watch(settings, when, watch_id, started)
-                break
-            except ConcurrentCycleError as e:
-                stored = find_report(watch_id, settings)
-                if stored is not None:  # a duplicate run of this very slot committed first
-                    return stored.model_copy(update={"replayed": True})
-                if attempt == COMMIT_ATTEMPTS:
-                    raise
-                logger.warning("%s: %s; watching again on the account as the other run left it", watch_id, e)
-    emit_coordinator_events(settings)
-    emit_degradation_events(result.degradation_changes)
-    if report.status is not CycleStatus.COMPLETED:
-        logger.warning("%s: %s", watch_id, "; ".join(o.error or "" for o in report.symbols if o.error))
-    publish_artifacts(report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
-    return report
+        return commit_or_settle(attempt, lambda: stored_report(watch_id, settings), watch_id)
 
 
 def _watch(

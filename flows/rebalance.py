@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.llm_setup import run_settings
 from flows.market_watch import price_snapshots
-from flows.tracking import tracked_run
+from flows.tracking import commit_or_settle, tracked_run
 from flows.trading_cycle import default_cycle_time, publish_artifacts
 from tasks.coordination import coordinate_signals
 from tasks.storage import (
@@ -166,9 +166,7 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
     logger = get_run_logger()
     settings, _ = run_settings(config_file, None)
     prepare_database(settings)
-    batch = fetch_batch(plan_id, batch_index, settings)
-    if batch is None:
-        raise ValueError(f"no DCA batch {plan_id}#{batch_index}: check the plan id (`triplegain dca status`)")
+    batch = _batch(plan_id, batch_index, settings)
     if batch.status != "pending":
         logger.info("batch %s#%d is already %s: nothing to do", plan_id, batch_index, batch.status)
         return batch
@@ -177,40 +175,39 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
         raise ValueError(
             f"DCA batch {plan_id}#{batch_index} is not due until {batch.scheduled_at.isoformat()}"
         )
+    what = f"DCA batch {plan_id}#{batch_index}"
     with tracked_run(DCA_FLOW, batch.run_id, settings) as run:
-        for attempt in range(1, 3):
+
+        def attempt() -> BatchRecord:
             account = fetch_account(settings)
             then = fetch_state_at(batch.scheduled_at, settings)
             stopped = next(
                 (s for s in (then, account.coordinator) if s is not CoordinatorState.RUNNING), None
             )
-            if stopped is not None:
+            if stopped is None:
+                publish_artifacts(_execute(batch, account, settings), DCA_ARTIFACT_KEY, DCA_POSITIONS_KEY)
+            else:
                 why = (
                     f"fell due at {batch.scheduled_at:%Y-%m-%d %H:%M} UTC while the coordinator was {stopped}"
                 )
                 with suppress(ConcurrentCycleError):  # another run of this batch settled it first
                     record_skipped_batch(plan_id, batch_index, why, settings)
                 run.status = "skipped"
-                logger.warning("batch %s#%d skipped: %s", plan_id, batch_index, why)
-                break
-            try:
-                report = _execute(batch, account, settings)
-            except ConcurrentCycleError as e:
-                latest = fetch_batch(plan_id, batch_index, settings)
-                if latest is not None and latest.status != "pending":
-                    logger.warning("batch %s#%d was settled by another run: %s", plan_id, batch_index, e)
-                    return latest
-                if attempt == 2:
-                    raise
-                logger.warning(
-                    "batch %s#%d: %s; running again on the account as it now stands", plan_id, batch_index, e
-                )
-                continue
-            publish_artifacts(report, DCA_ARTIFACT_KEY, DCA_POSITIONS_KEY)
-            break
-    done = fetch_batch(plan_id, batch_index, settings)
-    assert done is not None
-    return done
+                logger.warning("%s skipped: %s", what, why)
+            return _batch(plan_id, batch_index, settings)
+
+        def settled() -> BatchRecord | None:
+            latest = _batch(plan_id, batch_index, settings)
+            return latest if latest.status != "pending" else None
+
+        return commit_or_settle(attempt, settled, what)
+
+
+def _batch(plan_id: str, index: int, settings: Settings) -> BatchRecord:
+    batch = fetch_batch(plan_id, index, settings)
+    if batch is None:
+        raise ValueError(f"no DCA batch {plan_id}#{index}: check the plan id (`triplegain dca status`)")
+    return batch
 
 
 def _execute(batch: BatchRecord, account: AccountState, settings: Settings) -> CycleReport:

@@ -7,15 +7,20 @@ machine lost) stays `running` and is reported as crashed by the next trading cyc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
 
 from tasks.storage import begin_run, end_run
+from triplegain.errors import ConcurrentCycleError
 from triplegain.settings import Settings
+
+R = TypeVar("R")
+COMMIT_ATTEMPTS = 2  # a run that lost the account to another (e.g. the market watch) runs once more
 
 
 @dataclass
@@ -42,3 +47,22 @@ def tracked_run(flow: str, run_key: str, settings: Settings) -> Iterator[Tracked
             get_run_logger().warning("could not record the failure of run %s: %s", run.id, recording)
         raise
     end_run(run.id, run.status, settings)
+
+
+def commit_or_settle(step: Callable[[], R], settled: Callable[[], R | None], what: str) -> R:
+    """Run `step`, which loads the account and commits its work on it. When the commit is refused because
+    another run moved the account first (ConcurrentCycleError), return what that run settled if it did this
+    very work (`settled`), otherwise run `step` once more on the account as it now stands."""
+    logger = get_run_logger()
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return step()
+        except ConcurrentCycleError as e:
+            done = settled()
+            if done is not None:
+                logger.warning("%s was settled by a run started at the same time: %s", what, e)
+                return done
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            logger.warning("%s: %s; running again on the account as the other run left it", what, e)
+    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -20,7 +20,7 @@ from prefect.states import Completed
 
 from flows.conflict_resolution import ResolutionRun, resolve_conflicts
 from flows.llm_setup import LLMSetup, gateway_for, llm_setup, run_settings
-from flows.tracking import tracked_run
+from flows.tracking import commit_or_settle, tracked_run
 from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
 from tasks.coordination import coordinate_signals
 from tasks.events import emit_coordinator_events, emit_degradation_events
@@ -46,7 +46,7 @@ from triplegain.cycle import (
     skipped_report,
 )
 from triplegain.degradation import llm_outcomes, resolution_outcomes
-from triplegain.errors import ConcurrentCycleError, CycleError, MarketDataError, MarketDataUnavailable
+from triplegain.errors import CycleError, MarketDataError, MarketDataUnavailable
 from triplegain.llm.gateway import BudgetExhausted, LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
 from triplegain.market import ReplaySource
@@ -62,7 +62,6 @@ from triplegain.settings import Settings
 ARTIFACT_KEY = "trading-cycle-report"
 POSITIONS_ARTIFACT_KEY = "trading-cycle-positions"
 FLOW_NAME = "trading-cycle"
-COMMIT_ATTEMPTS = 2  # a run that lost the account to another (e.g. the market watch) runs once more
 
 
 @flow(name=FLOW_NAME, log_prints=False)
@@ -81,12 +80,13 @@ def trading_cycle(
     cycle_id = cycle_id_for(at)
     started = datetime.now(UTC)
     logger.info("cycle %s, database %s (%s)", cycle_id, prepare_database(settings), db_source)
-    stored = find_report(cycle_id, settings)
+    stored = stored_report(cycle_id, settings)
     if stored is not None:
         logger.info("%s already ran; returning its stored report, placing no order", cycle_id)
-        return stored.model_copy(update={"replayed": True})
+        return stored
     with tracked_run(FLOW_NAME, cycle_id, settings) as run:
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+
+        def attempt() -> CycleReport:
             account = fetch_account(settings)
             emit_coordinator_events(settings)
             if account.coordinator is CoordinatorState.HALTED:
@@ -94,21 +94,19 @@ def trading_cycle(
                 logger.warning("%s: %s", cycle_id, why)
                 run.status = "skipped"
                 return Completed(name="Skipped", message=why, data=skipped_report(cycle_id, at, account, why))  # type: ignore[return-value]
-            try:
-                report, result = _run(settings, at, cycle_id, started, account)
-                break
-            except ConcurrentCycleError as e:
-                stored = find_report(cycle_id, settings)
-                if stored is not None:  # the other run was this very hour: its report stands
-                    logger.warning("%s was committed by a run started at the same time", cycle_id)
-                    return stored.model_copy(update={"replayed": True})
-                if attempt == COMMIT_ATTEMPTS:
-                    raise
-                logger.warning("%s: %s; running again on the account as the other run left it", cycle_id, e)
-    emit_coordinator_events(settings)
-    emit_degradation_events(result.degradation_changes)
-    publish_artifacts(report)
-    return report
+            report, result = _run(settings, at, cycle_id, started, account)
+            emit_coordinator_events(settings)
+            emit_degradation_events(result.degradation_changes)
+            publish_artifacts(report)
+            return report
+
+        return commit_or_settle(attempt, lambda: stored_report(cycle_id, settings), cycle_id)
+
+
+def stored_report(cycle_id: str, settings: Settings) -> CycleReport | None:
+    """The report of a cycle that already ran, marked as read back."""
+    stored = find_report(cycle_id, settings)
+    return stored.model_copy(update={"replayed": True}) if stored is not None else None
 
 
 def _run(

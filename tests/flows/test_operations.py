@@ -17,9 +17,10 @@ from flows.control import reset_breaker, resume, status
 from flows.market_watch import market_watch
 from flows.trading_cycle import trading_cycle
 from tests.fakes.llm_server import TEST_KEY, FakeLLMServer, Step
+from tests.flows.test_trading_cycle import count
 from triplegain.errors import ConcurrentCycleError
 from triplegain.models.enums import CoordinatorState, DegradationLevel
-from triplegain.storage import create_db_engine, migrate, unit_of_work
+from triplegain.storage import create_db_engine, unit_of_work
 from triplegain.storage.repository import start_run
 from triplegain.storage.tables import CoordinatorStateRow, CycleRow, OrderRow, PositionSnapshotRow
 
@@ -36,15 +37,6 @@ def config(tmp_path: Path, **sections: object) -> str:
     path = tmp_path / "ops.yaml"
     path.write_text(yaml.safe_dump(sections))
     return str(path)
-
-
-def rows(url: str, table: type) -> int:
-    engine = create_db_engine(url)
-    migrate(engine)
-    with unit_of_work(engine) as s:
-        n = s.scalar(select(func.count()).select_from(table)) or 0
-    engine.dispose()
-    return n
 
 
 def test_llm_failures_push_degradation_up_and_successes_bring_it_down(
@@ -116,7 +108,7 @@ def test_a_drawdown_trip_in_the_market_watch_closes_positions_and_halts_the_next
     assert watched.cycle_id == "watch-20240630T2005Z" and watched.portfolio.positions == []
     assert watched.outcome("BTC/USDT").exits[0].closed_positions[0].close_reason == "circuit_breaker"
     assert any("max_drawdown breaker tripped" in e for e in watched.events)
-    assert rows(project_db, PositionSnapshotRow) == 1  # the cycle's; the watch found nothing left open
+    assert count(project_db, PositionSnapshotRow) == 1  # the cycle's; the watch found nothing left open
     state = trading_cycle(at="2024-06-30T21:00Z", config_file=cfg, return_state=True)  # type: ignore[call-arg]
     assert state.name == "Skipped"
     assert market_watch(at="2024-06-30T21:05Z", config_file=cfg).status.value == "completed"  # still watching
@@ -139,7 +131,7 @@ def test_an_exception_mid_cycle_leaves_nothing_and_the_next_run_reports_it(
         m.setattr(tasks.coordination, "coordinate", explode)
         with pytest.raises(RuntimeError, match="injected"):
             trading_cycle(at="2024-06-30T20:00Z")
-    assert rows(project_db, CycleRow) == 0 and rows(project_db, OrderRow) == 0
+    assert count(project_db, CycleRow) == 0 and count(project_db, OrderRow) == 0
     assert status().last_runs["trading-cycle"].status == "failed"
     engine = create_db_engine(project_db)
     with unit_of_work(engine) as s:  # a run killed three hours ago without a word
@@ -172,8 +164,8 @@ def test_two_cycles_started_at_once_place_one_set_of_orders(project_db: str) -> 
     for t in threads:
         t.join(timeout=120)
 
-    assert len(results) == 2 and rows(project_db, CycleRow) == 1
-    assert rows(project_db, OrderRow) == 1  # BTC bought once
+    assert len(results) == 2 and count(project_db, CycleRow) == 1
+    assert count(project_db, OrderRow) == 1  # BTC bought once
 
 
 def test_two_different_hours_at_once_never_trade_from_the_same_account(project_db: str) -> None:

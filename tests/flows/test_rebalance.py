@@ -7,21 +7,17 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from flows import control
 from flows.rebalance import dca_rebalance, dca_status, portfolio_check, run_due_batches
-from triplegain.storage import create_db_engine, migrate, unit_of_work
+from tests.flows.test_trading_cycle import count
+from triplegain.storage import create_db_engine, unit_of_work
 from triplegain.storage.tables import DcaBatchRow, OrderRow
 
 
 def orders(url: str) -> int:
-    engine = create_db_engine(url)
-    migrate(engine)
-    with unit_of_work(engine) as s:
-        n = s.scalar(select(func.count()).select_from(OrderRow)) or 0
-    engine.dispose()
-    return n
+    return count(url, OrderRow)
 
 
 def move_due(url: str, plan_id: str, index: int, when: datetime) -> None:

@@ -14,7 +14,7 @@ from triplegain.cycle import analyze_symbol, build_report, cycle_id_for
 from triplegain.degradation import HealthOutcome
 from triplegain.market import ReplaySource
 from triplegain.models.enums import CoordinatorState, DegradationLevel
-from triplegain.risk.state import Breaker
+from triplegain.risk.state import Breaker, RiskState
 from triplegain.settings import Settings, load_settings
 from triplegain.storage import load_account, save_cycle, unit_of_work
 from triplegain.storage.repository import (
@@ -52,20 +52,23 @@ def next_hour(
     return report, result
 
 
-def opened(engine: Engine, settings: Settings, replay: ReplaySource) -> None:
+def opened(engine: Engine, settings: Settings, replay: ReplaySource) -> RiskState:
+    """The cycle that buys BTC, committed; returns the risk memory it left."""
     save(engine, *run(engine, settings, BUYING_HOUR, replay))
+    with unit_of_work(engine) as s:
+        risk = load_account(s, settings).risk
+    assert risk is not None
+    return risk
 
 
 def test_a_weekly_trip_stores_the_reduced_position_its_sold_part_and_the_degradation(
     engine: Engine, replay: ReplaySource
 ) -> None:
     cfg = load_settings()
-    opened(engine, cfg, replay)
+    risk = opened(engine, cfg, replay)
     with unit_of_work(engine) as s:
-        risk = load_account(s, cfg).risk
         (before,) = s.scalars(select(PositionRow)).all()
         size = before.size
-    assert risk is not None
     high_week = risk.model_copy(update={"week_start_equity": Decimal(12_000), "peak_equity": Decimal(12_000)})
 
     next_hour(engine, cfg, replay, risk=high_week)
@@ -86,10 +89,7 @@ def test_a_drawdown_trip_stores_the_halt_as_a_recorded_change_and_closes_everyth
     engine: Engine, replay: ReplaySource
 ) -> None:
     cfg = load_settings()
-    opened(engine, cfg, replay)
-    with unit_of_work(engine) as s:
-        risk = load_account(s, cfg).risk
-    assert risk is not None
+    risk = opened(engine, cfg, replay)
 
     next_hour(engine, cfg, replay, risk=risk.model_copy(update={"peak_equity": Decimal(15_000)}))
 
