@@ -1,0 +1,66 @@
+"""Pinned backtests: the reshaped code must trade exactly as before, to the cent.
+
+The figures were measured on the code before the cycle was assembled in one place (issue 11). A change
+that moves any of them changed what the system trades; if that is intended, say so where it is re-pinned.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from triplegain.backtest import BacktestResult, default_window, run_backtest
+from triplegain.market import ReplaySource
+from triplegain.settings import load_settings
+
+SHARED_MARKET = Path(__file__).resolve().parents[3] / "shared" / "data" / "market"
+
+
+def figures(result: BacktestResult) -> dict[str, object]:
+    """End equity, trades and fees to the cent, and a digest of the hourly equity curve in cents."""
+    cents = ",".join(f"{v:.2f}" for v in result.equity)
+    return {
+        "end": f"{result.equity[-1]:.2f}",
+        "trades": result.metrics.trades,
+        "fees": f"{result.metrics.fees_paid:.2f}",
+        "curve": hashlib.sha256(cents.encode()).hexdigest()[:16],
+        "events": len(result.events),
+    }
+
+
+def test_the_default_30_day_backtest_is_unchanged() -> None:
+    settings = load_settings()
+    source = ReplaySource()
+    start, end = default_window(source, settings.market.symbols)
+
+    result = run_backtest(source, start, end, settings)
+
+    assert (start.isoformat(), end.isoformat()) == ("2024-06-01T00:00:00+00:00", "2024-07-01T00:00:00+00:00")
+    assert figures(result) == {
+        "end": "9318.53",
+        "trades": 112,
+        "fees": "115.58",
+        "curve": "75ccaa36bfe5f2be",
+        "events": 13,
+    }
+
+
+@pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
+def test_the_may_2022_backtest_with_breakers_and_rebalancing_is_unchanged() -> None:
+    settings = load_settings(market={"data_dir": str(SHARED_MARKET)})
+
+    result = run_backtest(
+        ReplaySource(SHARED_MARKET),
+        datetime(2022, 5, 1, tzinfo=UTC),
+        datetime(2022, 5, 31, tzinfo=UTC),
+        settings,
+    )
+
+    assert figures(result) == {
+        "end": "8309.77",
+        "trades": 32,
+        "fees": "55.49",
+        "curve": "2de60e2cffac259e",
+        "events": 22,
+    }
