@@ -1,0 +1,59 @@
+"""Settings of the paper broker and the target allocation."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, Field, field_validator
+
+from triplegain.settings.section import SECTION, Percent
+
+
+class BrokerSettings(BaseModel):
+    """The paper broker (reference spec 4.7)."""
+
+    model_config = SECTION
+
+    initial_balances: dict[str, Decimal] = Field(default_factory=lambda: {"USDT": Decimal(10_000)})
+    fee_pct: Percent = Field(Decimal("0.26"), ge=0, le=10)
+    max_slippage_pct: Percent = Field(Decimal("0.1"), ge=0, le=10)
+    min_slippage_factor: Decimal = Field(Decimal("0.5"), ge=0, le=1)
+    min_notional_usd: Decimal = Field(Decimal("10"), ge=0)
+    seed: int = Field(42, description="Seeds slippage; with the client order id it makes fills reproducible")
+
+    @field_validator("initial_balances")
+    @classmethod
+    def _non_negative(cls, balances: dict[str, Decimal]) -> dict[str, Decimal]:
+        negative = {k: v for k, v in balances.items() if v < 0}
+        if negative:
+            raise ValueError(f"balances must not be negative: {negative}")
+        return balances
+
+
+class PortfolioSettings(BaseModel):
+    """Target allocation (reference spec 4.5); used by rebalancing."""
+
+    model_config = SECTION
+
+    target_pct: dict[str, Decimal] = Field(
+        default_factory=lambda: {"BTC": Decimal("33.33"), "XRP": Decimal("33.33"), "USDT": Decimal("33.34")}
+    )
+    drift_threshold_pct: Percent = Field(Decimal("5"), gt=0)
+    min_trade_usd: Decimal = Field(Decimal("10"), ge=0)
+    min_interval_hours: int = Field(24, ge=0, description="Rebalance at most this often unless forced")
+    hodl: dict[str, Decimal] = Field(
+        default_factory=dict, description="Asset -> amount never sold nor counted by rebalancing (hodl bags)"
+    )
+    dca_threshold_usd: Decimal = Field(Decimal("500"), ge=0, description="Rebalances this large split up")
+    dca_batches: int = Field(6, ge=1)
+    dca_interval_hours: float = Field(4, gt=0)
+
+    @field_validator("target_pct")
+    @classmethod
+    def _sums_to_100(cls, targets: dict[str, Decimal]) -> dict[str, Decimal]:
+        if any(v < 0 for v in targets.values()):
+            raise ValueError("targets must not be negative")
+        total = sum(targets.values(), Decimal(0))
+        if abs(total - 100) > Decimal("0.1"):
+            raise ValueError(f"targets must sum to 100 (+/- 0.1), they sum to {total}")
+        return targets
