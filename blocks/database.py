@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, ValidationError
 
@@ -42,8 +43,13 @@ def with_database_from_block(settings: Settings) -> tuple[Settings, str]:
     name = block_name()
     try:
         block = DatabaseConfig.load(name)
-    except ValueError:
+    except ValueError:  # no such block saved
         return settings, "environment"
+    except httpx.HTTPError as e:  # the server is down: running on another database would be worse
+        problem = ConfigProblem(
+            f"block {name}", "<unread>", f"a reachable Prefect API ({type(e).__name__}: {e})"
+        )
+        raise ConfigError([problem]) from e
     data = settings.model_dump()
     data["database_url"] = block.url
     try:

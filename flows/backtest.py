@@ -8,15 +8,14 @@ result.metrics.total_return_pct, result.baselines["buy_and_hold"].total_return_p
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.settings import load_run_settings
 from triplegain.backtest import BacktestResult, default_window, run_backtest
 from triplegain.cycle import parse_time
 from triplegain.market import ReplaySource
-from triplegain.settings import load_settings
 
 FLOW_NAME = "backtest"
 METRICS_KEY = "backtest-metrics"
@@ -40,7 +39,7 @@ def backtest(
         market["symbols"] = symbols
     if data_dir:
         market["data_dir"] = data_dir
-    settings = load_settings(Path(config_file) if config_file else None, market=market)
+    settings = load_run_settings(config_file, market=market)
     source = ReplaySource(settings.market.data_dir)
     first, last = default_window(source, settings.market.symbols)
     first = parse_time(start) if start is not None else first

@@ -121,11 +121,11 @@ def backtest(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from flows.settings import load_run_settings
     from triplegain.backtest import default_window, run_backtest
     from triplegain.backtest_plot import plot_backtest
     from triplegain.cycle import parse_time
     from triplegain.market import ReplaySource
-    from triplegain.settings import load_settings
 
     try:
         overrides: dict[str, Any] = {"market": {"source": "replay"}}
@@ -133,7 +133,7 @@ def backtest(
             overrides["market"]["symbols"] = [s.strip() for s in symbols.split(",") if s.strip()]
         if data:
             overrides["market"]["data_dir"] = data
-        settings = load_settings(Path(config) if config else None, **overrides)
+        settings = load_run_settings(config, **overrides)
         source = ReplaySource(settings.market.data_dir)
         first, last = default_window(source, settings.market.symbols)
         first = parse_time(start) if start else first

@@ -7,33 +7,25 @@
 
 Each change is recorded with who and why, bumps the account version (a cycle in flight cannot commit
 trades afterwards), becomes a bus event in the next trading cycle, and a Prefect event
-(`triplegain.coordinator.paused` ...): at once when PREFECT_API_URL names a server, otherwise from the next
+(`triplegain.coordinator.paused` ...): at once when a Prefect API is configured, otherwise from the next
 flow run, so a command never has to start a temporary server.
 """
 
 from __future__ import annotations
 
 import getpass
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from blocks.database import with_database_from_block
+from flows.settings import load_run_settings, prefect_api_url
 from tasks.events import emit_pending_events
 from tasks.storage import engine_for
 from triplegain.control import Command, CoordinatorStatus, StateChange, transition
 from triplegain.errors import ControlError
 from triplegain.models.enums import CoordinatorState
-from triplegain.settings import Settings, load_settings
 from triplegain.storage import load_account, unit_of_work
 from triplegain.storage.repository import load_status, record_state_change, reset_drawdown
-
-RESOURCE = {
-    "prefect.resource.id": "triplegain.coordinator",
-    "prefect.resource.name": "TripleGain coordinator",
-}
 
 
 class ControlResult(BaseModel):
@@ -70,12 +62,12 @@ def reset_breaker(reason: str, actor: str | None = None, config_file: str | None
     """
     if not reason.strip():
         raise ControlError("reset-breaker needs a reason: it is recorded with who asked")
-    settings = _settings(config_file)
+    settings = load_run_settings(config_file)
     engine = engine_for(settings)
     with unit_of_work(engine) as session:
         done = reset_drawdown(session, settings, actor or _user(), reason.strip(), datetime.now(UTC))
         current = load_account(session, settings).coordinator
-    if done and os.environ.get("PREFECT_API_URL"):
+    if done and prefect_api_url():
         emit_pending_events(engine)
     message = "max_drawdown breaker reset" if done else "max_drawdown breaker is not tripped: nothing changed"
     if done and current is CoordinatorState.HALTED:
@@ -85,7 +77,7 @@ def reset_breaker(reason: str, actor: str | None = None, config_file: str | None
 
 def status(config_file: str | None = None) -> CoordinatorStatus:
     """State, breakers, last cycle, balances and open positions with their P&L at the last prices."""
-    settings = _settings(config_file)
+    settings = load_run_settings(config_file)
     with unit_of_work(engine_for(settings)) as session:
         return load_status(session, settings)
 
@@ -93,14 +85,14 @@ def status(config_file: str | None = None) -> CoordinatorStatus:
 def _apply(
     command: Command, reason: str, actor: str | None, config_file: str | None, confirm: bool = False
 ) -> ControlResult:
-    settings = _settings(config_file)
+    settings = load_run_settings(config_file)
     engine = engine_for(settings)
     with unit_of_work(engine) as session:
         current = load_account(session, settings).coordinator
         change = transition(current, command, actor or _user(), reason, datetime.now(UTC), confirm)
         if change is not None:
             record_state_change(session, change)
-    if change is not None and os.environ.get("PREFECT_API_URL"):
+    if change is not None and prefect_api_url():
         emit_pending_events(engine)
     if change is None:
         return ControlResult(state=current, change=None, message=f"already {current}: nothing changed")
@@ -109,13 +101,6 @@ def _apply(
         change=change,
         message=f"{change.from_state} -> {change.to_state} by {change.actor}",
     )
-
-
-def _settings(config_file: str | None) -> Settings:
-    settings = load_settings(Path(config_file) if config_file else None)
-    if os.environ.get("PREFECT_API_URL"):  # a block lookup would otherwise start a temporary server
-        settings, _ = with_database_from_block(settings)
-    return settings
 
 
 def _user() -> str:

@@ -10,12 +10,11 @@ configured market source; votes whose later prices are not there yet stay unscor
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
+from flows.settings import load_run_settings
 from tasks.market import market_source
 from tasks.storage import engine_for
 from triplegain.scoring import ModelScore, leaderboard, score_vote
-from triplegain.settings import load_settings
 from triplegain.storage import unit_of_work
 from triplegain.storage.repository import recent_votes
 
@@ -26,7 +25,7 @@ def model_leaderboard(days: int = 30, config_file: str | None = None) -> list[Mo
     """The votes of the newest `days` days of cycles, scored and ranked (no Prefect server needed)."""
     if days < 1:
         raise ValueError(f"days must be at least 1, not {days}")
-    settings = load_settings(Path(config_file) if config_file else None)
+    settings = load_run_settings(config_file)
     with unit_of_work(engine_for(settings)) as session:
         votes = recent_votes(session, days)
     if not votes:

@@ -1,16 +1,14 @@
-"""What every flow prepares first: its settings, and for language models the providers, limits, SDKs,
-today's spending and the run's gateway."""
+"""What a flow that asks language models prepares first: the providers, limits, SDKs, today's spending
+and the run's gateway."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 from prefect import get_run_logger
 
-from blocks.database import with_database_from_block
 from blocks.llm import resolve_providers
 from tasks.llm import ensure_llm_limits, llm_caller
 from tasks.storage import llm_spent
@@ -19,7 +17,7 @@ from triplegain.llm.adapters import preload_sdks
 from triplegain.llm.breaker import Breaker, Breakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import ProviderConfig
-from triplegain.settings import Settings, load_settings
+from triplegain.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -62,13 +60,3 @@ def gateway_for(
     llm = settings.llm
     budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, spent_today, spent_cycle)
     return LLMGateway(Breakers(llm.breaker, breakers), budget, cycle_id, call=llm_caller(llm))
-
-
-def run_settings(config_file: str | None, symbols: list[str] | None) -> tuple[Settings, str]:
-    """Settings for a flow run (YAML, environment, `symbols` overriding the configured ones), the database
-    URL from its block when saved; returns them and where the URL came from."""
-    path = Path(config_file) if config_file else None
-    settings = load_settings(path)
-    if symbols:
-        settings = load_settings(path, market={**settings.market.model_dump(), "symbols": symbols})
-    return with_database_from_block(settings)

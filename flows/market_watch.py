@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
-from flows.llm_setup import run_settings
+from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, tracked_run
 from flows.trading_cycle import default_cycle_time, publish_artifacts, stored_report
 from tasks.coordination import coordinate_signals
@@ -62,7 +62,7 @@ def market_watch(
 ) -> CycleReport:
     """Mark to market, take exits, act on circuit breakers, snapshot positions; returns the watch's report."""
     logger = get_run_logger()
-    settings, _ = run_settings(config_file, symbols)
+    settings = load_run_settings(config_file, symbols)
     when = watch_time(parse_time(at) if at is not None else default_cycle_time(settings))
     watch_id = watch_id_for(when)
     started = datetime.now(UTC)

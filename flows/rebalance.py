@@ -23,7 +23,6 @@ import uuid
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -33,8 +32,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.llm_setup import run_settings
 from flows.market_watch import price_snapshots
+from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, tracked_run
 from flows.trading_cycle import default_cycle_time, publish_artifacts
 from tasks.coordination import coordinate_signals
@@ -59,7 +58,7 @@ from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CoordinatorState
 from triplegain.rebalance import BatchRecord, PlanRecord, RebalanceDecision, allocation, dca_batches, decide
-from triplegain.settings import Settings, load_settings
+from triplegain.settings import Settings
 from triplegain.storage import unit_of_work
 from triplegain.storage.repository import load_plans
 
@@ -92,7 +91,7 @@ def portfolio_check(
 ) -> PortfolioCheck:
     """Check the allocation against its targets and plan a rebalance when it drifted; returns the check."""
     logger = get_run_logger()
-    settings, _ = run_settings(config_file, symbols)
+    settings = load_run_settings(config_file, symbols)
     now = datetime.now(UTC)
     prepare_database(settings)
     with tracked_run(CHECK_FLOW, f"check-{now:%Y%m%dT%H%M%SZ}", settings) as run:
@@ -164,7 +163,7 @@ def _plan(
 def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None) -> BatchRecord:
     """Execute one batch of a rebalance plan, exactly once; returns the batch as it stands afterwards."""
     logger = get_run_logger()
-    settings, _ = run_settings(config_file, None)
+    settings = load_run_settings(config_file)
     prepare_database(settings)
     batch = _batch(plan_id, batch_index, settings)
     if batch.status != "pending":
@@ -238,14 +237,14 @@ def _execute(batch: BatchRecord, account: AccountState, settings: Settings) -> C
 @flow(name="dca-run-due", log_prints=False)
 def run_due_batches(config_file: str | None = None) -> list[BatchRecord]:
     """Execute every due batch of the active plan, oldest first (what `triplegain dca run-due` does)."""
-    settings, _ = run_settings(config_file, None)
+    settings = load_run_settings(config_file)
     prepare_database(settings)
     return [dca_rebalance(b.plan_id, b.index, config_file) for b in fetch_due_batches(settings)]
 
 
 def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecord]:
     """The newest rebalance plans and what became of each batch (no Prefect server needed)."""
-    settings = load_settings(Path(config_file) if config_file else None)
+    settings = load_run_settings(config_file)
     with unit_of_work(engine_for(settings)) as session:
         return load_plans(session, limit)
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.llm_setup import gateway_for, llm_setup, run_settings
+from flows.llm_setup import gateway_for, llm_setup
+from flows.settings import load_run_settings
 from flows.tracking import tracked_run
 from tasks.agents import assess_sentiment_with_llms
 from tasks.news import fetch_headlines
@@ -34,7 +35,7 @@ def sentiment_refresh(
 ) -> list[SentimentReport]:
     """Rate each symbol's recent headlines with the sentiment models; returns the stored reports."""
     logger = get_run_logger()
-    settings, _ = run_settings(config_file, symbols)
+    settings = load_run_settings(config_file, symbols)
     when = parse_time(at) if at is not None else datetime.now(UTC)
     prepare_database(settings)
     with tracked_run(FLOW_NAME, f"sentiment-{when:%Y%m%dT%H%MZ}", settings) as run:

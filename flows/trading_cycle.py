@@ -19,7 +19,8 @@ from prefect.futures import PrefectFuture
 from prefect.states import Completed
 
 from flows.conflict_resolution import ResolutionRun, resolve_conflicts
-from flows.llm_setup import LLMSetup, gateway_for, llm_setup, run_settings
+from flows.llm_setup import LLMSetup, gateway_for, llm_setup
+from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, tracked_run
 from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
 from tasks.coordination import coordinate_signals
@@ -75,11 +76,11 @@ def trading_cycle(
     Running the same hour again returns the stored report and places no order.
     """
     logger = get_run_logger()
-    settings, db_source = run_settings(config_file, symbols)
+    settings = load_run_settings(config_file, symbols)
     at = normalize_at(parse_time(at) if at is not None else default_cycle_time(settings))
     cycle_id = cycle_id_for(at)
     started = datetime.now(UTC)
-    logger.info("cycle %s, database %s (%s)", cycle_id, prepare_database(settings), db_source)
+    logger.info("cycle %s, database %s", cycle_id, prepare_database(settings))
     stored = stored_report(cycle_id, settings)
     if stored is not None:
         logger.info("%s already ran; returning its stored report, placing no order", cycle_id)
