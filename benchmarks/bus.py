@@ -1,128 +1,145 @@
-"""Message-bus cost beside the floor of a bare asyncio.Queue hand-off, measured in the same run.
+"""The bus against the bus it replaces, on the same work, in one process.
 
-Prints, for 1, 10 and 100 subscribers: throughput (messages published per second, each delivered to every
-subscriber by a no-op handler) and publish-to-handler latency p50/p99 (the bus's own latency window),
-and the same figures for a producer/consumer pair on an asyncio.Queue carrying the same prebuilt messages,
-with the ratios. Targets (issue 3): throughput within 3x of the bare queue with 1 subscriber; p99 under
-50 microseconds.
+The workload: build a message and publish it, in a loop; N no-op async handlers subscribed to its topic
+(N = 1, 10, 100). "reference" is a minimal re-implementation of the original system's publish algorithm
+(reference spec 2.5, after its deadlock fix): validate, append to history under an asyncio.Lock and copy
+the subscriber list, release, await each handler in turn, count each delivery under the lock; its messages
+are dataclasses with a uuid4 id and a UTC timestamp. Ours keeps every guarantee the reference lacked
+(priorities, TTL, per-topic history, dead letters, backpressure, suspension, latency stats).
 
-Usage: python benchmarks/bus.py [--messages N]
+Prints messages per second for both (best of --repeat runs, the two alternating) and the ratio.
+Targets (issue 12): at least 1x with 1 subscriber and 2x with 100.
+
+Usage: python benchmarks/bus.py [--messages N] [--repeat K]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 
 from triplegain.bus import Message, MessageBus, Topic
-from triplegain.settings import BusSettings
+
+SUBSCRIBERS = (1, 10, 100)
 
 
 class Tick(BaseModel):
+    """The payload: a counter."""
+
     n: int
 
 
-def build(bus: MessageBus, n: int) -> list[Message]:
-    return [bus.message(Topic.TRADING_SIGNALS, "bench", Tick(n=i)) for i in range(n)]
+@dataclass
+class ReferenceMessage:
+    """The reference's message (spec 2.3)."""
+
+    topic: Topic
+    source: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    priority: int = 2
+    correlation_id: str | None = None
+    ttl_seconds: int = 300
 
 
-async def bare_queue(messages: list[Message]) -> tuple[float, list[int]]:
-    """Throughput of a bounded queue hand-off, and latency of one message at a time."""
-    queue: asyncio.Queue[tuple[int, Message] | None] = asyncio.Queue(maxsize=1000)
-    latencies: list[int] = []
+class ReferenceBus:
+    """The reference's publish algorithm (spec 2.5, two-phase, after the deadlock fix)."""
 
-    async def consumer() -> None:
-        while (item := await queue.get()) is not None:
-            latencies.append(time.perf_counter_ns() - item[0])
+    def __init__(self, max_history: int = 1000) -> None:
+        self._lock = asyncio.Lock()
+        self._subscribers: dict[Topic, list[Callable[[ReferenceMessage], Awaitable[None]]]] = {}
+        self._history: list[ReferenceMessage] = []
+        self._max_history = max_history
+        self.total_published = self.total_delivered = self.delivery_errors = 0
 
-    task = asyncio.create_task(consumer())
-    start = time.perf_counter()
-    for m in messages:
-        await queue.put((time.perf_counter_ns(), m))
-    await queue.put(None)
-    await task
-    elapsed = time.perf_counter() - start
-    latencies.clear()
-    handed = asyncio.Event()
+    def subscribe(self, topic: Topic, handler: Callable[[ReferenceMessage], Awaitable[None]]) -> None:
+        """Add a handler to a topic."""
+        self._subscribers.setdefault(topic, []).append(handler)
 
-    async def one_at_a_time() -> None:
-        while (item := await queue.get()) is not None:
-            latencies.append(time.perf_counter_ns() - item[0])
-            handed.set()
+    async def publish(self, message: ReferenceMessage) -> int:
+        """Phase 1 under the lock, phase 2 outside it; every handler awaited in turn."""
+        if not message.topic or not message.source or message.ttl_seconds <= 0:
+            raise ValueError("invalid message")
+        async with self._lock:
+            self._history.append(message)
+            self.total_published += 1
+            if len(self._history) > self._max_history:
+                self._history = self._history[-self._max_history :]
+            handlers = list(self._subscribers.get(message.topic, []))
+        delivered = 0
+        for handler in handlers:
+            try:
+                await handler(message)
+                delivered += 1
+                async with self._lock:
+                    self.total_delivered += 1
+            except Exception:
+                async with self._lock:
+                    self.delivery_errors += 1
+        return delivered
 
-    task = asyncio.create_task(one_at_a_time())
-    for m in messages[: min(len(messages), 20_000)]:
-        handed.clear()
-        queue.put_nowait((time.perf_counter_ns(), m))
-        await handed.wait()
-    await queue.put(None)
-    await task
-    return len(messages) / elapsed, latencies
+
+async def _noop(message: object) -> None:
+    return None
 
 
-async def through_bus(subscribers: int, count: int) -> tuple[float, float, float]:
-    bus = MessageBus(BusSettings(latency_samples=count))
+async def reference_rate(subscribers: int, count: int) -> float:
+    bus = ReferenceBus()
     for _ in range(subscribers):
         bus.subscribe(Topic.TRADING_SIGNALS, _noop)
-    messages = build(bus, count)
     start = time.perf_counter()
-    for m in messages:
-        await bus.publish(m)
+    for i in range(count):
+        await bus.publish(ReferenceMessage(topic=Topic.TRADING_SIGNALS, source="bench", payload={"n": i}))
+    elapsed = time.perf_counter() - start
+    if bus.total_delivered != subscribers * count:
+        raise RuntimeError("reference run lost deliveries")
+    return count / elapsed
+
+
+async def bus_rate(subscribers: int, count: int) -> float:
+    bus = MessageBus()
+    for _ in range(subscribers):
+        bus.subscribe(Topic.TRADING_SIGNALS, _noop)
+    start = time.perf_counter()
+    for i in range(count):
+        await bus.publish(bus.message(Topic.TRADING_SIGNALS, "bench", Tick(n=i)))
     elapsed = time.perf_counter() - start
     stats = bus.stats()
     if stats.delivered != subscribers * count or stats.errors:
         raise RuntimeError(f"benchmark run lost deliveries: {stats}")
-    return count / elapsed, stats.latency_p50_us or 0.0, stats.latency_p99_us or 0.0
+    return count / elapsed
 
 
-def _noop(message: Message) -> None:
-    return None
+async def main(messages: int, repeat: int) -> None:
+    print(f"{messages:,} deliveries per run (messages = deliveries / subscribers), best of {repeat} runs")
+    print(f"{'subscribers':>11} {'reference msg/s':>16} {'bus msg/s':>12} {'ratio':>6}")
+    for subscribers in SUBSCRIBERS:
+        count = max(1_000, messages // subscribers)
+        reference, ours = 0.0, 0.0
+        for _ in range(repeat):
+            reference = max(reference, await reference_rate(subscribers, count))
+            ours = max(ours, await bus_rate(subscribers, count))
+        print(f"{subscribers:>11} {reference:>16,.0f} {ours:>12,.0f} {ours / reference:>6.2f}")
 
 
-def percentile_us(samples: list[int], q: float) -> float:
-    return statistics.quantiles(samples, n=100)[int(q) - 1] / 1000
-
-
-async def main(count: int) -> None:
-    floor_rate, floor_latencies = await bare_queue(build(MessageBus(), count))
-    floor_p50, floor_p99 = percentile_us(floor_latencies, 50), percentile_us(floor_latencies, 99)
-    print(f"{count:,} messages per run")
-    print(_row("", "msgs/s", "deliveries/s", "p50 us", "p99 us", "floor/rate", "p99/floor"))
-    print(_row("asyncio.Queue", *_figures(floor_rate, 1, floor_p50, floor_p99, floor_rate, floor_p99)))
-    for subscribers in (1, 10, 100):
-        rate, p50, p99 = await through_bus(subscribers, count)
-        label = f"bus, {subscribers} sub" + ("s" if subscribers > 1 else "")
-        print(_row(label, *_figures(rate, subscribers, p50, p99, floor_rate, floor_p99)))
-    print(
-        "floor: a producer task puts prebuilt messages on a bounded asyncio.Queue, a consumer task gets them"
-    )
-    print("(throughput); its latency is one message at a time, put to get. Bus latency: publish() to handler")
-    print("start, so with N subscribers the last one waits for the N-1 handlers before it.")
-
-
-def _figures(
-    rate: float, subs: int, p50: float, p99: float, floor_rate: float, floor_p99: float
-) -> list[str]:
-    return [
-        f"{rate:,.0f}",
-        f"{rate * subs:,.0f}",
-        f"{p50:.1f}",
-        f"{p99:.1f}",
-        f"{floor_rate / rate:.2f}",
-        f"{p99 / floor_p99:.2f}",
-    ]
-
-
-def _row(label: str, *cells: str) -> str:
-    widths = (11, 13, 7, 7, 10, 9)
-    return f"{label:>16} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+def _message_type_check() -> None:
+    """The bus's messages are the typed, immutable kind (a guard that the workload stays comparable)."""
+    assert issubclass(Message, BaseModel)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=50_000)
-    asyncio.run(main(parser.parse_args().messages))
+    parser.add_argument("--messages", type=int, default=200_000, help="deliveries per run")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    _message_type_check()
+    asyncio.run(main(args.messages, args.repeat))

@@ -28,11 +28,14 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from triplegain.coordinator import fresh_account, next_account
-from triplegain.cycle import analyze_symbol, build_report, coordinate, cycle_id_for, run_cycle
+from triplegain.coordinator import coordinate
+from triplegain.cycle import analyze_symbol, build_report, cycle_id_for, run_cycle
+from triplegain.cycle_types import CoordinationInput, fresh_account, next_account
 from triplegain.market import ReplaySource
 from triplegain.settings import Settings, SymbolSpec, load_settings
-from triplegain.storage import create_db_engine, load_account, migrate, save_cycle, unit_of_work
+from triplegain.storage import create_db_engine, migrate, unit_of_work
+from triplegain.storage.accounts import load_account
+from triplegain.storage.cycles import CycleRecord, save_cycle
 
 START = datetime(2024, 6, 10, tzinfo=UTC)
 DAY = 86_400
@@ -64,17 +67,17 @@ def time_direct(runs: int, settings: Settings, db_dir: Path) -> tuple[list[float
         at = START + timedelta(hours=i)
         t0 = time.perf_counter()
         with unit_of_work(engine) as s:
-            account = load_account(s, settings)
+            account = load_account(s, settings.broker.initial_balances)
         t1 = time.perf_counter()
         analyses = [
             analyze_symbol(source, sym, at, account.regimes.get(sym), settings)
             for sym in settings.market.symbols
         ]
-        result = coordinate(cycle_id_for(at), at, account, analyses, settings)
-        report = build_report(cycle_id_for(at), at, at, analyses, result, settings)
+        result = coordinate(CoordinationInput(cycle_id_for(at), at, account, analyses), settings)
+        report = build_report(cycle_id_for(at), at, at, analyses, result)
         t2 = time.perf_counter()
         with unit_of_work(engine) as s:
-            save_cycle(s, report, analyses, result, account)
+            save_cycle(s, CycleRecord(report, analyses, result, account))
         t3 = time.perf_counter()
         domain.append(t2 - t1)
         with_db.append(t3 - t0)

@@ -1,23 +1,24 @@
-"""The `triplegain` command line. Prefect is imported lazily, after its environment is prepared."""
+"""The `triplegain` command line: each command parses its options, calls one flow or notebook function,
+and hands the result to `flows.console`. Prefect is imported lazily, after its environment is prepared."""
 
 from __future__ import annotations
 
 import os
 import sys
-import traceback
 from datetime import datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from flows.console import fail, say, show_backtest, show_leaderboard, show_plans, show_report, show_status
+
+if TYPE_CHECKING:
+    from triplegain.backtest import BacktestResult
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="TripleGain: LLM-assisted paper trading on Prefect."
 )
-# Piped output (logs, CI) gets a fixed width so the report table does not wrap into tall cells.
-out = Console() if sys.stdout.isatty() else Console(width=140)
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -28,6 +29,9 @@ def main_callback() -> None:
 Config = Annotated[str | None, typer.Option("--config", help="YAML settings file")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Prefect logs and full tracebacks")]
+Symbols = Annotated[str | None, typer.Option(help="Comma-separated, e.g. BTC/USDT,XRP/USDT")]
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with who asked)")]
+By = Annotated[str | None, typer.Option("--by", help="Who asks (default: your user name)")]
 
 
 @app.command()
@@ -36,22 +40,21 @@ def run(
         str | None,
         typer.Option(help="Cycle time in UTC, e.g. 2024-06-01T12:00Z (default: end of replay data)"),
     ] = None,
-    symbols: Annotated[str | None, typer.Option(help="Comma-separated, e.g. BTC/USDT,XRP/USDT")] = None,
+    symbols: Symbols = None,
     config: Config = None,
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
     """Run one trading cycle (paper broker, bundled data by default) and print its report."""
     when = _parse_at(at) if at else None
-    symbol_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
     _prepare_prefect_env(verbose)
     try:
         from flows.trading_cycle import trading_cycle
 
-        report = trading_cycle(at=when, symbols=symbol_list, config_file=config)
+        report = trading_cycle(at=when, symbols=_symbols(symbols), config_file=config)
     except Exception as e:
         _fail(e, verbose)
-    _show(report, as_json)
+    show_report(report, as_json)
 
 
 @app.command()
@@ -73,7 +76,7 @@ def watch(
         report = market_watch(at=when, config_file=config)
     except Exception as e:
         _fail(e, verbose)
-    _show(report, as_json)
+    show_report(report, as_json)
 
 
 @app.command()
@@ -92,7 +95,7 @@ def rebalance(
         check = portfolio_check(force=force, config_file=config)
     except Exception as e:
         _fail(e, verbose)
-    out.print(render_check(check), highlight=False, markup=False)
+    say(render_check(check))
 
 
 @app.command()
@@ -101,7 +104,7 @@ def backtest(
         str | None, typer.Option(help="First hour, UTC (default: 30 days before the data ends)")
     ] = None,
     end: Annotated[str | None, typer.Option(help="Last hour, UTC (default: the end of the data)")] = None,
-    symbols: Annotated[str | None, typer.Option(help="Comma-separated, e.g. BTC/USDT,XRP/USDT")] = None,
+    symbols: Symbols = None,
     data: Annotated[
         str | None, typer.Option(help="Directory of BASE_USDT-1h.csv files (default: bundled)")
     ] = None,
@@ -117,107 +120,25 @@ def backtest(
     config: Config = None,
 ) -> None:
     """Replay history hour by hour through the trading code; compare with buy-and-hold and rebalancing."""
-    from pathlib import Path
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from flows.settings import load_run_settings
-    from triplegain.backtest import default_window, run_backtest
-    from triplegain.backtest_plot import plot_backtest
-    from triplegain.cycle import parse_time
-    from triplegain.market import ReplaySource
+    from flows.backtest import prepare_backtest
+    from flows.console import err
 
     try:
-        overrides: dict[str, Any] = {"market": {"source": "replay"}}
-        if symbols:
-            overrides["market"]["symbols"] = [s.strip() for s in symbols.split(",") if s.strip()]
-        if data:
-            overrides["market"]["data_dir"] = data
-        settings = load_run_settings(config, **overrides)
-        source = ReplaySource(settings.market.data_dir)
-        first, last = default_window(source, settings.market.symbols)
-        first = parse_time(start) if start else first
-        last = parse_time(end) if end else last
-        replay = None
-        if replay_llm:
-            from tasks.storage import engine_for
-            from triplegain.backtest import LLMReplay, replay_models, replay_resolution_chain
-            from triplegain.storage import unit_of_work
-            from triplegain.storage.repository import load_recordings
-
-            models = replay_models(settings)
-            with unit_of_work(engine_for(settings)) as session:
-                recordings = load_recordings(session, [m.model for m in models])
-            replay = LLMReplay(models, recordings, replay_resolution_chain(settings))
-            err.print(f"replaying {len(recordings)} recorded answers of {', '.join(m.name for m in models)}")
-        with Progress(
-            TextColumn("backtest"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} h"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
+        setup = prepare_backtest(start, end, _symbols(symbols), data, config, replay_llm)
+        if setup.replay is not None:
+            models = ", ".join(m.name for m in setup.replay.models)
+            err.print(f"replaying {len(setup.replay.recordings)} recorded answers of {models}")
+        columns = (TextColumn("backtest"), BarColumn(), TextColumn("{task.completed}/{task.total} h"))
+        with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task("hours", total=None)
-            result = run_backtest(
-                source,
-                first,
-                last,
-                settings,
-                rebalancing=rebalance,
-                replay=replay,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        json_path = Path(out_file)
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(result.model_dump_json(indent=1))
-        png = plot_backtest(result, Path(plot) if plot else json_path.with_suffix(".png"))
+            result = setup.run(rebalance, lambda done, total: bar.update(task, completed=done, total=total))
+        json_path, png = _write_backtest(result, Path(out_file), Path(plot) if plot else None)
     except Exception as e:
         _fail(e, verbose=False)
-    table = Table(
-        title=f"{', '.join(result.symbols)}: {result.start:%Y-%m-%d %H:%M} to "
-        f"{result.end:%Y-%m-%d %H:%M} UTC ({result.hours} h)"
-    )
-    for column in (
-        "",
-        "return %",
-        "annualised %",
-        "max drawdown %",
-        "Sharpe",
-        "Sortino",
-        "trades",
-        "fees",
-        "exposure %",
-    ):
-        table.add_column(column, justify="right")
-    rows = {f"TripleGain ({', '.join(result.decided_by)})": result.metrics, **result.baselines}
-    for name, m in rows.items():
-        table.add_row(
-            name,
-            f"{m.total_return_pct:+.2f}",
-            f"{m.annualised_return_pct:+.1f}",
-            f"{m.max_drawdown_pct:.2f}",
-            f"{m.sharpe:.2f}",
-            f"{m.sortino:.2f}",
-            str(m.trades),
-            f"{m.fees_paid:.2f}",
-            f"{m.exposure_pct:.1f}",
-        )
-    out.print(table)
-    _print_leaderboard(result.leaderboard, "models, shadow-scored on their votes")
-    who = ", ".join(f"{name} {n}" for name, n in result.decisions.items())
-    out.print(f"decided by (symbol-hours): {who}", highlight=False, markup=False)
-    if replay is not None:
-        out.print(
-            f"recorded answers replayed: {result.replayed_answers}, prompts without one: "
-            f"{result.missing_answers} (those models abstained; with none left, the offline model decided)",
-            highlight=False,
-        )
-    elif "offline-deterministic" in result.decided_by:
-        out.print("decisions by the offline model (no recorded LLM answers were replayed)", highlight=False)
-    for event in result.events[-10:]:
-        out.print(f"event: {event}", highlight=False, markup=False)
-    out.print(f"result: {json_path}  plot: {png}", highlight=False)
+    show_backtest(result, replayed=setup.replay is not None)
+    say(f"result: {json_path}  plot: {png}")
 
 
 @app.command()
@@ -233,35 +154,28 @@ def leaderboard(
     except Exception as e:
         _fail(e, verbose=False)
     if not rows:
-        out.print("no votes stored yet: run some trading cycles first", highlight=False)
+        say("no votes stored yet: run some trading cycles first")
         return
-    _print_leaderboard(rows, "models, shadow-scored on their stored votes")
-
-
-def _print_leaderboard(rows: Any, title: str) -> None:
-    board = Table(title=f"{title} (right at 4 h; mean move in favour of BUY/SELL)")
-    for column in ("model", "votes", "scored", "right %", "1 h %", "4 h %", "24 h %"):
-        board.add_column(column, justify="right")
-    for row in rows:
-        moves = [f"{m:+.3f}" if m is not None else "-" for m in row.mean_outcome_pct.values()]
-        right = f"{row.accuracy_pct:.1f}" if row.accuracy_pct is not None else "-"
-        board.add_row(row.model, str(row.votes), str(row.scored), right, *moves)
-    out.print(board)
+    show_leaderboard(rows, "models, shadow-scored on their stored votes")
 
 
 @app.command()
 def serve(
     config: Annotated[str | None, typer.Option(help="YAML settings file passed to every flow")] = None,
 ) -> None:
-    """Serve all five deployments of prefect.yaml from this process until Ctrl-C (needs PREFECT_API_URL)."""
-    if not os.environ.get("PREFECT_API_URL"):
+    """Serve all five deployments of prefect.yaml from this process until Ctrl-C (needs a Prefect API)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.settings import prefect_api_url
+
+    if prefect_api_url() is None:
+        from flows.console import err
+
         err.print(
             "error: `serve` needs a Prefect server: start one with `prefect server start` and set "
-            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
+            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api), in the environment or a Prefect profile",
             highlight=False,
         )
         raise typer.Exit(code=2)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.serve import serve_all
 
     serve_all(config_file=os.path.abspath(config) if config else None)
@@ -280,7 +194,7 @@ def blocks_register() -> None:
         slugs = register_blocks()
     except Exception as e:
         _fail(e, verbose=False)
-    out.print("registered: " + ", ".join(slugs), highlight=False)
+    say("registered: " + ", ".join(slugs))
 
 
 dca = typer.Typer(
@@ -290,10 +204,7 @@ app.add_typer(dca, name="dca")
 
 
 @dca.command("run-due")
-def dca_run_due(
-    config: Config = None,
-    verbose: Verbose = False,
-) -> None:
+def dca_run_due(config: Config = None, verbose: Verbose = False) -> None:
     """Execute every due batch of the active plan (each at most once, skipped while paused or halted)."""
     _prepare_prefect_env(verbose)
     try:
@@ -303,11 +214,9 @@ def dca_run_due(
     except Exception as e:
         _fail(e, verbose)
     if not done:
-        out.print("no batch is due", highlight=False)
+        say("no batch is due")
     for b in done:
-        out.print(
-            f"batch {b.plan_id}#{b.index}: {b.status}" + (f" ({b.note})" if b.note else ""), highlight=False
-        )
+        say(f"batch {b.plan_id}#{b.index}: {b.status}" + (f" ({b.note})" if b.note else ""))
 
 
 @dca.command("status")
@@ -319,26 +228,7 @@ def dca_status(config: Config = None) -> None:
         plans = load(config)
     except Exception as e:
         _fail(e, verbose=False)
-    if not plans:
-        out.print("no rebalance plan yet", highlight=False)
-    for plan in plans:
-        out.print(
-            f"plan {plan.id} ({plan.status}), {plan.total_usd} USD: {plan.reason}",
-            highlight=False,
-            markup=False,
-        )
-        for b in plan.batches:
-            trades = ", ".join(f"{t.side} {t.amount_usd} {t.symbol}" for t in b.trades)
-            out.print(
-                f"  batch {b.index} at {b.scheduled_at:%Y-%m-%d %H:%M} UTC: {b.status}; {trades}"
-                + (f" ({b.note})" if b.note else ""),
-                highlight=False,
-                markup=False,
-            )
-
-
-Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with who asked)")]
-By = Annotated[str | None, typer.Option("--by", help="Who asks (default: your user name)")]
+    show_plans(plans)
 
 
 @app.command()
@@ -367,13 +257,7 @@ def halt(reason: Reason, by: By = None, config: Config = None) -> None:
 @app.command("reset-breaker")
 def reset_breaker(reason: Reason, by: By = None, config: Config = None) -> None:
     """Reset the max-drawdown breaker by hand (the coordinator stays HALTED until resume --confirm)."""
-    try:
-        from flows.control import reset_breaker as reset
-
-        result = reset(reason, by, config_file=config)
-    except Exception as e:
-        _fail(e, verbose=False)
-    out.print(f"{result.message} (now {result.state})", highlight=False)
+    _control("reset_breaker", reason, by, config)
 
 
 @app.command()
@@ -385,53 +269,16 @@ def status(config: Config = None, as_json: AsJson = False) -> None:
         current = load(config)
     except Exception as e:
         _fail(e, verbose=False)
-    if as_json:
-        out.print_json(current.model_dump_json())
-        return
-    out.print(f"state: {current.state}", highlight=False)
-    out.print(
-        f"degradation: {current.degradation} "
-        f"({current.llm_failures} LLM and {current.api_failures} API failures outstanding)",
-        highlight=False,
-    )
-    breakers = ", ".join(f"{k} ({v})" for k, v in current.tripped_breakers.items()) or "none tripped"
-    out.print(f"circuit breakers: {breakers}; losses in a row: {current.consecutive_losses}", highlight=False)
-    last = f"{current.last_cycle_id} ({current.last_cycle_status})" if current.last_cycle_id else "none yet"
-    out.print(f"last cycle: {last}", highlight=False)
-    equity = f"{current.equity:.2f} USDT" if current.equity is not None else "unknown (no cycle yet)"
-    balances = ", ".join(f"{a} {v:f}" for a, v in current.balances.items())
-    out.print(f"equity: {equity}; balances: {balances}", highlight=False)
-    table = Table(title="open positions")
-    for column in ("symbol", "size", "entry", "last", "P&L", "stop", "target"):
-        table.add_column(column)
-    for p in current.positions:
-        pnl = f"{p.unrealized_pnl:+.2f}" if p.unrealized_pnl is not None else "-"
-        table.add_row(
-            p.symbol,
-            f"{p.size}",
-            f"{p.entry_price}",
-            f"{p.last_price}",
-            pnl,
-            f"{p.stop_loss}",
-            f"{p.take_profit}",
-        )
-    out.print(table)
-    runs = Table(title="last run of each flow")
-    for column in ("flow", "run", "started (UTC)", "finished (UTC)", "status", "error"):
-        runs.add_column(column, overflow="fold")
-    for name, run in sorted(current.last_runs.items()):
-        finished = f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-"
-        runs.add_row(
-            name, run.run_key, f"{run.started_at:%Y-%m-%d %H:%M:%S}", finished, run.status, run.error or ""
-        )
-    out.print(runs if current.last_runs else "last runs: none recorded yet", highlight=False)
-    out.print(f"rebalance plan: {current.dca_plan or 'none yet'}", highlight=False, markup=False)
-    for change in current.recent_changes:
-        when = f"{change.at:%Y-%m-%d %H:%M}"
-        out.print(
-            f"{when} {change.from_state} -> {change.to_state} by {change.actor}: {change.reason}",
-            highlight=False,
-        )
+    show_status(current, as_json)
+
+
+def _write_backtest(result: BacktestResult, json_path: Path, plot: Path | None) -> tuple[Path, Path]:
+    """The result as JSON and its plot as PNG (beside the JSON unless given); returns both paths."""
+    from triplegain.backtest_plot import plot_backtest
+
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(result.model_dump_json(indent=1))
+    return json_path, plot_backtest(result, plot or json_path.with_suffix(".png"))
 
 
 def _control(command: str, reason: str, by: str | None, config: str | None, confirm: bool = False) -> None:
@@ -444,7 +291,7 @@ def _control(command: str, reason: str, by: str | None, config: str | None, conf
             result = getattr(control, command)(reason, by, config_file=config)
     except Exception as e:
         _fail(e, verbose=False)
-    out.print(f"{result.message} (now {result.state})", highlight=False)
+    say(f"{result.message} (now {result.state})")
 
 
 def _prepare_prefect_env(verbose: bool) -> None:
@@ -457,8 +304,15 @@ def _prepare_prefect_env(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    if not os.environ.get("PREFECT_API_URL"):
-        err.print("[dim]no PREFECT_API_URL: starting a temporary Prefect server (about 10 s)...[/dim]")
+    from flows.console import err
+    from flows.settings import prefect_api_url
+
+    if prefect_api_url() is None:
+        err.print("[dim]no Prefect API configured: starting a temporary Prefect server (about 10 s)...[/dim]")
+
+
+def _symbols(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
 
 
 def _parse_at(value: str) -> datetime:
@@ -470,38 +324,9 @@ def _parse_at(value: str) -> datetime:
         ) from None
 
 
-def _fail(e: BaseException, verbose: bool) -> Any:
-    if verbose:
-        traceback.print_exception(e)
-    message = str(e).splitlines()[0] if str(e) else type(e).__name__
-    err.print(f"[red]error:[/red] {type(e).__name__}: {message}", soft_wrap=True, highlight=False)
+def _fail(e: BaseException, verbose: bool) -> NoReturn:
+    fail(e, verbose)
     raise typer.Exit(code=1)
-
-
-def _show(report: Any, as_json: bool) -> None:
-    """A cycle or watch report: the typed report as JSON, or the summary table."""
-    if as_json:
-        out.print_json(report.model_dump_json())
-    else:
-        _print_report(report)
-
-
-def _print_report(report: Any) -> None:
-    from triplegain.report import SUMMARY_COLUMNS, portfolio_lines, summary_rows
-
-    title = f"{report.cycle_id}  as of {report.timestamp:%Y-%m-%d %H:%M} UTC  [{report.status}]"
-    if report.replayed:
-        title += "  (already ran: stored report, no new order)"
-    table = Table(title=title, caption=f"decided by {report.decided_by}, {report.mode} mode")
-    for column in SUMMARY_COLUMNS:
-        table.add_column(column, overflow="fold")
-    for row in summary_rows(report):
-        table.add_row(*row)
-    out.print(table)
-    for line in portfolio_lines(report):
-        out.print(line, highlight=False)
-    for event in report.events:
-        out.print(f"event: {event}", highlight=False)
 
 
 def main() -> None:

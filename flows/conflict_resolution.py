@@ -8,27 +8,18 @@ far, and returns its resolutions with what its LLM calls left to persist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from prefect import flow
 
 from flows.llm_setup import gateway_for
+from triplegain.cycle import ResolutionRun
 from triplegain.llm.breaker import Breaker
-from triplegain.llm.gateway import LLMRunResult
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
-from triplegain.models.conflicts import Conflict, Resolution
+from triplegain.models.conflicts import Conflict
 from triplegain.models.decision import TradingSignal
 from triplegain.resolution import AGENT, ResolutionAnswer, resolve
 from triplegain.settings import Settings
-
-
-@dataclass(frozen=True)
-class ResolutionRun:
-    """The subflow's result: one resolution per conflicted symbol, and its LLM use."""
-
-    resolutions: list[Resolution]
-    llm: LLMRunResult
 
 
 @flow(name="conflict-resolution", log_prints=False)
@@ -49,4 +40,4 @@ async def resolve_conflicts(
         return await gateway.ask(AGENT, [config], prompt, ResolutionAnswer)
 
     resolutions = await resolve(conflicts, signals, chain, ask, settings.conflicts)
-    return ResolutionRun(resolutions, gateway.result())
+    return ResolutionRun(resolutions, gateway.result(), asked=bool(chain))

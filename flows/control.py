@@ -21,11 +21,13 @@ from pydantic import BaseModel, ConfigDict
 from flows.settings import load_run_settings, prefect_api_url
 from tasks.events import emit_pending_events
 from tasks.storage import engine_for
-from triplegain.control import Command, CoordinatorStatus, StateChange, transition
+from triplegain import commands
+from triplegain.control import Command, CoordinatorStatus, StateChange
 from triplegain.errors import ControlError
 from triplegain.models.enums import CoordinatorState
-from triplegain.storage import load_account, unit_of_work
-from triplegain.storage.repository import load_status, record_state_change, reset_drawdown
+from triplegain.storage import unit_of_work
+from triplegain.storage.accounts import load_account
+from triplegain.storage.status import load_status
 
 
 class ControlResult(BaseModel):
@@ -64,9 +66,10 @@ def reset_breaker(reason: str, actor: str | None = None, config_file: str | None
         raise ControlError("reset-breaker needs a reason: it is recorded with who asked")
     settings = load_run_settings(config_file)
     engine = engine_for(settings)
+    balances = settings.broker.initial_balances
     with unit_of_work(engine) as session:
-        done = reset_drawdown(session, settings, actor or _user(), reason.strip(), datetime.now(UTC))
-        current = load_account(session, settings).coordinator
+        done = commands.reset_drawdown(session, balances, actor or _user(), reason.strip(), datetime.now(UTC))
+        current = load_account(session, balances).coordinator
     if done and prefect_api_url():
         emit_pending_events(engine)
     message = "max_drawdown breaker reset" if done else "max_drawdown breaker is not tripped: nothing changed"
@@ -79,7 +82,7 @@ def status(config_file: str | None = None) -> CoordinatorStatus:
     """State, breakers, last cycle, balances and open positions with their P&L at the last prices."""
     settings = load_run_settings(config_file)
     with unit_of_work(engine_for(settings)) as session:
-        return load_status(session, settings)
+        return load_status(session, settings.broker.initial_balances)
 
 
 def _apply(
@@ -88,10 +91,15 @@ def _apply(
     settings = load_run_settings(config_file)
     engine = engine_for(settings)
     with unit_of_work(engine) as session:
-        current = load_account(session, settings).coordinator
-        change = transition(current, command, actor or _user(), reason, datetime.now(UTC), confirm)
-        if change is not None:
-            record_state_change(session, change)
+        current, change = commands.change_state(
+            session,
+            settings.broker.initial_balances,
+            command,
+            actor or _user(),
+            reason,
+            datetime.now(UTC),
+            confirm,
+        )
     if change is not None and prefect_api_url():
         emit_pending_events(engine)
     if change is None:

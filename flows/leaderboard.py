@@ -16,7 +16,7 @@ from tasks.market import market_source
 from tasks.storage import engine_for
 from triplegain.scoring import ModelScore, leaderboard, score_vote
 from triplegain.storage import unit_of_work
-from triplegain.storage.repository import recent_votes
+from triplegain.storage.cycles import recent_votes
 
 HOUR = timedelta(hours=1)
 

@@ -11,7 +11,7 @@ from prefect import get_run_logger
 
 from blocks.llm import resolve_providers
 from tasks.llm import ensure_llm_limits, llm_caller
-from tasks.storage import llm_spent
+from tasks.storage import load_llm_spent
 from triplegain.aio import run_sync
 from triplegain.llm.adapters import preload_sdks
 from triplegain.llm.breaker import Breaker, Breakers
@@ -46,7 +46,7 @@ def llm_setup(settings: Settings) -> LLMSetup | None:
     preload_sdks(list(providers.values()))
     run_sync(ensure_llm_limits(list(providers.values())))
     day_start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return LLMSetup(providers, llm_spent(day_start, settings))
+    return LLMSetup(providers, load_llm_spent(day_start, settings))
 
 
 def gateway_for(

@@ -19,25 +19,14 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
+from flows.runs import default_cycle_time, publish_artifacts, settle_account, stored_report
 from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, tracked_run
-from flows.trading_cycle import default_cycle_time, publish_artifacts, stored_report
-from tasks.coordination import coordinate_signals
 from tasks.events import emit_coordinator_events, emit_degradation_events
-from tasks.market import fetch_snapshot
-from tasks.storage import (
-    fetch_account,
-    fetch_unreported_failures,
-    persist_cycle,
-    prepare_database,
-)
-from triplegain.coordinator import Coordination, SymbolAnalysis
-from triplegain.cycle import build_report, parse_time
-from triplegain.errors import CycleError
-from triplegain.llm.gateway import LLMRunResult
+from tasks.storage import load_account, load_unreported_failures, prepare_database
+from triplegain.cycle import parse_time
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CycleStatus
-from triplegain.settings import Settings
 
 FLOW_NAME = "market-watch"
 ARTIFACT_KEY = "market-watch-report"
@@ -65,7 +54,6 @@ def market_watch(
     settings = load_run_settings(config_file, symbols)
     when = watch_time(parse_time(at) if at is not None else default_cycle_time(settings))
     watch_id = watch_id_for(when)
-    started = datetime.now(UTC)
     prepare_database(settings)
     stored = stored_report(watch_id, settings)
     if stored is not None:
@@ -73,7 +61,17 @@ def market_watch(
         return stored
 
     def attempt() -> CycleReport:
-        report, result = _watch(settings, when, watch_id, started)
+        account = load_account(settings)
+        failures = load_unreported_failures(settings)
+        report, result = settle_account(
+            settings,
+            watch_id,
+            when,
+            account,
+            decided_by=FLOW_NAME,
+            notices=[record.describe() for _, record in failures],
+            reported_runs=[i for i, _ in failures],
+        )
         emit_coordinator_events(settings)
         emit_degradation_events(result.degradation_changes)
         if report.status is not CycleStatus.COMPLETED:
@@ -83,36 +81,3 @@ def market_watch(
 
     with tracked_run(FLOW_NAME, watch_id, settings):
         return commit_or_settle(attempt, lambda: stored_report(watch_id, settings), watch_id)
-
-
-def _watch(
-    settings: Settings, when: datetime, watch_id: str, started: datetime
-) -> tuple[CycleReport, Coordination]:
-    """Prices, exits and breakers on the account as it stands; committed in one transaction."""
-    account = fetch_account(settings)
-    failures = fetch_unreported_failures(settings)
-    analyses = price_snapshots(settings, when, settings.market.symbols)
-    notices = [record.describe() for _, record in failures]
-    result = coordinate_signals(watch_id, when, account, analyses, settings, notices, [], [], [])
-    report = build_report(watch_id, when, started, analyses, result, settings)
-    report = report.model_copy(update={"decided_by": FLOW_NAME})
-    llm = LLMRunResult(breakers=account.llm_breakers)
-    persist_cycle(
-        report, analyses, result, account, llm, [], settings, [i for i, _ in failures], trading=False
-    )
-    return report, result
-
-
-def price_snapshots(settings: Settings, at: datetime, symbols: list[str]) -> list[SymbolAnalysis]:
-    """Each symbol's market snapshot fetched at once (no analysis); CycleError when none could be had."""
-    futures = [(s, fetch_snapshot.submit(s, at, settings)) for s in symbols]
-    analyses = []
-    for symbol, future in futures:
-        outcome = future.result(raise_on_failure=False)
-        if isinstance(outcome, BaseException):
-            analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
-        else:
-            analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
-    if all(a.snapshot is None for a in analyses):
-        raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
-    return analyses

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from prefect import flow, get_run_logger
@@ -32,35 +32,36 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.market_watch import price_snapshots
+from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, settle_account
 from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, tracked_run
-from flows.trading_cycle import default_cycle_time, publish_artifacts
-from tasks.coordination import coordinate_signals
 from tasks.storage import (
     engine_for,
-    fetch_account,
-    fetch_batch,
-    fetch_due_batches,
-    fetch_last_plan_at,
-    fetch_state_at,
-    persist_cycle,
+    load_account,
+    load_batch,
+    load_due_batches,
+    load_last_plan_at,
+    load_state_at,
     prepare_database,
-    record_skipped_batch,
-    store_batch_flow_run,
-    store_plan,
+    save_batch_flow_run,
+    save_plan,
+    skip_batch,
 )
 from triplegain.aio import run_sync
-from triplegain.coordinator import AccountState
-from triplegain.cycle import build_report
 from triplegain.errors import ConcurrentCycleError, CycleError
-from triplegain.llm.gateway import LLMRunResult
-from triplegain.models.cycle import CycleReport
-from triplegain.models.enums import CoordinatorState
-from triplegain.rebalance import BatchRecord, PlanRecord, RebalanceDecision, allocation, dca_batches, decide
+from triplegain.rebalance import (
+    BatchRecord,
+    PlanRecord,
+    RebalanceDecision,
+    allocation,
+    dca_batches,
+    is_due,
+    plan_rebalance,
+    why_batch_skipped,
+)
 from triplegain.settings import Settings
 from triplegain.storage import unit_of_work
-from triplegain.storage.repository import load_plans
+from triplegain.storage.dca import load_plans
 
 CHECK_FLOW = "portfolio-check"
 DCA_FLOW = "dca-rebalance"
@@ -68,7 +69,6 @@ DCA_DEPLOYMENT = f"{DCA_FLOW}/{DCA_FLOW}"
 CHECK_ARTIFACT_KEY = "portfolio-check"
 DCA_ARTIFACT_KEY = "dca-rebalance-report"
 DCA_POSITIONS_KEY = "dca-rebalance-positions"
-EARLY_TOLERANCE = timedelta(minutes=1)
 
 
 class PortfolioCheck(BaseModel):
@@ -95,22 +95,16 @@ def portfolio_check(
     now = datetime.now(UTC)
     prepare_database(settings)
     with tracked_run(CHECK_FLOW, f"check-{now:%Y%m%dT%H%M%SZ}", settings) as run:
-        account = fetch_account(settings)
+        account = load_account(settings)
         market_at = default_cycle_time(settings)
         prices = _prices(
             settings, market_at, [f"{a}/USDT" for a in settings.portfolio.target_pct if a != "USDT"]
         )
         current = allocation(account.balances, prices, account.positions, settings.portfolio)
-        decision = decide(
-            current, settings.portfolio, settings.broker, now, fetch_last_plan_at(settings), force
+        last = load_last_plan_at(settings)
+        decision = plan_rebalance(
+            account.coordinator, current, settings.portfolio, settings.broker, now, last, force
         )
-        if decision.action == "rebalance" and account.coordinator is not CoordinatorState.RUNNING:
-            decision = decision.model_copy(
-                update={
-                    "action": "none",
-                    "reason": f"coordinator is {account.coordinator}: no rebalance planned",
-                }
-            )
         if decision.action == "none":
             run.status = "skipped"
             logger.info("no rebalance: %s", decision.reason)
@@ -130,7 +124,7 @@ def _plan(
     logger = get_run_logger()
     plan_id = uuid.uuid4().hex[:12]
     batches = dca_batches(decision.trades, settings.portfolio, now)
-    cancelled = store_plan(plan_id, decision, batches, settings)
+    cancelled = save_plan(plan_id, decision, batches, settings)
     run_sync(_cancel_runs([b.prefect_flow_run_id for b in cancelled if b.prefect_flow_run_id]))
     on_server = run_sync(_deployment_exists())
     if on_server:
@@ -142,14 +136,14 @@ def _plan(
                 timeout=0,
                 as_subflow=False,
             )
-            store_batch_flow_run(plan_id, batch.index, str(run.id), settings)  # type: ignore[union-attr]
+            save_batch_flow_run(plan_id, batch.index, str(run.id), settings)  # type: ignore[union-attr]
         logger.info("plan %s: %d batch run(s) scheduled on %s", plan_id, len(batches), DCA_DEPLOYMENT)
     else:
         logger.info("plan %s: no %s deployment; running the due batch now", plan_id, DCA_DEPLOYMENT)
         dca_rebalance(plan_id, 0, config_file=config_file)
         if len(batches) > 1:
             logger.warning("later batches run with `triplegain dca run-due` (or serve the deployments)")
-    stored = [fetch_batch(plan_id, b.index, settings) for b in batches]
+    stored = [load_batch(plan_id, b.index, settings) for b in batches]
     return PortfolioCheck(
         decision=decision,
         plan_id=plan_id,
@@ -169,8 +163,7 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
     if batch.status != "pending":
         logger.info("batch %s#%d is already %s: nothing to do", plan_id, batch_index, batch.status)
         return batch
-    now = datetime.now(UTC)
-    if now + EARLY_TOLERANCE < batch.scheduled_at:
+    if not is_due(batch.scheduled_at, datetime.now(UTC)):
         raise ValueError(
             f"DCA batch {plan_id}#{batch_index} is not due until {batch.scheduled_at.isoformat()}"
         )
@@ -178,21 +171,8 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
     with tracked_run(DCA_FLOW, batch.run_id, settings) as run:
 
         def attempt() -> BatchRecord:
-            account = fetch_account(settings)
-            then = fetch_state_at(batch.scheduled_at, settings)
-            stopped = next(
-                (s for s in (then, account.coordinator) if s is not CoordinatorState.RUNNING), None
-            )
-            if stopped is None:
-                publish_artifacts(_execute(batch, account, settings), DCA_ARTIFACT_KEY, DCA_POSITIONS_KEY)
-            else:
-                why = (
-                    f"fell due at {batch.scheduled_at:%Y-%m-%d %H:%M} UTC while the coordinator was {stopped}"
-                )
-                with suppress(ConcurrentCycleError):  # another run of this batch settled it first
-                    record_skipped_batch(plan_id, batch_index, why, settings)
+            if not _execute(batch, settings):
                 run.status = "skipped"
-                logger.warning("%s skipped: %s", what, why)
             return _batch(plan_id, batch_index, settings)
 
         def settled() -> BatchRecord | None:
@@ -202,36 +182,35 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
         return commit_or_settle(attempt, settled, what)
 
 
+def _execute(batch: BatchRecord, settings: Settings) -> bool:
+    """Make the batch's trades, or record it skipped when the coordinator was stopped; True when made."""
+    account = load_account(settings)
+    why = why_batch_skipped(
+        batch.scheduled_at, load_state_at(batch.scheduled_at, settings), account.coordinator
+    )
+    if why is not None:
+        with suppress(ConcurrentCycleError):  # another run of this batch settled it first
+            skip_batch(batch.plan_id, batch.index, why, settings)
+        get_run_logger().warning("DCA batch %s#%d skipped: %s", batch.plan_id, batch.index, why)
+        return False
+    report, _ = settle_account(
+        settings,
+        batch.run_id,
+        default_cycle_time(settings),
+        account,
+        decided_by=DCA_FLOW,
+        trades=batch.trades,
+        dca_batch=(batch.plan_id, batch.index),
+    )
+    publish_artifacts(report, DCA_ARTIFACT_KEY, DCA_POSITIONS_KEY)
+    return True
+
+
 def _batch(plan_id: str, index: int, settings: Settings) -> BatchRecord:
-    batch = fetch_batch(plan_id, index, settings)
+    batch = load_batch(plan_id, index, settings)
     if batch is None:
         raise ValueError(f"no DCA batch {plan_id}#{index}: check the plan id (`triplegain dca status`)")
     return batch
-
-
-def _execute(batch: BatchRecord, account: AccountState, settings: Settings) -> CycleReport:
-    """Prices, breakers and the batch's trades through the risk engine and broker; one transaction."""
-    market_at = default_cycle_time(settings)
-    started = datetime.now(UTC)
-    analyses = price_snapshots(settings, market_at, settings.market.symbols)
-    result = coordinate_signals(
-        batch.run_id, market_at, account, analyses, settings, [], [], [], [], batch.trades
-    )
-    report = build_report(batch.run_id, market_at, started, analyses, result, settings)
-    report = report.model_copy(update={"decided_by": DCA_FLOW})
-    llm = LLMRunResult(breakers=account.llm_breakers)
-    persist_cycle(
-        report,
-        analyses,
-        result,
-        account,
-        llm,
-        [],
-        settings,
-        trading=False,
-        dca_batch=(batch.plan_id, batch.index),
-    )
-    return report
 
 
 @flow(name="dca-run-due", log_prints=False)
@@ -239,7 +218,7 @@ def run_due_batches(config_file: str | None = None) -> list[BatchRecord]:
     """Execute every due batch of the active plan, oldest first (what `triplegain dca run-due` does)."""
     settings = load_run_settings(config_file)
     prepare_database(settings)
-    return [dca_rebalance(b.plan_id, b.index, config_file) for b in fetch_due_batches(settings)]
+    return [dca_rebalance(b.plan_id, b.index, config_file) for b in load_due_batches(settings)]
 
 
 def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecord]:

@@ -19,7 +19,7 @@ from flows.settings import load_run_settings
 from flows.tracking import tracked_run
 from tasks.agents import assess_sentiment_with_llms
 from tasks.news import fetch_headlines
-from tasks.storage import fetch_account, prepare_database, store_sentiment
+from tasks.storage import load_account, prepare_database, save_sentiment_refresh
 from triplegain.cycle import parse_time
 from triplegain.llm.gateway import BudgetExhausted
 from triplegain.models.analysis import SentimentReport
@@ -39,7 +39,7 @@ def sentiment_refresh(
     when = parse_time(at) if at is not None else datetime.now(UTC)
     prepare_database(settings)
     with tracked_run(FLOW_NAME, f"sentiment-{when:%Y%m%dT%H%MZ}", settings) as run:
-        account = fetch_account(settings)
+        account = load_account(settings)
         level = account.health.level
         if account.coordinator is CoordinatorState.HALTED:
             logger.warning("coordinator is HALTED: only the market watch runs; no sentiment refresh")
@@ -64,7 +64,7 @@ def sentiment_refresh(
             )
         reports = [r for r in (f.result() for f in futures) if r is not None]
         result = gateway.result()
-        store_sentiment(reports, result, settings)
+        save_sentiment_refresh(reports, result, settings)
     for event in result.events:
         logger.warning(_budget_line(event))
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=render(reports, when), description=when.isoformat())

@@ -15,7 +15,7 @@ from typing import TypeVar
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
 
-from tasks.storage import begin_run, end_run
+from tasks.storage import finish_run, start_run
 from triplegain.errors import ConcurrentCycleError
 from triplegain.settings import Settings
 
@@ -36,17 +36,17 @@ def tracked_run(flow: str, run_key: str, settings: Settings) -> Iterator[Tracked
     """Record the run's start now and its end (completed, skipped, or failed with the error) on exit."""
     context = FlowRunContext.get()
     prefect_id = str(context.flow_run.id) if context and context.flow_run else None
-    run = TrackedRun(begin_run(flow, run_key, settings, prefect_id))
+    run = TrackedRun(start_run(flow, run_key, settings, prefect_id))
     try:
         yield run
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else ""
         try:
-            end_run(run.id, "failed", settings, f"{type(e).__name__}: {first}")
+            finish_run(run.id, "failed", settings, f"{type(e).__name__}: {first}")
         except Exception as recording:  # the original error matters more than the bookkeeping
             get_run_logger().warning("could not record the failure of run %s: %s", run.id, recording)
         raise
-    end_run(run.id, run.status, settings)
+    finish_run(run.id, run.status, settings)
 
 
 def commit_or_settle(step: Callable[[], R], settled: Callable[[], R | None], what: str) -> R:

@@ -13,7 +13,7 @@ from tasks.storage import engine_for
 from triplegain.degradation import DegradationChanged
 from triplegain.settings import Settings
 from triplegain.storage import unit_of_work
-from triplegain.storage.repository import mark_emitted, state_changes
+from triplegain.storage.accounts import load_unemitted_changes, mark_emitted
 
 RESOURCE = {
     "prefect.resource.id": "triplegain.coordinator",
@@ -24,8 +24,8 @@ RESOURCE = {
 def emit_pending_events(engine: Engine) -> int:
     """Send recorded state changes that have not reached Prefect yet, oldest first; returns how many."""
     with unit_of_work(engine) as session:
-        pending = state_changes(session, unemitted=True)
-        for _, change in reversed(pending):
+        pending = load_unemitted_changes(session)
+        for _, change in pending:
             emit_event(event=change.event_name, resource=RESOURCE, payload=change.model_dump(mode="json"))
         mark_emitted(session, [i for i, _ in pending], datetime.now(UTC))
     return len(pending)

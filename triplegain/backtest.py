@@ -13,8 +13,7 @@ target allocation and holding it, and the target allocation rebalanced by the dr
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,15 +24,18 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from triplegain.agents.llm_decision import decide_with_models
 from triplegain.aio import run_sync
-from triplegain.coordinator import AccountState, fresh_account, next_account
+from triplegain.backtest_metrics import Metrics, baselines, close_at, hourly_closes, measure
 from triplegain.cycle import (
+    CyclePlan,
     Decider,
+    PlainSteps,
     Resolver,
+    assemble_cycle,
+    cycle_id_for,
     decision_step,
     normalize_at,
-    resolve_without_models,
-    run_cycle,
 )
+from triplegain.cycle_types import AccountState, fresh_account, next_account
 from triplegain.llm.breaker import BreakerPolicy, Breakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
@@ -42,36 +44,27 @@ from triplegain.market.replay import ReplaySource
 from triplegain.market.source import MarketDataSource
 from triplegain.models.analysis import RegimeAssessment, TechnicalReport
 from triplegain.models.conflicts import Conflict, Resolution
+from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import Action, CoordinatorState, OrderStatus
+from triplegain.models.enums import Action, OrderStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import QUOTE
-from triplegain.rebalance import Batch, allocation, dca_batches, decide
+from triplegain.rebalance import (
+    Batch,
+    RebalanceTrade,
+    allocation,
+    dca_batches,
+    is_due,
+    plan_rebalance,
+    why_batch_skipped,
+)
 from triplegain.resolution import AGENT as RESOLUTION_AGENT
 from triplegain.resolution import ResolutionAnswer, resolve
 from triplegain.scoring import ModelScore, leaderboard, score_vote
 from triplegain.settings import DEFAULT_PROVIDERS, Settings
 
-HOURS_PER_YEAR = 24 * 365
 Progress = Callable[[int, int], None]
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-
-class Metrics(BaseModel):
-    """Performance of one equity curve of hourly marks."""
-
-    model_config = _FROZEN
-
-    start_equity: float
-    end_equity: float
-    total_return_pct: float
-    annualised_return_pct: float
-    max_drawdown_pct: float
-    sharpe: float = Field(description="Mean hourly return over its deviation, annualised (risk-free rate 0)")
-    sortino: float = Field(description="Mean hourly return over its downside deviation, annualised")
-    trades: int = 0
-    fees_paid: float = 0.0
-    exposure_pct: float = Field(0.0, description="Mean share of equity held in assets other than USDT")
 
 
 class BacktestResult(BaseModel):
@@ -92,7 +85,7 @@ class BacktestResult(BaseModel):
     equity: list[float]
     baseline_equity: dict[str, list[float]]
     skipped_hours: int = Field(0, description="Hours no symbol could be analysed (data gaps)")
-    events: list[str] = Field(default_factory=list, description="Breakers, state changes, rebalances")
+    notes: list[str] = Field(default_factory=list, description="Breakers, state changes, rebalances")
     decisions: dict[str, int] = Field(default_factory=dict, description="Who decided -> symbol-hours")
     replayed_answers: int = Field(0, description="Model answers found among the recordings")
     missing_answers: int = Field(
@@ -147,88 +140,139 @@ def run_backtest(
     if end <= start:
         raise ValueError(f"the backtest ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     hours = int((end - start) / timedelta(hours=1)) + 1
-    account = fresh_account(settings)
     caller = ReplayCaller(replay.recordings) if replay else None
-    decider = _replaying_decider(replay, caller, settings) if replay and caller else None
-    resolver = _replaying_resolver(replay, caller, settings) if replay and caller else resolve_without_models
-    decisions: dict[str, int] = {}
-    pending: list[Batch] = []
-    last_plan: datetime | None = None
-    times: list[datetime] = []
-    equity: list[float] = []
-    exposure: list[float] = []
-    decided: dict[str, None] = {}
-    events: list[str] = []
-    trades, fees, skipped = 0, Decimal(0), 0
-    votes: list[tuple[datetime, str, str, Action, float]] = []
-    for i in range(hours):
-        at = start + timedelta(hours=i)
-        due = [b for b in pending if b.scheduled_at <= at]
-        pending = [b for b in pending if b.scheduled_at > at]
-        report, result = run_cycle(
-            source, account, at, settings, [t for b in due for t in b.trades], decider, resolver
+    steps = PlainSteps(source, settings)
+    if replay is not None and caller is not None:
+        steps = PlainSteps(
+            source,
+            settings,
+            _replaying_decider(replay, caller, settings),
+            _replaying_resolver(replay, caller, settings),
         )
+    sim = _Simulation(fresh_account(settings))
+    for i in range(hours):
+        sim.hour(start + timedelta(hours=i), steps, settings, rebalancing)
+        if progress is not None:
+            progress(i + 1, hours)
+    return sim.result(source, settings, start, end, rebalancing, caller)
+
+
+@dataclass
+class _Simulation:
+    """The account carried hour to hour, and what the result reports about the hours."""
+
+    account: AccountState
+    pending: list[Batch] = field(default_factory=list)
+    last_plan: datetime | None = None
+    times: list[datetime] = field(default_factory=list)
+    equity: list[float] = field(default_factory=list)
+    exposure: list[float] = field(default_factory=list)
+    decisions: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    votes: list[tuple[datetime, str, str, Action, float]] = field(default_factory=list)
+    trades: int = 0
+    fees: Decimal = Decimal(0)
+    skipped: int = 0
+
+    def hour(self, at: datetime, steps: PlainSteps, settings: Settings, rebalancing: bool) -> None:
+        """One hourly cycle with the DCA trades due, then the hourly portfolio check."""
+        run = assemble_cycle(
+            CyclePlan(cycle_id_for(at), at, datetime.now(UTC), self.account, rebalance=self._due_trades(at)),
+            steps,
+            settings,
+        )
+        report, result = run.report, run.result
+        self.account = next_account(self.account, result)
+        self._count(at, report)
+        self.notes += [f"{at:%Y-%m-%d %H:%M} {e}" for e in result.notes if _worth_keeping(e)]
+        if rebalancing:
+            self._check_portfolio(at, result.portfolio.prices, settings)
+        value = result.portfolio.equity
+        self.times.append(at)
+        self.equity.append(float(value))
+        self.exposure.append(
+            float((value - result.portfolio.balances.get(QUOTE, Decimal(0))) / value) if value else 0
+        )
+
+    def _due_trades(self, at: datetime) -> list[RebalanceTrade]:
+        """The trades of the batches due now; a batch due while the coordinator is stopped is dropped."""
+        due = [b for b in self.pending if is_due(b.scheduled_at, at)]
+        self.pending = [b for b in self.pending if not is_due(b.scheduled_at, at)]
+        state = self.account.coordinator
+        return [t for b in due if why_batch_skipped(b.scheduled_at, state, state) is None for t in b.trades]
+
+    def _count(self, at: datetime, report: CycleReport) -> None:
+        """Who decided, the votes to score later, the fills and their fees, skipped hours."""
         if all(o.error is not None for o in report.symbols):
-            skipped += 1
-        account = next_account(account, result)
+            self.skipped += 1
         for outcome in report.symbols:
             if outcome.signal is not None:
-                decided[outcome.signal.decided_by] = None
-                decisions[outcome.signal.decided_by] = decisions.get(outcome.signal.decided_by, 0) + 1
+                by = outcome.signal.decided_by
+                self.decisions[by] = self.decisions.get(by, 0) + 1
                 if outcome.price is not None:
-                    votes += [
+                    self.votes += [
                         (at, outcome.symbol, v.model, v.action, float(outcome.price))
                         for v in outcome.signal.model_votes
                         if not v.abstained
                     ]
             for execution in [*outcome.exits, *([outcome.execution] if outcome.execution else [])]:
                 if execution.order.status is OrderStatus.FILLED and execution.fill is not None:
-                    trades += 1
-                    fees += execution.fill.fee
-        events += [f"{at:%Y-%m-%d %H:%M} {e}" for e in result.events if _worth_keeping(e)]
-        if rebalancing and account.coordinator is CoordinatorState.RUNNING:
-            plan = _portfolio_check(account, result.portfolio.prices, settings, at, last_plan)
-            if plan is not None:
-                pending, last_plan = plan, at
-                total = sum((t.amount_usd for b in plan for t in b.trades), Decimal(0))
-                events.append(
-                    f"{at:%Y-%m-%d %H:%M} rebalance planned: {total:.2f} USD in {len(plan)} batch(es)"
-                )
-        value = result.portfolio.equity
-        times.append(at)
-        equity.append(float(value))
-        exposure.append(
-            float((value - result.portfolio.balances.get(QUOTE, Decimal(0))) / value) if value else 0
+                    self.trades += 1
+                    self.fees += execution.fill.fee
+
+    def _check_portfolio(self, at: datetime, prices: dict[str, Decimal], settings: Settings) -> None:
+        """The hourly portfolio check: a new plan supersedes any pending batches."""
+        plan = _portfolio_check(self.account, prices, settings, at, self.last_plan)
+        if plan is None:
+            return
+        self.pending, self.last_plan = plan, at
+        total = sum((t.amount_usd for b in plan for t in b.trades), Decimal(0))
+        self.notes.append(f"{at:%Y-%m-%d %H:%M} rebalance planned: {total:.2f} USD in {len(plan)} batch(es)")
+
+    def _metrics(self) -> Metrics:
+        return measure(self.equity).model_copy(
+            update={
+                "trades": self.trades,
+                "fees_paid": float(self.fees),
+                "exposure_pct": float(np.mean(self.exposure) * 100),
+            }
         )
-        if progress is not None:
-            progress(i + 1, hours)
-    metrics = measure(equity).model_copy(
-        update={"trades": trades, "fees_paid": float(fees), "exposure_pct": float(np.mean(exposure) * 100)}
-    )
-    closes = {s: hourly_closes(source, s, times) for s in settings.market.symbols}
-    initial = float(sum(settings.broker.initial_balances.values(), Decimal(0)))
-    curves = baselines(closes, settings, initial)
-    scored = [score_vote(*vote, lambda symbol, t: close_at(source, symbol, t)) for vote in votes]
-    return BacktestResult(
-        leaderboard=leaderboard(scored),
-        decisions=decisions,
-        replayed_answers=caller.hits if caller else 0,
-        missing_answers=caller.misses if caller else 0,
-        start=start,
-        end=end,
-        symbols=list(settings.market.symbols),
-        source=source.name,
-        decided_by=list(decided) or ["none"],
-        rebalancing=rebalancing,
-        hours=hours,
-        metrics=metrics,
-        baselines={name: measure(curve) for name, curve in curves.items()},
-        times=times,
-        equity=equity,
-        baseline_equity=curves,
-        skipped_hours=skipped,
-        events=events,
-    )
+
+    def result(
+        self,
+        source: MarketDataSource,
+        settings: Settings,
+        start: datetime,
+        end: datetime,
+        rebalancing: bool,
+        caller: ReplayCaller | None,
+    ) -> BacktestResult:
+        """The metrics of the curve against the baselines, and the leaderboard of the votes."""
+        closes = {s: hourly_closes(source, s, self.times) for s in settings.market.symbols}
+        curves = baselines(
+            closes, settings, float(sum(settings.broker.initial_balances.values(), Decimal(0)))
+        )
+        scored = [score_vote(*vote, lambda symbol, t: close_at(source, symbol, t)) for vote in self.votes]
+        return BacktestResult(
+            leaderboard=leaderboard(scored),
+            decisions=self.decisions,
+            replayed_answers=caller.hits if caller else 0,
+            missing_answers=caller.misses if caller else 0,
+            start=start,
+            end=end,
+            symbols=list(settings.market.symbols),
+            source=source.name,
+            decided_by=list(self.decisions) or ["none"],
+            rebalancing=rebalancing,
+            hours=len(self.times),
+            metrics=self._metrics(),
+            baselines={name: measure(curve) for name, curve in curves.items()},
+            times=self.times,
+            equity=self.equity,
+            baseline_equity=curves,
+            skipped_hours=self.skipped,
+            notes=self.notes,
+        )
 
 
 def _replaying_decider(replay: LLMReplay, caller: ReplayCaller, settings: Settings) -> Decider:
@@ -281,116 +325,15 @@ def _worth_keeping(event: str) -> bool:
 def _portfolio_check(
     account: AccountState, prices: dict[str, Decimal], settings: Settings, at: datetime, last: datetime | None
 ) -> list[Batch] | None:
-    """The hourly portfolio check: a new plan (superseding any pending batches), or None."""
+    """The hourly portfolio check, as the portfolio-check flow makes it: a new plan, or None."""
     try:
         current = allocation(account.balances, prices, account.positions, settings.portfolio)
     except ValueError:  # a target asset without a price this hour: no check
         return None
-    decision = decide(current, settings.portfolio, settings.broker, at, last)
+    decision = plan_rebalance(account.coordinator, current, settings.portfolio, settings.broker, at, last)
     if decision.action != "rebalance":
         return None
     return dca_batches(decision.trades, settings.portfolio, at + timedelta(hours=1))
-
-
-def measure(equity: Sequence[float]) -> Metrics:
-    """Return, drawdown, Sharpe and Sortino of an hourly equity curve."""
-    values = np.asarray(equity, dtype=float)
-    if values.size == 0 or values[0] <= 0:
-        raise ValueError("an equity curve needs at least one positive value")
-    total = values[-1] / values[0] - 1
-    years = max(values.size - 1, 1) / HOURS_PER_YEAR
-    # Compounded to a year; capped so a few hours' return cannot overflow (it means little there anyway).
-    annualised = math.expm1(min(math.log(values[-1] / values[0]) / years, 50.0)) if values[-1] > 0 else -1.0
-    peaks = np.maximum.accumulate(values)
-    drawdown = float(np.max((peaks - values) / peaks)) if values.size else 0.0
-    returns = np.diff(values) / values[:-1] if values.size > 1 else np.zeros(1)
-    scale = math.sqrt(HOURS_PER_YEAR)
-    std = float(np.std(returns))
-    downside = float(np.sqrt(np.mean(np.minimum(returns, 0) ** 2)))
-    mean = float(np.mean(returns))
-    return Metrics(
-        start_equity=float(values[0]),
-        end_equity=float(values[-1]),
-        total_return_pct=float(total * 100),
-        annualised_return_pct=float(annualised * 100),
-        max_drawdown_pct=drawdown * 100,
-        sharpe=mean / std * scale if std > 0 else 0.0,
-        sortino=mean / downside * scale if downside > 0 else 0.0,
-    )
-
-
-def hourly_closes(source: MarketDataSource, symbol: str, times: Sequence[datetime]) -> np.ndarray:
-    """The close of the newest candle closed by each time (the price a cycle at that time sees); NaN before
-    the first."""
-    closes = np.full(len(times), np.nan)
-    for i, at in enumerate(times):
-        candles = source.candles(symbol, at, 1)
-        if len(candles):
-            closes[i] = float(candles.close[-1])
-    return closes
-
-
-def close_at(source: MarketDataSource, symbol: str, at: datetime) -> float | None:
-    """The close of the candle that closed exactly at `at`, if any (read for scoring, after the run)."""
-    candles = source.candles(symbol, at, 1)
-    if not len(candles) or candles.open_time(-1) + timedelta(hours=1) != at:
-        return None
-    return float(candles.close[-1])
-
-
-def baselines(closes: dict[str, np.ndarray], settings: Settings, initial: float) -> dict[str, list[float]]:
-    """Buy-and-hold of the target allocation, and the same rebalanced when it drifts past the threshold.
-
-    Both buy at the first hour's closes and pay the broker's fee on every traded notional; assets without a
-    close at an hour keep their last one.
-    """
-    targets = {a: float(p) / 100 for a, p in settings.portfolio.target_pct.items()}
-    fee = float(settings.broker.fee_pct) / 100
-    threshold = float(settings.portfolio.drift_threshold_pct) / 100
-    assets = [a for a in targets if a != QUOTE and f"{a}/{QUOTE}" in closes]
-    prices = {a: _filled(closes[f"{a}/{QUOTE}"]) for a in assets}
-    n = len(next(iter(prices.values()))) if prices else 0
-    curves = {}
-    for name, rebalance in (("buy_and_hold", False), ("drift_rebalanced", True)):
-        cash = initial * targets.get(QUOTE, 0.0) + initial * sum(
-            targets[a] for a in assets if a not in prices
-        )
-        units = {}
-        for a in assets:
-            spend = initial * targets[a]
-            units[a] = spend * (1 - fee) / prices[a][0]
-        curve = []
-        for i in range(n):
-            value = cash + sum(units[a] * prices[a][i] for a in assets)
-            if rebalance and value > 0:
-                drift = max(
-                    [abs(units[a] * prices[a][i] / value - targets[a]) for a in assets]
-                    + [abs(cash / value - targets.get(QUOTE, 0.0))]
-                )
-                if drift >= threshold:
-                    for a in assets:
-                        wanted = value * targets[a]
-                        held = units[a] * prices[a][i]
-                        traded = abs(wanted - held)
-                        cash -= (wanted - held) + traded * fee
-                        units[a] = wanted / prices[a][i]
-                    value = cash + sum(units[a] * prices[a][i] for a in assets)
-            curve.append(value)
-        curves[name] = curve
-    return curves
-
-
-def _filled(values: np.ndarray) -> np.ndarray:
-    """Carry the last known close forward (and the first one backward) over missing hours."""
-    out = values.copy()
-    if np.all(np.isnan(out)):
-        raise ValueError("no close at all for a baseline asset in the backtest window")
-    first = int(np.flatnonzero(~np.isnan(out))[0])
-    out[:first] = out[first]
-    for i in range(1, out.size):
-        if np.isnan(out[i]):
-            out[i] = out[i - 1]
-    return out
 
 
 def default_window(source: MarketDataSource, symbols: list[str], days: int = 30) -> tuple[datetime, datetime]:

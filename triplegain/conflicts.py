@@ -41,37 +41,41 @@ def detect_conflicts(
         and regime.regime is Regime.CHOPPY
         and signal.action is not Action.HOLD
     ):
-        found.append(
-            Conflict(
-                type=ConflictType.CHOPPY_REGIME,
-                symbol=symbol,
-                agents_involved=["regime_detection", "trading_decision"],
-                description=f"{signal.action} proposed in a choppy regime",
-                details={
-                    "regime": regime.regime.value,
-                    "proposed_action": signal.action.value,
-                    "recommendation": "Avoid trading in choppy regime",
-                },
-                fallback="abort",
-            )
-        )
+        found.append(_choppy(signal, regime))
     longs = [p for p in open_positions if p.symbol == symbol]
     if s.regime_change and regime is not None and longs and _just_turned_against_longs(regime):
-        found.append(
-            Conflict(
-                type=ConflictType.REGIME_CHANGE,
-                symbol=symbol,
-                agents_involved=["regime_detection", "coordinator"],
-                description=f"regime turned {regime.regime} with {len(longs)} long position(s) open",
-                details={
-                    "regime": regime.regime.value,
-                    "open_positions": float(len(longs)),
-                    "proposed_action": signal.action.value,
-                },
-                fallback="wait",
-            )
-        )
+        found.append(_regime_change(signal, regime, len(longs)))
     return found
+
+
+def _choppy(signal: TradingSignal, regime: RegimeAssessment) -> Conflict:
+    return Conflict(
+        type=ConflictType.CHOPPY_REGIME,
+        symbol=signal.symbol,
+        agents_involved=["regime_detection", "trading_decision"],
+        description=f"{signal.action} proposed in a choppy regime",
+        details={
+            "regime": regime.regime.value,
+            "proposed_action": signal.action.value,
+            "recommendation": "Avoid trading in choppy regime",
+        },
+        fallback="abort",
+    )
+
+
+def _regime_change(signal: TradingSignal, regime: RegimeAssessment, longs: int) -> Conflict:
+    return Conflict(
+        type=ConflictType.REGIME_CHANGE,
+        symbol=signal.symbol,
+        agents_involved=["regime_detection", "coordinator"],
+        description=f"regime turned {regime.regime} with {longs} long position(s) open",
+        details={
+            "regime": regime.regime.value,
+            "open_positions": float(longs),
+            "proposed_action": signal.action.value,
+        },
+        fallback="wait",
+    )
 
 
 def _ta_sentiment(

@@ -1,31 +1,40 @@
-"""One trading cycle in plain Python: analysis per symbol, then coordination, then the typed report.
+"""One trading cycle, assembled once: analysis per symbol, triage and resolution of conflicts,
+coordination, the typed report.
 
-The Prefect flow runs the same steps as tasks; backtests and benchmarks call `run_cycle` directly.
+`assemble_cycle` is the sequence. It runs the steps a flow makes Prefect tasks (analysis, resolution,
+coordination) through a `CycleSteps`: the trading-cycle flow passes task-wrapped steps, backtests and
+benchmarks pass `PlainSteps` (`run_cycle`). Whatever trades and whatever backtests run the same sequence.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.agents.regime import assess_regime
 from triplegain.agents.technical import analyze_technicals
 from triplegain.conflicts import detect_conflicts
-from triplegain.coordinator import AccountState, Coordination, SymbolAnalysis, api_outcomes, coordinate
-from triplegain.errors import MarketDataError, MarketDataUnavailable
+from triplegain.control import StateChange
+from triplegain.coordinator import coordinate
+from triplegain.cycle_types import AccountState, Coordination, CoordinationInput, SymbolAnalysis, api_outcomes
+from triplegain.degradation import llm_outcomes, resolution_outcomes
+from triplegain.errors import CycleError, MarketDataError, MarketDataUnavailable
 from triplegain.indicators import compute_indicators
+from triplegain.llm.gateway import BudgetExhausted, LLMRunResult
 from triplegain.market.source import MarketDataSource, build_snapshot
-from triplegain.models.analysis import RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import CycleStatus
+from triplegain.models.enums import CycleStatus, DegradationLevel
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import Portfolio, Position
 from triplegain.rebalance import RebalanceTrade
-from triplegain.resolution import conservative, triage
+from triplegain.resolution import FALLBACK_BY, conservative, triage
 from triplegain.settings import Settings
 
 
@@ -115,7 +124,7 @@ def analyze_symbol(
 
 
 def find_conflicts(
-    analyses: list[SymbolAnalysis], positions: list[Position], settings: Settings
+    analyses: Sequence[SymbolAnalysis], positions: list[Position], settings: Settings
 ) -> list[Conflict]:
     """Every conflict of the cycle, symbol by symbol."""
     found = []
@@ -127,7 +136,7 @@ def find_conflicts(
     return found
 
 
-def cycle_status(analyses: list[SymbolAnalysis]) -> CycleStatus:
+def cycle_status(analyses: Sequence[SymbolAnalysis]) -> CycleStatus:
     """Completed when every symbol was analysed, partial when some were, failed when none was."""
     failed = sum(a.error is not None for a in analyses)
     if failed == 0:
@@ -139,12 +148,12 @@ def build_report(
     cycle_id: str,
     at: datetime,
     started_at: datetime,
-    analyses: list[SymbolAnalysis],
+    analyses: Sequence[SymbolAnalysis],
     result: Coordination,
-    settings: Settings,
     llm_cost_usd: Decimal = Decimal(0),
+    decided_by: str | None = None,
 ) -> CycleReport:
-    """The typed report of a finished cycle."""
+    """The typed report of a finished run (`decided_by` names who decided when no signal says it)."""
     signals = [a.signal for a in analyses if a.signal is not None]
     return CycleReport(
         cycle_id=cycle_id,
@@ -152,11 +161,11 @@ def build_report(
         started_at=started_at,
         finished_at=datetime.now(UTC),
         status=cycle_status(analyses),
-        decided_by=signals[0].decided_by if signals else "none",
+        decided_by=decided_by or (signals[0].decided_by if signals else "none"),
         symbols=result.outcomes,
         portfolio=result.portfolio,
         starting_equity=result.starting_equity,
-        events=result.events,
+        notes=result.notes,
         messages=len(result.messages),
         dead_letters=len(result.dead_letters),
         llm_cost_usd=llm_cost_usd,
@@ -178,8 +187,160 @@ def skipped_report(cycle_id: str, at: datetime, account: AccountState, reason: s
         symbols=[],
         portfolio=portfolio,
         starting_equity=portfolio.equity,
-        events=[reason],
+        notes=[reason],
     )
+
+
+@dataclass(frozen=True)
+class CyclePlan:
+    """What a cycle starts from: its identity and time, the account, and what the run loaded for it.
+
+    `notices` are report lines from before the cycle (failed runs, degradation); `state_changes` pauses,
+    resumes and halts since the last cycle; `rebalance` DCA trades due this hour; `require_analysis` fails
+    the cycle (CycleError) when no symbol could be analysed, as a scheduled run does (a backtest records
+    the hour instead).
+    """
+
+    cycle_id: str
+    at: datetime
+    started_at: datetime
+    account: AccountState
+    sentiments: dict[str, SentimentReport] = field(default_factory=dict)
+    notices: Sequence[str] = ()
+    state_changes: Sequence[StateChange] = ()
+    rebalance: Sequence[RebalanceTrade] = ()
+    require_analysis: bool = False
+
+
+@dataclass(frozen=True)
+class ResolutionRun:
+    """The resolution step's result: one resolution per conflicted symbol, its LLM use, and whether any
+    model was asked at all."""
+
+    resolutions: list[Resolution]
+    llm: LLMRunResult
+    asked: bool = False
+
+
+@dataclass(frozen=True)
+class CycleRun:
+    """An assembled cycle: its report, the coordination behind it, the analyses and the LLM use to persist."""
+
+    report: CycleReport
+    result: Coordination
+    analyses: list[SymbolAnalysis]
+    llm: LLMRunResult
+
+
+class CycleSteps(Protocol):
+    """The steps a flow runs as Prefect tasks; `PlainSteps` runs them as plain calls."""
+
+    def analyze(self, plan: CyclePlan) -> tuple[list[SymbolAnalysis], LLMRunResult]:
+        """Every symbol's snapshot, technical analysis, regime and signal, and the LLM use of the votes."""
+        ...
+
+    def resolve(
+        self, conflicts: list[Conflict], analyses: list[SymbolAnalysis], llm: LLMRunResult
+    ) -> ResolutionRun:
+        """Resolve the conflicts a model may see (`llm` is the cycle's LLM use so far)."""
+        ...
+
+    def coordinate(self, request: CoordinationInput) -> Coordination:
+        """Exits, risk verdicts and orders for every analysed symbol."""
+        ...
+
+
+def assemble_cycle(plan: CyclePlan, steps: CycleSteps, settings: Settings) -> CycleRun:
+    """The cycle: analysis, conflicts triaged by the degradation level and resolved, coordination, report."""
+    analyses, llm = steps.analyze(plan)
+    if plan.require_analysis and cycle_status(analyses) is CycleStatus.FAILED:
+        raise CycleError("every symbol failed: " + "; ".join(a.error or "" for a in analyses))
+    outcomes = [*api_outcomes(analyses), *llm_outcomes(llm.records)]
+    level = plan.account.health.level
+    to_model, resolutions = triage(find_conflicts(analyses, plan.account.positions, settings), level)
+    if to_model:
+        resolved = steps.resolve(to_model, analyses, llm)
+        fell_back = any(r.decided_by == FALLBACK_BY for r in resolved.resolutions)
+        outcomes += resolution_outcomes(resolved.asked, fell_back, resolved.llm.records)
+        resolutions, llm = [*resolutions, *resolved.resolutions], llm.merged(resolved.llm)
+    notices = [*plan.notices, *(budget_notice(e) for e in llm.events)]
+    request = CoordinationInput(
+        run_id=plan.cycle_id,
+        at=plan.at,
+        account=plan.account,
+        analyses=analyses,
+        notices=notices,
+        resolutions=resolutions,
+        state_changes=plan.state_changes,
+        outcomes=outcomes,
+        rebalance=plan.rebalance,
+    )
+    result = steps.coordinate(request)
+    cost = sum((r.cost_usd for r in llm.records), Decimal(0))
+    report = build_report(plan.cycle_id, plan.at, plan.started_at, analyses, result, cost)
+    return CycleRun(report, result, analyses, llm)
+
+
+def with_sentiment(
+    analyses: Sequence[SymbolAnalysis], sentiments: dict[str, SentimentReport]
+) -> list[SymbolAnalysis]:
+    """Each analysis with its symbol's still-valid sentiment, where there is one."""
+    return [replace(a, sentiment=sentiments.get(a.symbol)) for a in analyses]
+
+
+def signals_of(analyses: Sequence[SymbolAnalysis]) -> dict[str, TradingSignal]:
+    """Each analysed symbol's signal."""
+    return {a.symbol: a.signal for a in analyses if a.signal is not None}
+
+
+def budget_notice(event: BudgetExhausted) -> str:
+    """The report line of a spent LLM budget."""
+    return (
+        f"LLM {event.scope} budget of {event.limit_usd} USD spent ({event.spent_usd:.4f} USD): "
+        "the offline model decided instead"
+    )
+
+
+def degradation_notices(level: DegradationLevel) -> list[str]:
+    """What the degradation level leaves out of a cycle, for its report."""
+    notices = []
+    if not level.uses_llms:
+        notices.append(f"degradation {level}: no model is called; the offline model decides")
+    if not level.uses_sentiment:
+        notices.append(f"degradation {level}: sentiment skipped")
+    return notices
+
+
+@dataclass(frozen=True)
+class PlainSteps:
+    """The cycle's steps as plain calls, symbols one after another (backtests, benchmarks).
+
+    `decider` replaces the offline decision and `resolver` resolves conflicts (a backtest replaying
+    recorded model answers passes both); their model use is not persisted, so it reports none.
+    """
+
+    source: MarketDataSource
+    settings: Settings
+    decider: Decider | None = None
+    resolver: Resolver = resolve_without_models
+
+    def analyze(self, plan: CyclePlan) -> tuple[list[SymbolAnalysis], LLMRunResult]:
+        """Each symbol in configured order."""
+        analyses = [
+            analyze_symbol(self.source, s, plan.at, plan.account.regimes.get(s), self.settings, self.decider)
+            for s in self.settings.market.symbols
+        ]
+        return with_sentiment(analyses, plan.sentiments), LLMRunResult(breakers=plan.account.llm_breakers)
+
+    def resolve(
+        self, conflicts: list[Conflict], analyses: list[SymbolAnalysis], llm: LLMRunResult
+    ) -> ResolutionRun:
+        """The resolver's answer."""
+        return ResolutionRun(self.resolver(conflicts, signals_of(analyses)), LLMRunResult())
+
+    def coordinate(self, request: CoordinationInput) -> Coordination:
+        """The coordinator, called directly."""
+        return coordinate(request, self.settings)
 
 
 def run_cycle(
@@ -193,31 +354,9 @@ def run_cycle(
 ) -> tuple[CycleReport, Coordination]:
     """A whole cycle without Prefect or a database: what backtests and benchmarks drive.
 
-    Like the flow: conflicts are detected and resolved (by `resolver`, for the conflicts the account's
-    degradation level lets a model see; the rest by rule), then coordinated. `rebalance` are DCA batch
-    trades due at this hour, made after the symbols' own trades.
+    `rebalance` are DCA batch trades due at this hour, made after the symbols' own trades.
     """
-    started = datetime.now(UTC)
     at = normalize_at(at)
-    cycle_id = cycle_id_for(at)
-    analyses = [
-        analyze_symbol(source, s, at, account.regimes.get(s), settings, decider)
-        for s in settings.market.symbols
-    ]
-    to_model, resolutions = triage(
-        find_conflicts(analyses, account.positions, settings), account.health.level
-    )
-    if to_model:
-        signals = {a.symbol: a.signal for a in analyses if a.signal is not None}
-        resolutions += resolver(to_model, signals)
-    result = coordinate(
-        cycle_id,
-        at,
-        account,
-        analyses,
-        settings,
-        resolutions=resolutions,
-        health=api_outcomes(analyses),
-        rebalance=rebalance,
-    )
-    return build_report(cycle_id, at, started, analyses, result, settings), result
+    plan = CyclePlan(cycle_id_for(at), at, datetime.now(UTC), account, rebalance=rebalance)
+    run = assemble_cycle(plan, PlainSteps(source, settings, decider, resolver), settings)
+    return run.report, run.result

@@ -11,6 +11,7 @@ The state is persisted with the account, so a new process keeps the level it was
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -115,6 +116,20 @@ def record(
     return Health(
         llm_failures=llm, api_failures=api, successes=successes, level=level, changed_at=changed_at
     ), changes
+
+
+@dataclass(frozen=True)
+class HealthUpdate:
+    """A run's outcomes, applied at commit to the counters as stored then (under the row lock), so that two
+    runs committing around each other both count."""
+
+    outcomes: tuple[HealthOutcome, ...]
+    policy: DegradationSettings
+    at: datetime
+
+    def apply(self, stored: Health) -> Health:
+        """The stored counters after this run's outcomes."""
+        return record(stored, self.outcomes, self.policy, self.at)[0]
 
 
 def llm_outcomes(calls: Sequence[LLMCall]) -> list[HealthOutcome]:

@@ -25,12 +25,13 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from triplegain.models.enums import Side
+from triplegain.models.enums import CoordinatorState, Side
 from triplegain.models.trading import QUOTE, Position, split_symbol
 from triplegain.settings import BrokerSettings, PortfolioSettings
 
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
+DUE_TOLERANCE = timedelta(minutes=1)
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -165,67 +166,20 @@ def decide(
     force: bool = False,
 ) -> RebalanceDecision:
     """The rebalance the allocation calls for, if any (see the module docstring for the rules)."""
-
-    def none(reason: str, skipped: list[str] | None = None) -> RebalanceDecision:
+    reason = _why_not_now(current, s, at, last_rebalance_at, force)
+    if reason is None:
+        trades, skipped = _trades(current, s, broker, force)
+        reason = None if trades else "drift found, but no trade is worth making"
+    else:
+        trades, skipped = [], []
+    if reason is not None:
         return RebalanceDecision(
-            at=at, allocation=current, action="none", reason=reason, skipped=skipped or [], forced=force
+            at=at, allocation=current, action="none", reason=reason, skipped=skipped, forced=force
         )
-
-    if current.equity_usd <= 0:
-        return none("nothing to rebalance: no equity outside hodl bags and open positions")
-    if not force and last_rebalance_at is not None:
-        allowed = last_rebalance_at + timedelta(hours=s.min_interval_hours)
-        if at < allowed:
-            return none(
-                f"last rebalance at {last_rebalance_at:%Y-%m-%d %H:%M}; "
-                f"the next is allowed from {allowed:%Y-%m-%d %H:%M} UTC"
-            )
-    drift = current.max_drift_pct
-    if not force and drift < s.drift_threshold_pct:
-        return none(f"max drift {drift:.2f} points is below the {s.drift_threshold_pct}% threshold")
-    band = Decimal(0) if force else s.drift_threshold_pct * current.equity_usd / HUNDRED
-    deviation = {a.asset: a.value_usd - a.target_pct * current.equity_usd / HUNDRED for a in current.assets}
-    cost_rate = (broker.fee_pct + broker.max_slippage_pct) / HUNDRED
-    candidates = sorted(
-        (a for a in current.assets if a.asset != QUOTE),
-        key=lambda a: (deviation[a.asset] < 0, -abs(deviation[a.asset])),  # sells first, larger first
-    )
-    trades: list[RebalanceTrade] = []
-    skipped: list[str] = []
-    for a in candidates:
-        amount = abs(deviation[a.asset]).quantize(CENT, ROUND_DOWN)
-        symbol = f"{a.asset}/{QUOTE}"
-        if amount == 0:
-            continue
-        side = Side.SELL if deviation[a.asset] > 0 else Side.BUY
-        if amount < s.min_trade_usd:
-            skipped.append(f"{side} {amount} USD of {symbol}: below the {s.min_trade_usd} USD minimum trade")
-            continue
-        signed = amount if side is Side.SELL else -amount
-        before = _excess(deviation[a.asset], band) + _excess(deviation[QUOTE], band)
-        after = _excess(deviation[a.asset] - signed, band) + _excess(deviation[QUOTE] + signed, band)
-        removed, cost = before - after, (amount * cost_rate).quantize(CENT)
-        if cost > removed:
-            skipped.append(
-                f"{side} {amount} USD of {symbol}: expected cost {cost} USD exceeds the drift beyond the "
-                f"{s.drift_threshold_pct}% band it removes ({removed:.2f} USD)"
-            )
-            continue
-        deviation[a.asset] -= signed
-        deviation[QUOTE] += signed
-        trades.append(
-            RebalanceTrade(
-                symbol=symbol,
-                side=side,
-                amount_usd=amount,
-                cost_usd=cost,
-                drift_removed_usd=removed.quantize(CENT),
-            )
-        )
-    if not trades:
-        return none("drift found, but no trade is worth making", skipped)
     why = (
-        "forced" if force else f"max drift {drift:.2f} points reaches the {s.drift_threshold_pct}% threshold"
+        "forced"
+        if force
+        else f"max drift {current.max_drift_pct:.2f} points reaches the {s.drift_threshold_pct}% threshold"
     )
     return RebalanceDecision(
         at=at,
@@ -235,6 +189,95 @@ def decide(
         trades=trades,
         skipped=skipped,
         forced=force,
+    )
+
+
+def plan_rebalance(
+    coordinator: CoordinatorState,
+    current: Allocation,
+    s: PortfolioSettings,
+    broker: BrokerSettings,
+    at: datetime,
+    last_rebalance_at: datetime | None = None,
+    force: bool = False,
+) -> RebalanceDecision:
+    """What the portfolio check decides: `decide`, and no rebalance at all unless the coordinator RUNS."""
+    decision = decide(current, s, broker, at, last_rebalance_at, force)
+    if decision.action == "rebalance" and coordinator is not CoordinatorState.RUNNING:
+        return decision.model_copy(
+            update={"action": "none", "reason": f"coordinator is {coordinator}: no rebalance planned"}
+        )
+    return decision
+
+
+def _why_not_now(
+    current: Allocation, s: PortfolioSettings, at: datetime, last: datetime | None, force: bool
+) -> str | None:
+    """Why no rebalance is due now (no equity, too soon, too little drift); None when one may be."""
+    if current.equity_usd <= 0:
+        return "nothing to rebalance: no equity outside hodl bags and open positions"
+    if not force and last is not None:
+        allowed = last + timedelta(hours=s.min_interval_hours)
+        if at < allowed:
+            since = f"{last:%Y-%m-%d %H:%M}"
+            return f"last rebalance at {since}; the next is allowed from {allowed:%Y-%m-%d %H:%M} UTC"
+    drift = current.max_drift_pct
+    if not force and drift < s.drift_threshold_pct:
+        return f"max drift {drift:.2f} points is below the {s.drift_threshold_pct}% threshold"
+    return None
+
+
+def _trades(
+    current: Allocation, s: PortfolioSettings, broker: BrokerSettings, force: bool
+) -> tuple[list[RebalanceTrade], list[str]]:
+    """The trades worth their cost, sells first and larger first, and those skipped with the reason."""
+    band = Decimal(0) if force else s.drift_threshold_pct * current.equity_usd / HUNDRED
+    deviation = {a.asset: a.value_usd - a.target_pct * current.equity_usd / HUNDRED for a in current.assets}
+    cost_rate = (broker.fee_pct + broker.max_slippage_pct) / HUNDRED
+    candidates = sorted(
+        (a.asset for a in current.assets if a.asset != QUOTE),
+        key=lambda asset: (deviation[asset] < 0, -abs(deviation[asset])),
+    )
+    trades: list[RebalanceTrade] = []
+    skipped: list[str] = []
+    for asset in candidates:
+        trade = _trade(asset, deviation, band, cost_rate, s, skipped)
+        if trade is not None:
+            signed = trade.amount_usd if trade.side is Side.SELL else -trade.amount_usd
+            deviation[asset] -= signed
+            deviation[QUOTE] += signed
+            trades.append(trade)
+    return trades, skipped
+
+
+def _trade(
+    asset: str,
+    deviation: dict[str, Decimal],
+    band: Decimal,
+    cost_rate: Decimal,
+    s: PortfolioSettings,
+    skipped: list[str],
+) -> RebalanceTrade | None:
+    """The trade that takes `asset` to its target, if worth its cost; else None (and why, in `skipped`)."""
+    amount = abs(deviation[asset]).quantize(CENT, ROUND_DOWN)
+    if amount == 0:
+        return None
+    side, symbol = Side.SELL if deviation[asset] > 0 else Side.BUY, f"{asset}/{QUOTE}"
+    if amount < s.min_trade_usd:
+        skipped.append(f"{side} {amount} USD of {symbol}: below the {s.min_trade_usd} USD minimum trade")
+        return None
+    signed = amount if side is Side.SELL else -amount
+    before = _excess(deviation[asset], band) + _excess(deviation[QUOTE], band)
+    after = _excess(deviation[asset] - signed, band) + _excess(deviation[QUOTE] + signed, band)
+    removed, cost = before - after, (amount * cost_rate).quantize(CENT)
+    if cost > removed:
+        skipped.append(
+            f"{side} {amount} USD of {symbol}: expected cost {cost} USD exceeds the drift beyond the "
+            f"{s.drift_threshold_pct}% band it removes ({removed:.2f} USD)"
+        )
+        return None
+    return RebalanceTrade(
+        symbol=symbol, side=side, amount_usd=amount, cost_usd=cost, drift_removed_usd=removed.quantize(CENT)
     )
 
 
@@ -256,6 +299,23 @@ def dca_batches(trades: Sequence[RebalanceTrade], s: PortfolioSettings, at: date
                 shares[i].append(t.model_copy(update={"amount_usd": amount, "cost_usd": t.cost_usd / n}))
     step = timedelta(hours=s.dca_interval_hours)
     return [Batch(index=i, scheduled_at=at + i * step, trades=b) for i, b in enumerate(shares) if b]
+
+
+def is_due(scheduled_at: datetime, now: datetime) -> bool:
+    """Whether a batch scheduled at `scheduled_at` may run at `now`: a scheduler that starts a run a moment
+    early (clock skew between server and worker) is within `DUE_TOLERANCE`."""
+    return now + DUE_TOLERANCE >= scheduled_at
+
+
+def why_batch_skipped(
+    scheduled_at: datetime, state_then: CoordinatorState, state_now: CoordinatorState
+) -> str | None:
+    """Why a due batch must never execute: the coordinator was stopped when it fell due, or is stopped
+    now (a batch skipped while paused is not made up later); None when it may execute."""
+    stopped = next((st for st in (state_then, state_now) if st is not CoordinatorState.RUNNING), None)
+    if stopped is None:
+        return None
+    return f"fell due at {scheduled_at:%Y-%m-%d %H:%M} UTC while the coordinator was {stopped}"
 
 
 def _excess(deviation: Decimal, band: Decimal) -> Decimal:

@@ -79,8 +79,8 @@ def render_markdown(report: CycleReport) -> str:
         header + "\n" + rows,
         "## Portfolio\n" + "\n".join(f"- {line}" for line in portfolio_lines(report)),
     ]
-    if report.events:
-        parts.append("## Events\n" + "\n".join(f"- {e}" for e in report.events))
+    if report.notes:
+        parts.append("## Notes\n" + "\n".join(f"- {e}" for e in report.notes))
     return "\n\n".join(parts) + "\n"
 
 

@@ -197,7 +197,7 @@ def test_served_deployments_run_a_cycle_and_a_dca_batch_through_the_api(
             "dca-rebalance-positions",
         } <= keys
         from triplegain.storage import create_db_engine, unit_of_work
-        from triplegain.storage.repository import load_plans
+        from triplegain.storage.dca import load_plans
 
         engine = create_db_engine(project_db)
         with unit_of_work(engine) as session:

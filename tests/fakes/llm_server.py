@@ -67,6 +67,8 @@ class FakeLLMServer:
         self.default: Step | None = None
         self.responder: Callable[[dict[str, Any]], Step | None] | None = None  # answers from the request
         self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests the server held at once: parallelism, without a clock
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
@@ -142,6 +144,16 @@ class FakeLLMServer:
                 return None
 
             def do_POST(self) -> None:
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 raw = self.rfile.read(length)
                 body = json.loads(raw) if raw else {}

@@ -33,8 +33,8 @@ def test_a_paused_coordinator_analyses_but_places_no_trade(project_db: str) -> N
 
     assert result.state is CoordinatorState.PAUSED and result.change is not None
     assert report.outcome("BTC/USDT").signal is not None and report.outcome("BTC/USDT").execution is None
-    assert any("coordinator running -> paused by ana" in e and "FOMC" in e for e in report.events)
-    assert any("BUY not acted on, coordinator is paused" in e for e in report.events)
+    assert any("coordinator running -> paused by ana" in e and "FOMC" in e for e in report.notes)
+    assert any("BUY not acted on, coordinator is paused" in e for e in report.notes)
     assert rows(project_db, OrderRow) == []
     [event] = rows(project_db, CoordinatorEventRow)
     assert event.published_cycle_id == report.cycle_id and event.prefect_emitted_at is not None
@@ -47,7 +47,7 @@ def test_a_halted_coordinator_skips_the_cycle_and_says_why(project_db: str) -> N
 
     report = state.result()
     assert state.name == "Skipped" and "HALTED" in (state.message or "")
-    assert report.status is CycleStatus.SKIPPED and "HALTED" in report.events[0]
+    assert report.status is CycleStatus.SKIPPED and "HALTED" in report.notes[0]
     assert rows(project_db, OrderRow) == []
 
 
@@ -68,21 +68,21 @@ def test_resuming_from_halted_needs_confirmation_and_is_recorded(project_db: str
 def test_a_pause_during_a_cycle_keeps_its_trades_from_committing(
     project_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.storage
+    from triplegain.storage import cycles
 
-    real = tasks.storage.save_cycle
+    real = cycles.save_cycle
 
     def pause_first(*args: object, **kwargs: object) -> None:
         control.pause("stop now", actor="ops")
         real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tasks.storage, "save_cycle", pause_first)
+    monkeypatch.setattr(cycles, "save_cycle", pause_first)
 
     report = trading_cycle(at=BUYING_HOUR)  # refused at commit, then run again on the paused account
 
     assert rows(project_db, OrderRow) == []
     assert report.outcome("BTC/USDT").execution is None
-    assert any("not acted on, coordinator is paused" in e for e in report.events)
+    assert any("not acted on, coordinator is paused" in e for e in report.notes)
 
 
 def test_cli_pause_status_resume(project_db: str) -> None:

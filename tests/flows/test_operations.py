@@ -12,7 +12,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-import tasks.coordination
+import triplegain.coordinator
 from flows.control import reset_breaker, resume, status
 from flows.market_watch import market_watch
 from flows.trading_cycle import trading_cycle
@@ -21,7 +21,7 @@ from tests.flows.test_trading_cycle import count
 from triplegain.errors import ConcurrentCycleError
 from triplegain.models.enums import CoordinatorState, DegradationLevel
 from triplegain.storage import create_db_engine, unit_of_work
-from triplegain.storage.repository import start_run
+from triplegain.storage.runs import start_run
 from triplegain.storage.tables import CoordinatorStateRow, CycleRow, OrderRow, PositionSnapshotRow
 
 HOLD = {"action": "HOLD", "confidence": 0.6, "reasoning": "signals are mixed"}
@@ -69,8 +69,8 @@ def test_llm_failures_push_degradation_up_and_successes_bring_it_down(
         report = trading_cycle(at=f"2024-06-30T{hour}:00Z", config_file=cfg)
         levels.append(report.degradation)
     assert levels == [DegradationLevel.REDUCED, DegradationLevel.LIMITED, DegradationLevel.EMERGENCY]
-    assert any("sentiment skipped" in e for e in report.events)
-    assert any(e.startswith("degradation_increased: limited -> emergency") for e in report.events)
+    assert any("sentiment skipped" in e for e in report.notes)
+    assert any(e.startswith("degradation_increased: limited -> emergency") for e in report.notes)
     assert status(cfg).degradation is DegradationLevel.EMERGENCY
 
     calls_before = len(server.requests)
@@ -83,7 +83,7 @@ def test_llm_failures_push_degradation_up_and_successes_bring_it_down(
     server.default = server.answer(HOLD)
     recovering = trading_cycle(at="2024-06-30T21:00Z", config_file=cfg)
     assert recovering.degradation is DegradationLevel.LIMITED
-    assert any(e.startswith("degradation_recovery: emergency -> limited") for e in recovering.events)
+    assert any(e.startswith("degradation_recovery: emergency -> limited") for e in recovering.notes)
     limited = trading_cycle(at="2024-06-30T22:00Z", config_file=cfg)
     assert len(server.requests) == calls_before + 2  # models are asked again, and answer
     assert limited.degradation is DegradationLevel.LIMITED and status(cfg).llm_failures == 4
@@ -107,7 +107,7 @@ def test_a_drawdown_trip_in_the_market_watch_closes_positions_and_halts_the_next
 
     assert watched.cycle_id == "watch-20240630T2005Z" and watched.portfolio.positions == []
     assert watched.outcome("BTC/USDT").exits[0].closed_positions[0].close_reason == "circuit_breaker"
-    assert any("max_drawdown breaker tripped" in e for e in watched.events)
+    assert any("max_drawdown breaker tripped" in e for e in watched.notes)
     assert count(project_db, PositionSnapshotRow) == 1  # the cycle's; the watch found nothing left open
     state = trading_cycle(at="2024-06-30T21:00Z", config_file=cfg, return_state=True)  # type: ignore[call-arg]
     assert state.name == "Skipped"
@@ -128,7 +128,7 @@ def test_an_exception_mid_cycle_leaves_nothing_and_the_next_run_reports_it(
         raise RuntimeError("injected: coordinator crashed")
 
     with monkeypatch.context() as m:
-        m.setattr(tasks.coordination, "coordinate", explode)
+        m.setattr(triplegain.coordinator, "coordinate", explode)
         with pytest.raises(RuntimeError, match="injected"):
             trading_cycle(at="2024-06-30T20:00Z")
     assert count(project_db, CycleRow) == 0 and count(project_db, OrderRow) == 0
@@ -140,13 +140,13 @@ def test_an_exception_mid_cycle_leaves_nothing_and_the_next_run_reports_it(
 
     report = trading_cycle(at="2024-06-30T20:00Z")  # the failed hour again: nothing was lost, it runs
 
-    crashes = [e for e in report.events if e.startswith("previous ")]
+    crashes = [e for e in report.notes if e.startswith("previous ")]
     assert len(crashes) == 2
     assert "cycle-20240630T2000Z" in crashes[0] and "RuntimeError: injected" in crashes[0]
     assert "watch-20240630T1700Z" in crashes[1] and "cut off mid-way" in crashes[1]
     assert report.outcome("BTC/USDT").execution is not None
     later = trading_cycle(at="2024-06-30T21:00Z")
-    assert not any(e.startswith("previous ") for e in later.events)  # reported once
+    assert not any(e.startswith("previous ") for e in later.notes)  # reported once
 
 
 def test_two_cycles_started_at_once_place_one_set_of_orders(project_db: str) -> None:

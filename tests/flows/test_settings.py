@@ -17,7 +17,8 @@ from flows.settings import load_run_settings, prefect_api_url
 from triplegain.errors import ConfigError
 from triplegain.models.enums import CoordinatorState
 from triplegain.settings import load_settings
-from triplegain.storage import create_db_engine, load_account, migrate, unit_of_work
+from triplegain.storage import create_db_engine, migrate, unit_of_work
+from triplegain.storage.accounts import load_account
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +35,7 @@ def state_of(url: str) -> CoordinatorState:
     engine = create_db_engine(url)
     migrate(engine)
     with unit_of_work(engine) as session:
-        state = load_account(session, load_settings(database_url=url)).coordinator
+        state = load_account(session, load_settings(database_url=url).broker.initial_balances).coordinator
     engine.dispose()
     return state
 

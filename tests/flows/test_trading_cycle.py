@@ -11,13 +11,12 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-import tasks.storage
 from flows.trading_cycle import ARTIFACT_KEY, trading_cycle
 from triplegain.errors import CycleError
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CycleStatus, OrderStatus
 from triplegain.settings import load_settings
-from triplegain.storage import create_db_engine, migrate, unit_of_work
+from triplegain.storage import create_db_engine, cycles, migrate, unit_of_work
 from triplegain.storage.tables import (
     AgentOutputRow,
     CycleRow,
@@ -133,7 +132,7 @@ def test_unknown_symbol_fails_before_any_work(project_db: str) -> None:
 def test_database_outage_during_save_is_retried_and_writes_once(
     project_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = tasks.storage.save_cycle
+    real = cycles.save_cycle
     calls = []
 
     def flaky(*args: object, **kwargs: object) -> None:
@@ -142,7 +141,7 @@ def test_database_outage_during_save_is_retried_and_writes_once(
             raise OperationalError("INSERT", {}, Exception("database is locked"))
         real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tasks.storage, "save_cycle", flaky)
+    monkeypatch.setattr(cycles, "save_cycle", flaky)
 
     report = trading_cycle(at=BUYING_HOUR)
 

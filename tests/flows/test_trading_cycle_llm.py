@@ -93,7 +93,7 @@ def test_a_spent_budget_lets_the_offline_model_decide_and_says_so(
 
     assert server.requests == []
     assert report.decided_by == "offline-deterministic"
-    assert any("LLM cycle budget of 0 USD spent" in e for e in report.events)
+    assert any("LLM cycle budget of 0 USD spent" in e for e in report.notes)
 
 
 def test_models_that_all_fail_abstain_and_the_cycle_holds(
@@ -161,7 +161,7 @@ def test_a_conflict_goes_to_the_resolution_subflow_and_is_recorded(
         xrp.resolution is not None and xrp.resolution.action == "wait" and xrp.resolution.decided_by == "v1"
     )
     assert xrp.execution is None
-    assert any("XRP/USDT: BUY not traded: conflict resolved as wait by v1" in e for e in report.events)
+    assert any("XRP/USDT: BUY not traded: conflict resolved as wait by v1" in e for e in report.notes)
     dump = all_rows_text(project_db)
     assert "regime_conflict" in dump and "choppy: wait for direction" in dump
     assert sum("CONFLICTS DETECTED" in r.prompt_text for r in server.requests) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tasks.storage import engine_for, fetch_account
+from tasks.storage import engine_for, load_account
 from triplegain.errors import DatabaseUnavailable
 from triplegain.settings import load_settings
 
@@ -19,5 +19,5 @@ def test_a_locked_table_becomes_database_unavailable(postgres_server_url: str | 
         locker.execute(text("BEGIN"))
         locker.execute(text("LOCK TABLE coordinator_state IN ACCESS EXCLUSIVE MODE"))
         with pytest.raises(DatabaseUnavailable, match=r"database unreachable or too slow \(load-account\)"):
-            fetch_account.fn(settings)
+            load_account.fn(settings)
         locker.execute(text("ROLLBACK"))

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from triplegain.backtest import baselines, measure, run_backtest
+from triplegain.backtest import run_backtest
+from triplegain.backtest_metrics import baselines, measure
 from triplegain.market import ReplaySource
 from triplegain.market.source import closed_until
 from triplegain.settings import load_settings
@@ -116,7 +117,7 @@ def test_the_max_drawdown_breaker_trips_in_the_may_2022_crash() -> None:
         settings,
     )
 
-    trips = [e for e in result.events if "max_drawdown breaker tripped" in e]
+    trips = [e for e in result.notes if "max_drawdown breaker tripped" in e]
     assert trips and trips[0].startswith("2022-05-11")  # LUNA/UST: BTC below 30k, XRP -40% in a week
-    assert any("-> halted by circuit-breaker" in e for e in result.events)
+    assert any("-> halted by circuit-breaker" in e for e in result.notes)
     assert result.metrics.max_drawdown_pct > 20

@@ -25,7 +25,7 @@ def figures(result: BacktestResult) -> dict[str, object]:
         "trades": result.metrics.trades,
         "fees": f"{result.metrics.fees_paid:.2f}",
         "curve": hashlib.sha256(cents.encode()).hexdigest()[:16],
-        "events": len(result.events),
+        "events": len(result.notes),
     }
 
 

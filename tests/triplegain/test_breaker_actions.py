@@ -8,11 +8,12 @@ import pytest
 
 from tests.triplegain.factories import AT
 from tests.triplegain.test_coordinator import BUY_LEVELS, account, analysis, held, signal
-from triplegain.coordinator import coordinate, next_account
+from triplegain.coordinator import coordinate
+from triplegain.cycle_types import CoordinationInput, next_account
 from triplegain.degradation import Health
 from triplegain.models.enums import Action, CoordinatorState, DegradationLevel, OrderStatus, VerdictStatus
 from triplegain.models.trading import Position
-from triplegain.risk.state import Breaker, RiskState, initial_risk_state
+from triplegain.risk.state import CircuitBreaker, RiskState, initial_risk_state
 from triplegain.settings import Settings, load_settings
 
 
@@ -41,7 +42,7 @@ def holding(**overrides: object):  # type: ignore[no-untyped-def]
 def test_max_drawdown_halts_and_closes_every_position_through_the_broker(settings: Settings) -> None:
     acct = holding(risk=marks("10000", "10000", "13000"))  # 23% below the peak
 
-    result = coordinate("c1", AT, acct, [analysis(signal(Action.HOLD))], settings)
+    result = coordinate(CoordinationInput("c1", AT, acct, [analysis(signal(Action.HOLD))]), settings)
 
     assert result.coordinator is CoordinatorState.HALTED
     assert [(c.to_state, c.actor) for c in result.state_changes] == [
@@ -57,16 +58,19 @@ def test_max_drawdown_halts_and_closes_every_position_through_the_broker(setting
 def test_while_drawdown_stays_tripped_positions_without_a_price_are_closed_next_run(
     settings: Settings,
 ) -> None:
-    tripped = marks("10000", "10000", "13000", tripped={Breaker.MAX_DRAWDOWN: "tripped last run"})
+    tripped = marks("10000", "10000", "13000", tripped={CircuitBreaker.MAX_DRAWDOWN: "tripped last run"})
     acct = holding(coordinator=CoordinatorState.HALTED, risk=tripped)
     xrp_only = [analysis(signal(Action.HOLD, symbol="XRP/USDT"))]
 
-    first = coordinate("c1", AT, acct, xrp_only, settings)
+    first = coordinate(CoordinationInput("c1", AT, acct, xrp_only), settings)
     assert len(first.portfolio.positions) == 1
-    assert any("cannot close 1 position(s) now, no price" in e for e in first.events)
+    assert any("cannot close 1 position(s) now, no price" in e for e in first.notes)
 
     second = coordinate(
-        "c2", AT + timedelta(hours=1), next_account(acct, first), [analysis(signal(Action.HOLD))], settings
+        CoordinationInput(
+            "c2", AT + timedelta(hours=1), next_account(acct, first), [analysis(signal(Action.HOLD))]
+        ),
+        settings,
     )
     assert second.portfolio.positions == [] and second.outcomes[0].exits[0].order.status is OrderStatus.FILLED
 
@@ -74,7 +78,7 @@ def test_while_drawdown_stays_tripped_positions_without_a_price_are_closed_next_
 def test_weekly_loss_sells_half_of_every_position(settings: Settings) -> None:
     acct = holding(risk=marks("10000", "11500", "11500"))  # 13% down this week, 13% below the peak
 
-    result = coordinate("c1", AT, acct, [analysis(signal(Action.HOLD))], settings)
+    result = coordinate(CoordinationInput("c1", AT, acct, [analysis(signal(Action.HOLD))]), settings)
 
     (rest,) = result.portfolio.positions
     assert rest.id == "p1" and rest.size == Decimal("2.5")
@@ -83,17 +87,21 @@ def test_weekly_loss_sells_half_of_every_position(settings: Settings) -> None:
     sold = reduction.closed_positions[0]
     assert sold.id != "p1" and sold.size == Decimal("2.5") and sold.close_reason == "circuit_breaker"
     assert result.portfolio.balances["BTC"] == Decimal("2.5")
-    assert result.coordinator is CoordinatorState.RUNNING and Breaker.WEEKLY_LOSS in result.risk.tripped
+    assert (
+        result.coordinator is CoordinatorState.RUNNING and CircuitBreaker.WEEKLY_LOSS in result.risk.tripped
+    )
 
 
 def test_daily_loss_pauses_and_the_day_change_resumes_what_the_breaker_paused(settings: Settings) -> None:
     tripped = holding(risk=marks("10600", "10600", "10600"))
-    paused = coordinate("c1", AT, tripped, [analysis(signal(Action.HOLD))], settings)
+    paused = coordinate(CoordinationInput("c1", AT, tripped, [analysis(signal(Action.HOLD))]), settings)
     assert paused.coordinator is CoordinatorState.PAUSED
 
     tomorrow = AT + timedelta(days=1)
     after = next_account(tripped, paused)
-    resumed = coordinate("c2", tomorrow, after, [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+    resumed = coordinate(
+        CoordinationInput("c2", tomorrow, after, [analysis(signal(Action.BUY, **BUY_LEVELS))]), settings
+    )
 
     assert resumed.coordinator is CoordinatorState.RUNNING
     assert resumed.state_changes[-1].reason == "daily loss breaker reset at the day change"
@@ -104,19 +112,21 @@ def test_the_day_change_does_not_resume_a_pause_someone_made(settings: Settings)
     acct = holding(
         coordinator=CoordinatorState.PAUSED,
         state_set_by="ana",
-        risk=marks("10600", "10600", "10600", tripped={Breaker.DAILY_LOSS: "x"}),
+        risk=marks("10600", "10600", "10600", tripped={CircuitBreaker.DAILY_LOSS: "x"}),
     )
 
-    result = coordinate("c2", AT + timedelta(days=1), acct, [analysis(signal(Action.HOLD))], settings)
+    result = coordinate(
+        CoordinationInput("c2", AT + timedelta(days=1), acct, [analysis(signal(Action.HOLD))]), settings
+    )
 
     assert result.coordinator is CoordinatorState.PAUSED and result.state_changes == []
-    assert Breaker.DAILY_LOSS not in result.risk.tripped
+    assert CircuitBreaker.DAILY_LOSS not in result.risk.tripped
 
 
 def test_a_breaker_never_lifts_a_halt(settings: Settings) -> None:
     acct = holding(coordinator=CoordinatorState.HALTED, risk=marks("10600", "10000", "10600"))
 
-    result = coordinate("c1", AT, acct, [analysis(signal(Action.HOLD))], settings)
+    result = coordinate(CoordinationInput("c1", AT, acct, [analysis(signal(Action.HOLD))]), settings)
 
     assert result.coordinator is CoordinatorState.HALTED and result.state_changes == []
 
@@ -125,9 +135,12 @@ def test_emergency_opens_nothing_but_still_closes(settings: Settings) -> None:
     emergency = Health(llm_failures=9, level=DegradationLevel.EMERGENCY)
 
     buy = coordinate(
-        "c1", AT, account(health=emergency), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings
+        CoordinationInput("c1", AT, account(health=emergency), [analysis(signal(Action.BUY, **BUY_LEVELS))]),
+        settings,
     )
-    close = coordinate("c2", AT, holding(health=emergency), [analysis(signal(Action.SELL))], settings)
+    close = coordinate(
+        CoordinationInput("c2", AT, holding(health=emergency), [analysis(signal(Action.SELL))]), settings
+    )
 
     verdict = buy.outcomes[0].verdict
     assert verdict is not None and verdict.status is VerdictStatus.REJECTED
@@ -140,7 +153,9 @@ def test_degradation_changes_travel_on_the_bus_and_into_the_report(settings: Set
 
     fails = [HealthOutcome(kind="llm", ok=False, what=f"call {i}") for i in range(3)]
 
-    result = coordinate("c1", AT, account(), [analysis(signal(Action.HOLD))], settings, health=fails)
+    result = coordinate(
+        CoordinationInput("c1", AT, account(), [analysis(signal(Action.HOLD))], outcomes=fails), settings
+    )
 
     changes = [m for m in result.messages if m.payload_type == "DegradationChanged"]
     assert len(changes) == 1 and changes[0].topic.value == "system_events"
@@ -148,7 +163,7 @@ def test_degradation_changes_travel_on_the_bus_and_into_the_report(settings: Set
         result.health.level is DegradationLevel.REDUCED
         and result.degradation_changes[0].name == "degradation_increased"
     )
-    assert any(e.startswith("degradation_increased: normal -> reduced") for e in result.events)
+    assert any(e.startswith("degradation_increased: normal -> reduced") for e in result.notes)
 
 
 def test_the_third_order_error_in_a_row_starts_a_cooldown_for_every_entry(settings: Settings) -> None:
@@ -159,7 +174,7 @@ def test_the_third_order_error_in_a_row_starts_a_cooldown_for_every_entry(settin
     btc = analysis(signal(Action.BUY, **BUY_LEVELS))
     xrp = analysis(signal(Action.BUY, symbol="XRP/USDT", **BUY_LEVELS))
 
-    result = coordinate("c1", AT, poor, [btc, xrp], settings)
+    result = coordinate(CoordinationInput("c1", AT, poor, [btc, xrp]), settings)
 
     assert result.outcomes[0].execution is not None
     assert result.outcomes[0].execution.order.status is OrderStatus.REJECTED  # below the minimum notional
@@ -167,13 +182,15 @@ def test_the_third_order_error_in_a_row_starts_a_cooldown_for_every_entry(settin
     verdict = result.outcomes[1].verdict
     assert verdict is not None and verdict.rejections[0].code == "IN_COOLDOWN"
     assert "repeated order errors" in verdict.rejections[0].message
-    assert any("3 order errors in a row" in e for e in result.events)
+    assert any("3 order errors in a row" in e for e in result.notes)
 
 
 def test_a_fill_clears_the_order_error_count(settings: Settings) -> None:
     acct = account(risk=marks("10000", "10000", "10000", execution_errors=2))
 
-    result = coordinate("c1", AT, acct, [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+    result = coordinate(
+        CoordinationInput("c1", AT, acct, [analysis(signal(Action.BUY, **BUY_LEVELS))]), settings
+    )
 
     assert result.risk.execution_errors == 0 and result.risk.execution_cooldown_until is None
 
@@ -198,8 +215,8 @@ def test_trailing_stops_follow_the_price_and_exit_when_enabled(settings: Setting
         ],
     )
 
-    off = coordinate("c1", AT, early, [analysis(signal(Action.HOLD))], settings)
-    on = coordinate("c1", AT, early, [analysis(signal(Action.HOLD))], trailing)
+    off = coordinate(CoordinationInput("c1", AT, early, [analysis(signal(Action.HOLD))]), settings)
+    on = coordinate(CoordinationInput("c1", AT, early, [analysis(signal(Action.HOLD))]), trailing)
 
     assert off.portfolio.positions and off.moved_stops == []
     (exit_,) = on.outcomes[0].exits
@@ -211,7 +228,7 @@ def test_no_breaker_trips_on_an_equity_that_misses_a_held_assets_price(settings:
     acct = holding(risk=marks("10000", "10000", "10000"))  # BTC is half the account
     xrp_only = [analysis(signal(Action.HOLD, symbol="XRP/USDT"))]
 
-    result = coordinate("c1", AT, acct, xrp_only, settings)
+    result = coordinate(CoordinationInput("c1", AT, acct, xrp_only), settings)
 
     assert result.risk.tripped == {} and result.coordinator is CoordinatorState.RUNNING
-    assert any("circuit breakers not checked this run: no price for BTC" in e for e in result.events)
+    assert any("circuit breakers not checked this run: no price for BTC" in e for e in result.notes)

@@ -6,7 +6,8 @@ import pytest
 
 from tests.triplegain.factories import AT, regime, snapshot, technical, vote
 from triplegain.agents.decision import aggregate_votes
-from triplegain.coordinator import AccountState, SymbolAnalysis, coordinate, propose
+from triplegain.coordinator import coordinate, propose
+from triplegain.cycle_types import AccountState, CoordinationInput, SymbolAnalysis
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, CoordinatorState, Intent, OrderStatus, Regime, Side, VerdictStatus
 from triplegain.models.trading import Portfolio, Position
@@ -59,7 +60,9 @@ BUY_LEVELS = {"entry_price": Decimal(100), "stop_loss": Decimal(98), "take_profi
 
 
 def test_buy_signal_is_approved_executed_and_opens_a_position(settings: Settings) -> None:
-    result = coordinate("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+    result = coordinate(
+        CoordinationInput("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))]), settings
+    )
 
     outcome = result.outcomes[0]
     assert outcome.verdict is not None and outcome.verdict.status is VerdictStatus.APPROVED
@@ -73,10 +76,12 @@ def test_sell_signal_closes_the_open_long_and_feeds_the_risk_state(settings: Set
     acct = account(balances={"USDT": Decimal(9_500), "BTC": Decimal(5)}, positions=[held()])
 
     result = coordinate(
-        "c1",
-        AT,
-        acct,
-        [analysis(signal(Action.SELL, stop_loss=Decimal(102), entry_price=Decimal(100)), "97")],
+        CoordinationInput(
+            "c1",
+            AT,
+            acct,
+            [analysis(signal(Action.SELL, stop_loss=Decimal(102), entry_price=Decimal(100)), "97")],
+        ),
         settings,
     )
 
@@ -91,7 +96,7 @@ def test_sell_signal_closes_the_open_long_and_feeds_the_risk_state(settings: Set
 def test_sell_without_a_long_is_refused_as_a_short(settings: Settings) -> None:
     sell = signal(Action.SELL, entry_price=Decimal(100), stop_loss=Decimal(102), take_profit=Decimal(96))
 
-    result = coordinate("c1", AT, account(), [analysis(sell)], settings)
+    result = coordinate(CoordinationInput("c1", AT, account(), [analysis(sell)]), settings)
 
     verdict = result.outcomes[0].verdict
     assert verdict is not None and verdict.rejections[0].code == "SHORT_NOT_ALLOWED"
@@ -101,7 +106,9 @@ def test_sell_without_a_long_is_refused_as_a_short(settings: Settings) -> None:
 def test_signal_with_inverted_levels_is_recorded_as_an_invalid_proposal(settings: Settings) -> None:
     bad = signal(Action.BUY, entry_price=Decimal(100), stop_loss=Decimal(103), take_profit=Decimal(110))
 
-    verdict = coordinate("c1", AT, account(), [analysis(bad)], settings).outcomes[0].verdict
+    verdict = (
+        coordinate(CoordinationInput("c1", AT, account(), [analysis(bad)]), settings).outcomes[0].verdict
+    )
 
     assert verdict is not None and verdict.status is VerdictStatus.REJECTED and verdict.proposal is None
     assert (
@@ -118,7 +125,7 @@ def test_stop_loss_hit_since_the_last_cycle_closes_before_new_signals(settings: 
     )
     a = SymbolAnalysis("BTC/USDT", snapshot(at=later), technical(), regime(), hold)
 
-    result = coordinate("c5", later, acct, [a], settings)
+    result = coordinate(CoordinationInput("c5", later, acct, [a]), settings)
 
     exit_ = result.outcomes[0].exits[0]
     assert exit_.closed_positions[0].close_reason == "stop_loss"
@@ -127,21 +134,23 @@ def test_stop_loss_hit_since_the_last_cycle_closes_before_new_signals(settings: 
 
 def test_paused_coordinator_analyses_but_does_not_trade(settings: Settings) -> None:
     result = coordinate(
-        "c1",
-        AT,
-        account(coordinator=CoordinatorState.PAUSED),
-        [analysis(signal(Action.BUY, **BUY_LEVELS))],
+        CoordinationInput(
+            "c1",
+            AT,
+            account(coordinator=CoordinatorState.PAUSED),
+            [analysis(signal(Action.BUY, **BUY_LEVELS))],
+        ),
         settings,
     )
 
     assert result.outcomes[0].signal is not None and result.outcomes[0].execution is None
-    assert "coordinator is paused" in result.events[0]
+    assert "coordinator is paused" in result.notes[0]
 
 
 def test_symbol_with_an_error_is_reported_and_others_proceed(settings: Settings) -> None:
     analyses = [SymbolAnalysis("XRP/USDT", error="no data"), analysis(signal(Action.BUY, **BUY_LEVELS))]
 
-    result = coordinate("c1", AT, account(), analyses, settings)
+    result = coordinate(CoordinationInput("c1", AT, account(), analyses), settings)
 
     assert result.outcomes[0].error == "no data"
     assert result.outcomes[1].execution is not None
@@ -156,7 +165,7 @@ def test_second_symbol_sees_the_exposure_of_the_first(settings: Settings) -> Non
         analysis(signal(Action.BUY, "XRP/USDT", **BUY_LEVELS)),
     ]
 
-    result = coordinate("c1", AT, account(), both, strict)
+    result = coordinate(CoordinationInput("c1", AT, account(), both), strict)
 
     assert result.outcomes[0].verdict.approved  # type: ignore[union-attr]
     assert result.outcomes[1].verdict.rejections[0].code == "EXPOSURE_LIMIT"  # type: ignore[union-attr]
@@ -165,7 +174,7 @@ def test_second_symbol_sees_the_exposure_of_the_first(settings: Settings) -> Non
 def test_regime_states_are_kept_per_symbol(settings: Settings) -> None:
     analyses = [analysis(signal(Action.HOLD)), analysis(signal(Action.HOLD, "XRP/USDT"))]
 
-    result = coordinate("c1", AT, account(), analyses, settings)
+    result = coordinate(CoordinationInput("c1", AT, account(), analyses), settings)
 
     assert set(result.regimes) == {"BTC/USDT", "XRP/USDT"}
 
@@ -184,10 +193,13 @@ def test_propose_sizes_buys_from_equity_and_ignores_hold_and_close_short() -> No
 
 def test_cycle_earlier_than_the_last_one_says_so(settings: Settings) -> None:
     result = coordinate(
-        "c1", AT, account(last_cycle_at=AT + timedelta(days=3)), [analysis(signal(Action.HOLD))], settings
+        CoordinationInput(
+            "c1", AT, account(last_cycle_at=AT + timedelta(days=3)), [analysis(signal(Action.HOLD))]
+        ),
+        settings,
     )
 
-    assert "precedes the account's last cycle" in result.events[0]
+    assert "precedes the account's last cycle" in result.notes[0]
 
 
 def test_equity_drop_trips_the_daily_breaker_which_pauses_trading(settings: Settings) -> None:
@@ -195,30 +207,40 @@ def test_equity_drop_trips_the_daily_breaker_which_pauses_trading(settings: Sett
 
     risk = initial_risk_state(Decimal(10_600), AT - timedelta(hours=3))  # the day began 6% higher
 
-    result = coordinate("c1", AT, account(risk=risk), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+    result = coordinate(
+        CoordinationInput("c1", AT, account(risk=risk), [analysis(signal(Action.BUY, **BUY_LEVELS))]),
+        settings,
+    )
 
     assert result.outcomes[0].execution is None and result.coordinator is CoordinatorState.PAUSED
     assert [(c.to_state, c.actor) for c in result.state_changes] == [
         (CoordinatorState.PAUSED, "circuit-breaker")
     ]
-    assert result.risk.halted and any("daily_loss breaker tripped" in e for e in result.events)
-    assert any("not acted on, coordinator is paused" in e for e in result.events)
+    assert result.risk.halted and any("daily_loss breaker tripped" in e for e in result.notes)
+    assert any("not acted on, coordinator is paused" in e for e in result.notes)
 
 
 def test_a_tripped_breaker_refuses_entries_even_when_running(settings: Settings) -> None:
     from triplegain.risk import initial_risk_state
-    from triplegain.risk.state import Breaker
+    from triplegain.risk.state import CircuitBreaker
 
-    risk = initial_risk_state(Decimal(10_000), AT).model_copy(update={"tripped": {Breaker.WEEKLY_LOSS: "x"}})
+    risk = initial_risk_state(Decimal(10_000), AT).model_copy(
+        update={"tripped": {CircuitBreaker.WEEKLY_LOSS: "x"}}
+    )
 
-    result = coordinate("c1", AT, account(risk=risk), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+    result = coordinate(
+        CoordinationInput("c1", AT, account(risk=risk), [analysis(signal(Action.BUY, **BUY_LEVELS))]),
+        settings,
+    )
 
     verdict = result.outcomes[0].verdict
     assert verdict is not None and verdict.status is VerdictStatus.HALTED
 
 
 def test_the_cycle_events_travel_on_the_bus_linked_by_cycle_and_cause(settings: Settings) -> None:
-    result = coordinate("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+    result = coordinate(
+        CoordinationInput("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))]), settings
+    )
 
     kinds = [(m.topic.value, m.payload_type) for m in result.messages]
     assert kinds == [
@@ -238,7 +260,7 @@ def test_the_cycle_events_travel_on_the_bus_linked_by_cycle_and_cause(settings: 
 def test_a_rejected_trade_is_published_as_trade_rejected(settings: Settings) -> None:
     sell = signal(Action.SELL, entry_price=Decimal(100), stop_loss=Decimal(102), take_profit=Decimal(96))
 
-    result = coordinate("c1", AT, account(), [analysis(sell)], settings)
+    result = coordinate(CoordinationInput("c1", AT, account(), [analysis(sell)]), settings)
 
     rejected = [m.payload for m in result.messages if m.payload_type == "TradeRejected"]
     assert rejected[0].verdict.rejections[0].code == "SHORT_NOT_ALLOWED"  # type: ignore[attr-defined]
@@ -253,7 +275,9 @@ def test_a_crashing_risk_handler_fails_the_cycle(settings: Settings, monkeypatch
     monkeypatch.setattr(triplegain.coordinator, "evaluate", broken)
 
     with pytest.raises(ArithmeticError, match="risk engine bug"):
-        coordinate("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+        coordinate(
+            CoordinationInput("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))]), settings
+        )
 
 
 def test_a_failing_observer_is_dead_lettered_retried_and_the_cycle_completes(
@@ -264,9 +288,11 @@ def test_a_failing_observer_is_dead_lettered_retried_and_the_cycle_completes(
     async def broken(self: object, message: object) -> None:
         raise ConnectionError("report sink down")
 
-    monkeypatch.setattr(triplegain.coordinator._Run, "on_execution_event", broken)
+    monkeypatch.setattr(triplegain.coordinator._Coordinator, "on_execution_event", broken)
 
-    result = coordinate("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings)
+    result = coordinate(
+        CoordinationInput("c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))]), settings
+    )
 
     assert result.outcomes[0].execution is not None
     [letter] = result.dead_letters
@@ -279,12 +305,15 @@ def test_skipped_symbol_and_breakers_are_events_too(settings: Settings) -> None:
 
     risk = initial_risk_state(Decimal(10_600), AT - timedelta(hours=3))
 
-    result = coordinate("c1", AT, account(risk=risk), [SymbolAnalysis("XRP/USDT", error="no data")], settings)
+    result = coordinate(
+        CoordinationInput("c1", AT, account(risk=risk), [SymbolAnalysis("XRP/USDT", error="no data")]),
+        settings,
+    )
 
     kinds = [m.payload_type for m in result.messages]
     assert kinds == ["CircuitBreakerTripped", "CoordinatorStateChanged", "SymbolSkipped"]
     assert result.messages[0].priority.name == "URGENT"
-    assert "XRP/USDT skipped: no data" in result.events
+    assert "XRP/USDT skipped: no data" in result.notes
 
 
 def resolution(
@@ -310,11 +339,13 @@ def test_a_wait_resolution_stops_that_symbol_only(settings: Settings) -> None:
         analysis(signal(Action.BUY, "XRP/USDT", **BUY_LEVELS)),
     ]
 
-    result = coordinate("c1", AT, account(), both, settings, resolutions=[resolution("wait")])  # type: ignore[list-item]
+    result = coordinate(
+        CoordinationInput("c1", AT, account(), both, resolutions=[resolution("wait")]), settings
+    )  # type: ignore[list-item]
 
     btc, xrp = result.outcomes
     assert btc.execution is None and btc.resolution is not None and btc.resolution.action == "wait"
-    assert any("BTC/USDT: BUY not traded: conflict resolved as wait by deepseek" in e for e in result.events)
+    assert any("BTC/USDT: BUY not traded: conflict resolved as wait by deepseek" in e for e in result.notes)
     assert xrp.execution is not None and xrp.resolution is None
     assert "ConflictResolved" in [m.payload_type for m in result.messages]
 
@@ -323,19 +354,24 @@ def test_a_modify_resolution_shrinks_the_trade(settings: Settings) -> None:
     res = resolution("modify", size_reduction_pct=50)
 
     result = coordinate(
-        "c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], settings, resolutions=[res]
+        CoordinationInput(
+            "c1", AT, account(), [analysis(signal(Action.BUY, **BUY_LEVELS))], resolutions=[res]
+        ),
+        settings,
     )  # type: ignore[list-item]
 
     execution = result.outcomes[0].execution
     assert execution is not None and execution.order.size == Decimal(5)
-    assert any("size reduced by 50%" in e for e in result.events)
+    assert any("size reduced by 50%" in e for e in result.notes)
 
 
 def test_abort_on_a_regime_change_closes_the_open_long(settings: Settings) -> None:
     acct = account(balances={"USDT": Decimal(9_500), "BTC": Decimal(5)}, positions=[held()])
     res = resolution("abort", kind="regime_change_conflict")
 
-    result = coordinate("c1", AT, acct, [analysis(signal(Action.HOLD), "97")], settings, resolutions=[res])  # type: ignore[list-item]
+    result = coordinate(
+        CoordinationInput("c1", AT, acct, [analysis(signal(Action.HOLD), "97")], resolutions=[res]), settings
+    )  # type: ignore[list-item]
 
     execution = result.outcomes[0].execution
     assert execution is not None and execution.order.intent is Intent.CLOSE
@@ -344,7 +380,8 @@ def test_abort_on_a_regime_change_closes_the_open_long(settings: Settings) -> No
 
 def test_consensus_scales_the_signal_the_risk_engine_sees(settings: Settings) -> None:
     result = coordinate(
-        "c1", AT, account(), [analysis(signal(Action.BUY, confidence=0.6, **BUY_LEVELS))], settings
+        CoordinationInput("c1", AT, account(), [analysis(signal(Action.BUY, confidence=0.6, **BUY_LEVELS))]),
+        settings,
     )
 
     outcome_signal = result.outcomes[0].signal

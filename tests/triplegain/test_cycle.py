@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triplegain.coordinator import fresh_account, next_account
 from triplegain.cycle import cycle_id_for, normalize_at, run_cycle
+from triplegain.cycle_types import fresh_account, next_account
 from triplegain.market import ReplaySource
 from triplegain.models.enums import CycleStatus
 from triplegain.settings import load_settings
@@ -86,7 +86,7 @@ def test_times_are_parsed_to_utc_and_refused_when_malformed_or_naive() -> None:
 
 def test_run_cycle_resolves_conflicts_like_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
     import triplegain.cycle
-    from triplegain.coordinator import fresh_account
+    from triplegain.cycle_types import fresh_account
     from triplegain.market import ReplaySource
     from triplegain.models.conflicts import Conflict, ConflictType, ResolutionAction
     from triplegain.settings import load_settings

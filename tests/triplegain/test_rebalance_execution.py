@@ -8,11 +8,12 @@ from tests.triplegain.factories import AT
 from tests.triplegain.test_breaker_actions import holding, marks
 from tests.triplegain.test_coordinator import analysis, signal
 from triplegain.coordinator import coordinate
+from triplegain.cycle_types import CoordinationInput
 from triplegain.models.enums import Action, CoordinatorState, Intent, OrderStatus, Side, VerdictStatus
 from triplegain.models.trading import TradeProposal
 from triplegain.rebalance import RebalanceTrade
 from triplegain.risk.engine import evaluate_rebalance
-from triplegain.risk.state import Breaker
+from triplegain.risk.state import CircuitBreaker
 from triplegain.settings import Settings, load_settings
 
 
@@ -32,7 +33,10 @@ def buy(amount: str) -> RebalanceTrade:
 def test_a_rebalance_sell_moves_balances_and_leaves_positions_alone(settings: Settings) -> None:
     acct = holding(balances={"USDT": Decimal(9_500), "BTC": Decimal(10)})  # 5 BTC free, 5 held by a position
 
-    result = coordinate("dca-1", AT, acct, [analysis(signal(Action.HOLD))], settings, rebalance=[sell("300")])
+    result = coordinate(
+        CoordinationInput("dca-1", AT, acct, [analysis(signal(Action.HOLD))], rebalance=[sell("300")]),
+        settings,
+    )
 
     execution = result.outcomes[0].execution
     assert execution is not None and execution.order.status is OrderStatus.FILLED
@@ -45,27 +49,33 @@ def test_a_rebalance_sell_moves_balances_and_leaves_positions_alone(settings: Se
 
 def test_a_rebalance_never_sells_what_a_position_holds(settings: Settings) -> None:
     result = coordinate(
-        "dca-1", AT, holding(), [analysis(signal(Action.HOLD))], settings, rebalance=[sell("300")]
+        CoordinationInput("dca-1", AT, holding(), [analysis(signal(Action.HOLD))], rebalance=[sell("300")]),
+        settings,
     )
 
     assert result.outcomes[0].execution is None and result.portfolio.balances["BTC"] == Decimal(5)
-    assert any("the rest is held by open positions" in e for e in result.events)
+    assert any("the rest is held by open positions" in e for e in result.notes)
 
 
 def test_rebalance_trades_wait_while_paused_and_buys_stop_on_a_tripped_breaker(settings: Settings) -> None:
     paused = coordinate(
-        "dca-1",
-        AT,
-        holding(coordinator=CoordinatorState.PAUSED),
-        [analysis(signal(Action.HOLD))],
+        CoordinationInput(
+            "dca-1",
+            AT,
+            holding(coordinator=CoordinatorState.PAUSED),
+            [analysis(signal(Action.HOLD))],
+            rebalance=[buy("300")],
+        ),
         settings,
-        rebalance=[buy("300")],
     )
-    assert paused.outcomes[0].execution is None and any("coordinator is paused" in e for e in paused.events)
+    assert paused.outcomes[0].execution is None and any("coordinator is paused" in e for e in paused.notes)
 
-    tripped = marks("10000", "10000", "10000", tripped={Breaker.WEEKLY_LOSS: "x"})
+    tripped = marks("10000", "10000", "10000", tripped={CircuitBreaker.WEEKLY_LOSS: "x"})
     halted = coordinate(
-        "dca-2", AT, holding(risk=tripped), [analysis(signal(Action.HOLD))], settings, rebalance=[buy("300")]
+        CoordinationInput(
+            "dca-2", AT, holding(risk=tripped), [analysis(signal(Action.HOLD))], rebalance=[buy("300")]
+        ),
+        settings,
     )
     verdict = halted.outcomes[0].verdict
     assert verdict is not None and verdict.status is VerdictStatus.HALTED

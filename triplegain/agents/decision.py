@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from statistics import fmean
+from typing import Any
 
 from triplegain.models.analysis import RegimeAssessment, TechnicalReport
 from triplegain.models.decision import DIRECTIONAL, ModelVote, TradingSignal
@@ -119,17 +120,7 @@ def aggregate_votes(
     """Combine the models' votes: quorum, majority, boosts, averaged levels (reference spec 4.4)."""
     valid = [v for v in votes if not v.abstained]
     counts = Counter(v.action for v in valid)
-    base = {
-        "symbol": symbol,
-        "timestamp": timestamp,
-        "votes": dict(counts),
-        "total_models": configured_models,
-        "model_votes": list(votes),
-        "decided_by": _decided_by(votes),
-        "regime": regime.regime.value,
-        "ta_bias": technical.bias.value,
-        "total_cost_usd": sum((v.cost_usd for v in votes), Decimal(0)),
-    }
+    base = _signal_fields(symbol, timestamp, votes, counts, configured_models, technical, regime)
     quorum = max(1, min(settings.min_quorum, configured_models))
     if len(valid) < quorum:
         why = f"{len(valid)} valid vote(s) of {configured_models}, quorum {quorum}: HOLD"
@@ -152,6 +143,29 @@ def aggregate_votes(
         + " | ".join(v.reasoning for v in agreeing)[:400],
         **(_levels(agreeing) if winner in _PRICED else {}),
     )
+
+
+def _signal_fields(
+    symbol: str,
+    timestamp: datetime,
+    votes: Sequence[ModelVote],
+    counts: Counter[Action],
+    configured_models: int,
+    technical: TechnicalReport,
+    regime: RegimeAssessment,
+) -> dict[str, Any]:
+    """What every signal of these votes says, whatever it decides."""
+    return {
+        "symbol": symbol,
+        "timestamp": timestamp,
+        "votes": dict(counts),
+        "total_models": configured_models,
+        "model_votes": list(votes),
+        "decided_by": _decided_by(votes),
+        "regime": regime.regime.value,
+        "ta_bias": technical.bias.value,
+        "total_cost_usd": sum((v.cost_usd for v in votes), Decimal(0)),
+    }
 
 
 def _agreement(strength: float, valid: int, s: DecisionSettings) -> tuple[AgreementType, float]:

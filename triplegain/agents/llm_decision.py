@@ -61,6 +61,22 @@ class ModelAnswer(BaseModel):
         return value[:REASONING_CHARS]
 
 
+TECHNICAL_FACTS = {
+    "trend_direction",
+    "trend_strength",
+    "momentum_score",
+    "bias",
+    "confidence",
+    "primary_signal",
+    "rsi_signal",
+    "macd_signal",
+    "warnings",
+    "support_levels",
+    "resistance_levels",
+}
+REGIME_FACTS = {"regime", "confidence", "volatility", "trend_strength", "parameters"}
+
+
 def decision_prompt(
     snapshot: MarketSnapshot,
     technical: TechnicalReport,
@@ -76,26 +92,9 @@ def decision_prompt(
         "symbol": snapshot.symbol,
         "as_of": snapshot.timestamp.isoformat(),
         "price": str(snapshot.current_price),
-        "technical_analysis": technical.model_dump(
-            mode="json",
-            include={
-                "trend_direction",
-                "trend_strength",
-                "momentum_score",
-                "bias",
-                "confidence",
-                "primary_signal",
-                "rsi_signal",
-                "macd_signal",
-                "warnings",
-                "support_levels",
-                "resistance_levels",
-            },
-        ),
+        "technical_analysis": technical.model_dump(mode="json", include=TECHNICAL_FACTS),
         "atr": technical.indicators.atr,
-        "regime": regime.model_dump(
-            mode="json", include={"regime", "confidence", "volatility", "trend_strength", "parameters"}
-        ),
+        "regime": regime.model_dump(mode="json", include=REGIME_FACTS),
     }
     if sentiment is not None:
         facts["sentiment"] = {

@@ -166,13 +166,7 @@ class PaperBroker:
         fill = self._fill(order, self._slipped(order_id, price, Side.SELL, spec), at)
         self._balances[base] = held - sold
         self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fill.fee
-        share = sold / position.size
-        entry_fee = (position.fees_paid * share).quantize(Decimal("0.00000001"))
-        part = position.model_copy(update={"id": order_id, "size": sold, "fees_paid": entry_fee})
-        rest = position.model_copy(
-            update={"size": position.size - sold, "fees_paid": position.fees_paid - entry_fee}
-        )
-        closed = _closed(part, fill, sold, at, reason)
+        closed, rest = _split(position, sold, order_id, fill, at, reason)
         return self._remember(
             Execution(order=order, fill=fill, closed_positions=[closed], reduced_positions=[rest])
         )
@@ -243,6 +237,19 @@ class PaperBroker:
     def _remember(self, execution: Execution) -> Execution:
         self._executed[execution.order.client_order_id] = execution
         return execution
+
+
+def _split(
+    position: Position, sold: Decimal, order_id: str, fill: Fill, at: datetime, reason: str
+) -> tuple[Position, Position]:
+    """The part of a position sold (closed, under the order's id) and the rest that stays open, each with
+    its share of the entry fee."""
+    entry_fee = (position.fees_paid * (sold / position.size)).quantize(Decimal("0.00000001"))
+    part = position.model_copy(update={"id": order_id, "size": sold, "fees_paid": entry_fee})
+    rest = position.model_copy(
+        update={"size": position.size - sold, "fees_paid": position.fees_paid - entry_fee}
+    )
+    return _closed(part, fill, sold, at, reason), rest
 
 
 def _rejected(order: Order, reason: str) -> Order:

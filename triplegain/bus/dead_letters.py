@@ -1,4 +1,4 @@
-"""The dead-letter queue: deliveries that failed, with their error and attempts, bounded."""
+"""When deliveries fail: the bounded dead-letter queue, retry outcomes, and suspended subscriptions."""
 
 from __future__ import annotations
 
@@ -54,6 +54,29 @@ class DeadLetterQueue:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class SubscriptionSuspended(BaseModel):
+    """System event: a subscription failed too often in a row and receives nothing until resumed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subscription_id: int
+    subscriber: str
+    pattern: str
+    consecutive_failures: int
+    last_error: str
+
+
+class RetryOutcome(BaseModel):
+    """What a dead-letter retry did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    delivered: int
+    failed_again: int
+    exhausted: int
+    skipped: int
 
 
 def failed(message: Message, sub_id: int, subscriber: str, error: BaseException, now: datetime) -> DeadLetter:

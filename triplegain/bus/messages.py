@@ -61,3 +61,50 @@ class Message(BaseModel):
     def expired(self, now: datetime) -> bool:
         """True once the message is older than its TTL."""
         return now > self.deadline
+
+
+_FIELDS = frozenset(Message.model_fields)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def stamped(
+    id: str,
+    timestamp: datetime,
+    topic: Topic,
+    source: str,
+    payload: BaseModel,
+    priority: Priority,
+    correlation_id: str | None,
+    causation_id: str | None,
+    ttl_seconds: float,
+) -> Message:
+    """A message the bus stamps itself, checked by hand instead of by the model's validator (half its cost,
+    on the bus's hottest path); the same value a validated `Message(...)` would be (a test compares them).
+    """
+    if not source:
+        raise ValueError("source must not be empty: name the publishing agent")
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, not {ttl_seconds}")
+    if timestamp.tzinfo is None or not isinstance(payload, BaseModel):
+        raise ValueError("a message needs a timezone-aware timestamp and a pydantic payload")
+    message = _new(Message)
+    _set(
+        message,
+        "__dict__",
+        {
+            "id": id,
+            "timestamp": timestamp,
+            "topic": topic if type(topic) is Topic else Topic(topic),
+            "source": source,
+            "payload": payload,
+            "priority": priority if type(priority) is Priority else Priority(priority),
+            "correlation_id": correlation_id,
+            "causation_id": causation_id,
+            "ttl_seconds": float(ttl_seconds),
+        },
+    )
+    _set(message, "__pydantic_fields_set__", set(_FIELDS))
+    _set(message, "__pydantic_extra__", None)
+    _set(message, "__pydantic_private__", None)
+    return message

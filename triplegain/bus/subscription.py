@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import heapq
+import inspect
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ class Delivery:
             self._future.set_result(None)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscription:
     """The handle `subscribe` returns: pass it to `unsubscribe` or `resume`."""
 
@@ -90,11 +91,36 @@ class Subscription:
     policy: ErrorPolicy
     id: int = field(default_factory=lambda: next(_ids))
     consecutive_failures: int = 0
-    suspended: bool = False
-    active: bool = True
+    receiving: bool = True  # active and not suspended: the one flag the delivery loop reads
+    is_async: bool = False  # the handler is a coroutine function: awaited without inspecting its result
+    _active: bool = True
+    _suspended: bool = False
     busy: bool = False
     _pending: list[tuple[int, int, Delivery]] = field(default_factory=list)
     _space: asyncio.Event | None = None
+
+    @property
+    def active(self) -> bool:
+        """False once unsubscribed."""
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self._active = value
+        self.receiving = value and not self._suspended
+
+    @property
+    def suspended(self) -> bool:
+        """True while suspended after too many failures in a row (until `MessageBus.resume`)."""
+        return self._suspended
+
+    @suspended.setter
+    def suspended(self, value: bool) -> None:
+        self._suspended = value
+        self.receiving = self._active and not value
+
+    def __post_init__(self) -> None:
+        self.is_async = inspect.iscoroutinefunction(self.handler)
 
     def matches_topic(self, topic: Topic) -> bool:
         """True when the subscription's pattern covers `topic`."""

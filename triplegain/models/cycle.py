@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 
 from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
 from triplegain.models.conflicts import Resolution
@@ -64,7 +64,11 @@ class CycleReport(BaseModel):
     symbols: list[SymbolOutcome]
     portfolio: Portfolio
     starting_equity: Decimal
-    events: list[str] = Field(default_factory=list, description="Breakers tripped, resets, notes")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What happened, in words: breakers, state changes, skipped symbols, notices",
+        validation_alias=AliasChoices("notes", "events"),  # reports stored before the rename said events
+    )
     messages: int = Field(0, ge=0, description="Bus messages the cycle published (all persisted)")
     dead_letters: int = Field(0, ge=0, description="Deliveries still failing at the end of the cycle")
     llm_cost_usd: Decimal = Field(Decimal(0), ge=0, description="What the cycle's LLM calls cost")

@@ -2,7 +2,7 @@
 
 from triplegain.risk.engine import RiskContext, evaluate
 from triplegain.risk.state import (
-    Breaker,
+    CircuitBreaker,
     RiskState,
     initial_risk_state,
     mark_equity,
@@ -11,7 +11,7 @@ from triplegain.risk.state import (
 )
 
 __all__ = [
-    "Breaker",
+    "CircuitBreaker",
     "RiskContext",
     "RiskState",
     "evaluate",

@@ -19,7 +19,7 @@ from triplegain.settings import RiskSettings
 BreakerEvent = CircuitBreakerTripped | CircuitBreakerReset
 
 
-class Breaker(StrEnum):
+class CircuitBreaker(StrEnum):
     """The circuit breakers of the risk engine."""
 
     DAILY_LOSS = "daily_loss"
@@ -32,7 +32,7 @@ class RiskState(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tripped: dict[Breaker, str] = Field(default_factory=dict, description="Tripped breakers and why")
+    tripped: dict[CircuitBreaker, str] = Field(default_factory=dict, description="Tripped breakers and why")
     day: str = Field(description="UTC date the daily loss is measured over")
     day_start_equity: Decimal = Field(ge=0)
     week: str = Field(description="ISO year-week the weekly loss is measured over")
@@ -73,38 +73,41 @@ def mark_equity(
     state: RiskState, equity: Decimal, now: datetime, s: RiskSettings
 ) -> tuple[RiskState, list[BreakerEvent]]:
     """Roll the day and week marks, raise the peak, and trip or clear breakers; returns what changed."""
-    events: list[BreakerEvent] = []
-    tripped = dict(state.tripped)
-    update: dict[str, object] = {}
-    if _day(now) != state.day:
-        update |= {"day": _day(now), "day_start_equity": equity}
-        if tripped.pop(Breaker.DAILY_LOSS, None):
-            events.append(CircuitBreakerReset(breaker=Breaker.DAILY_LOSS.value))
-    if _week(now) != state.week:
-        update |= {"week": _week(now), "week_start_equity": equity}
-        if tripped.pop(Breaker.WEEKLY_LOSS, None):
-            events.append(CircuitBreakerReset(breaker=Breaker.WEEKLY_LOSS.value))
-    state = state.model_copy(update={**update, "peak_equity": max(state.peak_equity, equity)})
+    state, tripped, events = _rolled(state, equity, now)
     checks = (
-        (
-            Breaker.DAILY_LOSS,
-            loss_pct(state.day_start_equity, equity),
-            s.daily_loss_pct,
-            "since the day began",
-        ),
-        (Breaker.WEEKLY_LOSS, loss_pct(state.week_start_equity, equity), s.weekly_loss_pct, "this week"),
-        (Breaker.MAX_DRAWDOWN, loss_pct(state.peak_equity, equity), s.max_drawdown_pct, "below the peak"),
+        (CircuitBreaker.DAILY_LOSS, state.day_start_equity, s.daily_loss_pct, "since the day began"),
+        (CircuitBreaker.WEEKLY_LOSS, state.week_start_equity, s.weekly_loss_pct, "this week"),
+        (CircuitBreaker.MAX_DRAWDOWN, state.peak_equity, s.max_drawdown_pct, "below the peak"),
     )
-    for breaker, lost, limit, span in checks:
+    for breaker, mark, limit, span in checks:
+        lost = loss_pct(mark, equity)
         if breaker not in tripped and lost >= limit:
             tripped[breaker] = f"equity {equity:.2f} is {lost:.2f}% down {span} (limit {limit}%)"
             events.append(CircuitBreakerTripped(breaker=breaker.value, reason=tripped[breaker]))
     return state.model_copy(update={"tripped": tripped}), events
 
 
+def _rolled(
+    state: RiskState, equity: Decimal, now: datetime
+) -> tuple[RiskState, dict[CircuitBreaker, str], list[BreakerEvent]]:
+    """A new UTC day or ISO week restarts its mark at `equity` and clears its breaker; the peak rises."""
+    events: list[BreakerEvent] = []
+    tripped = dict(state.tripped)
+    update: dict[str, object] = {}
+    if _day(now) != state.day:
+        update |= {"day": _day(now), "day_start_equity": equity}
+        if tripped.pop(CircuitBreaker.DAILY_LOSS, None):
+            events.append(CircuitBreakerReset(breaker=CircuitBreaker.DAILY_LOSS.value))
+    if _week(now) != state.week:
+        update |= {"week": _week(now), "week_start_equity": equity}
+        if tripped.pop(CircuitBreaker.WEEKLY_LOSS, None):
+            events.append(CircuitBreakerReset(breaker=CircuitBreaker.WEEKLY_LOSS.value))
+    return state.model_copy(update={**update, "peak_equity": max(state.peak_equity, equity)}), tripped, events
+
+
 def reset_drawdown_breaker(state: RiskState, equity: Decimal) -> RiskState:
     """The manual reset of the max-drawdown breaker: the peak restarts at today's equity."""
-    tripped = {k: v for k, v in state.tripped.items() if k is not Breaker.MAX_DRAWDOWN}
+    tripped = {k: v for k, v in state.tripped.items() if k is not CircuitBreaker.MAX_DRAWDOWN}
     return state.model_copy(update={"tripped": tripped, "peak_equity": equity})
 
 

@@ -1,6 +1,10 @@
-"""Persistence: SQLAlchemy 2 tables, Alembic migrations, engines and the repository."""
+"""Persistence: SQLAlchemy 2 tables, Alembic migrations, engines, and one module per table group.
+
+`accounts` (coordinator state, its version guard, state changes, health), `cycles` (a run's whole chain),
+`positions` (orders, fills, positions, snapshots), `dca` (plans and batches), `runs` (flow runs), `status`,
+`sentiment`, `llm_calls`. Functions take a session and never commit; rules stay in the domain.
+"""
 
 from triplegain.storage.database import create_db_engine, migrate, unit_of_work
-from triplegain.storage.repository import load_account, load_report, save_cycle
 
-__all__ = ["create_db_engine", "load_account", "load_report", "migrate", "save_cycle", "unit_of_work"]
+__all__ = ["create_db_engine", "migrate", "unit_of_work"]

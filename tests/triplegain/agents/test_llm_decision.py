@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -58,10 +57,9 @@ def test_six_models_vote_in_parallel_and_agree(server: FakeLLMServer) -> None:
         server.script_for(f"model-{i}", server.answer(BUY, delay=0.3))
     server.script_for("model-5", server.answer(HOLD, delay=0.3))
 
-    start = time.monotonic()
     signal, gateway = decide(server, configs)
 
-    assert time.monotonic() - start < 1.5  # six 0.3 s answers, concurrently
+    assert server.max_in_flight == 6  # the six 0.3 s answers were all awaited at once
     assert signal.action is Action.BUY and signal.agreement is AgreementType.STRONG_MAJORITY  # type: ignore[attr-defined]
     assert signal.confidence == pytest.approx(0.9)  # type: ignore[attr-defined]  # mean 0.8 + 0.10
     assert signal.decided_by == "m0,m1,m2,m3,m4,m5"  # type: ignore[attr-defined]

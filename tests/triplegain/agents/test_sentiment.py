@@ -149,7 +149,8 @@ def test_an_injected_headline_changes_nothing_beyond_the_report(server: FakeLLMS
     """A model that 'obeys' the headline can only make the report bullish: every limit stays where it is."""
     from tests.triplegain.factories import AT as T
     from tests.triplegain.test_coordinator import BUY_LEVELS, account, analysis, signal
-    from triplegain.coordinator import SymbolAnalysis, coordinate
+    from triplegain.coordinator import coordinate
+    from triplegain.cycle_types import CoordinationInput, SymbolAnalysis
     from triplegain.settings import load_settings
 
     obeyed = {
@@ -174,7 +175,7 @@ def test_an_injected_headline_changes_nothing_beyond_the_report(server: FakeLLMS
         sentiment=report.model_copy(update={"symbol": "BTC/USDT", "timestamp": T}),
     )  # type: ignore[attr-defined]
 
-    result = coordinate("c1", T, account(), [a], settings)
+    result = coordinate(CoordinationInput("c1", T, account(), [a]), settings)
 
     assert report.bias is SentimentBias.VERY_BULLISH and "max_leverage" not in report.model_dump_json()  # type: ignore[attr-defined]
     verdict, execution = result.outcomes[0].verdict, result.outcomes[0].execution

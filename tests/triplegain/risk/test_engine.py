@@ -8,7 +8,7 @@ from tests.triplegain.factories import AT, indicators, regime
 from triplegain.models.enums import Intent, Regime, Side, VerdictStatus
 from triplegain.models.trading import Portfolio, Position, TradeProposal
 from triplegain.risk import RiskContext, evaluate, initial_risk_state
-from triplegain.risk.state import Breaker
+from triplegain.risk.state import CircuitBreaker
 from triplegain.settings import RiskSettings
 
 S = RiskSettings()
@@ -63,7 +63,9 @@ def test_sound_trade_is_approved_with_its_risk_figures() -> None:
 
 
 def test_halted_account_refuses_new_exposure_first() -> None:
-    ctx = context(tripped={Breaker.DAILY_LOSS: "down 6%"}, cooldowns={"BTC/USDT": AT + timedelta(hours=1)})
+    ctx = context(
+        tripped={CircuitBreaker.DAILY_LOSS: "down 6%"}, cooldowns={"BTC/USDT": AT + timedelta(hours=1)}
+    )
 
     verdict = evaluate(proposal(stop_loss=None), ctx, S)
 
@@ -73,7 +75,7 @@ def test_halted_account_refuses_new_exposure_first() -> None:
 def test_closing_is_allowed_even_when_halted() -> None:
     close = proposal(side=Side.SELL, intent=Intent.CLOSE, stop_loss=None, take_profit=None)
 
-    verdict = evaluate(close, context(tripped={Breaker.MAX_DRAWDOWN: "x"}), S)
+    verdict = evaluate(close, context(tripped={CircuitBreaker.MAX_DRAWDOWN: "x"}), S)
 
     assert verdict.status is VerdictStatus.APPROVED
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 from tests.triplegain.factories import AT
 from triplegain.events import CircuitBreakerReset
 from triplegain.risk import initial_risk_state, mark_equity, record_trade_result, reset_drawdown_breaker
-from triplegain.risk.state import Breaker
+from triplegain.risk.state import CircuitBreaker
 from triplegain.settings import RiskSettings
 
 S = RiskSettings()
@@ -17,7 +17,7 @@ def test_daily_loss_trips_at_5_percent_and_resets_next_utc_day() -> None:
     tripped, events = mark_equity(state, Decimal(9_500), AT + timedelta(hours=1), S)
     next_day, reset_events = mark_equity(tripped, Decimal(9_500), AT + timedelta(days=1), S)
 
-    assert Breaker.DAILY_LOSS in tripped.tripped and tripped.halted
+    assert CircuitBreaker.DAILY_LOSS in tripped.tripped and tripped.halted
     assert events[0].breaker == "daily_loss" and "5.00% down since the day began" in events[0].reason  # type: ignore[union-attr]
     assert not next_day.halted and next_day.day_start_equity == Decimal(9_500)
     assert reset_events[0] == CircuitBreakerReset(breaker="daily_loss")
@@ -36,7 +36,7 @@ def test_weekly_loss_trips_and_resets_on_a_new_iso_week() -> None:
     state, _ = mark_equity(state, Decimal(9_300), monday + timedelta(days=2), S)
     state, _ = mark_equity(state, Decimal(8_990), monday + timedelta(days=3), S)
 
-    assert set(state.tripped) == {Breaker.WEEKLY_LOSS}
+    assert set(state.tripped) == {CircuitBreaker.WEEKLY_LOSS}
 
     state, _ = mark_equity(state, Decimal(8_990), monday + timedelta(days=7), S)
     assert not state.halted
@@ -47,8 +47,8 @@ def test_drawdown_needs_a_manual_reset() -> None:
     state, events = mark_equity(state, Decimal(9_500), AT + timedelta(days=1), S)
     later, _ = mark_equity(state, Decimal(9_600), AT + timedelta(days=30), S)
 
-    assert Breaker.MAX_DRAWDOWN in state.tripped and "20.83%" in events[0].reason  # type: ignore[union-attr]
-    assert Breaker.MAX_DRAWDOWN in later.tripped
+    assert CircuitBreaker.MAX_DRAWDOWN in state.tripped and "20.83%" in events[0].reason  # type: ignore[union-attr]
+    assert CircuitBreaker.MAX_DRAWDOWN in later.tripped
     cleared = reset_drawdown_breaker(later, Decimal(9_600))
     assert not cleared.halted and cleared.peak_equity == Decimal(9_600)
 

@@ -9,23 +9,20 @@ from decimal import Decimal
 from sqlalchemy import Engine, func, select
 
 from tests.triplegain.storage.test_repository import BUYING_HOUR, run, save
+from triplegain.commands import reset_drawdown
 from triplegain.coordinator import coordinate
 from triplegain.cycle import analyze_symbol, build_report, cycle_id_for
+from triplegain.cycle_types import CoordinationInput
 from triplegain.degradation import HealthOutcome
 from triplegain.market import ReplaySource
 from triplegain.models.enums import CoordinatorState, DegradationLevel
-from triplegain.risk.state import Breaker, RiskState
+from triplegain.risk.state import CircuitBreaker, RiskState
 from triplegain.settings import Settings, load_settings
-from triplegain.storage import load_account, save_cycle, unit_of_work
-from triplegain.storage.repository import (
-    finish_run,
-    last_runs,
-    load_status,
-    reset_drawdown,
-    start_run,
-    state_changes,
-    unreported_failures,
-)
+from triplegain.storage import unit_of_work
+from triplegain.storage.accounts import load_account, load_state_changes
+from triplegain.storage.cycles import CycleRecord, save_cycle
+from triplegain.storage.runs import finish_run, load_last_runs, load_unreported_failures, start_run
+from triplegain.storage.status import load_status
 from triplegain.storage.tables import CoordinatorStateRow, PositionRow, PositionSnapshotRow
 
 FAILED_LLM = [HealthOutcome(kind="llm", ok=False, what=f"call {i}") for i in range(3)]
@@ -42,13 +39,15 @@ def next_hour(
     `meanwhile` runs between loading the account and committing the cycle."""
     at = BUYING_HOUR + timedelta(hours=1)
     with unit_of_work(engine) as s:
-        account = replace(load_account(s, settings), **account_changes)  # type: ignore[arg-type]
+        account = replace(load_account(s, settings.broker.initial_balances), **account_changes)  # type: ignore[arg-type]
     analyses = [analyze_symbol(replay, sym, at, None, settings) for sym in settings.market.symbols]
-    result = coordinate(cycle_id_for(at), at, account, analyses, settings, health=FAILED_LLM)
-    report = build_report(cycle_id_for(at), at, at, analyses, result, settings)
+    result = coordinate(
+        CoordinationInput(cycle_id_for(at), at, account, analyses, outcomes=FAILED_LLM), settings
+    )
+    report = build_report(cycle_id_for(at), at, at, analyses, result)
     meanwhile()
     with unit_of_work(engine) as s:
-        save_cycle(s, report, analyses, result, account, settings=settings)
+        save_cycle(s, CycleRecord(report, analyses, result, account))
     return report, result
 
 
@@ -56,7 +55,7 @@ def opened(engine: Engine, settings: Settings, replay: ReplaySource) -> RiskStat
     """The cycle that buys BTC, committed; returns the risk memory it left."""
     save(engine, *run(engine, settings, BUYING_HOUR, replay))
     with unit_of_work(engine) as s:
-        risk = load_account(s, settings).risk
+        risk = load_account(s, settings.broker.initial_balances).risk
     assert risk is not None
     return risk
 
@@ -75,12 +74,12 @@ def test_a_weekly_trip_stores_the_reduced_position_its_sold_part_and_the_degrada
 
     with unit_of_work(engine) as s:
         rows = {r.id: r for r in s.scalars(select(PositionRow))}
-        account = load_account(s, cfg)
+        account = load_account(s, cfg.broker.initial_balances)
         snapshots = s.scalar(select(func.count()).select_from(PositionSnapshotRow))
     assert rows[before.id].status == "open" and rows[before.id].size == size / 2
     (sold,) = [r for r in rows.values() if r.id != before.id]
     assert sold.status == "closed" and sold.close_reason == "circuit_breaker" and sold.size == size / 2
-    assert Breaker.WEEKLY_LOSS in (account.risk.tripped if account.risk else {})
+    assert CircuitBreaker.WEEKLY_LOSS in (account.risk.tripped if account.risk else {})
     assert account.health.level is DegradationLevel.REDUCED and account.health.llm_failures == 3
     assert snapshots == 2  # the open position after each cycle
 
@@ -94,26 +93,27 @@ def test_a_drawdown_trip_stores_the_halt_as_a_recorded_change_and_closes_everyth
     next_hour(engine, cfg, replay, risk=risk.model_copy(update={"peak_equity": Decimal(15_000)}))
 
     with unit_of_work(engine) as s:
-        status = load_status(s, cfg)
-        (changed,) = state_changes(s)
+        status = load_status(s, cfg.broker.initial_balances)
+        (change,) = load_state_changes(s)
         row = s.get(CoordinatorStateRow, 1)
     assert status.state is CoordinatorState.HALTED and status.positions == []
-    _, change = changed
     assert change.actor == "circuit-breaker" and change.to_state is CoordinatorState.HALTED
     assert row is not None and row.last_cycle_id == cycle_id_for(BUYING_HOUR + timedelta(hours=1))
     with unit_of_work(engine) as s:
-        assert reset_drawdown(s, cfg, "ana", "reviewed the losses", datetime.now(UTC))
+        assert reset_drawdown(s, cfg.broker.initial_balances, "ana", "reviewed the losses", datetime.now(UTC))
     with unit_of_work(engine) as s:
-        account = load_account(s, cfg)
-        assert account.risk is not None and Breaker.MAX_DRAWDOWN not in account.risk.tripped
+        account = load_account(s, cfg.broker.initial_balances)
+        assert account.risk is not None and CircuitBreaker.MAX_DRAWDOWN not in account.risk.tripped
         assert account.coordinator is CoordinatorState.HALTED  # resuming is a separate, confirmed step
         assert account.state_set_by == "ana"
-        assert not reset_drawdown(s, cfg, "ana", "again", datetime.now(UTC))
+        assert not reset_drawdown(s, cfg.broker.initial_balances, "ana", "again", datetime.now(UTC))
 
 
 def test_degradation_counts_from_concurrent_writers_all_land(engine: Engine, replay: ReplaySource) -> None:
+    from triplegain.degradation import HealthUpdate
+    from triplegain.llm.gateway import LLMRunResult
     from triplegain.llm.models import LLMCall
-    from triplegain.storage.repository import save_llm_breakers
+    from triplegain.storage.sentiment import save_sentiment_refresh
 
     cfg = load_settings()
     opened(engine, cfg, replay)
@@ -129,12 +129,13 @@ def test_degradation_counts_from_concurrent_writers_all_land(engine: Engine, rep
 
     def sentiment_refresh_commits() -> None:
         with unit_of_work(engine) as s:
-            save_llm_breakers(s, {}, llm_outcomes([failed, failed]), cfg, BUYING_HOUR)
+            health = HealthUpdate(tuple(llm_outcomes([failed, failed])), cfg.degradation, BUYING_HOUR)
+            save_sentiment_refresh(s, [], LLMRunResult(), health)
 
     next_hour(engine, cfg, replay, sentiment_refresh_commits)  # the cycle loaded 0 failures, adds its 3
 
     with unit_of_work(engine) as s:
-        health = load_account(s, cfg).health
+        health = load_account(s, cfg.broker.initial_balances).health
     assert health.llm_failures == 5 and health.level is DegradationLevel.REDUCED
 
 
@@ -147,7 +148,7 @@ def test_failed_and_cut_off_runs_are_reported_once(engine: Engine, replay: Repla
         start_run(s, "trading-cycle", "cycle-20240630T1900Z", now - timedelta(hours=3))  # never finished
         running = start_run(s, "market-watch", "watch-20240630T1905Z", now - timedelta(minutes=1))
     with unit_of_work(engine) as s:
-        found = unreported_failures(s, now, cfg.watch.crashed_after_minutes)
+        found = load_unreported_failures(s, now, cfg.watch.crashed_after_minutes)
     assert [(r.run_key, r.status) for _, r in found] == [
         ("cycle-20240630T1800Z", "failed"),
         ("cycle-20240630T1900Z", "crashed"),
@@ -157,10 +158,12 @@ def test_failed_and_cut_off_runs_are_reported_once(engine: Engine, replay: Repla
 
     report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
     with unit_of_work(engine) as s:
-        save_cycle(s, report, analyses, result, account, reported_runs=[i for i, _ in found])  # type: ignore[arg-type]
+        save_cycle(
+            s, CycleRecord(report, analyses, result, account, reported_runs=tuple(i for i, _ in found))
+        )  # type: ignore[arg-type]
     with unit_of_work(engine) as s:
-        assert unreported_failures(s, now, cfg.watch.crashed_after_minutes) == []
-        latest = last_runs(s)
+        assert load_unreported_failures(s, now, cfg.watch.crashed_after_minutes) == []
+        latest = load_last_runs(s)
     assert latest["market-watch"].status == "running" and latest["trading-cycle"].run_key.endswith("1900Z")
     assert running > failed
 
@@ -172,14 +175,8 @@ def test_plans_supersede_and_batches_settle_exactly_once(engine: Engine) -> None
     from triplegain.errors import ConcurrentCycleError
     from triplegain.models.enums import Side
     from triplegain.rebalance import Allocation, Batch, RebalanceDecision, RebalanceTrade
-    from triplegain.storage.repository import (
-        coordinator_state_at,
-        due_batches,
-        load_plans,
-        record_state_change,
-        save_plan,
-        skip_batch,
-    )
+    from triplegain.storage.accounts import load_state_at, record_state_change
+    from triplegain.storage.dca import load_due_batches, load_plans, save_plan, skip_batch
 
     now = datetime.now(UTC)
     trade = RebalanceTrade(symbol="BTC/USDT", side=Side.BUY, amount_usd=Decimal(100))
@@ -196,7 +193,7 @@ def test_plans_supersede_and_batches_settle_exactly_once(engine: Engine) -> None
     with unit_of_work(engine) as s:
         assert save_plan(s, "plan1", decision, batches, now) == []
     with unit_of_work(engine) as s:
-        assert [b.index for b in due_batches(s, now)] == [0]
+        assert [b.index for b in load_due_batches(s, now)] == [0]
         skip_batch(s, "plan1", 0, "fell due while paused", now)
     with unit_of_work(engine) as s, pytest.raises(ConcurrentCycleError, match="no longer pending"):
         skip_batch(s, "plan1", 0, "again", now)
@@ -225,5 +222,5 @@ def test_plans_supersede_and_batches_settle_exactly_once(engine: Engine) -> None
     ]
     assert plans["plan2"].status == "active"
     with unit_of_work(engine) as s:
-        assert coordinator_state_at(s, now - timedelta(seconds=1)) is CoordinatorState.RUNNING
-        assert coordinator_state_at(s, now + timedelta(seconds=1)) is CoordinatorState.PAUSED
+        assert load_state_at(s, now - timedelta(seconds=1)) is CoordinatorState.RUNNING
+        assert load_state_at(s, now + timedelta(seconds=1)) is CoordinatorState.PAUSED

@@ -8,13 +8,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, select
 
-from triplegain.coordinator import AccountState
-from triplegain.cycle import analyze_symbol, build_report, coordinate, cycle_id_for
+from triplegain.coordinator import coordinate
+from triplegain.cycle import analyze_symbol, build_report, cycle_id_for
+from triplegain.cycle_types import AccountState, CoordinationInput
 from triplegain.errors import ConcurrentCycleError
 from triplegain.market import ReplaySource
 from triplegain.models.cycle import CycleReport
 from triplegain.settings import Settings, load_settings
-from triplegain.storage import load_account, load_report, migrate, repository, save_cycle, unit_of_work
+from triplegain.storage import migrate, positions, unit_of_work
+from triplegain.storage.accounts import load_account
+from triplegain.storage.cycles import CycleRecord, load_report, save_cycle
 from triplegain.storage.tables import (
     AgentOutputRow,
     Base,
@@ -51,12 +54,12 @@ def run(
     engine: Engine, settings: Settings, at: datetime, replay: ReplaySource
 ) -> tuple[CycleReport, object, object, AccountState]:
     with unit_of_work(engine) as s:
-        account = load_account(s, settings)
+        account = load_account(s, settings.broker.initial_balances)
     analyses = [
         analyze_symbol(replay, sym, at, account.regimes.get(sym), settings) for sym in settings.market.symbols
     ]
-    result = coordinate(cycle_id_for(at), at, account, analyses, settings)
-    report = build_report(cycle_id_for(at), at, at, analyses, result, settings)
+    result = coordinate(CoordinationInput(cycle_id_for(at), at, account, analyses), settings)
+    report = build_report(cycle_id_for(at), at, at, analyses, result)
     return report, analyses, result, account
 
 
@@ -64,7 +67,7 @@ def save(
     engine: Engine, report: CycleReport, analyses: object, result: object, account: AccountState
 ) -> None:
     with unit_of_work(engine) as s:
-        save_cycle(s, report, analyses, result, account)  # type: ignore[arg-type]
+        save_cycle(s, CycleRecord(report, analyses, result, account))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -81,7 +84,7 @@ def test_migration_matches_the_models_and_is_idempotent(engine: Engine) -> None:
 
 def test_fresh_database_gives_the_initial_account(engine: Engine, cfg: Settings) -> None:
     with unit_of_work(engine) as s:
-        account = load_account(s, cfg)
+        account = load_account(s, cfg.broker.initial_balances)
 
     assert account.balances == {"USDT": Decimal(10_000)} and account.positions == [] and account.version == 0
 
@@ -91,7 +94,7 @@ def test_cycle_chain_round_trips(engine: Engine, cfg: Settings, replay: ReplaySo
     save(engine, report, analyses, result, account)
 
     with unit_of_work(engine) as s:
-        loaded = load_account(s, cfg)
+        loaded = load_account(s, cfg.broker.initial_balances)
         stored = load_report(s, report.cycle_id)
 
     assert stored == report
@@ -146,7 +149,7 @@ def test_crash_mid_write_leaves_nothing(
     def explode(*args: object) -> None:
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(repository, "_add_fill_and_positions", explode)
+    monkeypatch.setattr(positions, "_add_fill_and_positions", explode)
     with pytest.raises(RuntimeError, match="power cut"):
         save(engine, report, analyses, result, account)
 
@@ -175,7 +178,7 @@ def test_later_cycle_after_a_commit_advances_the_version(
     save(engine, *run(engine, cfg, BUYING_HOUR + timedelta(hours=1), replay))
 
     with unit_of_work(engine) as s:
-        assert load_account(s, cfg).version == 2
+        assert load_account(s, cfg.broker.initial_balances).version == 2
 
 
 def test_the_same_cycle_cannot_be_stored_twice(engine: Engine, cfg: Settings, replay: ReplaySource) -> None:
@@ -196,7 +199,7 @@ def test_dead_letters_are_persisted_with_the_cycle(
     async def broken(self: object, message: object) -> None:
         raise ConnectionError("report sink down")
 
-    monkeypatch.setattr(triplegain.coordinator._Run, "on_execution_event", broken)
+    monkeypatch.setattr(triplegain.coordinator._Coordinator, "on_execution_event", broken)
     report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
     save(engine, report, analyses, result, account)
 
@@ -208,7 +211,7 @@ def test_dead_letters_are_persisted_with_the_cycle(
 
 def test_the_newest_still_valid_sentiment_is_found(engine: Engine) -> None:
     from triplegain.models.analysis import SentimentReport
-    from triplegain.storage.repository import latest_sentiment, save_sentiment
+    from triplegain.storage.sentiment import latest_sentiment, save_sentiment
 
     t0 = datetime(2022, 5, 10, 12, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from triplegain.settings import load_settings
-from triplegain.storage import create_db_engine, load_account, migrate, unit_of_work
-from triplegain.storage.repository import record_state_change
+from triplegain.storage import create_db_engine, migrate, unit_of_work
+from triplegain.storage.accounts import load_account, record_state_change
 
 
 def test_a_locked_postgres_table_fails_within_the_statement_timeout(postgres_server_url: str | None) -> None:
@@ -26,7 +26,7 @@ def test_a_locked_postgres_table_fails_within_the_statement_timeout(postgres_ser
         locker.execute(text("LOCK TABLE coordinator_state IN ACCESS EXCLUSIVE MODE"))
         start = time.monotonic()
         with pytest.raises(OperationalError, match=r"timeout|canceling statement"), unit_of_work(engine) as s:
-            load_account(s, load_settings())
+            load_account(s, load_settings().broker.initial_balances)
         elapsed = time.monotonic() - start
         locker.execute(text("ROLLBACK"))
     holder.dispose()

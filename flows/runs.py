@@ -1,0 +1,92 @@
+"""What the flows that move the account share: the time a run is as of, a stored report read back,
+prices, the one coordinate-and-persist path of a market watch and a DCA batch, and their artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.coordination import coordinate
+from tasks.market import fetch_snapshot, market_source
+from tasks.storage import load_report, save_cycle
+from triplegain.cycle import build_report
+from triplegain.cycle_types import AccountState, Coordination, CoordinationInput, SymbolAnalysis
+from triplegain.errors import CycleError
+from triplegain.market import ReplaySource
+from triplegain.models.cycle import CycleReport
+from triplegain.rebalance import RebalanceTrade
+from triplegain.report import allocation_rows, render_markdown
+from triplegain.settings import Settings
+from triplegain.storage.cycles import CycleRecord
+
+
+def default_cycle_time(settings: Settings) -> datetime:
+    """Now for a live source; for a replay, the end of its data (the newest hour every symbol has)."""
+    source = market_source(settings)
+    if isinstance(source, ReplaySource):
+        return source.end(settings.market.symbols)
+    return datetime.now(UTC)
+
+
+def stored_report(run_key: str, settings: Settings) -> CycleReport | None:
+    """The report of a run that already happened, marked as read back."""
+    stored = load_report(run_key, settings)
+    return stored.model_copy(update={"replayed": True}) if stored is not None else None
+
+
+def publish_artifacts(report: CycleReport, key: str, positions_key: str) -> None:
+    """The run's markdown report and its positions-and-allocation table, in the Prefect UI."""
+    create_markdown_artifact(key=key, markdown=render_markdown(report), description=report.cycle_id)
+    create_table_artifact(
+        key=positions_key,
+        table=allocation_rows(report.portfolio),
+        description=f"{report.cycle_id}: positions and allocation",
+    )
+
+
+def price_snapshots(settings: Settings, at: datetime, symbols: list[str]) -> list[SymbolAnalysis]:
+    """Each symbol's market snapshot fetched at once (no analysis); CycleError when none could be had."""
+    futures = [(s, fetch_snapshot.submit(s, at, settings)) for s in symbols]
+    analyses = []
+    for symbol, future in futures:
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            analyses.append(SymbolAnalysis(symbol=symbol, error=str(outcome)))
+        else:
+            analyses.append(SymbolAnalysis(symbol=symbol, snapshot=outcome))
+    if all(a.snapshot is None for a in analyses):
+        raise CycleError("no price for any symbol: " + "; ".join(a.error or "" for a in analyses))
+    return analyses
+
+
+def settle_account(
+    settings: Settings,
+    run_key: str,
+    at: datetime,
+    account: AccountState,
+    decided_by: str,
+    notices: Sequence[str] = (),
+    trades: Sequence[RebalanceTrade] = (),
+    reported_runs: Sequence[int] = (),
+    dca_batch: tuple[str, int] | None = None,
+) -> tuple[CycleReport, Coordination]:
+    """A run that analyses nothing (market watch, DCA batch): prices, exits, breakers and `trades` through
+    the coordinator, committed in one transaction; it does not become the account's last cycle."""
+    started = datetime.now(UTC)
+    analyses = price_snapshots(settings, at, settings.market.symbols)
+    request = CoordinationInput(run_key, at, account, analyses, notices=notices, rebalance=trades)
+    result = coordinate(request, settings)
+    report = build_report(run_key, at, started, analyses, result, decided_by=decided_by)
+    record = CycleRecord(
+        report,
+        analyses,
+        result,
+        account,
+        reported_runs=tuple(reported_runs),
+        trading=False,
+        dca_batch=dca_batch,
+    )
+    save_cycle(record, settings)
+    return report, result

@@ -1,0 +1,163 @@
+"""The desk of one coordination pass: the paper broker and the account it changes.
+
+It holds what the coordinator's handlers, the circuit-breaker actions and a rebalance change as they go:
+balances (in the broker), open positions, risk memory, the coordinator's state, each symbol's outcome and
+the report's notes. Every order goes through `settle`, which applies the result and publishes it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+from triplegain.broker.paper import PaperBroker, client_order_id
+from triplegain.bus import MessageBus, Priority, Topic
+from triplegain.control import StateChange
+from triplegain.cycle_types import CoordinationInput
+from triplegain.degradation import Health
+from triplegain.events import (
+    CoordinatorNoticed,
+    OrderFilled,
+    OrderRejected,
+    PositionClosed,
+    PositionOpened,
+    TradeRejected,
+)
+from triplegain.exits import Trailing, find_exit, trailed_stop
+from triplegain.models.cycle import Execution, SymbolOutcome
+from triplegain.models.enums import OrderStatus
+from triplegain.models.market import MarketSnapshot, to_decimal
+from triplegain.models.trading import Portfolio, Position, RiskVerdict
+from triplegain.risk.state import RiskState, record_execution, record_trade_result
+from triplegain.settings import Settings, WatchSettings
+
+SOURCE = "coordinator"
+
+
+def trailing_policy(watch: WatchSettings) -> Trailing | None:
+    """How stops trail behind the best price, when trailing is on."""
+    if not watch.trailing_stop:
+        return None
+    return Trailing(float(watch.trailing_activation_pct), float(watch.trailing_distance_pct))
+
+
+class Desk:
+    """The account under one coordination pass, and the bus it reports on."""
+
+    def __init__(
+        self,
+        request: CoordinationInput,
+        settings: Settings,
+        bus: MessageBus,
+        prices: dict[str, Decimal],
+        risk: RiskState,
+        health: Health,
+    ) -> None:
+        account = request.account
+        self.run_id, self.at, self.settings, self.bus = request.run_id, request.at, settings, bus
+        self.prices = prices
+        self.state, self.state_set_by = account.coordinator, account.state_set_by
+        self.state_changes: list[StateChange] = []
+        self.risk, self.health = risk, health
+        self.broker = PaperBroker(account.balances, settings.broker, settings.market.symbol_specs)
+        self.positions = list(account.positions)
+        self.closed: list[Position] = []
+        self.notes: list[str] = []
+        self.outcomes: dict[str, SymbolOutcome] = {}
+        self.moved_stops: dict[str, Position] = {}
+        self.breaker_executions: dict[str, list[Execution]] = {}
+        self.trailing = trailing_policy(settings.watch)
+
+    async def publish(self, topic: Topic, payload: BaseModel, priority: Priority = Priority.NORMAL) -> None:
+        """Publish `payload` as the coordinator."""
+        await self.bus.publish(self.bus.message(topic, SOURCE, payload, priority))
+
+    async def notice(self, text: str) -> None:
+        """A line for the report, published as a notice."""
+        await self.publish(Topic.SYSTEM_EVENTS, CoordinatorNoticed(text=text))
+
+    def update(self, symbol: str, **fields: object) -> None:
+        """Set fields of the symbol's outcome."""
+        self.outcomes[symbol] = self.outcomes[symbol].model_copy(update=fields)
+
+    async def rejected(self, symbol: str, verdict: RiskVerdict) -> None:
+        """Record and publish a verdict that refused the trade."""
+        self.update(symbol, verdict=verdict)
+        await self.publish(Topic.RISK_ALERTS, TradeRejected(symbol=symbol, verdict=verdict), Priority.HIGH)
+
+    def portfolio(self) -> Portfolio:
+        """The account as it stands now, at this run's prices."""
+        return Portfolio(
+            balances=self.broker.balances, prices=self.prices, positions=self.positions, as_of=self.at
+        )
+
+    def record_exit(self, symbol: str, execution: Execution) -> None:
+        """Keep a breaker's order in the symbol's outcome, beside its stop-loss / take-profit exits."""
+        self.breaker_executions.setdefault(symbol, []).append(execution)
+
+    async def settle(self, execution: Execution) -> None:
+        """Apply an order's result to positions and risk memory, then publish it."""
+        filled = execution.order.status is OrderStatus.FILLED and execution.fill is not None
+        self.risk, cooling = record_execution(self.risk, filled, self.at, self.settings.risk)
+        if cooling:
+            await self.notice(
+                f"{self.settings.risk.execution_error_limit} order errors in a row: no new entry until "
+                f"{self.risk.execution_cooldown_until:%Y-%m-%d %H:%M} UTC"
+            )
+        if not filled or execution.fill is None:
+            await self.publish(Topic.EXECUTION_EVENTS, OrderRejected(order=execution.order), Priority.HIGH)
+            return
+        await self.publish(Topic.EXECUTION_EVENTS, OrderFilled(order=execution.order, fill=execution.fill))
+        if execution.opened_position is not None:
+            self.positions.append(execution.opened_position)
+            await self.publish(Topic.PORTFOLIO_UPDATES, PositionOpened(position=execution.opened_position))
+        reduced = {p.id: p for p in execution.reduced_positions}
+        closed_ids = {p.id for p in execution.closed_positions}
+        self.positions = [reduced.get(p.id, p) for p in self.positions if p.id not in closed_ids]
+        for position in execution.closed_positions:
+            self.closed.append(position)
+            pnl = position.realized_pnl or Decimal(0)
+            self.risk = record_trade_result(self.risk, position.symbol, pnl, self.at, self.settings.risk)
+            await self.publish(Topic.PORTFOLIO_UPDATES, PositionClosed(position=position), Priority.HIGH)
+
+    async def exits(self, snapshot: MarketSnapshot) -> list[Execution]:
+        """Stop-loss, take-profit and trailing exits the candles since the last run triggered."""
+        executions = []
+        for position in [p for p in self.positions if p.symbol == snapshot.symbol]:
+            trigger = find_exit(position, snapshot.candles, self.trailing)
+            if trigger is None:
+                self._trail(position, snapshot)
+                continue
+            order_id = client_order_id(self.run_id, position.id, trigger.reason)
+            execution = self.broker.close(
+                [position],
+                order_id,
+                self.run_id,
+                to_decimal(trigger.price),
+                trigger.at,
+                trigger.reason,
+                slippage=trigger.slippage,
+            )
+            await self.settle(execution)
+            executions.append(execution)
+        return executions
+
+    def _trail(self, position: Position, snapshot: MarketSnapshot) -> None:
+        """Move a trailing stop up to where the candles since entry put it (never down)."""
+        if self.trailing is None:
+            return
+        stop = trailed_stop(position, snapshot.candles, self.trailing)
+        if stop is None:
+            return
+        spec = self.settings.market.symbol_specs.get(position.symbol)
+        if spec is not None:
+            stop = stop.quantize(Decimal(1).scaleb(-spec.price_decimals))
+        if position.stop_loss is not None and stop <= position.stop_loss:
+            return
+        moved = position.model_copy(update={"stop_loss": stop})
+        self.positions = [moved if p.id == position.id else p for p in self.positions]
+        self.moved_stops[position.id] = moved
+        self.notes.append(
+            f"{position.symbol}: trailing stop of {position.id} moved {position.stop_loss} -> {stop}"
+        )
