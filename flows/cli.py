@@ -7,7 +7,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -47,13 +47,7 @@ def run(
 ) -> None:
     """Run one trading cycle (paper broker, bundled data by default) and print its report."""
     when = _parse_at(at) if at else None
-    _prepare_prefect_env(verbose)
-    try:
-        from flows.trading_cycle import trading_cycle
-
-        report = trading_cycle(at=when, symbols=_symbols(symbols), config_file=config)
-    except Exception as e:
-        _fail(e, verbose)
+    report = _call_flow("trading_cycle", verbose, at=when, symbols=_symbols(symbols), config_file=config)
     show_report(report, as_json)
 
 
@@ -69,14 +63,7 @@ def watch(
 ) -> None:
     """Run one market watch: mark to market, stop-loss / take-profit / trailing exits, circuit breakers."""
     when = _parse_at(at) if at else None
-    _prepare_prefect_env(verbose)
-    try:
-        from flows.market_watch import market_watch
-
-        report = market_watch(at=when, config_file=config)
-    except Exception as e:
-        _fail(e, verbose)
-    show_report(report, as_json)
+    show_report(_call_flow("market_watch", verbose, at=when, config_file=config), as_json)
 
 
 @app.command()
@@ -88,13 +75,9 @@ def rebalance(
     verbose: Verbose = False,
 ) -> None:
     """Check the allocation against its targets; plan (and start) a rebalance when it drifted."""
-    _prepare_prefect_env(verbose)
-    try:
-        from flows.rebalance import portfolio_check, render_check
+    check = _call_flow("portfolio_check", verbose, force=force, config_file=config)
+    from flows.rebalance import render_check
 
-        check = portfolio_check(force=force, config_file=config)
-    except Exception as e:
-        _fail(e, verbose)
     say(render_check(check))
 
 
@@ -206,13 +189,7 @@ app.add_typer(dca, name="dca")
 @dca.command("run-due")
 def dca_run_due(config: Config = None, verbose: Verbose = False) -> None:
     """Execute every due batch of the active plan (each at most once, skipped while paused or halted)."""
-    _prepare_prefect_env(verbose)
-    try:
-        from flows.rebalance import run_due_batches
-
-        done = run_due_batches(config_file=config)
-    except Exception as e:
-        _fail(e, verbose)
+    done = _call_flow("run_due_batches", verbose, config_file=config)
     if not done:
         say("no batch is due")
     for b in done:
@@ -292,6 +269,27 @@ def _control(command: str, reason: str, by: str | None, config: str | None, conf
     except Exception as e:
         _fail(e, verbose=False)
     say(f"{result.message} (now {result.state})")
+
+
+_FLOWS = {
+    "trading_cycle": "flows.trading_cycle",
+    "market_watch": "flows.market_watch",
+    "portfolio_check": "flows.rebalance",
+    "run_due_batches": "flows.rebalance",
+}
+
+
+def _call_flow(name: str, verbose: bool, **parameters: Any) -> Any:
+    """Run a flow in this process (Prefect imported only now, its environment prepared); on failure, one
+    line and exit code 1."""
+    _prepare_prefect_env(verbose)
+    try:
+        import importlib
+
+        flow = getattr(importlib.import_module(_FLOWS[name]), name)
+        return flow(**parameters)
+    except Exception as e:
+        _fail(e, verbose)
 
 
 def _prepare_prefect_env(verbose: bool) -> None:
