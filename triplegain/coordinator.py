@@ -261,7 +261,16 @@ class _Coordinator:
                 RiskVerdict(status=VerdictStatus.REJECTED, proposal=proposal, rejections=[reason]),
             )
             return
-        ctx = RiskContext(desk.portfolio(), desk.risk, regime.parameters, technical.indicators, desk.at)
+        broker = desk.settings.broker
+        ctx = RiskContext(
+            desk.portfolio(),
+            desk.risk,
+            regime.parameters,
+            technical.indicators,
+            desk.at,
+            fee_pct=broker.fee_pct,
+            max_slippage_pct=broker.max_slippage_pct,
+        )
         verdict = evaluate(proposal, ctx, desk.settings.risk)
         if not verdict.approved:
             await desk.rejected(signal.symbol, verdict)

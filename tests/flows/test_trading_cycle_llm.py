@@ -108,6 +108,10 @@ def test_models_that_all_fail_abstain_and_the_cycle_holds(
     btc = report.outcome("BTC/USDT").signal
     assert btc is not None and btc.action == "HOLD" and btc.agreement == "insufficient_quorum"
     assert all(v.abstained and "HTTP 401" in (v.error or "") for v in btc.model_votes)
+    assert btc.decided_by.startswith(
+        "quorum-rule: every model abstained"
+    )  # no abstaining model named as voter
+    assert report.decided_by == btc.decided_by
 
 
 def xrp_buys_in_the_choppy_regime(body: dict) -> object:

@@ -387,3 +387,17 @@ def test_consensus_scales_the_signal_the_risk_engine_sees(settings: Settings) ->
     outcome_signal = result.outcomes[0].signal
     assert outcome_signal is not None and outcome_signal.consensus_multiplier == pytest.approx(1.3)
     assert outcome_signal.confidence == pytest.approx(0.78)
+
+
+def test_a_capped_position_stays_inside_the_cap_after_slippage_and_fees(settings: Settings) -> None:
+    big = signal(Action.BUY, **BUY_LEVELS).model_copy(update={"position_size_pct": Decimal(50)})
+
+    result = coordinate(CoordinationInput("c1", AT, account(), [analysis(big)]), settings)
+
+    fill = result.outcomes[0].execution.fill  # type: ignore[union-attr]
+    cap = settings.risk.max_position_pct / 100
+    assert fill is not None and fill.price > Decimal(100)  # slipped against us
+    assert fill.notional <= Decimal(10_000) * cap  # at the fill price, against the equity before
+    [position] = result.portfolio.positions
+    assert position.size * Decimal(100) <= result.portfolio.equity * cap  # at the market, after the fee
+    assert "POSITION_SIZE" in [m.code for m in result.outcomes[0].verdict.modifications]  # type: ignore[union-attr]

@@ -77,6 +77,39 @@ def test_malformed_database_url_is_refused() -> None:
         load_settings(database_url="not a url")
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://tg:hunter2@db:notaport/tg", "postgresql+psycopg://tg:hunter2@[::1/tg"]
+)
+def test_an_unparseable_database_url_is_a_config_error_naming_the_key(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"database_url=.*not a database URL") as e:
+        load_settings(database_url=url)
+
+    assert "hunter2" not in str(e.value)
+
+
+def test_a_port_out_of_range_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"database_url=.*port 99999999 is out of range"):
+        load_settings(database_url="postgresql+psycopg://tg@db:99999999/tg")
+
+
+def test_broken_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "my.yaml"
+    path.write_text("risk:\n  daily_loss_pct: 3\nmarket:\n  symbols: [BTC/USDT, XRP/USDT\n")
+
+    with pytest.raises(ConfigError, match=r"config_file='.*my.yaml:5' is invalid: valid YAML \(") as e:
+        load_settings(path)
+
+    assert "\n" not in str(e.value)
+
+
+def test_yaml_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "my.yaml"
+    path.write_bytes(b"risk:\n  daily_loss_pct: 3 # \xff\n")
+
+    with pytest.raises(ConfigError, match=r"my.yaml:2' is invalid: UTF-8 text \(byte 0xff\)"):
+        load_settings(path)
+
+
 def test_unsupported_driver_is_refused_and_password_hidden() -> None:
     with pytest.raises(ConfigError) as e:
         load_settings(database_url="mysql://root:hunter2@db/tg")
@@ -107,3 +140,31 @@ def test_database_url_is_secret_in_repr() -> None:
 
     assert "hunter2" not in repr(s)
     assert "hunter2" not in str(s.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reported"),
+    [
+        ({"risk": {"max_leverage": 1000}}, r"risk\.max_leverage=1000 is invalid: .*less than or equal to 5"),
+        (
+            {"risk": {"regime_max_leverage": {"choppy": 20}}},
+            r"risk\.regime_max_leverage\.choppy=20 .*equal to 5",
+        ),
+        ({"conflicts": {"max_leverage": 6}}, r"conflicts\.max_leverage=6 .*less than or equal to 5"),
+        ({"risk": {"max_position_pct": 150}}, r"risk\.max_position_pct=150 .*less than or equal to 100"),
+        ({"risk": {"drawdown_leverage_limits": {"150": 1}}}, r"drawdown_leverage_limits\.150.*equal to 100"),
+        (
+            {"portfolio": {"hodl": {}, "min_trade_usd": -5}},
+            r"portfolio\.min_trade_usd=-5 .*greater than or equal",
+        ),
+        ({"broker": {"fee_pct": -0.1}}, r"broker\.fee_pct=-0\.1 .*greater than or equal to 0"),
+        ({"llm": {"budget_per_day_usd": -1}}, r"llm\.budget_per_day_usd=-1 .*greater than or equal to 0"),
+        (
+            {"risk": {"post_loss_cooldown_minutes": 10**9}},
+            r"post_loss_cooldown_minutes=1000000000 .*less than",
+        ),
+    ],
+)
+def test_every_limit_is_bounded_at_load(overrides: dict[str, object], reported: str) -> None:
+    with pytest.raises(ConfigError, match=reported):
+        load_settings(**overrides)

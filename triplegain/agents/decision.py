@@ -215,5 +215,12 @@ def _hold_signal(
 
 
 def _decided_by(votes: Sequence[ModelVote]) -> str:
-    models = sorted({v.model for v in votes})
-    return OFFLINE_DECIDED_BY if models == [OFFLINE_MODEL] else ",".join(models)
+    """The voters whose votes counted; when every one abstained, that the quorum rule decided (HOLD)."""
+    counted = sorted({v.model for v in votes if not v.abstained})
+    if counted == [OFFLINE_MODEL]:
+        return OFFLINE_DECIDED_BY
+    if counted:
+        return ",".join(counted)
+    return (
+        f"quorum-rule: every model abstained ({','.join(sorted({v.model for v in votes})) or 'none asked'})"
+    )

@@ -18,6 +18,7 @@ from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.errors import LLMBudgetExceeded
 from triplegain.llm.gateway import LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
+from triplegain.llm.untrusted import quote_untrusted, untrusted_rule
 from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
 from triplegain.models.decision import ModelVote, TradingSignal
 from triplegain.models.enums import Action
@@ -25,6 +26,7 @@ from triplegain.models.market import MarketSnapshot
 from triplegain.settings import Settings
 
 AGENT = "trading_decision"
+NEWS_TAG = "news_summary"
 REASONING_CHARS = 300
 
 DECISION_SYSTEM_PROMPT = """You are one of several models voting on one spot crypto trade (paper trading).
@@ -34,7 +36,8 @@ Decide from the technical analysis and market regime you are given. Rules:
 - Every BUY or SELL needs entry_price and stop_loss; the reward-to-risk ratio must be at least {min_rr}.
 - Size the position (position_size_pct, 1 to 100 percent of available equity) with the regime in mind.
 - SELL closes an open long; the account cannot short. CLOSE_LONG closes a long explicitly.
-A deterministic risk engine checks every trade afterwards and can veto it; you cannot change its limits."""
+A deterministic risk engine checks every trade afterwards and can veto it; you cannot change its limits.
+""" + untrusted_rule(NEWS_TAG)
 
 
 class ModelAnswer(BaseModel):
@@ -96,15 +99,14 @@ def decision_prompt(
         "atr": technical.indicators.atr,
         "regime": regime.model_dump(mode="json", include=REGIME_FACTS),
     }
+    news = ""
     if sentiment is not None:
-        facts["sentiment"] = {
-            **sentiment.model_dump(
-                mode="json", include={"bias", "overall_score", "confidence", "fear_greed"}
-            ),
-            "key_events": sentiment.key_events[:3],
-            "narratives": sentiment.narratives[:2],
-        }
-    return Prompt(system=system, user="Market facts (JSON):\n" + json.dumps(facts, indent=1))
+        facts["sentiment"] = sentiment.model_dump(
+            mode="json", include={"bias", "overall_score", "confidence", "fear_greed"}
+        )
+        written = {"key_events": sentiment.key_events[:3], "narratives": sentiment.narratives[:2]}
+        news = "\nWhat the sentiment models wrote about the news:\n" + quote_untrusted(written, NEWS_TAG)
+    return Prompt(system=system, user="Market facts (JSON):\n" + json.dumps(facts, indent=1) + news)
 
 
 def vote_from_answer(config: ProviderConfig, answer: Answer[ModelAnswer]) -> ModelVote:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -26,18 +27,27 @@ def csv_path(data_dir: Path, symbol: str) -> Path:
 
 def read_candles_csv(path: Path) -> CandleSeries:
     """Parse and validate one CSV file; MarketDataError names the file and line of the first problem."""
-    try:
-        with path.open(newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header != HEADER:
-                raise MarketDataError(f"{path}:1: header must be {','.join(HEADER)}, got {header}")
-            rows = [_parse_row(path, line, row) for line, row in enumerate(reader, start=2)]
-    except OSError as e:
-        raise MarketDataError(f"{path}: cannot read: {e.strerror}") from e
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header = next(reader, None)
+    if header != HEADER:
+        raise MarketDataError(f"{path}:1: header must be {','.join(HEADER)}, got {header}")
+    rows = [_parse_row(path, line, row) for line, row in enumerate(reader, start=2)]
     if not rows:
         raise MarketDataError(f"{path}: no candles")
     return series_from_rows(rows, lambda i: f"{path}:{i + 2}")
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; MarketDataError naming the file (and the line of a byte that is not UTF-8)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise MarketDataError(f"{path}: cannot read: {e.strerror}") from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise MarketDataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
 
 
 def _parse_row(path: Path, line: int, row: list[str]) -> list[float]:

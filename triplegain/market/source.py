@@ -66,7 +66,8 @@ def series_from_rows(rows: Sequence[Sequence[float]], where: Callable[[int], str
     ts, o, h, lo, c, v = (data[:, i] for i in range(6))
     problems = [
         (~np.isfinite(data).all(axis=1), "a value is not a finite number"),
-        ((data[:, 1:] < 0).any(axis=1), "a price or volume is negative"),
+        ((data[:, 1:5] <= 0).any(axis=1), "a price is zero or negative"),
+        (data[:, 5] < 0, "volume is negative"),
         (h < np.maximum(np.maximum(o, c), lo), "high is below open, close or low"),
         (lo > np.minimum(o, c), "low is above open or close"),
         (ts % CANDLE_SECONDS != 0, "timestamp is not on the hour"),

@@ -28,6 +28,15 @@ class RiskContext:
     regime: RegimeParameters
     indicators: Indicators
     now: datetime
+    fee_pct: Decimal = Decimal(0)
+    max_slippage_pct: Decimal = Decimal(0)
+
+    def worst_fill_divisor(self, share: Decimal) -> Decimal:
+        """What a position's order-price notional is divided by so that its worst-case fill keeps it within
+        `share` of equity: measured at the fill price against the equity before the trade, and at the
+        market against the equity the fee and slippage leave."""
+        fee, slip = self.fee_pct / HUNDRED, self.max_slippage_pct / HUNDRED
+        return max(1 + slip, 1 + share * (fee * (1 + slip) + slip))
 
 
 @dataclass(frozen=True)
@@ -185,8 +194,13 @@ def _check_position_count(
 
 
 def _check_size(review: _Review, ctx: RiskContext, s: RiskSettings, equity: Decimal) -> _Refusal | None:
-    cap = equity * s.max_position_pct / HUNDRED
-    review.reduce_size(cap, "POSITION_SIZE", f"capped at {s.max_position_pct}% of equity ({cap:.2f})")
+    share = s.max_position_pct / HUNDRED
+    cap = equity * share / ctx.worst_fill_divisor(share)
+    review.reduce_size(
+        cap,
+        "POSITION_SIZE",
+        f"capped at {s.max_position_pct}% of equity ({cap:.2f}, worst-case fill included)",
+    )
     stop_pct = _stop_pct(review.proposal)
     if stop_pct > 0:
         risk_cap = equity * s.max_risk_per_trade_pct / stop_pct

@@ -27,7 +27,7 @@ class IndicatorSettings(BaseModel):
     atr_baseline_period: int = Field(100, ge=10, description="Window of the 'normal' ATR for regimes")
     adx_period: int = Field(14, ge=2)
     bollinger_period: int = Field(20, ge=2)
-    bollinger_std: float = Field(2.0, gt=0)
+    bollinger_std: float = Field(2.0, gt=0, le=10)
     bollinger_rank_window: int = Field(100, ge=10)
     choppiness_period: int = Field(14, ge=2)
     volume_period: int = Field(20, ge=2)
@@ -56,7 +56,9 @@ class TechnicalSettings(BaseModel):
     slow_ema: int = Field(50, ge=2, description="EMA period of the medium trend")
     long_ema: int = Field(200, ge=2, description="EMA period of the long trend")
     level_window: int = Field(48, ge=5, description="Candles searched for support and resistance")
-    near_level_pct: float = Field(1.0, gt=0, description="Within this percent of a level counts as near it")
+    near_level_pct: float = Field(
+        1.0, gt=0, le=100, description="Within this percent of a level counts as near it"
+    )
 
 
 def _default_regime_parameters() -> dict[Regime, RegimeParameters]:
@@ -91,7 +93,9 @@ class RegimeSettings(BaseModel):
     adx_trending: float = Field(25, ge=0, le=100)
     adx_ranging: float = Field(20, ge=0, le=100)
     choppiness_choppy: float = Field(61.8, ge=0, le=100)
-    volatile_atr_ratio: float = Field(2.0, gt=1, description="ATR above this multiple of normal: volatile")
+    volatile_atr_ratio: float = Field(
+        2.0, gt=1, le=100, description="ATR above this multiple of normal: volatile"
+    )
     squeeze_rank: float = Field(0.1, ge=0, le=1, description="Bollinger width percentile that is a squeeze")
     parameters: dict[Regime, RegimeParameters] = Field(default_factory=_default_regime_parameters)
 

@@ -14,21 +14,27 @@ class BusSettings(BaseModel):
 
     model_config = SECTION
 
-    default_ttl_seconds: float = Field(300, gt=0, description="TTL of a message that does not set its own")
-    history_per_topic: int = Field(1000, ge=1, description="Messages kept per topic for latest()/history()")
+    default_ttl_seconds: float = Field(
+        300, gt=0, le=7 * 24 * 3600, description="TTL of a message that does not set its own"
+    )
+    history_per_topic: int = Field(
+        1000, ge=1, le=1_000_000, description="Messages kept per topic for latest()/history()"
+    )
     max_backlog: int = Field(
-        1000, ge=1, description="Pending deliveries per subscription before backpressure"
+        1000, ge=1, le=1_000_000, description="Pending deliveries per subscription before backpressure"
     )
     overflow: Literal["wait", "raise"] = Field(
         "wait", description="Full backlog: publisher waits, or BusOverloaded"
     )
-    suspend_after_failures: int = Field(10, ge=1, description="Consecutive handler failures that suspend it")
+    suspend_after_failures: int = Field(
+        10, ge=1, le=1_000_000, description="Consecutive handler failures that suspend it"
+    )
     dead_letter_attempts: int = Field(
-        3, ge=1, description="Delivery attempts before a dead letter is exhausted"
+        3, ge=1, le=1_000_000, description="Delivery attempts before a dead letter is exhausted"
     )
     max_dead_letters: int = Field(
-        1000, ge=1, description="Dead letters kept; the oldest are dropped and counted"
+        1000, ge=1, le=1_000_000, description="Dead letters kept; the oldest are dropped and counted"
     )
     latency_samples: int = Field(
-        10_000, ge=100, description="Recent deliveries behind the latency percentiles"
+        10_000, ge=100, le=1_000_000, description="Recent deliveries behind the latency percentiles"
     )

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pydantic import BaseModel, Field, model_validator
 
 from triplegain.models.enums import Regime
-from triplegain.settings.section import SECTION
+from triplegain.settings.section import SECTION, Count, Leverage, Seconds
 
 
 class OfflineModelSettings(BaseModel):
@@ -21,8 +21,8 @@ class OfflineModelSettings(BaseModel):
     regime_bonus: float = Field(0.1, ge=0, le=1, description="Added when the regime agrees")
     volume_bonus: float = Field(0.05, ge=0, le=1, description="Added when volume is above average")
     max_confidence: float = Field(0.9, ge=0, le=1)
-    stop_atr_multiplier: Decimal = Field(Decimal("2.0"), gt=0)
-    reward_risk: Decimal = Field(Decimal("2.0"), gt=0)
+    stop_atr_multiplier: Decimal = Field(Decimal("2.0"), gt=0, le=20)
+    reward_risk: Decimal = Field(Decimal("2.0"), gt=0, le=20)
     position_size_pct: Decimal = Field(Decimal("10"), gt=0, le=100)
 
 
@@ -31,14 +31,14 @@ class DecisionSettings(BaseModel):
 
     model_config = SECTION
 
-    min_quorum: int = Field(4, ge=1, description="Scaled down to the number of configured models")
+    min_quorum: Count = Field(4, ge=1, description="Scaled down to the number of configured models")
     min_consensus: float = Field(0.5, ge=0, le=1, description="Winning share at or below this: HOLD")
     unanimous_boost: float = Field(0.15, ge=0, le=1)
     strong_majority: float = Field(0.83, ge=0, le=1)
     strong_majority_boost: float = Field(0.10, ge=0, le=1)
     majority: float = Field(0.67, ge=0, le=1)
     majority_boost: float = Field(0.05, ge=0, le=1)
-    timeout_seconds: float = Field(30, gt=0)
+    timeout_seconds: Seconds = 30
     offline: OfflineModelSettings = Field(default_factory=OfflineModelSettings)
 
 
@@ -73,13 +73,13 @@ class ConflictSettings(BaseModel):
     choppy_regime: bool = Field(True, description="Detect a trade in a choppy regime")
     regime_change: bool = Field(True, description="Detect a regime turning against an open position")
     invoke_llm_threshold: float = Field(0.2, ge=0, le=1, description="TA/sentiment conflict only when closer")
-    resolution_budget_seconds: float = Field(10, gt=0, description="The whole resolution, fallback included")
+    resolution_budget_seconds: Seconds = Field(10, description="The whole resolution, fallback included")
     hedge_after_share: float = Field(
         0.5, gt=0, le=1, description="Start the fallback in parallel once this share of the budget has passed"
     )
-    max_tokens: int = Field(500, ge=50)
-    min_leverage: int = Field(1, ge=1)
-    max_leverage: int = Field(5, ge=1)
+    max_tokens: int = Field(500, ge=50, le=100_000)
+    min_leverage: Leverage = 1
+    max_leverage: Leverage = 5
     max_size_reduction_pct: Decimal = Field(Decimal(100), ge=0, le=100)
     max_entry_adjustment_pct: Decimal = Field(Decimal(50), ge=0, le=100)
     min_entry_price: Decimal = Field(Decimal("0.0001"), gt=0)

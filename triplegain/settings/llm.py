@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from triplegain.llm.breaker import BreakerPolicy
 from triplegain.llm.models import ProviderConfig
-from triplegain.settings.section import SECTION
+from triplegain.settings.section import SECTION, Seconds, Usd
 
 DEFAULT_PROVIDERS = {
     "deepseek": ProviderConfig(
@@ -50,13 +50,15 @@ class LLMSettings(BaseModel):
     resolution_chain: list[str] = Field(
         default_factory=lambda: ["deepseek", "anthropic"], description="Conflict resolver, then fallbacks"
     )
-    retries: int = Field(2, ge=0, description="Task retries of one call, for transient errors only")
-    retry_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each retry")
+    retries: int = Field(2, ge=0, le=10, description="Task retries of one call, for transient errors only")
+    retry_backoff_seconds: Seconds = Field(2.0, description="First retry delay; doubles each retry")
     retry_jitter: float = Field(0.5, ge=0, le=1, description="Random share added to each delay")
-    max_retry_after_seconds: float = Field(30, ge=0, description="A longer Retry-After is not waited for")
+    max_retry_after_seconds: float = Field(
+        30, ge=0, le=3600, description="A longer Retry-After is not waited for"
+    )
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
-    budget_per_cycle_usd: Decimal = Field(Decimal("0.50"), ge=0)
-    budget_per_day_usd: Decimal = Field(Decimal("5.00"), ge=0)
+    budget_per_cycle_usd: Usd = Decimal("0.50")
+    budget_per_day_usd: Usd = Decimal("5.00")
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -38,10 +38,14 @@ class MarketSettings(BaseModel):
     source: Literal["replay", "ccxt"] = "replay"
     data_dir: Path | None = Field(None, description="CSV directory for replay; None means the bundled sample")
     exchange: str = "kraken"
-    exchange_timeout_ms: int = Field(10_000, gt=0)
-    lookback_candles: int = Field(300, ge=50, description="Closed hourly candles fed to the indicators")
+    exchange_timeout_ms: int = Field(10_000, gt=0, le=600_000)
+    lookback_candles: int = Field(
+        300, ge=50, le=5_000, description="Closed hourly candles fed to the indicators"
+    )
     min_candles: int = Field(50, ge=2, description="Fewer closed candles than this: skip the symbol")
-    max_data_age_hours: int = Field(2, ge=1, description="Newest candle older than this: data is stale")
+    max_data_age_hours: int = Field(
+        2, ge=1, le=24 * 30, description="Newest candle older than this: data is stale"
+    )
 
     @field_validator("symbols")
     @classmethod

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field, field_validator
 
-from triplegain.settings.section import SECTION, Percent
+from triplegain.settings.section import SECTION, Count, Percent, PositivePercent, Usd
 
 
 class BrokerSettings(BaseModel):
@@ -14,11 +14,11 @@ class BrokerSettings(BaseModel):
 
     model_config = SECTION
 
-    initial_balances: dict[str, Decimal] = Field(default_factory=lambda: {"USDT": Decimal(10_000)})
+    initial_balances: dict[str, Usd] = Field(default_factory=lambda: {"USDT": Decimal(10_000)})
     fee_pct: Percent = Field(Decimal("0.26"), ge=0, le=10)
     max_slippage_pct: Percent = Field(Decimal("0.1"), ge=0, le=10)
     min_slippage_factor: Decimal = Field(Decimal("0.5"), ge=0, le=1)
-    min_notional_usd: Decimal = Field(Decimal("10"), ge=0)
+    min_notional_usd: Usd = Decimal("10")
     seed: int = Field(42, description="Seeds slippage; with the client order id it makes fills reproducible")
 
     @field_validator("initial_balances")
@@ -38,15 +38,17 @@ class PortfolioSettings(BaseModel):
     target_pct: dict[str, Decimal] = Field(
         default_factory=lambda: {"BTC": Decimal("33.33"), "XRP": Decimal("33.33"), "USDT": Decimal("33.34")}
     )
-    drift_threshold_pct: Percent = Field(Decimal("5"), gt=0)
-    min_trade_usd: Decimal = Field(Decimal("10"), ge=0)
-    min_interval_hours: int = Field(24, ge=0, description="Rebalance at most this often unless forced")
+    drift_threshold_pct: PositivePercent = Field(Decimal("5"))
+    min_trade_usd: Usd = Decimal("10")
+    min_interval_hours: int = Field(
+        24, ge=0, le=24 * 365, description="Rebalance at most this often unless forced"
+    )
     hodl: dict[str, Decimal] = Field(
         default_factory=dict, description="Asset -> amount never sold nor counted by rebalancing (hodl bags)"
     )
-    dca_threshold_usd: Decimal = Field(Decimal("500"), ge=0, description="Rebalances this large split up")
-    dca_batches: int = Field(6, ge=1)
-    dca_interval_hours: float = Field(4, gt=0)
+    dca_threshold_usd: Usd = Field(Decimal("500"), description="Rebalances this large split up")
+    dca_batches: Count = Field(6, ge=1, le=100)
+    dca_interval_hours: float = Field(4, gt=0, le=24 * 30)
 
     @field_validator("target_pct")
     @classmethod

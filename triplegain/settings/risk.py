@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
 from triplegain.models.enums import EntryStrictness
-from triplegain.settings.section import SECTION, Percent
+from triplegain.settings.section import SECTION, Count, Leverage, Minutes, Percent, PositivePercent, Share
 
 
 def _default_regime_confidence() -> dict[str, float]:
@@ -45,9 +46,9 @@ class LossStreakStep(BaseModel):
 
     model_config = SECTION
 
-    confidence_add: float = Field(ge=0, le=1, description="Added to the minimum confidence")
-    cooldown_minutes: int = Field(ge=0, description="Cooldown after the losing trade that reached the step")
-    max_leverage: int = Field(ge=1)
+    confidence_add: Share = Field(description="Added to the minimum confidence")
+    cooldown_minutes: Minutes = Field(description="Cooldown after the losing trade that reached the step")
+    max_leverage: Leverage
     size_reduction_pct: Percent = Field(Decimal(0), ge=0, le=100)
 
 
@@ -57,12 +58,12 @@ class RiskSettings(BaseModel):
     model_config = SECTION
 
     stop_loss_required: bool = True
-    min_stop_pct: Percent = Field(Decimal("0.5"), ge=0)
-    max_stop_pct: Percent = Field(Decimal("5.0"), gt=0)
-    min_risk_reward: Decimal = Field(Decimal("1.5"), ge=0)
-    regime_min_confidence: dict[str, float] = Field(default_factory=_default_regime_confidence)
+    min_stop_pct: Percent = Decimal("0.5")
+    max_stop_pct: PositivePercent = Field(Decimal("5.0"))
+    min_risk_reward: Decimal = Field(Decimal("1.5"), ge=0, le=100)
+    regime_min_confidence: dict[str, Share] = Field(default_factory=_default_regime_confidence)
     default_min_confidence: float = Field(0.60, ge=0, le=1)
-    loss_streak_steps: dict[int, LossStreakStep] = Field(
+    loss_streak_steps: dict[Annotated[int, Field(ge=1, le=1000)], LossStreakStep] = Field(
         default_factory=lambda: {
             3: LossStreakStep(confidence_add=0.10, cooldown_minutes=30, max_leverage=2),
             5: LossStreakStep(
@@ -71,7 +72,7 @@ class RiskSettings(BaseModel):
         },
         description="From this many consecutive losses on, the step's restrictions apply (highest step wins)",
     )
-    strictness_adjustment: dict[EntryStrictness, float] = Field(
+    strictness_adjustment: dict[EntryStrictness, Annotated[float, Field(ge=-1, le=1)]] = Field(
         default_factory=lambda: {
             EntryStrictness.RELAXED: -0.05,
             EntryStrictness.NORMAL: 0.0,
@@ -79,37 +80,41 @@ class RiskSettings(BaseModel):
             EntryStrictness.VERY_STRICT: 0.10,
         }
     )
-    max_position_pct: Percent = Field(Decimal("20"), gt=0, le=100)
-    max_risk_per_trade_pct: Percent = Field(Decimal("2"), gt=0, le=100)
-    volatility_spike_atr_ratio: float = Field(3.0, gt=1)
+    max_position_pct: PositivePercent = Field(Decimal("20"))
+    max_risk_per_trade_pct: PositivePercent = Field(Decimal("2"))
+    volatility_spike_atr_ratio: float = Field(3.0, gt=1, le=100)
     volatility_spike_size_reduction_pct: Percent = Field(Decimal("50"), ge=0, le=100)
-    max_leverage: int = Field(5, ge=1)
-    regime_max_leverage: dict[str, int] = Field(default_factory=_default_regime_leverage)
-    default_regime_leverage: int = Field(2, ge=1)
-    drawdown_leverage_limits: dict[Decimal, int] = Field(
+    max_leverage: Leverage = 5
+    regime_max_leverage: dict[str, Leverage] = Field(default_factory=_default_regime_leverage)
+    default_regime_leverage: Leverage = 2
+    drawdown_leverage_limits: dict[Percent, Leverage] = Field(
         default_factory=lambda: {Decimal(15): 1, Decimal(10): 2, Decimal(5): 3},
         description="Drawdown percent at or above the key caps leverage at the value",
     )
-    max_positions_per_symbol: int = Field(2, ge=1)
-    max_open_positions: int = Field(5, ge=1)
-    max_total_exposure_pct: Percent = Field(Decimal("80"), gt=0)
-    max_correlated_exposure_pct: Percent = Field(Decimal("40"), gt=0)
+    max_positions_per_symbol: Count = Field(2, ge=1)
+    max_open_positions: Count = Field(5, ge=1)
+    max_total_exposure_pct: PositivePercent = Field(Decimal("80"))
+    max_correlated_exposure_pct: PositivePercent = Field(Decimal("40"))
     correlation_threshold: float = Field(0.5, ge=0, le=1)
-    correlations: dict[str, float] = Field(default_factory=_default_correlations)
+    correlations: dict[str, Annotated[float, Field(ge=-1, le=1)]] = Field(
+        default_factory=_default_correlations
+    )
     allow_short: bool = Field(
         False, description="The paper account is spot: a SELL without a long is refused"
     )
-    daily_loss_pct: Percent = Field(Decimal("5"), gt=0, le=100)
-    weekly_loss_pct: Percent = Field(Decimal("10"), gt=0, le=100)
-    max_drawdown_pct: Percent = Field(Decimal("20"), gt=0, le=100)
-    post_trade_cooldown_minutes: int = Field(5, ge=0)
-    post_loss_cooldown_minutes: int = Field(10, ge=0)
-    volatility_spike_cooldown_minutes: int = Field(15, ge=0)
+    daily_loss_pct: PositivePercent = Field(Decimal("5"))
+    weekly_loss_pct: PositivePercent = Field(Decimal("10"))
+    max_drawdown_pct: PositivePercent = Field(Decimal("20"))
+    post_trade_cooldown_minutes: Minutes = 5
+    post_loss_cooldown_minutes: Minutes = 10
+    volatility_spike_cooldown_minutes: Minutes = 15
     weekly_loss_reduce_pct: Percent = Field(
         Decimal("50"), gt=0, le=100, description="Share of every position sold when the weekly breaker trips"
     )
-    execution_error_limit: int = Field(3, ge=1, description="Consecutive order errors that start a cooldown")
-    execution_error_cooldown_minutes: int = Field(15, ge=0, description="No new entry for this long after")
+    execution_error_limit: Count = Field(
+        3, ge=1, description="Consecutive order errors that start a cooldown"
+    )
+    execution_error_cooldown_minutes: Minutes = Field(15, description="No new entry for this long after")
 
     def loss_step(self, consecutive_losses: int) -> LossStreakStep | None:
         """The restrictions in force after `consecutive_losses` losses in a row, if any."""
@@ -134,8 +139,8 @@ class DegradationSettings(BaseModel):
 
     model_config = SECTION
 
-    failures_per_level: int = Field(3, ge=1)
-    recovery_successes: int = Field(3, ge=1)
+    failures_per_level: Count = Field(3, ge=1)
+    recovery_successes: Count = Field(3, ge=1)
 
 
 class WatchSettings(BaseModel):
@@ -144,10 +149,12 @@ class WatchSettings(BaseModel):
     model_config = SECTION
 
     trailing_stop: bool = Field(False, description="Trail stops behind the best price since entry")
-    trailing_activation_pct: Percent = Field(Decimal("1.0"), gt=0, description="Profit that starts trailing")
+    trailing_activation_pct: PositivePercent = Field(
+        Decimal("1.0"), description="Profit that starts trailing"
+    )
     trailing_distance_pct: Percent = Field(
         Decimal("1.5"), gt=0, le=50, description="Distance behind the high"
     )
-    crashed_after_minutes: int = Field(
+    crashed_after_minutes: Minutes = Field(
         60, ge=1, description="A run still marked running after this long is reported as crashed"
     )

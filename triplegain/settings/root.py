@@ -54,10 +54,30 @@ class _YamlSource(PydanticBaseSettingsSource):
             return {}
         if not path.is_file():
             raise ConfigError([ConfigProblem("config_file", str(path), "a readable YAML file")])
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError([ConfigProblem("config_file", str(path), "a YAML mapping at the top level")])
         return data
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in `path`; ConfigError naming the file and line of the first problem."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            [ConfigProblem("config_file", f"{path}:{line}", f"UTF-8 text (byte 0x{raw[e.start]:02x})")]
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        column = f", column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError([ConfigProblem("config_file", where, f"valid YAML ({problem}{column})")]) from None
 
 
 def _env_yaml_path() -> Path | None:
@@ -99,10 +119,12 @@ class Settings(BaseSettings):
     def _url_supported(cls, url: SecretStr) -> SecretStr:
         try:
             parsed = make_url(url.get_secret_value())
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # a port that is not a number raises ValueError
             raise ValueError(
-                "not a database URL; expected sqlite:///path or postgresql+psycopg://..."
+                "not a database URL; expected sqlite:///path or postgresql+psycopg://user:pass@host:5432/db"
             ) from None
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise ValueError(f"port {parsed.port} is out of range (1 to 65535)")
         if parsed.drivername not in SUPPORTED_DRIVERS:
             raise ValueError(
                 f"driver {parsed.drivername!r} unsupported; allowed: {', '.join(SUPPORTED_DRIVERS)}"
@@ -162,7 +184,7 @@ def _safe_url(value: object) -> str:
     text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     try:
         return make_url(text).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<hidden>" if "@" in text else text
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
-from triplegain.settings.section import SECTION
+from triplegain.settings.section import SECTION, Seconds
 
 
 def _default_keywords() -> dict[str, list[str]]:
@@ -26,9 +27,11 @@ class SentimentSettings(BaseModel):
     min_symbol_headlines: int = Field(5, ge=0, description="Fewer about the asset: add general headlines")
     keywords: dict[str, list[str]] = Field(default_factory=_default_keywords, description="Symbol -> words")
     validity_minutes: int = Field(60, ge=1, description="How long a report stays usable by trading cycles")
-    timeout_seconds: float = Field(30, gt=0, description="All models together")
+    timeout_seconds: Seconds = Field(30, description="All models together")
     min_confidence: float = Field(0.3, ge=0, le=1, description="Floor of the aggregated confidence")
-    weights: dict[str, float] = Field(default_factory=dict, description="Provider -> weight (default 1.0)")
+    weights: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(
+        default_factory=dict, description="Provider -> weight (default 1.0)"
+    )
     very_bullish_from: float = Field(0.6, ge=-1, le=1)
     bullish_from: float = Field(0.2, ge=-1, le=1)
     neutral_from: float = Field(-0.2, ge=-1, le=1)

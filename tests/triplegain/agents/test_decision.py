@@ -31,6 +31,17 @@ def test_quorum_not_reached_holds() -> None:
     assert signal.confidence == 0.0  # type: ignore[attr-defined]
 
 
+def test_decided_by_names_only_the_voters_whose_votes_counted() -> None:
+    counted = vote(Action.BUY, model="a")
+    gone = [vote(Action.HOLD, model=m).model_copy(update={"error": "timeout"}) for m in ("b", "c")]
+
+    some = aggregate([counted, *gone], configured=3)
+    none = aggregate(gone, configured=3)
+
+    assert some.decided_by == "a"  # type: ignore[attr-defined]
+    assert none.decided_by == "quorum-rule: every model abstained (b,c)"  # type: ignore[attr-defined]
+
+
 def test_quorum_scales_to_the_configured_models() -> None:
     signal = aggregate([vote(Action.BUY, model="a"), vote(Action.BUY, model="b")], configured=2)
 

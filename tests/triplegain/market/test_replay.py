@@ -92,12 +92,21 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         ("2024-01-01T01:00:00Z,1,2,0.5,1.5,3\n", "duplicate or out of order"),
         ("2024-01-01T02:30:00Z,1,2,0.5,1.5,3\n", "not on the hour"),
         ("2024-01-01T02:00:00Z,1,2,0.5,nan,3\n", "not a finite number"),
+        ("2024-01-01T02:00:00Z,0,2,0,1.5,3\n", "a price is zero or negative"),
     ],
 )
 def test_malformed_row_names_file_and_line(tmp_path: Path, row: str, problem: str) -> None:
     path = write_csv(tmp_path, "BTC/USDT", hourly_rows(datetime(2024, 1, 1, tzinfo=UTC), 2) + row)
 
     with pytest.raises(MarketDataError, match=rf"BTC_USDT-1h.csv:4: .*{problem}"):
+        read_candles_csv(path)
+
+
+def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "BTC/USDT", hourly_rows(datetime(2024, 1, 1, tzinfo=UTC), 2))
+    path.write_bytes(path.read_bytes() + b"2024-01-01T02:00:00Z,1,2,\xff,1.5,3\n")
+
+    with pytest.raises(MarketDataError, match=r"BTC_USDT-1h.csv:4: not UTF-8 text \(byte 0xff\)"):
         read_candles_csv(path)
 
 
