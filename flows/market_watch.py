@@ -60,24 +60,28 @@ def market_watch(
         logger.info("%s already ran; returning its stored report, sending no order", watch_id)
         return stored
 
-    def attempt() -> CycleReport:
-        account = load_account(settings)
-        failures = load_unreported_failures(settings)
-        report, result = settle_account(
-            settings,
-            watch_id,
-            when,
-            account,
-            decided_by=FLOW_NAME,
-            notices=[record.describe() for _, record in failures],
-            reported_runs=[i for i, _ in failures],
-        )
-        emit_coordinator_events(settings)
-        emit_degradation_events(result.degradation_changes)
-        if report.status is not CycleStatus.COMPLETED:
-            logger.warning("%s: %s", watch_id, "; ".join(o.error or "" for o in report.symbols if o.error))
-        publish_artifacts(report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
-        return report
+    with tracked_run(FLOW_NAME, watch_id, settings) as run:
 
-    with tracked_run(FLOW_NAME, watch_id, settings):
+        def attempt() -> CycleReport:
+            account = load_account(settings)
+            failures = load_unreported_failures(settings)
+            report, result = settle_account(
+                settings,
+                watch_id,
+                when,
+                account,
+                decided_by=FLOW_NAME,
+                notices=[record.describe() for _, record in failures],
+                reported_runs=[i for i, _ in failures],
+                flow_run_id=run.id,
+            )
+            emit_coordinator_events(settings)
+            emit_degradation_events(result.degradation_changes)
+            if report.status is not CycleStatus.COMPLETED:
+                logger.warning(
+                    "%s: %s", watch_id, "; ".join(o.error or "" for o in report.symbols if o.error)
+                )
+            publish_artifacts(report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
+            return report
+
         return commit_or_settle(attempt, lambda: stored_report(watch_id, settings), watch_id)

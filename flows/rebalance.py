@@ -171,7 +171,7 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
     with tracked_run(DCA_FLOW, batch.run_id, settings) as run:
 
         def attempt() -> BatchRecord:
-            if not _execute(batch, settings):
+            if not _execute(batch, settings, run.id):
                 run.status = "skipped"
             return _batch(plan_id, batch_index, settings)
 
@@ -182,7 +182,7 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
         return commit_or_settle(attempt, settled, what)
 
 
-def _execute(batch: BatchRecord, settings: Settings) -> bool:
+def _execute(batch: BatchRecord, settings: Settings, flow_run_id: int) -> bool:
     """Make the batch's trades, or record it skipped when the coordinator was stopped; True when made."""
     account = load_account(settings)
     why = why_batch_skipped(
@@ -201,6 +201,7 @@ def _execute(batch: BatchRecord, settings: Settings) -> bool:
         decided_by=DCA_FLOW,
         trades=batch.trades,
         dca_batch=(batch.plan_id, batch.index),
+        flow_run_id=flow_run_id,
     )
     publish_artifacts(report, DCA_ARTIFACT_KEY, DCA_POSITIONS_KEY)
     return True

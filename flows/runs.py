@@ -71,9 +71,11 @@ def settle_account(
     trades: Sequence[RebalanceTrade] = (),
     reported_runs: Sequence[int] = (),
     dca_batch: tuple[str, int] | None = None,
+    flow_run_id: int | None = None,
 ) -> tuple[CycleReport, Coordination]:
     """A run that analyses nothing (market watch, DCA batch): prices, exits, breakers and `trades` through
-    the coordinator, committed in one transaction; it does not become the account's last cycle."""
+    the coordinator, committed in one transaction with the run's end (`flow_run_id`); it does not become
+    the account's last cycle."""
     started = datetime.now(UTC)
     analyses = price_snapshots(settings, at, settings.market.symbols)
     request = CoordinationInput(run_key, at, account, analyses, notices=notices, rebalance=trades)
@@ -87,6 +89,7 @@ def settle_account(
         reported_runs=tuple(reported_runs),
         trading=False,
         dca_batch=dca_batch,
+        flow_run_id=flow_run_id,
     )
     save_cycle(record, settings)
     return report, result

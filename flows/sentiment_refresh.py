@@ -64,7 +64,7 @@ def sentiment_refresh(
             )
         reports = [r for r in (f.result() for f in futures) if r is not None]
         result = gateway.result()
-        save_sentiment_refresh(reports, result, settings)
+        save_sentiment_refresh(reports, result, settings, run.id)
     for event in result.events:
         logger.warning(_budget_line(event))
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=render(reports, when), description=when.isoformat())

@@ -97,7 +97,7 @@ def trading_cycle(
                 logger.warning("%s: %s", cycle_id, why)
                 run.status = "skipped"
                 return Completed(name="Skipped", message=why, data=skipped_report(cycle_id, at, account, why))  # type: ignore[return-value]
-            cycle = _run(settings, at, cycle_id, started, account)
+            cycle = _run(settings, at, cycle_id, started, account, run.id)
             emit_coordinator_events(settings)
             emit_degradation_events(cycle.result.degradation_changes)
             publish_artifacts(cycle.report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
@@ -107,7 +107,7 @@ def trading_cycle(
 
 
 def _run(
-    settings: Settings, at: datetime, cycle_id: str, started: datetime, account: AccountState
+    settings: Settings, at: datetime, cycle_id: str, started: datetime, account: AccountState, run_id: int
 ) -> CycleRun:
     """The cycle at the account's degradation level, committed in one transaction at the end."""
     level = account.health.level
@@ -134,6 +134,7 @@ def _run(
         cycle.llm,
         published_changes=tuple(i for i, _ in changes),
         reported_runs=tuple(i for i, _ in failures),
+        flow_run_id=run_id,
     )
     save_cycle(record, settings)
     return cycle

@@ -118,11 +118,14 @@ def load_sentiments(symbols: list[str], at: datetime, settings: Settings) -> dic
 
 
 @_db_task
-def save_sentiment_refresh(reports: list[SentimentReport], llm: LLMRunResult, settings: Settings) -> None:
-    """Commit the reports, the LLM calls behind them, the breaker states and the degradation counters."""
+def save_sentiment_refresh(
+    reports: list[SentimentReport], llm: LLMRunResult, settings: Settings, flow_run_id: int | None = None
+) -> None:
+    """Commit the reports, the LLM calls behind them, the breaker states, the degradation counters and
+    the run's end, together."""
     health = HealthUpdate(tuple(llm_outcomes(llm.records)), settings.degradation, datetime.now(UTC))
     with _unit_of_work(engine_for(settings)) as session:
-        sentiment.save_sentiment_refresh(session, reports, llm, health)
+        sentiment.save_sentiment_refresh(session, reports, llm, health, flow_run_id)
 
 
 @_db_task

@@ -193,3 +193,27 @@ def test_two_different_hours_at_once_never_trade_from_the_same_account(project_d
     engine.dispose()
     assert errors == [] and committed == 2 and version == 2
     assert status().state is CoordinatorState.RUNNING
+
+
+def test_a_run_killed_right_after_its_commit_is_not_reported_as_crashed(
+    project_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.tracking
+
+    def killed(*args: object, **kwargs: object) -> None:  # the process dies before the separate end write
+        return None
+
+    monkeypatch.setattr(flows.tracking, "finish_run", killed)
+    report = trading_cycle(at="2024-06-30T20:00Z")
+    watched = market_watch(at="2024-06-30T20:05Z")
+
+    engine = create_db_engine(project_db)
+    with unit_of_work(engine) as s:
+        from triplegain.storage.tables import FlowRunRow
+
+        ended = {
+            row.run_key: (row.status, row.finished_at is not None) for row in s.scalars(select(FlowRunRow))
+        }
+    engine.dispose()
+    assert ended[report.cycle_id] == ("completed", True)  # written with the cycle's own commit
+    assert ended[watched.cycle_id] == ("completed", True)

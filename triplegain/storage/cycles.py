@@ -28,7 +28,7 @@ from triplegain.storage.accounts import claim_account, event_row, mark_published
 from triplegain.storage.dca import finish_batch
 from triplegain.storage.llm_calls import save_llm_calls
 from triplegain.storage.positions import position_snapshot_rows, save_executions, snapshot_row
-from triplegain.storage.runs import mark_reported
+from triplegain.storage.runs import finish_run, mark_reported
 from triplegain.storage.tables import (
     AgentOutputRow,
     ConflictResolutionRow,
@@ -49,7 +49,8 @@ class CycleRecord:
     state changes its bus published; `reported_runs` failed or crashed runs its report mentions;
     `trading` is False for a market watch or a DCA batch, which do not become the account's last cycle;
     `dca_batch` (plan id, index) the batch it executes, moved from pending to executed here or the whole
-    run is refused, so no batch ever executes twice.
+    run is refused, so no batch ever executes twice; `flow_run_id` the run's `flow_runs` row, marked
+    completed here, so a run killed after its commit is never reported as crashed.
     """
 
     report: CycleReport
@@ -61,6 +62,7 @@ class CycleRecord:
     reported_runs: tuple[int, ...] = ()
     trading: bool = True
     dca_batch: tuple[str, int] | None = None
+    flow_run_id: int | None = None
 
 
 def save_cycle(session: Session, record: CycleRecord) -> None:
@@ -75,6 +77,8 @@ def save_cycle(session: Session, record: CycleRecord) -> None:
         _save_decisions(session, record, llm)
         mark_published(session, list(record.published_changes), report.cycle_id)
         mark_reported(session, list(record.reported_runs), report.cycle_id)
+        if record.flow_run_id is not None:
+            finish_run(session, record.flow_run_id, "completed", report.finished_at)
         session.add_all(
             event_row(change, published_cycle_id=report.cycle_id) for change in result.state_changes
         )

@@ -29,10 +29,14 @@ def start_run(session: Session, flow: str, run_key: str, at: datetime, prefect_i
 
 
 def finish_run(session: Session, run_id: int, status: str, at: datetime, error: str | None = None) -> None:
-    """Record how a flow run ended: completed, skipped or failed (with the error's first line)."""
+    """Record how a flow run ended: completed, skipped or failed (with the error's first line).
+
+    Only a run still marked running changes: a run whose work committed was marked completed in that
+    same transaction, and what happens after the commit cannot unsay it.
+    """
     session.execute(
         update(FlowRunRow)
-        .where(FlowRunRow.id == run_id)
+        .where(FlowRunRow.id == run_id, FlowRunRow.status == "running")
         .values(status=status, finished_at=at, error=error[:2000] if error else None)
     )
 

@@ -12,6 +12,7 @@ from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.analysis import SentimentReport
 from triplegain.storage.accounts import save_llm_breakers, update_health
 from triplegain.storage.llm_calls import save_llm_calls
+from triplegain.storage.runs import finish_run
 from triplegain.storage.tables import SentimentReportRow
 
 
@@ -54,10 +55,16 @@ def load_sentiments(session: Session, symbols: list[str], at: datetime) -> dict[
 
 
 def save_sentiment_refresh(
-    session: Session, reports: list[SentimentReport], llm: LLMRunResult, health: HealthUpdate
+    session: Session,
+    reports: list[SentimentReport],
+    llm: LLMRunResult,
+    health: HealthUpdate,
+    flow_run_id: int | None = None,
 ) -> None:
     """A sentiment refresh's reports, the model calls behind them, the breakers and degradation counters
-    they moved (the account version is untouched: a cycle in flight may still commit)."""
+    they moved (the account version is untouched: a cycle in flight may still commit), and the run's end."""
+    if flow_run_id is not None:
+        finish_run(session, flow_run_id, "completed", datetime.now(UTC))
     for report in reports:
         save_sentiment(session, report)
     save_llm_calls(session, llm.records, llm.recordings)

@@ -224,3 +224,34 @@ def test_plans_supersede_and_batches_settle_exactly_once(engine: Engine) -> None
     with unit_of_work(engine) as s:
         assert load_state_at(s, now - timedelta(seconds=1)) is CoordinatorState.RUNNING
         assert load_state_at(s, now + timedelta(seconds=1)) is CoordinatorState.PAUSED
+
+
+def test_a_run_ends_in_the_transaction_of_its_work(engine: Engine, replay: ReplaySource) -> None:
+    import pytest
+
+    from triplegain.storage.tables import FlowRunRow
+
+    cfg = load_settings()
+    with unit_of_work(engine) as s:
+        lost = start_run(s, "trading-cycle", cycle_id_for(BUYING_HOUR), datetime.now(UTC))
+        kept = start_run(s, "trading-cycle", cycle_id_for(BUYING_HOUR), datetime.now(UTC))
+    report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
+    record = CycleRecord(report, analyses, result, account, flow_run_id=lost)  # type: ignore[arg-type]
+
+    def killed_before_the_commit() -> None:
+        with unit_of_work(engine) as s:
+            save_cycle(s, record)
+            raise RuntimeError("killed before the commit")
+
+    with pytest.raises(RuntimeError):
+        killed_before_the_commit()
+    with unit_of_work(engine) as s:
+        save_cycle(s, CycleRecord(report, analyses, result, account, flow_run_id=kept))  # type: ignore[arg-type]
+
+    with unit_of_work(engine) as s:
+        statuses = {row.id: row.status for row in s.scalars(select(FlowRunRow))}
+        finish_run(s, kept, "failed", datetime.now(UTC), "an error after the commit")
+    with unit_of_work(engine) as s:
+        after = s.get(FlowRunRow, kept)
+    assert statuses == {lost: "running", kept: "completed"}  # nothing committed, nothing ended
+    assert after is not None and after.status == "completed"  # what follows the commit cannot unsay it
