@@ -98,6 +98,7 @@ class LLMUnavailable(LLMError):
         super().__init__(provider, model, detail)
         self.retry_after = retry_after
         self.retryable = True  # False when the provider asks us to wait longer than we are willing to
+        self.timed_out = False  # True when no answer came within the SDK-level timeout
 
 
 class LLMRejected(LLMError):

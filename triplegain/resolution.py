@@ -18,6 +18,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from triplegain.errors import LLMError
+from triplegain.llm.attempts import Cutoff, cutting
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.models.conflicts import Conflict, ConflictType, Modifications, Resolution, ResolutionAction
 from triplegain.models.decision import TradingSignal
@@ -170,13 +171,19 @@ async def resolve(
         return conservative(conflicts, "no LLM configured for conflict resolution: conservative action")
     start = time.perf_counter()
     prompt = resolution_prompt(conflicts, signals)
-    try:
-        winner, answer = await asyncio.wait_for(
-            _hedged(prompt, list(chain), ask, s.resolution_budget_seconds * s.hedge_after_share),
-            s.resolution_budget_seconds,
+    cutoff = Cutoff()  # the requests a winner makes moot are "cancelled"; those the budget cuts, "timeout"
+    with cutting(cutoff):
+        race = asyncio.ensure_future(
+            _hedged(prompt, list(chain), ask, s.resolution_budget_seconds * s.hedge_after_share)
         )
-    except TimeoutError:
+    done, _ = await asyncio.wait({race}, timeout=s.resolution_budget_seconds)
+    if not done:
+        cutoff.outcome = "timeout"
+        race.cancel()
+        await asyncio.gather(race, return_exceptions=True)
         return conservative(conflicts, f"no valid answer within the {s.resolution_budget_seconds:g} s budget")
+    try:
+        winner, answer = race.result()
     except LLMError as e:
         return conservative(conflicts, f"every model failed: {e}")
     latency = (time.perf_counter() - start) * 1000

@@ -77,7 +77,7 @@ def test_retries_exhausted_then_the_gateway_falls_back(server: FakeLLMServer) ->
     answer = run(gateway.ask("x", [server.openai_provider(), server.anthropic_provider()], PROMPT, Verdict))
 
     assert answer.value.action == "abort" and answer.usage.provider == "anthropic"  # type: ignore[attr-defined]
-    assert [r.outcome for r in gateway.records] == ["unavailable", "ok"]
+    assert [r.outcome for r in gateway.records] == ["unavailable"] * 3 + ["ok"]  # every request is a row
 
 
 def test_provider_limits_are_created_on_the_server(server: FakeLLMServer) -> None:
@@ -93,3 +93,22 @@ def test_provider_limits_are_created_on_the_server(server: FakeLLMServer) -> Non
         return slots.limit, rate.limit, rate.slot_decay_per_second
 
     assert run(read()) == (2, 30, 0.5)
+
+
+def test_a_provider_failing_through_its_retries_opens_its_breaker_and_retries_stop(
+    server: FakeLLMServer,
+) -> None:
+    from triplegain.llm.breaker import BreakerPosition
+
+    server.default = Step(status=503)
+    patient = FAST.model_copy(update={"retries": 4})
+    gateway = LLMGateway(
+        Breakers(BreakerPolicy(failure_threshold=2)), Budget(Decimal(1), Decimal(5)), call=llm_caller(patient)
+    )
+
+    with pytest.raises(LLMUnavailable):
+        run(gateway.ask("x", [server.openai_provider()], PROMPT, Verdict))
+
+    assert len(server.requests) == 2  # not 5: the breaker opened after the second failed request
+    assert [r.outcome for r in gateway.records] == ["unavailable", "unavailable", "circuit_open"]
+    assert gateway.breakers.state("deepseek").position is BreakerPosition.OPEN

@@ -54,7 +54,9 @@ class ChatModel(ABC):
 
         timeout = self.config.timeout_seconds
         if isinstance(error, openai.APITimeoutError | anthropic.APITimeoutError):
-            return self._unavailable(f"no answer within the {timeout:g} s timeout")
+            late = self._unavailable(f"no answer within the {timeout:g} s timeout")
+            late.timed_out = True
+            return late
         if isinstance(error, openai.APIConnectionError | anthropic.APIConnectionError):
             return self._unavailable(f"connection failed: {type(error.__cause__ or error).__name__}")
         if isinstance(error, openai.APIStatusError | anthropic.APIStatusError):

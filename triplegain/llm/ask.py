@@ -4,12 +4,12 @@ one repair re-ask when the answer does not fit, then LLMOutputInvalid."""
 from __future__ import annotations
 
 import json
-import time
 
 from pydantic import BaseModel, ValidationError
 
 from triplegain.errors import LLMError, LLMOutputInvalid
 from triplegain.llm.adapters import ChatModel, chat_model
+from triplegain.llm.attempts import Sent, record_answer, request
 from triplegain.llm.jsonparse import extract_json_object
 from triplegain.llm.models import Answer, Completion, Prompt, ProviderConfig, T, Usage
 
@@ -17,32 +17,42 @@ _SHOWN_CHARS = 2_000  # of an invalid answer, quoted back in the repair re-ask
 
 
 async def ask(model: ChatModel, prompt: Prompt, schema: type[T]) -> Answer[T]:
-    """The model's answer parsed into `schema`, with usage summed over every call it took."""
+    """The model's answer parsed into `schema`, with usage summed over every call it took; each request
+    is recorded as it ends (`triplegain.llm.attempts`)."""
     instructed = Prompt(system=f"{prompt.system}\n\n{schema_instruction(schema)}", user=prompt.user)
-    completion, usage = await _timed(model, instructed)
+    completion, usage, sent = await _timed(model, instructed)
     try:
-        return Answer(value=parse(completion.text, schema), usage=usage)
+        value = parse(completion.text, schema)
     except ValueError as first_error:
-        repair = Prompt(
-            system=instructed.system, user=_repair_request(instructed.user, completion.text, first_error)
+        record_answer(sent, "reasked", usage)
+        return await _repair(model, instructed, completion.text, first_error, usage, schema)
+    record_answer(sent, "ok", usage)
+    return Answer(value=value, usage=usage)
+
+
+async def _repair(
+    model: ChatModel, instructed: Prompt, answer: str, first_error: ValueError, usage: Usage, schema: type[T]
+) -> Answer[T]:
+    """The one repair re-ask: the invalid answer quoted back with what was wrong."""
+    repair = Prompt(system=instructed.system, user=_repair_request(instructed.user, answer, first_error))
+    try:
+        second, more, sent = await _timed(model, repair)
+    except LLMError as e:
+        e.usage = usage
+        raise
+    try:
+        value = parse(second.text, schema)
+    except ValueError as e:
+        record_answer(sent, "invalid", more)
+        error = LLMOutputInvalid(
+            model.config.name,
+            model.config.model,
+            f"answer did not match {schema.__name__} after one repair re-ask: {_short(e)}",
         )
-        try:
-            second, more = await _timed(model, repair)
-        except LLMError as e:
-            e.usage = usage
-            raise
-        usage = usage.plus(more)
-        try:
-            value = parse(second.text, schema)
-        except ValueError as e:
-            error = LLMOutputInvalid(
-                model.config.name,
-                model.config.model,
-                f"answer did not match {schema.__name__} after one repair re-ask: {_short(e)}",
-            )
-            error.usage = usage
-            raise error from None
-        return Answer(value=value, usage=usage, repaired=True)
+        error.usage = usage.plus(more)
+        raise error from None
+    record_answer(sent, "repaired", more)
+    return Answer(value=value, usage=usage.plus(more), repaired=True)
 
 
 async def ask_provider(config: ProviderConfig, prompt: Prompt, schema: type[T]) -> Answer[T]:
@@ -68,19 +78,20 @@ def schema_instruction(schema: type[BaseModel]) -> str:
     )
 
 
-async def _timed(model: ChatModel, prompt: Prompt) -> tuple[Completion, Usage]:
-    start = time.perf_counter()
-    completion = await model.complete(prompt)
+async def _timed(model: ChatModel, prompt: Prompt) -> tuple[Completion, Usage, Sent]:
+    """One request, its failure or cut-off recorded; the answer with what it cost."""
     config = model.config
+    with request(config) as sent:
+        completion = await model.complete(prompt)
     usage = Usage(
         provider=config.name,
         model=config.model,
         tokens_in=completion.tokens_in,
         tokens_out=completion.tokens_out,
-        latency_ms=(time.perf_counter() - start) * 1000,
+        latency_ms=sent.elapsed_ms(),
         cost_usd=config.cost(completion.tokens_in, completion.tokens_out),
     )
-    return completion, usage
+    return completion, usage, sent
 
 
 def _repair_request(user: str, answer: str, error: Exception) -> str:

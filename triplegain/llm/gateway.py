@@ -3,7 +3,10 @@
 `LLMGateway.ask(agent, chain, prompt, schema)` tries the chain's providers in order, skipping those whose
 breaker is open; the first valid answer wins. Before each call the budget is checked: once the per-cycle
 or per-day budget is spent, calls fail closed (LLMBudgetExceeded) so the caller takes its offline path,
-and a BudgetExhausted event says so once. Every attempt, successful or not, becomes an LLMCall record.
+and a BudgetExhausted event says so once. Every request that leaves the process becomes an LLMCall
+record as it ends (`triplegain.llm.attempts`), retries and requests cut off in flight included, and counts
+at once against the budget and the provider's breaker; so do asks refused by an open breaker or a spent
+budget, which send nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from triplegain.errors import LLMBudgetExceeded, LLMError, LLMOutputInvalid, LLMRejected, LLMUnavailable
+from triplegain.errors import LLMBudgetExceeded, LLMError, LLMUnavailable
 from triplegain.llm.ask import ask_provider
-from triplegain.llm.breaker import Breaker, Breakers
+from triplegain.llm.attempts import AttemptLog, Cutoff, current_cutoff, logging_attempts, outcome_of
+from triplegain.llm.breaker import Breaker, BreakerPosition, Breakers
 from triplegain.llm.models import Answer, LLMCall, Outcome, Prompt, ProviderConfig, T, Usage
 from triplegain.llm.replay import Recording, recording_key
 
@@ -116,20 +120,39 @@ class LLMGateway:
         self, agent: str, models: Sequence[ProviderConfig], prompt: Prompt, schema: type[T], timeout: float
     ) -> list[Answer[T] | BaseException | None]:
         """Ask every model the same question at once; per model, in order: its answer, its error, or None
-        when it was not back within `timeout` (then cancelled)."""
-        tasks = [asyncio.ensure_future(self.ask(agent, [m], prompt, schema)) for m in models]
+        when it was not back within `timeout` (then cut off: its request in flight is recorded `timeout`)."""
+        cutoffs = [Cutoff() for _ in models]
+        logs: list[list[AttemptLog]] = [[] for _ in models]
+        tasks = [
+            asyncio.ensure_future(self.ask(agent, [m], prompt, schema, cutoff, opened.append))
+            for m, cutoff, opened in zip(models, cutoffs, logs, strict=True)
+        ]
         done, pending = await asyncio.wait(tasks, timeout=timeout)
-        for model, task in zip(models, tasks, strict=True):
+        for model, task, cutoff, opened in zip(models, tasks, cutoffs, logs, strict=True):
             if task in pending:
+                cutoff.outcome = "timeout"
                 task.cancel()
-                self._record(agent, model, self.clock(), "timeout", error=f"no answer within {timeout:g} s")
+                if not any(log.made for log in opened):  # cut off before any request left
+                    self._record(
+                        agent, model, self.clock(), "timeout", error=f"no answer within {timeout:g} s"
+                    )
         await asyncio.gather(*pending, return_exceptions=True)
         return [(task.exception() or task.result()) if task in done else None for task in tasks]
 
     async def ask(
-        self, agent: str, chain: Sequence[ProviderConfig], prompt: Prompt, schema: type[T]
+        self,
+        agent: str,
+        chain: Sequence[ProviderConfig],
+        prompt: Prompt,
+        schema: type[T],
+        cutoff: Cutoff | None = None,
+        opened: Callable[[AttemptLog], None] | None = None,
     ) -> Answer[T]:
-        """The first valid answer along `chain`; LLMBudgetExceeded, or LLMUnavailable when all failed."""
+        """The first valid answer along `chain`; LLMBudgetExceeded, or LLMUnavailable when all failed.
+
+        Every request is recorded as it ends (`triplegain.llm.attempts`); `cutoff` says why a request cut
+        off in flight was cut; `opened` is told of each provider's attempt log as it opens.
+        """
         if not chain:
             raise ValueError(f"{agent}: no LLM provider configured")
         failures: list[str] = []
@@ -140,29 +163,62 @@ class LLMGateway:
                 self._record(agent, config, now, "circuit_open", error="circuit breaker open")
                 failures.append(f"{config.name}: circuit open")
                 continue
+            log = self._log(agent, config, cutoff or current_cutoff() or Cutoff())
+            if opened is not None:
+                opened(log)
             try:
-                answer = await self._call(config, prompt, schema)
+                with logging_attempts(log):
+                    answer = await self._call(config, prompt, schema)
             except LLMError as e:
-                self.breakers.failed(config.name, self.clock())
-                self._record(agent, config, now, _outcome(e), e.usage, str(e))
+                if not log.made:  # a caller that sends no request itself (a fake, a replay)
+                    log.record(now, outcome_of(e), e.usage, str(e))
                 failures.append(str(e))
                 continue
-            self.breakers.succeeded(config.name)
-            self._record(agent, config, now, "repaired" if answer.repaired else "ok", answer.usage)
-            recording = Recording(
-                key=recording_key(config.model, prompt, schema),
-                provider=config.name,
-                model=config.model,
-                schema_name=schema.__name__,
-                answer=answer.value.model_dump(mode="json"),
-                recorded_at=now,
-                cycle_id=self.cycle_id,
-            )
-            with self._lock:
-                self.recordings.append(recording)
+            if not log.made:
+                log.record(now, "repaired" if answer.repaired else "ok", answer.usage)
+            self._remember(config, prompt, schema, answer, now)
             return answer  # type: ignore[return-value]
         last = chain[-1]
         raise LLMUnavailable(last.name, last.model, f"{agent}: every provider failed: " + "; ".join(failures))
+
+    def _log(self, agent: str, config: ProviderConfig, cutoff: Cutoff) -> AttemptLog:
+        """An attempt log whose records count at once against the budget and the provider's breaker."""
+
+        def gate() -> bool:
+            return self.breakers.state(config.name).position is not BreakerPosition.OPEN
+
+        return AttemptLog(agent, config, self.cycle_id, self.clock, self._absorb, gate, cutoff)
+
+    def _absorb(self, record: LLMCall) -> None:
+        """Keep a record, spend its cost, and tell the provider's breaker how the request went."""
+        self.budget.spend(record.cost_usd)
+        if record.outcome in _BREAKER_FAILURES:
+            self.breakers.failed(record.provider, self.clock())
+        elif record.outcome in ("ok", "repaired"):
+            self.breakers.succeeded(record.provider)
+        with self._lock:
+            self.records.append(record)
+
+    def _remember(
+        self,
+        config: ProviderConfig,
+        prompt: Prompt,
+        schema: type[BaseModel],
+        answer: Answer[BaseModel],
+        at: datetime,
+    ) -> None:
+        """Keep a valid answer for replay, keyed by model and prompt."""
+        recording = Recording(
+            key=recording_key(config.model, prompt, schema),
+            provider=config.name,
+            model=config.model,
+            schema_name=schema.__name__,
+            answer=answer.value.model_dump(mode="json"),
+            recorded_at=at,
+            cycle_id=self.cycle_id,
+        )
+        with self._lock:
+            self.recordings.append(recording)
 
     def _check_budget(self, agent: str, config: ProviderConfig) -> None:
         exhausted = self.budget.exhausted()
@@ -187,28 +243,10 @@ class LLMGateway:
         usage: Usage | None = None,
         error: str | None = None,
     ) -> None:
-        usage = usage or Usage(provider=config.name, model=config.model)
-        self.budget.spend(usage.cost_usd)
-        record = LLMCall(
-            cycle_id=self.cycle_id,
-            agent=agent,
-            provider=config.name,
-            model=config.model,
-            started_at=started,
-            latency_ms=usage.latency_ms,
-            tokens_in=usage.tokens_in,
-            tokens_out=usage.tokens_out,
-            cost_usd=usage.cost_usd,
-            outcome=outcome,
-            error=error,
+        """A record of no request (circuit open, budget spent, cut off before sending)."""
+        AttemptLog(agent, config, self.cycle_id, self.clock, self._absorb).record(
+            started, outcome, usage, error
         )
-        with self._lock:
-            self.records.append(record)
 
 
-def _outcome(error: LLMError) -> Outcome:
-    if isinstance(error, LLMOutputInvalid):
-        return "invalid"
-    if isinstance(error, LLMRejected):
-        return "rejected"
-    return "unavailable"
+_BREAKER_FAILURES = frozenset({"unavailable", "timeout", "rejected", "invalid"})

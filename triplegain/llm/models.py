@@ -10,7 +10,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 T = TypeVar("T", bound=BaseModel)
 MILLION = Decimal(1_000_000)
 Outcome = Literal[
-    "ok", "repaired", "invalid", "unavailable", "rejected", "timeout", "circuit_open", "budget_exceeded"
+    "ok",
+    "repaired",
+    "reasked",
+    "invalid",
+    "unavailable",
+    "rejected",
+    "timeout",
+    "cancelled",
+    "circuit_open",
+    "budget_exceeded",
 ]
 
 

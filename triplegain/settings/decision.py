@@ -75,7 +75,11 @@ class ConflictSettings(BaseModel):
     invoke_llm_threshold: float = Field(0.2, ge=0, le=1, description="TA/sentiment conflict only when closer")
     resolution_budget_seconds: Seconds = Field(10, description="The whole resolution, fallback included")
     hedge_after_share: float = Field(
-        0.5, gt=0, le=1, description="Start the fallback in parallel once this share of the budget has passed"
+        0.2,
+        gt=0,
+        le=1,
+        description="Start the fallback in parallel once this share of the budget has passed (2 s of 10 s: a "
+        "hanging primary costs 2 s plus the fallback's answer)",
     )
     max_tokens: int = Field(500, ge=50, le=100_000)
     min_leverage: Leverage = 1

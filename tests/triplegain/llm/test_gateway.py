@@ -135,8 +135,11 @@ def test_invalid_output_cost_is_still_recorded(server: FakeLLMServer) -> None:
     with pytest.raises(LLMUnavailable):
         run(gw.ask("x", [provider], PROMPT, Verdict))
 
-    [record] = gw.records
-    assert record.outcome == "invalid" and record.tokens_in == 200 and record.cost_usd == Decimal("0.00024")
+    first, repair = gw.records  # a row per request: the answer that needed a re-ask, then the re-ask
+    assert (first.outcome, repair.outcome) == ("reasked", "invalid")
+    assert first.tokens_in + repair.tokens_in == 200 and first.cost_usd + repair.cost_usd == Decimal(
+        "0.00024"
+    )
     assert gw.budget.spent_cycle == Decimal("0.00024")
 
 
