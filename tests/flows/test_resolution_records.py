@@ -78,10 +78,8 @@ def test_a_failing_resolver_leaves_a_row_per_request_and_a_resolution(
     assert [r.symbol for r in resolutions] == ["XRP/USDT"]
     resolution = report.outcome("XRP/USDT").resolution
     assert resolution is not None and resolution.decided_by == "v2"  # the fallback answered
-    primary_rows = [c.outcome for c in calls if c.provider == "v1"]
-    expected = {
-        "429": ["unavailable", "unavailable"],
-        "500": ["unavailable", "unavailable"],
-        "hang": ["cancelled"],
-    }
-    assert primary_rows == expected[failure]  # the retry and the request the fallback made moot, recorded
+    primary = [c.outcome for c in calls if c.provider == "v1"]
+    if failure == "hang":
+        assert primary == ["cancelled"]  # the request the fallback's answer made moot, recorded
+    else:  # the first request failed; its retry, if it went out before the fallback won, failed too
+        assert primary[0] == "unavailable" and set(primary) <= {"unavailable", "cancelled"}

@@ -149,10 +149,7 @@ class LLMGateway:
         opened: Callable[[AttemptLog], None] | None = None,
     ) -> Answer[T]:
         """The first valid answer along `chain`; LLMBudgetExceeded, or LLMUnavailable when all failed.
-
-        Every request is recorded as it ends (`triplegain.llm.attempts`); `cutoff` says why a request cut
-        off in flight was cut; `opened` is told of each provider's attempt log as it opens.
-        """
+        `cutoff` says why a request cut off in flight was cut; `opened` is told of each attempt log."""
         if not chain:
             raise ValueError(f"{agent}: no LLM provider configured")
         failures: list[str] = []
