@@ -25,7 +25,7 @@ from flows.llm_setup import LLMSetup, gateway_for, llm_setup
 from flows.runs import default_cycle_time, publish_artifacts, stored_report
 from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, tracked_run
-from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms
+from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms, run_agent
 from tasks.coordination import coordinate
 from tasks.events import emit_coordinator_events, emit_degradation_events
 from tasks.market import fetch_snapshot
@@ -37,6 +37,7 @@ from tasks.storage import (
     prepare_database,
     save_cycle,
 )
+from triplegain.agents import registry
 from triplegain.aio import run_sync
 from triplegain.cycle import (
     CyclePlan,
@@ -55,6 +56,7 @@ from triplegain.cycle_types import AccountState, Coordination, CoordinationInput
 from triplegain.errors import MarketDataError, MarketDataUnavailable
 from triplegain.llm.gateway import LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
+from triplegain.models.analysis import AgentReport
 from triplegain.models.conflicts import Conflict
 from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CoordinatorState
@@ -167,14 +169,18 @@ class TaskSteps:
             snapshot = fetch_snapshot.submit(symbol, plan.at, settings)
             technical = analyze_technicals.submit(snapshot, settings)
             regime = assess_regime.submit(snapshot, technical, plan.account.regimes.get(symbol), settings)
+            reports = {
+                a.name: run_agent.submit(a.name, symbol, snapshot, technical, regime, settings)
+                for a in registry.ANALYSIS_AGENTS
+            }
             if self.voting is None:
                 signal = decide.submit(snapshot, technical, regime, settings)
             else:
                 sentiment = plan.sentiments.get(symbol)
                 signal = decide_with_llms.submit(
-                    snapshot, technical, regime, settings, *self.voting, sentiment
+                    snapshot, technical, regime, settings, *self.voting, sentiment, reports
                 )
-            chains.append((symbol, snapshot, technical, regime, signal))
+            chains.append((symbol, reports, snapshot, technical, regime, signal))
         analyses = with_sentiment([_collect(*chain) for chain in chains], plan.sentiments)
         llm = self.voting[0].result() if self.voting else LLMRunResult(breakers=plan.account.llm_breakers)
         return analyses, llm
@@ -204,12 +210,18 @@ class TaskSteps:
         return coordinate(request, self.settings)
 
 
-def _collect(symbol: str, snapshot: PrefectFuture[object], *rest: PrefectFuture[object]) -> SymbolAnalysis:
+def _collect(
+    symbol: str,
+    reports: dict[str, PrefectFuture[AgentReport]],
+    snapshot: PrefectFuture[object],
+    *rest: PrefectFuture[object],
+) -> SymbolAnalysis:
     outcome = snapshot.result(raise_on_failure=False)
     if isinstance(outcome, BaseException):
-        for future in rest:
+        for future in [*rest, *reports.values()]:
             future.wait()
         unavailable = isinstance(outcome, MarketDataUnavailable) or not isinstance(outcome, MarketDataError)
         return SymbolAnalysis(symbol=symbol, error=str(outcome), data_unavailable=unavailable)
     technical, regime, signal = (f.result() for f in rest)
-    return SymbolAnalysis(symbol, outcome, technical, regime, signal)  # type: ignore[arg-type]
+    done = {name: future.result() for name, future in reports.items()}
+    return SymbolAnalysis(symbol, outcome, technical, regime, signal, reports=done)  # type: ignore[arg-type]

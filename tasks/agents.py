@@ -8,11 +8,18 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from triplegain.agents.llm_decision import decide_with_models
+from triplegain.agents.registry import agent_named
 from triplegain.agents.sentiment import assess_sentiment
 from triplegain.cycle import decision_step, regime_step, technical_step
 from triplegain.llm.gateway import LLMGateway
 from triplegain.llm.models import ProviderConfig
-from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
+from triplegain.models.analysis import (
+    AgentReport,
+    RegimeAssessment,
+    RegimeState,
+    SentimentReport,
+    TechnicalReport,
+)
 from triplegain.models.decision import TradingSignal
 from triplegain.models.market import MarketSnapshot
 from triplegain.news import Headline
@@ -41,6 +48,19 @@ def decide(
     return decision_step(snapshot, technical, regime, settings)
 
 
+@task(name="analysis-agent", task_run_name="{name}-{symbol}", cache_policy=NO_CACHE)
+def run_agent(
+    name: str,
+    symbol: str,
+    snapshot: MarketSnapshot,
+    technical: TechnicalReport,
+    regime: RegimeAssessment,
+    settings: Settings,
+) -> AgentReport:
+    """One registered analysis agent (`triplegain.agents.registry`) on one symbol."""
+    return agent_named(name).analyze(snapshot, technical, regime, settings)
+
+
 @task(name="trading-decision-llm", cache_policy=NO_CACHE)
 async def decide_with_llms(
     snapshot: MarketSnapshot,
@@ -50,13 +70,16 @@ async def decide_with_llms(
     gateway: LLMGateway,
     models: list[ProviderConfig],
     sentiment: SentimentReport | None = None,
+    reports: dict[str, AgentReport] | None = None,
 ) -> TradingSignal:
     """The configured models vote in parallel (each call an ask-llm task) and the votes are aggregated.
 
     The gateway is the run's in-process keeper of breakers, budget and call records; it holds no client
     or connection (each ask-llm task opens and closes its own), which is why it may be passed here.
     """
-    return await decide_with_models(snapshot, technical, regime, settings, gateway, models, sentiment)
+    return await decide_with_models(
+        snapshot, technical, regime, settings, gateway, models, sentiment, reports
+    )
 
 
 @task(name="sentiment-analysis", task_run_name="sentiment-{symbol}", cache_policy=NO_CACHE)

@@ -42,7 +42,7 @@ from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.llm.replay import ReplayCaller
 from triplegain.market.replay import ReplaySource
 from triplegain.market.source import MarketDataSource
-from triplegain.models.analysis import RegimeAssessment, TechnicalReport
+from triplegain.models.analysis import AgentReport, RegimeAssessment, TechnicalReport
 from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
@@ -279,10 +279,15 @@ def _replaying_decider(replay: LLMReplay, caller: ReplayCaller, settings: Settin
     """The models vote with recorded answers; when none of them has one, the offline model decides."""
 
     def decide(
-        snapshot: MarketSnapshot, technical: TechnicalReport, regime: RegimeAssessment
+        snapshot: MarketSnapshot,
+        technical: TechnicalReport,
+        regime: RegimeAssessment,
+        reports: dict[str, AgentReport],
     ) -> TradingSignal:
         gateway = _replay_gateway(caller)
-        signal = run_sync(decide_with_models(snapshot, technical, regime, settings, gateway, replay.models))
+        signal = run_sync(
+            decide_with_models(snapshot, technical, regime, settings, gateway, replay.models, reports=reports)
+        )
         if all(v.abstained for v in signal.model_votes):
             return decision_step(snapshot, technical, regime, settings)
         return signal

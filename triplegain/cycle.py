@@ -16,6 +16,7 @@ from typing import Protocol
 
 from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.agents.regime import assess_regime
+from triplegain.agents.registry import run_registered
 from triplegain.agents.technical import analyze_technicals
 from triplegain.conflicts import detect_conflicts
 from triplegain.control import StateChange
@@ -26,7 +27,13 @@ from triplegain.errors import CycleError, MarketDataError, MarketDataUnavailable
 from triplegain.indicators import compute_indicators
 from triplegain.llm.gateway import BudgetExhausted, LLMRunResult
 from triplegain.market.source import MarketDataSource, build_snapshot
-from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
+from triplegain.models.analysis import (
+    AgentReport,
+    RegimeAssessment,
+    RegimeState,
+    SentimentReport,
+    TechnicalReport,
+)
 from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
@@ -87,7 +94,7 @@ def decision_step(
     )
 
 
-Decider = Callable[[MarketSnapshot, TechnicalReport, RegimeAssessment], TradingSignal]
+Decider = Callable[[MarketSnapshot, TechnicalReport, RegimeAssessment, dict[str, AgentReport]], TradingSignal]
 Resolver = Callable[[list[Conflict], dict[str, TradingSignal]], list[Resolution]]
 
 
@@ -104,7 +111,8 @@ def analyze_symbol(
     settings: Settings,
     decider: Decider | None = None,
 ) -> SymbolAnalysis:
-    """Snapshot, technical analysis, regime and decision for one symbol; a data problem skips it.
+    """Snapshot, technical analysis, regime, the registered agents and the decision for one symbol; a data
+    problem skips it.
 
     `decider` replaces the offline decision (a backtest replaying recorded model answers passes one).
     """
@@ -116,11 +124,12 @@ def analyze_symbol(
         )
     technical = technical_step(snapshot, settings)
     regime = regime_step(snapshot, technical, previous, settings)
+    reports = run_registered(snapshot, technical, regime, settings)
     if decider is not None:
-        signal = decider(snapshot, technical, regime)
+        signal = decider(snapshot, technical, regime, reports)
     else:
         signal = decision_step(snapshot, technical, regime, settings)
-    return SymbolAnalysis(symbol, snapshot, technical, regime, signal)
+    return SymbolAnalysis(symbol, snapshot, technical, regime, signal, reports=reports)
 
 
 def find_conflicts(

@@ -12,7 +12,13 @@ from triplegain.bus import DeadLetter, Message
 from triplegain.control import StateChange
 from triplegain.degradation import DegradationChanged, Health, HealthOutcome, HealthUpdate
 from triplegain.llm.breaker import Breaker
-from triplegain.models.analysis import RegimeAssessment, RegimeState, SentimentReport, TechnicalReport
+from triplegain.models.analysis import (
+    AgentReport,
+    RegimeAssessment,
+    RegimeState,
+    SentimentReport,
+    TechnicalReport,
+)
 from triplegain.models.conflicts import Resolution
 from triplegain.models.cycle import SymbolOutcome
 from triplegain.models.decision import TradingSignal
@@ -57,6 +63,7 @@ class SymbolAnalysis:
     error: str | None = None
     sentiment: SentimentReport | None = None
     data_unavailable: bool = False
+    reports: dict[str, AgentReport] = field(default_factory=dict)  # of the registered analysis agents
 
 
 @dataclass(frozen=True)

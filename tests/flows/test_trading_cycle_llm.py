@@ -236,3 +236,24 @@ def test_the_leaderboard_scores_the_votes_of_paper_runs(
     assert set(rows) == {"v1", "v2"} and rows["v1"].votes == 4 and rows["v1"].scored == 4
     assert rows["v1"].actions == {"HOLD": 4} and rows["v1"].accuracy_pct is not None
     assert shown.exit_code == 0 and "v1" in shown.stdout and "right %" in shown.stdout
+
+
+def test_a_registered_agent_runs_as_a_task_and_the_voters_see_its_report(
+    project_db: str, tmp_path: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.triplegain.agents.test_registry import check_volume
+    from triplegain.agents import registry
+
+    monkeypatch.setattr(registry, "ANALYSIS_AGENTS", (registry.AnalysisAgent("volume_check", check_volume),))
+    server.default = server.answer(HOLD)
+
+    trading_cycle(at="2024-06-30T20:00Z", config_file=llm_config(tmp_path, server))
+
+    assert all('"volume_check"' in r.prompt_text for r in server.requests)
+    engine = create_db_engine(project_db)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("select symbol from agent_outputs where agent_name = 'volume_check'")
+        ).all()
+    engine.dispose()
+    assert sorted(s for (s,) in stored) == ["BTC/USDT", "XRP/USDT"]

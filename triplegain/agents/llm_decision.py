@@ -9,6 +9,7 @@ the decision fails closed to the deterministic offline model and says so.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
 
@@ -19,7 +20,7 @@ from triplegain.errors import LLMBudgetExceeded
 from triplegain.llm.gateway import LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.llm.untrusted import quote_untrusted, untrusted_rule
-from triplegain.models.analysis import RegimeAssessment, SentimentReport, TechnicalReport
+from triplegain.models.analysis import AgentReport, RegimeAssessment, SentimentReport, TechnicalReport
 from triplegain.models.decision import ModelVote, TradingSignal
 from triplegain.models.enums import Action
 from triplegain.models.market import MarketSnapshot
@@ -86,8 +87,10 @@ def decision_prompt(
     regime: RegimeAssessment,
     settings: Settings,
     sentiment: SentimentReport | None = None,
+    reports: Mapping[str, AgentReport] | None = None,
 ) -> Prompt:
-    """The same question for every voter: the symbol, its price, and the agents' findings as data."""
+    """The same question for every voter: the symbol, its price, and the agents' findings as data (the
+    registered agents' reports under their names)."""
     system = DECISION_SYSTEM_PROMPT.format(
         min_confidence=settings.decision.offline.min_action_confidence, min_rr=settings.risk.min_risk_reward
     )
@@ -99,6 +102,8 @@ def decision_prompt(
         "atr": technical.indicators.atr,
         "regime": regime.model_dump(mode="json", include=REGIME_FACTS),
     }
+    for name, report in (reports or {}).items():
+        facts[name] = report.model_dump(mode="json", exclude={"agent_name", "symbol", "timestamp"})
     news = ""
     if sentiment is not None:
         facts["sentiment"] = sentiment.model_dump(
@@ -171,9 +176,10 @@ async def decide_with_models(
     gateway: LLMGateway,
     models: list[ProviderConfig],
     sentiment: SentimentReport | None = None,
+    reports: Mapping[str, AgentReport] | None = None,
 ) -> TradingSignal:
     """The models' aggregated vote; the offline model only without models or once the budget is spent."""
-    prompt = decision_prompt(snapshot, technical, regime, settings, sentiment)
+    prompt = decision_prompt(snapshot, technical, regime, settings, sentiment, reports)
     votes = await collect_votes(gateway, models, prompt, settings.decision.timeout_seconds)
     if votes and all(v.error and v.error.startswith("budget:") for v in votes):
         offline = offline_vote(snapshot, technical, regime, settings)

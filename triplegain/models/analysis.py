@@ -43,6 +43,19 @@ class Indicators(BaseModel):
     roc: float | None = Field(None, description="Rate of change, percent")
 
 
+class AgentReport(BaseModel):
+    """What every registered analysis agent reports (`triplegain.agents.registry`): stored as an
+    `agent_outputs` row and shown to the voting models under `agent_name`."""
+
+    model_config = _FROZEN
+
+    agent_name: str = Field(description="The registered agent's name")
+    symbol: str
+    timestamp: AwareDatetime
+    confidence: float = Field(ge=0, le=1)
+    model_used: str = Field(description="offline, or the model that answered")
+
+
 class TechnicalReport(BaseModel):
     """Technical-analysis agent output (reference spec 4.1)."""
 

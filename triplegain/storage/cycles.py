@@ -19,7 +19,7 @@ from triplegain.bus import DeadLetter, Message
 from triplegain.cycle_types import AccountState, Coordination, SymbolAnalysis
 from triplegain.errors import ConcurrentCycleError
 from triplegain.llm.gateway import LLMRunResult
-from triplegain.models.analysis import RegimeAssessment, TechnicalReport
+from triplegain.models.analysis import AgentReport, RegimeAssessment, TechnicalReport
 from triplegain.models.conflicts import Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
@@ -154,13 +154,14 @@ def _cycle_row(report: CycleReport) -> CycleRow:
 
 
 def _agent_rows(cycle_id: str, a: SymbolAnalysis) -> list[Any]:
-    outputs: list[tuple[TechnicalReport | RegimeAssessment | TradingSignal, str]] = []
+    outputs: list[tuple[TechnicalReport | RegimeAssessment | TradingSignal | AgentReport, str]] = []
     if a.technical is not None:
         outputs.append((a.technical, a.technical.model_used))
     if a.regime is not None:
         outputs.append((a.regime, a.regime.model_used))
     if a.signal is not None:
         outputs.append((a.signal, a.signal.decided_by))
+    outputs += [(report, report.model_used) for report in a.reports.values()]
     rows: list[Any] = [
         AgentOutputRow(
             cycle_id=cycle_id,
