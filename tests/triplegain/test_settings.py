@@ -23,6 +23,13 @@ def test_defaults_are_the_reference_numbers() -> None:
     assert s.regime.parameters[Regime.CHOPPY].max_leverage == 1
 
 
+def test_the_fallback_resolver_starts_two_seconds_into_the_budget_by_default() -> None:
+    c = load_settings().conflicts
+
+    assert c.resolution_budget_seconds == 10  # the reference's budget
+    assert c.resolution_budget_seconds * c.hedge_after_share == 2  # was 5 s: a hanging primary now costs ~2.2 s
+
+
 def test_default_database_is_sqlite_in_user_data_dir() -> None:
     assert default_database_url().startswith("sqlite:///")
     assert default_database_url().endswith("triplegain.db")
