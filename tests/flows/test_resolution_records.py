@@ -12,19 +12,10 @@ from sqlalchemy import select
 
 from flows.trading_cycle import trading_cycle
 from tests.fakes.llm_server import FakeLLMServer, Recorded, Step
-from tests.flows.test_trading_cycle_llm import HOLD, llm_config
+from tests.flows.test_trading_cycle_llm import HOLD, XRP_BUY, llm_config
 from triplegain.storage import create_db_engine, unit_of_work
 from triplegain.storage.tables import ConflictResolutionRow, LLMCallRow
 
-XRP_BUY = {
-    "action": "BUY",
-    "confidence": 0.9,
-    "entry_price": 0.4742,
-    "stop_loss": 0.47,
-    "take_profit": 0.49,
-    "position_size_pct": 5,
-    "reasoning": "bounce",
-}
 ANSWER = {"decisions": [{"symbol": "XRP/USDT", "action": "wait", "confidence": 0.7, "reasoning": "choppy"}]}
 
 

@@ -16,6 +16,15 @@ from triplegain.storage import create_db_engine, migrate
 from triplegain.storage.tables import Base
 
 HOLD = {"action": "HOLD", "confidence": 0.6, "reasoning": "signals are mixed"}
+XRP_BUY = {  # XRP is choppy on 2024-06-30 20:00: a BUY there is a conflict
+    "action": "BUY",
+    "confidence": 0.9,
+    "entry_price": 0.4742,
+    "stop_loss": 0.47,
+    "take_profit": 0.49,
+    "position_size_pct": 5,
+    "reasoning": "bounce",
+}
 
 
 @pytest.fixture
@@ -135,19 +144,7 @@ def xrp_buys_in_the_choppy_regime(body: dict) -> object:
             )
         )
     if '"symbol": "XRP/USDT"' in text:
-        return Step(
-            text=json.dumps(
-                {
-                    "action": "BUY",
-                    "confidence": 0.9,
-                    "entry_price": 0.4742,
-                    "stop_loss": 0.47,
-                    "take_profit": 0.49,
-                    "position_size_pct": 5,
-                    "reasoning": "bounce",
-                }
-            )
-        )
+        return Step(text=json.dumps(XRP_BUY))
     return Step(text=json.dumps(HOLD))
 
 

@@ -27,7 +27,9 @@ def test_the_fallback_resolver_starts_two_seconds_into_the_budget_by_default() -
     c = load_settings().conflicts
 
     assert c.resolution_budget_seconds == 10  # the reference's budget
-    assert c.resolution_budget_seconds * c.hedge_after_share == 2  # was 5 s: a hanging primary now costs ~2.2 s
+    assert (
+        c.resolution_budget_seconds * c.hedge_after_share == 2
+    )  # was 5 s: a hanging primary now costs ~2.2 s
 
 
 def test_default_database_is_sqlite_in_user_data_dir() -> None:
