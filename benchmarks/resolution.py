@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakes.llm_server import FakeLLMServer, Step
 from triplegain.llm.adapters import preload_sdks
-from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.models.conflicts import Conflict, ConflictType
@@ -47,7 +47,7 @@ SCENARIOS = {"primary 0.2 s": 0.2, "primary 3 s": 3.0, "primary hangs": 60.0}
 
 async def one(chain: list[ProviderConfig], settings: ConflictSettings) -> tuple[float, str]:
     gateway = LLMGateway(
-        Breakers(BreakerPolicy(failure_threshold=10_000)), Budget(Decimal(100), Decimal(100))
+        ProviderBreakers(BreakerPolicy(failure_threshold=10_000)), Budget(Decimal(100), Decimal(100))
     )
 
     async def ask(config: ProviderConfig, prompt: Prompt) -> Answer[ResolutionAnswer]:

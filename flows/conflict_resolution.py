@@ -14,7 +14,7 @@ from prefect import flow
 
 from flows.llm_setup import gateway_for
 from triplegain.cycle import ResolutionRun
-from triplegain.llm.breaker import Breaker
+from triplegain.llm.breaker import ProviderBreaker
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.models.conflicts import Conflict
 from triplegain.models.decision import TradingSignal
@@ -28,7 +28,7 @@ async def resolve_conflicts(
     signals: dict[str, TradingSignal],
     settings: Settings,
     chain: list[ProviderConfig],
-    breakers: dict[str, Breaker],
+    breakers: dict[str, ProviderBreaker],
     cycle_id: str,
     spent_today: Decimal = Decimal(0),
     spent_cycle: Decimal = Decimal(0),

@@ -14,7 +14,7 @@ from tasks.llm import ensure_llm_limits, llm_caller
 from tasks.storage import load_llm_spent
 from triplegain.aio import run_sync
 from triplegain.llm.adapters import preload_sdks
-from triplegain.llm.breaker import Breaker, Breakers
+from triplegain.llm.breaker import ProviderBreaker, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import ProviderConfig
 from triplegain.settings import Settings
@@ -51,7 +51,7 @@ def llm_setup(settings: Settings) -> LLMSetup | None:
 
 def gateway_for(
     settings: Settings,
-    breakers: dict[str, Breaker],
+    breakers: dict[str, ProviderBreaker],
     spent_today: Decimal,
     cycle_id: str | None = None,
     spent_cycle: Decimal = Decimal(0),
@@ -59,4 +59,4 @@ def gateway_for(
     """A run's gateway: breakers as stored, the budgets from settings, calls through the ask-llm task."""
     llm = settings.llm
     budget = Budget(llm.budget_per_cycle_usd, llm.budget_per_day_usd, spent_today, spent_cycle)
-    return LLMGateway(Breakers(llm.breaker, breakers), budget, cycle_id, call=llm_caller(llm))
+    return LLMGateway(ProviderBreakers(llm.breaker, breakers), budget, cycle_id, call=llm_caller(llm))

@@ -36,7 +36,7 @@ from triplegain.cycle import (
     normalize_at,
 )
 from triplegain.cycle_types import AccountState, fresh_account, next_account
-from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.llm.replay import ReplayCaller
@@ -85,7 +85,7 @@ class BacktestResult(BaseModel):
     equity: list[float]
     baseline_equity: dict[str, list[float]]
     skipped_hours: int = Field(0, description="Hours no symbol could be analysed (data gaps)")
-    notes: list[str] = Field(default_factory=list, description="Breakers, state changes, rebalances")
+    notes: list[str] = Field(default_factory=list, description="ProviderBreakers, state changes, rebalances")
     decisions: dict[str, int] = Field(default_factory=dict, description="Who decided -> symbol-hours")
     replayed_answers: int = Field(0, description="Model answers found among the recordings")
     missing_answers: int = Field(
@@ -313,7 +313,7 @@ def _replay_gateway(caller: ReplayCaller) -> LLMGateway:
     """A gateway that only replays: no budget to spend, and a missing recording is no provider outage."""
     unlimited = Decimal("1e12")
     never_open = BreakerPolicy(failure_threshold=10**9)
-    return LLMGateway(Breakers(never_open, {}), Budget(unlimited, unlimited), call=caller)
+    return LLMGateway(ProviderBreakers(never_open, {}), Budget(unlimited, unlimited), call=caller)
 
 
 def _worth_keeping(event: str) -> bool:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from triplegain.bus import DeadLetter, Message
 from triplegain.control import StateChange
 from triplegain.degradation import DegradationChanged, Health, HealthOutcome, HealthUpdate
-from triplegain.llm.breaker import Breaker
+from triplegain.llm.breaker import ProviderBreaker
 from triplegain.models.analysis import (
     AgentReport,
     RegimeAssessment,
@@ -41,7 +41,7 @@ class AccountState:
     regimes: dict[str, RegimeState]
     version: int = 0
     last_cycle_at: datetime | None = None
-    llm_breakers: dict[str, Breaker] = field(default_factory=dict)
+    llm_breakers: dict[str, ProviderBreaker] = field(default_factory=dict)
     health: Health = field(default_factory=Health)
     state_set_by: str | None = None
 

@@ -13,7 +13,7 @@ from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_
 from tests.fakes.llm_server import FakeLLMServer
 from tests.triplegain.bus.helpers import run
 from triplegain.cycle import decision_step, regime_step, technical_step
-from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.market import ReplaySource, build_snapshot
 from triplegain.models.enums import Action
@@ -66,7 +66,7 @@ def test_the_llm_vote_task_asks_the_models_and_aggregates(
     }
     server.script(server.answer(buy), server.answer(buy))
     models = [server.openai_provider(f"m{i}", model=f"model-{i}") for i in range(2)]
-    gateway = LLMGateway(Breakers(BreakerPolicy()), Budget(Decimal(1), Decimal(5)))
+    gateway = LLMGateway(ProviderBreakers(BreakerPolicy()), Budget(Decimal(1), Decimal(5)))
     technical = technical_step(snapshot, settings)
     regime = regime_step(snapshot, technical, None, settings)
 

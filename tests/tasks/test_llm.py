@@ -13,7 +13,7 @@ from tasks.llm import ensure_llm_limits, llm_caller
 from tests.fakes.llm_server import FakeLLMServer, Step
 from tests.triplegain.bus.helpers import run
 from triplegain.errors import LLMRejected, LLMUnavailable
-from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import Prompt
 from triplegain.settings import LLMSettings
@@ -72,7 +72,9 @@ def test_a_retry_after_beyond_the_cap_fails_now(server: FakeLLMServer) -> None:
 
 def test_retries_exhausted_then_the_gateway_falls_back(server: FakeLLMServer) -> None:
     server.script(Step(status=503), Step(status=503), Step(status=503), server.answer({"action": "abort"}))
-    gateway = LLMGateway(Breakers(BreakerPolicy()), Budget(Decimal(1), Decimal(5)), call=llm_caller(FAST))
+    gateway = LLMGateway(
+        ProviderBreakers(BreakerPolicy()), Budget(Decimal(1), Decimal(5)), call=llm_caller(FAST)
+    )
 
     answer = run(gateway.ask("x", [server.openai_provider(), server.anthropic_provider()], PROMPT, Verdict))
 
@@ -103,7 +105,9 @@ def test_a_provider_failing_through_its_retries_opens_its_breaker_and_retries_st
     server.default = Step(status=503)
     patient = FAST.model_copy(update={"retries": 4})
     gateway = LLMGateway(
-        Breakers(BreakerPolicy(failure_threshold=2)), Budget(Decimal(1), Decimal(5)), call=llm_caller(patient)
+        ProviderBreakers(BreakerPolicy(failure_threshold=2)),
+        Budget(Decimal(1), Decimal(5)),
+        call=llm_caller(patient),
     )
 
     with pytest.raises(LLMUnavailable):

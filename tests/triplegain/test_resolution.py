@@ -11,7 +11,7 @@ from tests.fakes.llm_server import FakeLLMServer, Step
 from tests.triplegain.bus.helpers import run
 from triplegain.conflicts import Conflict, ConflictType
 from triplegain.llm.adapters import preload_sdks
-from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.models.enums import Side
@@ -53,7 +53,7 @@ def server() -> Iterator[FakeLLMServer]:
 
 
 def asker() -> tuple[object, LLMGateway]:
-    gateway = LLMGateway(Breakers(BreakerPolicy()), Budget(Decimal(1), Decimal(5)))
+    gateway = LLMGateway(ProviderBreakers(BreakerPolicy()), Budget(Decimal(1), Decimal(5)))
 
     async def ask(config: ProviderConfig, prompt: Prompt) -> Answer[ResolutionAnswer]:
         return await gateway.ask(AGENT, [config], prompt, ResolutionAnswer)

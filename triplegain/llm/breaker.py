@@ -1,4 +1,5 @@
-"""A circuit breaker per provider (reference spec 4.3): 3 failures open it, 300 s later it lets up to 3
+"""A provider breaker per language-model provider (reference spec 4.3; the risk engine's circuit breakers are
+`triplegain.risk.state.CircuitBreaker`): 3 failures open it, 300 s later it lets up to 3
 trial calls through; a success closes it, a failure re-opens it. State is a value, persisted between runs."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class BreakerPolicy(BaseModel):
     half_open_calls: int = Field(3, ge=1, description="Trial calls allowed while half-open")
 
 
-class Breaker(BaseModel):
+class ProviderBreaker(BaseModel):
     """One provider's breaker."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -38,7 +39,7 @@ class Breaker(BaseModel):
     opened_at: AwareDatetime | None = None
     trial_calls: int = Field(0, ge=0)
 
-    def admit(self, now: datetime, policy: BreakerPolicy) -> tuple[bool, Breaker]:
+    def admit(self, now: datetime, policy: BreakerPolicy) -> tuple[bool, ProviderBreaker]:
         """Whether a call may go through now, and the breaker after admitting it."""
         if self.position is BreakerPosition.OPEN:
             opened = self.opened_at or now
@@ -51,22 +52,22 @@ class Breaker(BaseModel):
             return True, self.model_copy(update={"trial_calls": self.trial_calls + 1})
         return True, self
 
-    def succeeded(self) -> Breaker:
+    def succeeded(self) -> ProviderBreaker:
         """A call worked: closed, failures forgotten."""
-        return Breaker()
+        return ProviderBreaker()
 
-    def failed(self, now: datetime, policy: BreakerPolicy) -> Breaker:
+    def failed(self, now: datetime, policy: BreakerPolicy) -> ProviderBreaker:
         """A call failed: count it; open at the threshold, or at once when a trial call fails."""
         failures = self.failures + 1
         if self.position is BreakerPosition.HALF_OPEN or failures >= policy.failure_threshold:
-            return Breaker(position=BreakerPosition.OPEN, failures=failures, opened_at=now)
+            return ProviderBreaker(position=BreakerPosition.OPEN, failures=failures, opened_at=now)
         return self.model_copy(update={"failures": failures})
 
 
-class Breakers:
+class ProviderBreakers:
     """Every provider's breaker for one run; thread-safe, exported for persistence."""
 
-    def __init__(self, policy: BreakerPolicy, states: dict[str, Breaker] | None = None) -> None:
+    def __init__(self, policy: BreakerPolicy, states: dict[str, ProviderBreaker] | None = None) -> None:
         self.policy = policy
         self._states = dict(states or {})
         self._lock = threading.Lock()
@@ -74,25 +75,27 @@ class Breakers:
     def admit(self, provider: str, now: datetime) -> bool:
         """Reserve a call to `provider` if its breaker allows one."""
         with self._lock:
-            allowed, self._states[provider] = self._states.get(provider, Breaker()).admit(now, self.policy)
+            allowed, self._states[provider] = self._states.get(provider, ProviderBreaker()).admit(
+                now, self.policy
+            )
             return allowed
 
     def succeeded(self, provider: str) -> None:
         """Record a successful call."""
         with self._lock:
-            self._states[provider] = self._states.get(provider, Breaker()).succeeded()
+            self._states[provider] = self._states.get(provider, ProviderBreaker()).succeeded()
 
     def failed(self, provider: str, now: datetime) -> None:
         """Record a failed call."""
         with self._lock:
-            self._states[provider] = self._states.get(provider, Breaker()).failed(now, self.policy)
+            self._states[provider] = self._states.get(provider, ProviderBreaker()).failed(now, self.policy)
 
-    def state(self, provider: str) -> Breaker:
+    def state(self, provider: str) -> ProviderBreaker:
         """The provider's breaker now."""
         with self._lock:
-            return self._states.get(provider, Breaker())
+            return self._states.get(provider, ProviderBreaker())
 
-    def export(self) -> dict[str, Breaker]:
+    def export(self) -> dict[str, ProviderBreaker]:
         """All breakers, to persist."""
         with self._lock:
             return dict(self._states)

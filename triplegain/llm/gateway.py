@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from triplegain.errors import LLMBudgetExceeded, LLMError, LLMUnavailable
 from triplegain.llm.ask import ask_provider
 from triplegain.llm.attempts import AttemptLog, Cutoff, current_cutoff, logging_attempts, outcome_of
-from triplegain.llm.breaker import Breaker, BreakerPosition, Breakers
+from triplegain.llm.breaker import BreakerPosition, ProviderBreaker, ProviderBreakers
 from triplegain.llm.models import Answer, LLMCall, Outcome, Prompt, ProviderConfig, T, Usage
 from triplegain.llm.replay import Recording, recording_key
 
@@ -77,7 +77,7 @@ class LLMRunResult:
     """What a run's LLM use leaves to persist: call records, breaker states, budget events."""
 
     records: list[LLMCall] = field(default_factory=list)
-    breakers: dict[str, Breaker] = field(default_factory=dict)
+    breakers: dict[str, ProviderBreaker] = field(default_factory=dict)
     events: list[BudgetExhausted] = field(default_factory=list)
     recordings: list[Recording] = field(default_factory=list)
 
@@ -96,7 +96,7 @@ class LLMGateway:
 
     def __init__(
         self,
-        breakers: Breakers,
+        breakers: ProviderBreakers,
         budget: Budget,
         cycle_id: str | None = None,
         clock: Clock = lambda: datetime.now(UTC),

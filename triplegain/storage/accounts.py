@@ -17,7 +17,7 @@ from triplegain.control import StateChange
 from triplegain.cycle_types import AccountState, Coordination
 from triplegain.degradation import Health, HealthUpdate
 from triplegain.errors import ConcurrentCycleError
-from triplegain.llm.breaker import Breaker
+from triplegain.llm.breaker import ProviderBreaker
 from triplegain.models.analysis import RegimeState
 from triplegain.models.enums import CoordinatorState
 from triplegain.risk.state import RiskState
@@ -48,8 +48,8 @@ def load_account(session: Session, initial_balances: dict[str, Decimal]) -> Acco
     )
 
 
-def _breakers(data: dict[str, Any] | None) -> dict[str, Breaker]:
-    return {k: Breaker.model_validate(v) for k, v in (data or {}).items()}
+def _breakers(data: dict[str, Any] | None) -> dict[str, ProviderBreaker]:
+    return {k: ProviderBreaker.model_validate(v) for k, v in (data or {}).items()}
 
 
 def _cycle_time(session: Session, cycle_id: str | None) -> datetime | None:
@@ -62,7 +62,7 @@ def claim_account(
     run_id: str,
     result: Coordination,
     account: AccountState,
-    breakers: dict[str, Breaker],
+    breakers: dict[str, ProviderBreaker],
     trading: bool,
 ) -> None:
     """Write the account a run leaves, if nobody changed it since the run loaded it (ConcurrentCycleError).
@@ -113,7 +113,7 @@ def update_health(session: Session, change: HealthUpdate) -> None:
     )
 
 
-def save_llm_breakers(session: Session, breakers: dict[str, Breaker]) -> None:
+def save_llm_breakers(session: Session, breakers: dict[str, ProviderBreaker]) -> None:
     """Update the providers' breakers outside a cycle; the account version is untouched (a cycle in
     flight may still commit)."""
     session.execute(

@@ -11,7 +11,7 @@ from tests.fakes.llm_server import FakeLLMServer, Step
 from tests.triplegain.bus.helpers import run
 from tests.triplegain.factories import regime, snapshot, technical
 from triplegain.agents.llm_decision import AGENT, decide_with_models
-from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import ProviderConfig
 from triplegain.models.enums import Action, AgreementType
@@ -46,7 +46,7 @@ def decide(
     budget: Budget | None = None,
 ) -> tuple[object, LLMGateway]:
     settings = settings or load_settings()
-    gateway = LLMGateway(Breakers(BreakerPolicy()), budget or Budget(Decimal(1), Decimal(5)))
+    gateway = LLMGateway(ProviderBreakers(BreakerPolicy()), budget or Budget(Decimal(1), Decimal(5)))
     signal = run(decide_with_models(snapshot(), technical(), regime(), settings, gateway, configs))
     return signal, gateway
 

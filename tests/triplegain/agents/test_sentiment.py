@@ -12,7 +12,7 @@ import pytest
 from tests.fakes.llm_server import FakeLLMServer, Step
 from tests.triplegain.bus.helpers import run
 from triplegain.agents.sentiment import assess_sentiment, bias_for, sentiment_prompt
-from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import ProviderConfig
 from triplegain.models.enums import SentimentBias
@@ -66,7 +66,7 @@ def assess(
     settings: SentimentSettings | None = None,
     budget: Budget | None = None,
 ) -> object:
-    gateway = LLMGateway(Breakers(BreakerPolicy()), budget or Budget(Decimal(1), Decimal(5)))
+    gateway = LLMGateway(ProviderBreakers(BreakerPolicy()), budget or Budget(Decimal(1), Decimal(5)))
     return run(
         assess_sentiment(gateway, models(server), "BTC/USDT", headlines, AT, settings or SentimentSettings())
     )

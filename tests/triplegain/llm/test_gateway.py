@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from tests.fakes.llm_server import TEST_KEY, FakeLLMServer, Step
 from tests.triplegain.bus.helpers import FakeClock, run
 from triplegain.errors import LLMBudgetExceeded, LLMUnavailable
-from triplegain.llm.breaker import Breaker, BreakerPolicy, BreakerPosition, Breakers
+from triplegain.llm.breaker import BreakerPolicy, BreakerPosition, ProviderBreaker, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import Prompt
 
@@ -31,7 +31,7 @@ def server() -> Iterator[FakeLLMServer]:
 
 def gateway(clock: FakeClock | None = None, budget: Budget | None = None, **policy: float) -> LLMGateway:
     return LLMGateway(
-        Breakers(BreakerPolicy(**policy)),
+        ProviderBreakers(BreakerPolicy(**policy)),
         budget or Budget(Decimal(1), Decimal(5)),
         cycle_id="cycle-1",
         clock=clock or FakeClock(),
@@ -76,12 +76,12 @@ def test_breaker_opens_after_three_failures_then_half_opens_after_cooldown(serve
     clock.advance(301)
     server.script(server.answer({"action": "proceed"}))
     assert run(gw.ask("x", [provider], PROMPT, Verdict)).value.action == "proceed"
-    assert gw.breakers.state("deepseek") == Breaker()
+    assert gw.breakers.state("deepseek") == ProviderBreaker()
 
 
 def test_a_failed_trial_call_reopens_the_breaker() -> None:
     policy, t0 = BreakerPolicy(), FakeClock()()
-    opened = Breaker().failed(t0, policy).failed(t0, policy).failed(t0, policy)
+    opened = ProviderBreaker().failed(t0, policy).failed(t0, policy).failed(t0, policy)
 
     allowed, trial = opened.admit(t0 + timedelta(seconds=301), policy)
     reopened = trial.failed(t0 + timedelta(seconds=302), policy)
@@ -92,7 +92,7 @@ def test_a_failed_trial_call_reopens_the_breaker() -> None:
 
 def test_half_open_lets_only_the_trial_calls_through() -> None:
     policy, t0 = BreakerPolicy(half_open_calls=2), FakeClock()()
-    breaker = Breaker(position=BreakerPosition.OPEN, failures=3, opened_at=t0)
+    breaker = ProviderBreaker(position=BreakerPosition.OPEN, failures=3, opened_at=t0)
     later = t0 + timedelta(seconds=400)
 
     verdicts = []

@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 from triplegain.errors import LLMUnavailable
-from triplegain.llm.breaker import BreakerPolicy, Breakers
+from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig, Usage
 from triplegain.llm.replay import ReplayCaller, recording_key
@@ -40,7 +40,7 @@ def test_the_gateway_records_valid_answers_and_a_replay_gives_them_back() -> Non
         )
 
     budget = Budget(Decimal(1), Decimal(1))
-    gateway = LLMGateway(Breakers(BreakerPolicy(), {}), budget, "cycle-1", call=live)
+    gateway = LLMGateway(ProviderBreakers(BreakerPolicy(), {}), budget, "cycle-1", call=live)
     asyncio.run(gateway.ask("trading_decision", [CONFIG], PROMPT, Verdict))
     (recording,) = gateway.result().recordings
     assert recording.key == recording_key("model-a", PROMPT, Verdict) and recording.cycle_id == "cycle-1"
