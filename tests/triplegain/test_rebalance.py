@@ -144,3 +144,39 @@ def test_targets_are_validated() -> None:
         load_settings(portfolio={"target_pct": {"BTC": 50, "USDT": 40}})
     with pytest.raises(ConfigError, match="no USDT pair"):
         load_settings(portfolio={"target_pct": {"DOGE": 50, "USDT": 50}})
+
+
+def test_no_rebalance_is_planned_unless_the_coordinator_runs() -> None:
+    from triplegain.models.enums import CoordinatorState
+    from triplegain.rebalance import plan_rebalance
+
+    heavy_btc = allocation(
+        {"USDT": Decimal(1000), "BTC": Decimal("0.1"), "XRP": Decimal(6000)}, PRICES, [], S
+    )
+
+    running = plan_rebalance(CoordinatorState.RUNNING, heavy_btc, S, B, NOW)
+    paused = plan_rebalance(CoordinatorState.PAUSED, heavy_btc, S, B, NOW)
+
+    assert running.action == "rebalance"
+    assert paused.action == "none" and paused.reason == "coordinator is paused: no rebalance planned"
+
+
+def test_a_batch_is_due_a_moment_early_but_not_before() -> None:
+    from triplegain.rebalance import is_due
+
+    assert is_due(NOW, NOW - timedelta(seconds=59))  # a scheduler starting the run a moment early
+    assert not is_due(NOW, NOW - timedelta(minutes=2))
+
+
+def test_a_batch_due_while_stopped_is_skipped_with_the_reason() -> None:
+    from triplegain.models.enums import CoordinatorState
+    from triplegain.rebalance import why_batch_skipped
+
+    running, paused = CoordinatorState.RUNNING, CoordinatorState.PAUSED
+
+    assert why_batch_skipped(NOW, running, running) is None
+    assert (
+        why_batch_skipped(NOW, paused, running)
+        == "fell due at 2024-07-01 00:00 UTC while the coordinator was paused"
+    )
+    assert "halted" in (why_batch_skipped(NOW, running, CoordinatorState.HALTED) or "")
