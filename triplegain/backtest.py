@@ -48,7 +48,7 @@ from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, OrderStatus
 from triplegain.models.market import MarketSnapshot
-from triplegain.models.trading import QUOTE
+from triplegain.models.trading import QUOTE, Portfolio
 from triplegain.rebalance import (
     Batch,
     RebalanceTrade,
@@ -173,6 +173,7 @@ class _Simulation:
     trades: int = 0
     fees: Decimal = Decimal(0)
     skipped: int = 0
+    marks: dict[str, Decimal] = field(default_factory=dict)  # each symbol's last known price
 
     def hour(self, at: datetime, steps: PlainSteps, settings: Settings, rebalancing: bool) -> None:
         """One hourly cycle with the DCA trades due, then the hourly portfolio check."""
@@ -187,12 +188,18 @@ class _Simulation:
         self.notes += [f"{at:%Y-%m-%d %H:%M} {e}" for e in result.notes if _worth_keeping(e)]
         if rebalancing:
             self._check_portfolio(at, result.portfolio.prices, settings)
-        value = result.portfolio.equity
+        value = self._marked(result.portfolio)
         self.times.append(at)
         self.equity.append(float(value))
         self.exposure.append(
             float((value - result.portfolio.balances.get(QUOTE, Decimal(0))) / value) if value else 0
         )
+
+    def _marked(self, portfolio: Portfolio) -> Decimal:
+        """The equity with every holding at its last known price: an hour missing a symbol's candle (an
+        exchange outage) must not value what is held in it at zero."""
+        self.marks.update(portfolio.prices)
+        return portfolio.model_copy(update={"prices": dict(self.marks)}).equity
 
     def _due_trades(self, at: datetime) -> list[RebalanceTrade]:
         """The trades of the batches due now; a batch due while the coordinator is stopped is dropped."""

@@ -121,3 +121,20 @@ def test_the_max_drawdown_breaker_trips_in_the_may_2022_crash() -> None:
     assert trips and trips[0].startswith("2022-05-11")  # LUNA/UST: BTC below 30k, XRP -40% in a week
     assert any("-> halted by circuit-breaker" in e for e in result.notes)
     assert result.metrics.max_drawdown_pct > 20
+
+
+@pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
+def test_an_exchange_outage_does_not_value_holdings_at_zero() -> None:
+    settings = load_settings(market={"data_dir": str(SHARED_MARKET)})
+
+    result = run_backtest(  # 2020-12-21 14:00-17:00: four hours without candles (a Binance outage)
+        ReplaySource(SHARED_MARKET),
+        datetime(2020, 12, 15, tzinfo=UTC),
+        datetime(2020, 12, 22, tzinfo=UTC),
+        settings,
+    )
+
+    moves = np.diff(result.equity) / np.array(result.equity[:-1])
+    assert (
+        result.skipped_hours >= 2 and float(np.min(moves)) > -0.05
+    )  # was -72%: the holdings counted as zero
