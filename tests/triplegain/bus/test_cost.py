@@ -70,3 +70,17 @@ def test_a_fan_out_to_idle_subscribers_creates_no_object_per_delivery(
     run(bus.publish(bus.message(Topic.TA_SIGNALS, "t", Tick(n=1))))
 
     assert len(received) == 100 and created == []  # before: one Delivery per subscriber and message
+
+
+def test_a_message_the_bus_stamps_equals_a_validated_one() -> None:
+    bus = MessageBus(clock=FakeClock())
+
+    stamped = bus.message(Topic.TA_SIGNALS, "t", Tick(n=1))
+    validated = Message(**stamped.model_dump(exclude={"payload"}), payload=stamped.payload)
+
+    assert stamped == validated and stamped.model_dump(mode="json") == validated.model_dump(mode="json")
+    assert stamped.model_fields_set == validated.model_fields_set and hash(stamped.id)
+    with pytest.raises(ValueError, match="source must not be empty"):
+        bus.message(Topic.TA_SIGNALS, "", Tick(n=1))
+    with pytest.raises(ValueError, match="ttl_seconds must be positive"):
+        bus.message(Topic.TA_SIGNALS, "t", Tick(n=1), ttl_seconds=-1)
