@@ -128,15 +128,14 @@ class LLMGateway:
             for m, cutoff, opened in zip(models, cutoffs, logs, strict=True)
         ]
         done, pending = await asyncio.wait(tasks, timeout=timeout)
-        for model, task, cutoff, opened in zip(models, tasks, cutoffs, logs, strict=True):
+        for task, cutoff in zip(tasks, cutoffs, strict=True):
             if task in pending:
                 cutoff.outcome = "timeout"
                 task.cancel()
-                if not any(log.made for log in opened):  # cut off before any request left
-                    self._record(
-                        agent, model, self.clock(), "timeout", error=f"no answer within {timeout:g} s"
-                    )
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)  # requests in flight record their cut-off
+        for model, task, opened in zip(models, tasks, logs, strict=True):
+            if task in pending and not any(log.made for log in opened):  # cut before any request left
+                self._record(agent, model, self.clock(), "timeout", error=f"no answer within {timeout:g} s")
         return [(task.exception() or task.result()) if task in done else None for task in tasks]
 
     async def ask(
