@@ -47,7 +47,13 @@ def run(
 ) -> None:
     """Run one trading cycle (paper broker, bundled data by default) and print its report."""
     when = _parse_at(at) if at else None
-    report = _call_flow("trading_cycle", verbose, at=when, symbols=_symbols(symbols), config_file=config)
+    report = _call_flow(
+        "flows/trading_cycle.py:trading_cycle",
+        verbose,
+        at=when,
+        symbols=_symbols(symbols),
+        config_file=config,
+    )
     show_report(report, as_json)
 
 
@@ -63,7 +69,9 @@ def watch(
 ) -> None:
     """Run one market watch: mark to market, stop-loss / take-profit / trailing exits, circuit breakers."""
     when = _parse_at(at) if at else None
-    show_report(_call_flow("market_watch", verbose, at=when, config_file=config), as_json)
+    show_report(
+        _call_flow("flows/market_watch.py:market_watch", verbose, at=when, config_file=config), as_json
+    )
 
 
 @app.command()
@@ -75,7 +83,7 @@ def rebalance(
     verbose: Verbose = False,
 ) -> None:
     """Check the allocation against its targets; plan (and start) a rebalance when it drifted."""
-    check = _call_flow("portfolio_check", verbose, force=force, config_file=config)
+    check = _call_flow("flows/rebalance.py:portfolio_check", verbose, force=force, config_file=config)
     from flows.rebalance import render_check
 
     say(render_check(check))
@@ -189,7 +197,7 @@ app.add_typer(dca, name="dca")
 @dca.command("run-due")
 def dca_run_due(config: Config = None, verbose: Verbose = False) -> None:
     """Execute every due batch of the active plan (each at most once, skipped while paused or halted)."""
-    done = _call_flow("run_due_batches", verbose, config_file=config)
+    done = _call_flow("flows/rebalance.py:run_due_batches", verbose, config_file=config)
     if not done:
         say("no batch is due")
     for b in done:
@@ -271,23 +279,14 @@ def _control(command: str, reason: str, by: str | None, config: str | None, conf
     say(f"{result.message} (now {result.state})")
 
 
-_FLOWS = {
-    "trading_cycle": "flows.trading_cycle",
-    "market_watch": "flows.market_watch",
-    "portfolio_check": "flows.rebalance",
-    "run_due_batches": "flows.rebalance",
-}
-
-
-def _call_flow(name: str, verbose: bool, **parameters: Any) -> Any:
-    """Run a flow in this process (Prefect imported only now, its environment prepared); on failure, one
-    line and exit code 1."""
+def _call_flow(entrypoint: str, verbose: bool, **parameters: Any) -> Any:
+    """Run the flow at `entrypoint` (as prefect.yaml names it) in this process, Prefect imported only now
+    that its environment is prepared; on failure, one line and exit code 1."""
     _prepare_prefect_env(verbose)
     try:
-        import importlib
+        from flows.serve import load_flow
 
-        flow = getattr(importlib.import_module(_FLOWS[name]), name)
-        return flow(**parameters)
+        return load_flow(entrypoint)(**parameters)
     except Exception as e:
         _fail(e, verbose)
 

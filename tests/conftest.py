@@ -24,6 +24,7 @@ import pytest  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from tests.fakes.llm_server import FakeLLMServer  # noqa: E402
 from triplegain.market import ReplaySource  # noqa: E402
 from triplegain.settings import Settings, load_settings  # noqa: E402
 from triplegain.storage import create_db_engine, migrate  # noqa: E402
@@ -106,6 +107,13 @@ def prefect_harness() -> Iterator[None]:
         prefect_test_harness(server_startup_timeout=120),
     ):
         yield
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    """A local fake LLM server (OpenAI and Anthropic wire formats), scripted by the test."""
+    with FakeLLMServer() as s:
+        yield s
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the market watch, crashed and failed runs reported by the next run, overlapping 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,12 +24,6 @@ from triplegain.storage.runs import start_run
 from triplegain.storage.tables import CoordinatorStateRow, CycleRow, OrderRow, PositionSnapshotRow
 
 HOLD = {"action": "HOLD", "confidence": 0.6, "reasoning": "signals are mixed"}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def config(tmp_path: Path, **sections: object) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,6 @@ from triplegain.storage import create_db_engine, unit_of_work
 from triplegain.storage.tables import ConflictResolutionRow, LLMCallRow
 
 ANSWER = {"decisions": [{"symbol": "XRP/USDT", "action": "wait", "confidence": 0.7, "reasoning": "choppy"}]}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def voters_then(resolver: dict[str, Step]) -> Any:

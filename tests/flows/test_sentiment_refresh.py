@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,6 @@ BEARISH = {
     "narratives": ["contagion"],
     "reasoning": "LUNA collapse",
 }
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def config(tmp_path: Path, server: FakeLLMServer, **extra: object) -> str:

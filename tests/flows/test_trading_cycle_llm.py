@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,6 @@ XRP_BUY = {  # XRP is choppy on 2024-06-30 20:00: a BUY there is a conflict
     "position_size_pct": 5,
     "reasoning": "bounce",
 }
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def llm_config(tmp_path: Path, server: FakeLLMServer, **llm: object) -> str:

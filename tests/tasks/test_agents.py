@@ -3,7 +3,6 @@ task goes through the fake server like the domain function does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -26,12 +25,6 @@ AT = datetime(2024, 6, 30, 20, tzinfo=UTC)
 @pytest.fixture
 def snapshot(replay: ReplaySource, settings: Settings) -> MarketSnapshot:
     return build_snapshot(replay, "BTC/USDT", AT, settings.market)
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def test_the_agent_tasks_carry_the_names_the_ui_shows() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -24,12 +23,6 @@ FAST = LLMSettings(retries=2, retry_backoff_seconds=0.05, retry_jitter=0, max_re
 
 class Verdict(BaseModel):
     action: str
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def test_429_then_success_waits_for_retry_after_and_retries(server: FakeLLMServer) -> None:

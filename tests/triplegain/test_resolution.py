@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -44,12 +43,6 @@ XRP = Conflict(
 PROCEED_BTC = {
     "decisions": [{"symbol": "BTC/USDT", "action": "proceed", "confidence": 0.7, "reasoning": "ok"}]
 }
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def asker() -> tuple[object, LLMGateway]:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from triplegain.errors import LLMError, LLMOutputInvalid, LLMRejected, LLMUnavailable
 from triplegain.llm.models import LLMCall, Outcome, ProviderConfig, Usage
@@ -24,9 +25,11 @@ from triplegain.llm.models import LLMCall, Outcome, ProviderConfig, Usage
 
 @dataclass
 class Cutoff:
-    """Why a request cut off in flight was cut: set to "timeout" by a caller whose time limit ran out."""
+    """Why a request cut off in flight was cut (set to "timeout" by a caller whose time limit ran out), and
+    how many records the asks started under it made."""
 
     outcome: Outcome = "cancelled"
+    made: int = 0
 
 
 @dataclass
@@ -48,6 +51,7 @@ class AttemptLog:
         """Hand over the record of one request (or of one that was not sent: circuit open)."""
         usage = usage or Usage(provider=self.config.name, model=self.config.model)
         self.made += 1
+        self.cutoff.made += 1
         self.sink(
             LLMCall(
                 cycle_id=self.cycle_id,
@@ -66,29 +70,27 @@ class AttemptLog:
 
 
 _current: ContextVar[AttemptLog | None] = ContextVar("triplegain_llm_attempts", default=None)
-
-
-@contextmanager
-def logging_attempts(log: AttemptLog) -> Iterator[None]:
-    """Make `log` the one requests made in this context are recorded in."""
-    token = _current.set(log)
-    try:
-        yield
-    finally:
-        _current.reset(token)
-
-
 _cutoff: ContextVar[Cutoff | None] = ContextVar("triplegain_llm_cutoff", default=None)
+V = TypeVar("V")
 
 
 @contextmanager
-def cutting(cutoff: Cutoff) -> Iterator[None]:
-    """Asks started in this context (tasks created here copy it) record their cut-offs per `cutoff`."""
-    token = _cutoff.set(cutoff)
+def _bound(var: ContextVar[V | None], value: V) -> Iterator[None]:
+    token = var.set(value)
     try:
         yield
     finally:
-        _cutoff.reset(token)
+        var.reset(token)
+
+
+def logging_attempts(log: AttemptLog) -> AbstractContextManager[None]:
+    """Make `log` the one requests made in this context are recorded in."""
+    return _bound(_current, log)
+
+
+def cutting(cutoff: Cutoff) -> AbstractContextManager[None]:
+    """Asks started in this context (tasks created here copy it) record their cut-offs per `cutoff`."""
+    return _bound(_cutoff, cutoff)
 
 
 def current_cutoff() -> Cutoff | None:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from triplegain.errors import LLMBudgetExceeded, LLMError, LLMUnavailable
 from triplegain.llm.ask import ask_provider
-from triplegain.llm.attempts import AttemptLog, Cutoff, current_cutoff, logging_attempts, outcome_of
+from triplegain.llm.attempts import AttemptLog, Cutoff, current_cutoff, cutting, logging_attempts, outcome_of
 from triplegain.llm.breaker import BreakerPosition, ProviderBreaker, ProviderBreakers
 from triplegain.llm.models import Answer, LLMCall, Outcome, Prompt, ProviderConfig, T, Usage
 from triplegain.llm.replay import Recording, recording_key
@@ -122,33 +122,26 @@ class LLMGateway:
         """Ask every model the same question at once; per model, in order: its answer, its error, or None
         when it was not back within `timeout` (then cut off: its request in flight is recorded `timeout`)."""
         cutoffs = [Cutoff() for _ in models]
-        logs: list[list[AttemptLog]] = [[] for _ in models]
-        tasks = [
-            asyncio.ensure_future(self.ask(agent, [m], prompt, schema, cutoff, opened.append))
-            for m, cutoff, opened in zip(models, cutoffs, logs, strict=True)
-        ]
+        tasks = []
+        for model, cutoff in zip(models, cutoffs, strict=True):
+            with cutting(cutoff):  # the task copies this context: its requests count and cut here
+                tasks.append(asyncio.ensure_future(self.ask(agent, [model], prompt, schema)))
         done, pending = await asyncio.wait(tasks, timeout=timeout)
         for task, cutoff in zip(tasks, cutoffs, strict=True):
             if task in pending:
                 cutoff.outcome = "timeout"
                 task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)  # requests in flight record their cut-off
-        for model, task, opened in zip(models, tasks, logs, strict=True):
-            if task in pending and not any(log.made for log in opened):  # cut before any request left
+        for model, task, cutoff in zip(models, tasks, cutoffs, strict=True):
+            if task in pending and not cutoff.made:  # cut before any request left
                 self._record(agent, model, self.clock(), "timeout", error=f"no answer within {timeout:g} s")
         return [(task.exception() or task.result()) if task in done else None for task in tasks]
 
     async def ask(
-        self,
-        agent: str,
-        chain: Sequence[ProviderConfig],
-        prompt: Prompt,
-        schema: type[T],
-        cutoff: Cutoff | None = None,
-        opened: Callable[[AttemptLog], None] | None = None,
+        self, agent: str, chain: Sequence[ProviderConfig], prompt: Prompt, schema: type[T]
     ) -> Answer[T]:
         """The first valid answer along `chain`; LLMBudgetExceeded, or LLMUnavailable when all failed.
-        `cutoff` says why a request cut off in flight was cut; `opened` is told of each attempt log."""
+        A request cut off in flight records why per the caller's `Cutoff` (`attempts.cutting`)."""
         if not chain:
             raise ValueError(f"{agent}: no LLM provider configured")
         failures: list[str] = []
@@ -159,9 +152,7 @@ class LLMGateway:
                 self._record(agent, config, now, "circuit_open", error="circuit breaker open")
                 failures.append(f"{config.name}: circuit open")
                 continue
-            log = self._log(agent, config, cutoff or current_cutoff() or Cutoff())
-            if opened is not None:
-                opened(log)
+            log = self._log(agent, config, current_cutoff() or Cutoff())
             try:
                 with logging_attempts(log):
                     answer = await self._call(config, prompt, schema)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -27,12 +26,6 @@ BUY = {
     "reasoning": "trend and momentum agree",
 }
 HOLD = {"action": "HOLD", "confidence": 0.6, "reasoning": "mixed"}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def models(server: FakeLLMServer, n: int) -> list[ProviderConfig]:

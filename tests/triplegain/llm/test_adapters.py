@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from pydantic import BaseModel
@@ -22,12 +21,6 @@ class Resolution(BaseModel):
 
 PROMPT = Prompt(system="You resolve conflicts.", user="BTC/USDT: TA long, sentiment bearish.")
 GOOD = {"action": "wait", "confidence": 0.6}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 @pytest.fixture(params=["openai", "anthropic"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -21,12 +20,6 @@ PROMPT = Prompt(system="s", user="u")
 
 class Verdict(BaseModel):
     action: str
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as s:
-        yield s
 
 
 def gateway(clock: FakeClock | None = None, budget: Budget | None = None, **policy: float) -> LLMGateway:
