@@ -135,6 +135,8 @@ def render(result: BacktestResult) -> str:
         f"{result.start:%Y-%m-%d %H:%M} to {result.end:%Y-%m-%d %H:%M} UTC, {result.hours} hourly cycles on "
         f"`{result.source}`, rebalancing {'on' if result.rebalancing else 'off'}.",
         "",
+        result.after_halt,
+        "",
         "| strategy | return % | annualised % | max drawdown % | Sharpe | Sortino | trades | fees |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -84,6 +84,7 @@ def show_backtest(result: BacktestResult, replayed: bool) -> None:
     out.print(table)
     show_leaderboard(result.leaderboard, "models, shadow-scored on their votes")
     say("decided by (symbol-hours): " + ", ".join(f"{name} {n}" for name, n in result.decisions.items()))
+    say(result.after_halt)
     if replayed:
         say(
             f"recorded answers replayed: {result.replayed_answers}, prompts without one: "

@@ -22,7 +22,6 @@ from __future__ import annotations
 import uuid
 from contextlib import suppress
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -49,6 +48,9 @@ from tasks.storage import (
 )
 from triplegain.aio import run_sync
 from triplegain.errors import ConcurrentCycleError, CycleError
+from triplegain.exposure import capped_portfolio, ceilings
+from triplegain.models.market import MarketSnapshot
+from triplegain.models.trading import Portfolio
 from triplegain.rebalance import (
     BatchRecord,
     PlanRecord,
@@ -97,14 +99,19 @@ def portfolio_check(
     with tracked_run(CHECK_FLOW, f"check-{now:%Y%m%dT%H%M%SZ}", settings) as run:
         account = load_account(settings)
         market_at = default_cycle_time(settings)
-        prices = _prices(
+        snapshots = _snapshots(
             settings, market_at, [f"{a}/USDT" for a in settings.portfolio.target_pct if a != "USDT"]
         )
-        current = allocation(account.balances, prices, account.positions, settings.portfolio)
+        prices = {s.symbol: s.current_price for s in snapshots}
+        equity = Portfolio(
+            balances=account.balances, prices=prices, positions=account.positions, as_of=market_at
+        ).equity
+        closes = {s.symbol.split("/")[0]: s.candles.close for s in snapshots}
+        limits = ceilings(closes, account.risk, equity, settings.portfolio, settings.risk)
+        portfolio = capped_portfolio(settings.portfolio, limits)
+        current = allocation(account.balances, prices, account.positions, portfolio)
         last = load_last_plan_at(settings)
-        decision = plan_rebalance(
-            account.coordinator, current, settings.portfolio, settings.broker, now, last, force
-        )
+        decision = plan_rebalance(account.coordinator, current, portfolio, settings.broker, now, last, force)
         if decision.action == "none":
             run.status = "skipped"
             logger.info("no rebalance: %s", decision.reason)
@@ -229,14 +236,15 @@ def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecor
         return load_plans(session, limit)
 
 
-def _prices(settings: Settings, at: datetime, symbols: list[str]) -> dict[str, Decimal]:
+def _snapshots(settings: Settings, at: datetime, symbols: list[str]) -> list[MarketSnapshot]:
+    """The target assets' snapshots (prices, and the closes their exposure ceilings are measured on)."""
     analyses = price_snapshots(settings, at, symbols)
     missing = [a for a in analyses if a.snapshot is None]
     if missing:
         raise CycleError(
             "cannot value the allocation: " + "; ".join(f"{a.symbol}: {a.error}" for a in missing)
         )
-    return {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
+    return [a.snapshot for a in analyses if a.snapshot is not None]
 
 
 async def _deployment_exists() -> bool:

@@ -7,6 +7,14 @@ import tempfile
 
 for _key in [k for k in os.environ if k.startswith("TRIPLEGAIN_") and k != "TRIPLEGAIN_TEST_POSTGRES_URL"]:
     del os.environ[_key]  # a developer's own configuration must not leak into tests
+# The default offline model opens no position (issue 13: on the shared history, agreeing evidence never paid
+# for a trade's costs). The suite credits the evidence so that the trading paths (orders, positions, exits,
+# breakers) run on the bundled data; tests of the defaults drop it with the `default_decisions` fixture.
+TRADING_PROFILE = {
+    "TRIPLEGAIN_DECISION__OFFLINE__EVIDENCE_EDGE": "1",
+    "TRIPLEGAIN_TECHNICAL__MIN_NET_VOTES": "4",
+}
+os.environ.update(TRADING_PROFILE)
 for _key in [k for k in os.environ if k.endswith("_API_KEY")]:
     del os.environ[_key]  # a real provider key must never turn a test into a network call
 os.environ.pop("PREFECT_API_URL", None)
@@ -37,6 +45,13 @@ JUNE_FIRST_NOON = datetime(2024, 6, 1, 12, tzinfo=UTC)
 def replay() -> ReplaySource:
     """The bundled sample data (2024-04-01 to 2024-06-30), parsed once."""
     return ReplaySource()
+
+
+@pytest.fixture
+def default_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped defaults of the decision, without the suite's trading profile."""
+    for key in TRADING_PROFILE:
+        monkeypatch.delenv(key)
 
 
 @pytest.fixture

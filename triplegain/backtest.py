@@ -14,7 +14,7 @@ target allocation and holding it, and the target allocation rebalanced by the dr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from triplegain.agents.llm_decision import decide_with_models
 from triplegain.aio import run_sync
 from triplegain.backtest_metrics import Metrics, baselines, close_at, hourly_closes, measure
+from triplegain.breaker_actions import manual_drawdown_reset
 from triplegain.cycle import (
     CyclePlan,
     Decider,
@@ -36,6 +37,7 @@ from triplegain.cycle import (
     normalize_at,
 )
 from triplegain.cycle_types import AccountState, fresh_account, next_account
+from triplegain.exposure import Ceilings, capped_portfolio
 from triplegain.llm.breaker import BreakerPolicy, ProviderBreakers
 from triplegain.llm.gateway import Budget, LLMGateway
 from triplegain.llm.models import Answer, Prompt, ProviderConfig
@@ -46,7 +48,7 @@ from triplegain.models.analysis import AgentReport, RegimeAssessment, TechnicalR
 from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
-from triplegain.models.enums import Action, OrderStatus
+from triplegain.models.enums import Action, CoordinatorState, OrderStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import QUOTE, Portfolio
 from triplegain.rebalance import (
@@ -64,6 +66,7 @@ from triplegain.scoring import ModelScore, leaderboard, score_vote
 from triplegain.settings import DEFAULT_PROVIDERS, Settings
 
 Progress = Callable[[int, int], None]
+POLICY_ACTOR = "backtest-policy"
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -94,6 +97,22 @@ class BacktestResult(BaseModel):
     leaderboard: list[ModelScore] = Field(
         default_factory=list, description="Every voting model's votes scored on their 1/4/24 h outcome"
     )
+    resume_after_halt: str = Field(
+        "never", description="The declared policy after a halt (`backtest.resume_after_halt`)"
+    )
+    resumes: int = Field(0, description="Times the policy reset the breaker and resumed trading")
+
+    @property
+    def after_halt(self) -> str:
+        """What the backtest did after a halt: its declared policy and how often it resumed."""
+        if self.resume_after_halt == "never":
+            return (
+                "after a halt: never resumed (backtest.resume_after_halt: never, as live until reset by hand)"
+            )
+        return (
+            f"after a halt: breaker reset and trading resumed {self.resume_after_halt} later "
+            f"(backtest.resume_after_halt), {self.resumes} time(s)"
+        )
 
 
 @dataclass(frozen=True)
@@ -174,6 +193,8 @@ class _Simulation:
     fees: Decimal = Decimal(0)
     skipped: int = 0
     marks: dict[str, Decimal] = field(default_factory=dict)  # each symbol's last known price
+    halted_at: datetime | None = None
+    resumes: int = 0
 
     def hour(self, at: datetime, steps: PlainSteps, settings: Settings, rebalancing: bool) -> None:
         """One hourly cycle with the DCA trades due, then the hourly portfolio check."""
@@ -185,15 +206,35 @@ class _Simulation:
         report, result = run.report, run.result
         self.account = next_account(self.account, result)
         self._count(at, report)
+        self._resume_after_halt(at, settings)
         self.notes += [f"{at:%Y-%m-%d %H:%M} {e}" for e in result.notes if _worth_keeping(e)]
         if rebalancing:
-            self._check_portfolio(at, result.portfolio.prices, settings)
+            self._check_portfolio(at, result.portfolio.prices, settings, result.ceilings)
         value = self._marked(result.portfolio)
         self.times.append(at)
         self.equity.append(float(value))
         self.exposure.append(
             float((value - result.portfolio.balances.get(QUOTE, Decimal(0))) / value) if value else 0
         )
+
+    def _resume_after_halt(self, at: datetime, settings: Settings) -> None:
+        """The declared policy after a halt: never, or after N hours the breaker reset (the peak restarts at
+        the equity then) and the coordinator resumed, as an operator would."""
+        if self.account.coordinator is not CoordinatorState.HALTED:
+            self.halted_at = None
+            return
+        self.halted_at = self.halted_at or at
+        hours = settings.backtest.resume_hours
+        if hours is None or at - self.halted_at < timedelta(hours=hours):
+            return
+        equity = Decimal(repr(self.equity[-1])) if self.equity else None
+        reset = manual_drawdown_reset(self.account, equity, POLICY_ACTOR, f"resume after {hours} h", at)
+        risk = reset.risk if reset is not None else self.account.risk
+        self.account = replace(
+            self.account, risk=risk, coordinator=CoordinatorState.RUNNING, state_set_by=POLICY_ACTOR
+        )
+        self.halted_at, self.resumes = None, self.resumes + 1
+        self.notes.append(f"{at:%Y-%m-%d %H:%M} resumed by the backtest policy after {hours} h halted")
 
     def _marked(self, portfolio: Portfolio) -> Decimal:
         """The equity with every holding at its last known price: an hour missing a symbol's candle (an
@@ -227,9 +268,11 @@ class _Simulation:
                     self.trades += 1
                     self.fees += execution.fill.fee
 
-    def _check_portfolio(self, at: datetime, prices: dict[str, Decimal], settings: Settings) -> None:
-        """The hourly portfolio check: a new plan supersedes any pending batches."""
-        plan = _portfolio_check(self.account, prices, settings, at, self.last_plan)
+    def _check_portfolio(
+        self, at: datetime, prices: dict[str, Decimal], settings: Settings, limits: Ceilings | None
+    ) -> None:
+        """The hourly portfolio check, aiming at the cycle's ceilings: a new plan supersedes pending ones."""
+        plan = _portfolio_check(self.account, prices, settings, at, self.last_plan, limits)
         if plan is None:
             return
         self.pending, self.last_plan = plan, at
@@ -279,6 +322,8 @@ class _Simulation:
             baseline_equity=curves,
             skipped_hours=self.skipped,
             notes=self.notes,
+            resume_after_halt=settings.backtest.resume_after_halt,
+            resumes=self.resumes,
         )
 
 
@@ -335,17 +380,23 @@ def _worth_keeping(event: str) -> bool:
 
 
 def _portfolio_check(
-    account: AccountState, prices: dict[str, Decimal], settings: Settings, at: datetime, last: datetime | None
+    account: AccountState,
+    prices: dict[str, Decimal],
+    settings: Settings,
+    at: datetime,
+    last: datetime | None,
+    limits: Ceilings | None,
 ) -> list[Batch] | None:
     """The hourly portfolio check, as the portfolio-check flow makes it: a new plan, or None."""
+    portfolio = capped_portfolio(settings.portfolio, limits)
     try:
-        current = allocation(account.balances, prices, account.positions, settings.portfolio)
+        current = allocation(account.balances, prices, account.positions, portfolio)
     except ValueError:  # a target asset without a price this hour: no check
         return None
-    decision = plan_rebalance(account.coordinator, current, settings.portfolio, settings.broker, at, last)
+    decision = plan_rebalance(account.coordinator, current, portfolio, settings.broker, at, last)
     if decision.action != "rebalance":
         return None
-    return dca_batches(decision.trades, settings.portfolio, at + timedelta(hours=1))
+    return dca_batches(decision.trades, portfolio, at + timedelta(hours=1))
 
 
 def default_window(source: MarketDataSource, symbols: list[str], days: int = 30) -> tuple[datetime, datetime]:

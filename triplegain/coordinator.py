@@ -33,6 +33,7 @@ from triplegain.events import (
     SymbolSkipped,
     TradeApproved,
 )
+from triplegain.exposure import Ceilings, ceilings
 from triplegain.models.analysis import RegimeAssessment, TechnicalReport
 from triplegain.models.conflicts import ConflictType, Resolution, ResolutionAction
 from triplegain.models.cycle import Execution, SymbolOutcome
@@ -40,7 +41,7 @@ from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, CoordinatorState, Intent, Side, VerdictStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import QUOTE, Portfolio, RiskReason, RiskVerdict, TradeProposal
-from triplegain.rebalance_execution import make_rebalance_trade
+from triplegain.rebalance_execution import hold_to_ceilings, make_rebalance_trade
 from triplegain.resolution import apply_modifications
 from triplegain.risk.engine import RiskContext, evaluate
 from triplegain.risk.state import BreakerEvent, RiskState, initial_risk_state, mark_equity
@@ -70,10 +71,24 @@ async def coordinate_async(request: CoordinationInput, settings: Settings) -> Co
     await close_all_while_drawdown(coordinator.desk)
     for analysis in request.analyses:
         await coordinator.symbol(analysis)
+    limits = exposure_ceilings(request, coordinator.desk.risk, equity, settings)
     for trade in request.rebalance:
-        await make_rebalance_trade(coordinator.desk, trade)
+        await make_rebalance_trade(coordinator.desk, trade, limits)
+    await hold_to_ceilings(coordinator.desk, limits)
     await bus.retry_dead_letters()
-    return _coordination(coordinator.desk, request, equity, audit, degradation, settings)
+    return _coordination(coordinator.desk, request, equity, audit, degradation, settings, limits)
+
+
+def exposure_ceilings(
+    request: CoordinationInput, risk: RiskState, equity: Decimal, settings: Settings
+) -> Ceilings:
+    """The allocation's ceilings this run, from the symbols' recent closes and the account's drawdown."""
+    closes = {
+        a.symbol.split("/")[0]: a.snapshot.candles.close
+        for a in request.analyses
+        if a.snapshot is not None and a.symbol.endswith(f"/{QUOTE}")
+    }
+    return ceilings(closes, risk, equity, settings.portfolio, settings.risk)
 
 
 def unpriced_assets(balances: dict[str, Decimal], prices: dict[str, Decimal]) -> list[str]:
@@ -102,6 +117,7 @@ def _coordination(
     audit: list[Message],
     degradation: list[DegradationChanged],
     settings: Settings,
+    limits: Ceilings,
 ) -> Coordination:
     analyses = request.analyses
     regimes = dict(request.account.regimes) | {a.symbol: a.regime.state for a in analyses if a.regime}
@@ -122,6 +138,7 @@ def _coordination(
         health=desk.health,
         degradation_changes=degradation,
         moved_stops=list(desk.moved_stops.values()),
+        ceilings=limits,
     )
 
 

@@ -74,7 +74,7 @@ def normalize_at(at: datetime) -> datetime:
 def technical_step(snapshot: MarketSnapshot, settings: Settings) -> TechnicalReport:
     """Indicators and the technical-analysis report for one snapshot."""
     indicators = compute_indicators(snapshot.candles, settings.indicators)
-    return analyze_technicals(snapshot, indicators, settings.technical)
+    return analyze_technicals(snapshot, indicators, settings.technical, settings.indicators)
 
 
 def regime_step(

@@ -11,6 +11,7 @@ from decimal import Decimal
 from triplegain.bus import DeadLetter, Message
 from triplegain.control import StateChange
 from triplegain.degradation import DegradationChanged, Health, HealthOutcome, HealthUpdate
+from triplegain.exposure import Ceilings
 from triplegain.llm.breaker import ProviderBreaker
 from triplegain.models.analysis import (
     AgentReport,
@@ -108,6 +109,7 @@ class Coordination:
     health: Health = field(default_factory=Health)
     degradation_changes: list[DegradationChanged] = field(default_factory=list)
     moved_stops: list[Position] = field(default_factory=list)
+    ceilings: Ceilings | None = None  # the allocation's exposure ceilings this run (`triplegain.exposure`)
 
 
 def next_account(account: AccountState, result: Coordination) -> AccountState:

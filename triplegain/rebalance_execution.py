@@ -1,7 +1,11 @@
-"""One spot trade of a rebalance (a DCA batch), made on the desk after the symbols' own trades.
+"""Spot trades of the allocation, made on the desk after the symbols' own trades: a DCA batch's trades, and
+the sells that keep each asset under its exposure ceiling (`triplegain.exposure`).
 
-Only while the coordinator is RUNNING; never selling what open positions or hodl bags hold (a sell is cut
-to what is free); through the risk engine's rebalance path, then the paper broker.
+A DCA trade is made only while the coordinator is RUNNING, and a buy never past the asset's ceiling. A
+ceiling sell is made whatever the coordinator's state (it only ever reduces risk): that is how the drawdown
+limit holds, and how the max-drawdown breaker sells the allocation. Neither ever sells what open positions
+or hodl bags hold (a sell is cut to what is free); both go through the risk engine's rebalance path, then
+the paper broker.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from triplegain.broker.paper import client_order_id
 from triplegain.bus import Topic
 from triplegain.desk import Desk
 from triplegain.events import TradeApproved
+from triplegain.exposure import HUNDRED, Ceilings
 from triplegain.models.enums import CoordinatorState, Intent, Side
-from triplegain.models.trading import TradeProposal, split_symbol
-from triplegain.rebalance import CENT, RebalanceTrade
+from triplegain.models.trading import QUOTE, TradeProposal, split_symbol
+from triplegain.rebalance import CENT, Allocation, RebalanceTrade, allocation
 from triplegain.risk.engine import evaluate_rebalance
 
+CEILING_TAG = "exposure-ceiling"
 
-async def make_rebalance_trade(desk: Desk, trade: RebalanceTrade) -> None:
-    """Make one rebalance trade, or say in the report why it was not made."""
+
+async def make_rebalance_trade(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings | None = None) -> None:
+    """Make one DCA trade, or say in the report why it was not made (or made smaller)."""
     symbol = trade.symbol
     if desk.state is not CoordinatorState.RUNNING:
         await desk.notice(
@@ -30,12 +37,82 @@ async def make_rebalance_trade(desk: Desk, trade: RebalanceTrade) -> None:
     if price is None:
         await desk.notice(f"rebalance {trade.side} of {symbol} not made: no price this run")
         return
-    size_usd = trade.amount_usd if trade.side is Side.BUY else await _sellable(desk, trade, price)
+    if trade.side is Side.BUY:
+        size_usd = _room(desk, trade, ceilings)
+        if size_usd < trade.amount_usd:
+            await desk.notice(
+                f"rebalance buy of {symbol} cut from {trade.amount_usd} to {size_usd:.2f} USD: "
+                f"{ceilings.explain(split_symbol(symbol)[0]) if ceilings else 'exposure ceiling'}"
+            )
+    else:
+        size_usd = await _sellable(desk, symbol, trade.amount_usd, price)
+    await _spot_trade(desk, symbol, trade.side, size_usd, price, Intent.REBALANCE.value)
+
+
+async def hold_to_ceilings(desk: Desk, ceilings: Ceilings) -> None:
+    """Sell what each asset holds above its ceiling once the excess reaches the drift threshold times the
+    drawdown scale (so near the bound, and at a ceiling of 0, any excess), whatever the coordinator's
+    state."""
+    portfolio = desk.settings.portfolio
+    current = _allocation(desk)
+    if current is None:
+        unpriced = ", ".join(a for a in _unpriced(desk) if desk.broker.balances.get(a, Decimal(0)) > 0)
+        await desk.notice(f"exposure ceilings not checked: no price for {unpriced} this run")
+        return
+    for line in current.assets:
+        if line.asset == QUOTE:
+            continue
+        ceiling = ceilings.pct.get(line.asset, line.target_pct)
+        excess_usd = line.value_usd - ceiling * current.equity_usd / HUNDRED
+        # The tolerance shrinks with the drawdown scale: near the bound every excess is sold.
+        tolerance = portfolio.drift_threshold_pct * ceilings.drawdown_scale
+        due = line.pct - ceiling >= tolerance and line.amount > 0
+        if not due or excess_usd < portfolio.min_trade_usd:
+            continue
+        symbol = f"{line.asset}/{QUOTE}"
+        await desk.notice(f"{symbol}: selling {excess_usd:.2f} USD above the {ceilings.explain(line.asset)}")
+        amount = await _sellable(desk, symbol, excess_usd.quantize(CENT, ROUND_DOWN), line.price)
+        await _spot_trade(desk, symbol, Side.SELL, amount, line.price, CEILING_TAG)
+
+
+def _unpriced(desk: Desk) -> list[str]:
+    """Target assets without a price this run."""
+    targets = desk.settings.portfolio.target_pct
+    return [a for a in targets if a != QUOTE and f"{a}/{QUOTE}" not in desk.prices]
+
+
+def _allocation(desk: Desk) -> Allocation | None:
+    """The allocation now; None when an asset held has no price this run (it cannot be valued). An asset
+    not held is worth nothing whatever its price, so it needs none."""
+    unpriced = _unpriced(desk)
+    if any(desk.broker.balances.get(a, Decimal(0)) > 0 for a in unpriced):
+        return None
+    prices = desk.prices | {f"{a}/{QUOTE}": Decimal(1) for a in unpriced}
+    return allocation(desk.broker.balances, prices, desk.positions, desk.settings.portfolio)
+
+
+def _room(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings | None) -> Decimal:
+    """How much of a DCA buy fits under the asset's ceiling."""
+    if ceilings is None:
+        return trade.amount_usd
+    base, _ = split_symbol(trade.symbol)
+    current = _allocation(desk)
+    if current is None:
+        return trade.amount_usd
+    line = current.asset(base)
+    room = ceilings.pct.get(base, line.target_pct) * current.equity_usd / HUNDRED - line.value_usd
+    return max(Decimal(0), min(trade.amount_usd, room.quantize(CENT, ROUND_DOWN)))
+
+
+async def _spot_trade(
+    desk: Desk, symbol: str, side: Side, size_usd: Decimal, price: Decimal, tag: str
+) -> None:
+    """One spot trade of the allocation through the risk engine's rebalance path and the broker."""
     if size_usd <= 0:
         return
     proposal = TradeProposal(
         symbol=symbol,
-        side=trade.side,
+        side=side,
         intent=Intent.REBALANCE,
         size_usd=size_usd,
         entry_price=price,
@@ -46,26 +123,28 @@ async def make_rebalance_trade(desk: Desk, trade: RebalanceTrade) -> None:
     if not verdict.approved:
         await desk.rejected(symbol, verdict)
         return
-    desk.update(symbol, verdict=verdict)
+    if symbol in desk.outcomes:
+        desk.update(symbol, verdict=verdict)
     await desk.publish(Topic.RISK_ALERTS, TradeApproved(symbol=symbol, verdict=verdict))
-    order_id = client_order_id(desk.run_id, symbol, trade.side, Intent.REBALANCE)
+    order_id = client_order_id(desk.run_id, symbol, side, tag)
     execution = desk.broker.rebalance(proposal, order_id, desk.run_id, price, desk.at)
     await desk.settle(execution)
-    desk.update(symbol, execution=execution)
+    if symbol in desk.outcomes:
+        desk.update(symbol, execution=execution)
 
 
-async def _sellable(desk: Desk, trade: RebalanceTrade, price: Decimal) -> Decimal:
+async def _sellable(desk: Desk, symbol: str, amount_usd: Decimal, price: Decimal) -> Decimal:
     """The USD of a sell that is free to sell: what is held beyond the hodl bag and open positions."""
-    base, _ = split_symbol(trade.symbol)
+    base, _ = split_symbol(symbol)
     held = desk.broker.balances.get(base, Decimal(0))
     reserved = desk.settings.portfolio.hodl.get(base, Decimal(0)) + sum(
-        (p.size for p in desk.positions if p.symbol == trade.symbol), Decimal(0)
+        (p.size for p in desk.positions if p.symbol == symbol), Decimal(0)
     )
     free_usd = max(held - reserved, Decimal(0)) * price
-    if free_usd >= trade.amount_usd:
-        return trade.amount_usd
+    if free_usd >= amount_usd:
+        return amount_usd
     await desk.notice(
-        f"rebalance sell of {trade.symbol} cut from {trade.amount_usd} to {free_usd:.2f} USD: "
+        f"rebalance sell of {symbol} cut from {amount_usd} to {free_usd:.2f} USD: "
         "the rest is held by open positions or the hodl bag"
     )
     return free_usd.quantize(CENT, ROUND_DOWN)

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_ENV
+from tests.conftest import POSTGRES_ENV, TRADING_PROFILE
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIPLEGAIN = Path(sys.executable).with_name("triplegain")
@@ -66,6 +66,7 @@ def databases() -> Iterator[tuple[str, str]]:
 
 def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TRIPLEGAIN_"))}
+    env |= TRADING_PROFILE  # the served cycle buys BTC at 2024-06-30 20:00 under the suite's trading profile
     home = tmp / f"prefect-home-{len(extra)}-{uuid.uuid4().hex[:4]}"
     home.mkdir()
     return env | {

@@ -63,20 +63,24 @@ def snapshot(symbol: str = "BTC/USDT", price: str = "100", at: datetime = AT, n:
 
 
 def technical(
-    bias: Bias = Bias.LONG, ind: Indicators | None = None, symbol: str = "BTC/USDT"
+    bias: Bias = Bias.LONG,
+    ind: Indicators | None = None,
+    symbol: str = "BTC/USDT",
+    confidence: float = 0.25,
+    strength: float = 0.5,
 ) -> TechnicalReport:
     return TechnicalReport(
         symbol=symbol,
         timestamp=AT,
         trend_direction=TrendDirection.NEUTRAL,
-        trend_strength=0.5,
+        trend_strength=strength,
         momentum_score=0.0,
         rsi_signal="neutral",
         macd_signal="neutral",
         current_position="mid_range",
         primary_signal="test",
         bias=bias,
-        confidence=0.25,
+        confidence=confidence,
         reasoning="test report",
         model_used="test",
         indicators=ind or indicators(),

@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from triplegain.backtest import run_backtest
+from tests.conftest import TRADING_PROFILE
+from triplegain.backtest import BacktestResult, run_backtest
 from triplegain.backtest_metrics import baselines, measure
+from triplegain.errors import ConfigError
 from triplegain.market import ReplaySource
 from triplegain.market.source import closed_until
 from triplegain.settings import load_settings
@@ -106,21 +108,82 @@ def test_metrics_against_a_hand_computed_curve() -> None:
     assert mixed.sortino == pytest.approx(r.mean() / np.sqrt(np.mean(np.minimum(r, 0) ** 2)) * np.sqrt(8760))
 
 
+def worst_overshoot(result: BacktestResult, limit: float) -> float:
+    """How far the drawdown from the running peak went past `limit` plus one hour's move (the account's
+    worst hourly loss): <= 0 when the bound held."""
+    equity = np.array(result.equity)
+    peaks = np.maximum.accumulate(equity)
+    drawdown = (peaks - equity) / peaks * 100
+    worst_hour = float(np.max(np.maximum(0, -np.diff(equity) / equity[:-1] * 100)))
+    return float(np.max(drawdown)) - limit - worst_hour
+
+
 @pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
-def test_the_max_drawdown_breaker_trips_in_the_may_2022_crash() -> None:
+@pytest.mark.parametrize("profile", ["defaults", "trading"])
+def test_the_drawdown_bound_holds_hour_by_hour_in_the_may_2022_crash(
+    profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LUNA/UST: BTC below 30k, XRP -40% in a week; the drift-rebalanced allocation lost 27% in May."""
+    if profile == "defaults":
+        for key in TRADING_PROFILE:
+            monkeypatch.delenv(key)
     settings = load_settings(market={"data_dir": str(SHARED_MARKET)})
 
     result = run_backtest(
         ReplaySource(SHARED_MARKET),
         datetime(2022, 5, 1, tzinfo=UTC),
-        datetime(2022, 5, 15, tzinfo=UTC),
+        datetime(2022, 5, 31, tzinfo=UTC),
+        settings,
+    )
+
+    assert result.baselines["drift_rebalanced"].max_drawdown_pct > 25
+    assert worst_overshoot(result, float(settings.risk.max_drawdown_pct)) <= 0
+    assert result.resume_after_halt == "never" and "never resumed" in result.after_halt
+
+
+@pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
+def test_at_the_breaker_positions_close_the_allocation_is_sold_and_the_halt_holds() -> None:
+    settings = load_settings(
+        market={"data_dir": str(SHARED_MARKET)}, risk={"max_drawdown_pct": 6, "derisk_from_pct": 5}
+    )
+
+    result = run_backtest(
+        ReplaySource(SHARED_MARKET),
+        datetime(2022, 5, 1, tzinfo=UTC),
+        datetime(2022, 5, 20, tzinfo=UTC),
         settings,
     )
 
     trips = [e for e in result.notes if "max_drawdown breaker tripped" in e]
-    assert trips and trips[0].startswith("2022-05-11")  # LUNA/UST: BTC below 30k, XRP -40% in a week
-    assert any("-> halted by circuit-breaker" in e for e in result.notes)
-    assert result.metrics.max_drawdown_pct > 20
+    assert trips and any("-> halted by circuit-breaker" in e for e in result.notes)
+    tripped_at = datetime.strptime(trips[0][:16], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    after = [
+        v for t, v in zip(result.times, result.equity, strict=True) if t > tripped_at + timedelta(hours=1)
+    ]
+    assert after and max(after) - min(after) < 1  # all in USDT: the equity no longer moves with the market
+    assert worst_overshoot(result, 6.0) <= 0 and result.resumes == 0
+
+
+@pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
+def test_a_declared_resume_policy_resets_the_peak_and_trades_again() -> None:
+    settings = load_settings(
+        market={"data_dir": str(SHARED_MARKET)},
+        risk={"max_drawdown_pct": 6, "derisk_from_pct": 5},
+        backtest={"resume_after_halt": "48h"},
+    )
+
+    result = run_backtest(
+        ReplaySource(SHARED_MARKET),
+        datetime(2022, 5, 1, tzinfo=UTC),
+        datetime(2022, 5, 20, tzinfo=UTC),
+        settings,
+    )
+
+    assert (
+        result.resume_after_halt == "48h" and result.resumes >= 1 and "resumed 48h later" in result.after_halt
+    )
+    assert any("resumed by the backtest policy after 48 h halted" in e for e in result.notes)
+    assert result.metrics.exposure_pct > 0
 
 
 @pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
@@ -138,3 +201,9 @@ def test_an_exchange_outage_does_not_value_holdings_at_zero() -> None:
     assert (
         result.skipped_hours >= 2 and float(np.min(moves)) > -0.05
     )  # was -72%: the holdings counted as zero
+
+
+@pytest.mark.parametrize("value", ["soon", "0h", "-5", "9000h"])
+def test_a_resume_policy_that_is_neither_never_nor_hours_is_refused_naming_the_key(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"backtest.resume_after_halt='.*' is invalid: 'never' or a number"):
+        load_settings(backtest={"resume_after_halt": value})

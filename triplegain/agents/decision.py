@@ -32,57 +32,82 @@ _PRICED = DIRECTIONAL | {Action.CLOSE_LONG, Action.CLOSE_SHORT}
 def offline_vote(
     snapshot: MarketSnapshot, technical: TechnicalReport, regime: RegimeAssessment, settings: Settings
 ) -> ModelVote:
-    """The deterministic offline model: direction from the TA bias, confidence from trend, regime, volume."""
+    """The deterministic offline model: direction from the technical bias, confidence from the evidence
+    (the share of agreeing votes, plus `regime_bonus` when the regime agrees), and a trade only when its
+    expected edge clears the round trip's cost."""
     s = settings.decision.offline
     action = {Bias.LONG: Action.BUY, Bias.SHORT: Action.SELL}.get(technical.bias, Action.HOLD)
     if action is Action.HOLD:
-        return _hold(f"technical bias {technical.bias}: nothing to do", 0.5)
+        return _hold(f"technical bias {technical.bias}: nothing to do", technical.confidence)
     if regime.regime is Regime.CHOPPY:
-        return _hold(f"{action} suggested but the regime is choppy: stay out", 0.5)
-    ind = technical.indicators
-    reasons = [f"TA bias {technical.bias}"]
-    confidence = s.base_confidence
-    di_agrees = (
-        (ind.plus_di or 0) > (ind.minus_di or 0)
-        if action is Action.BUY
-        else (ind.minus_di or 0) > (ind.plus_di or 0)
-    )
-    if ind.adx is not None and ind.adx >= settings.regime.adx_trending and di_agrees:
-        confidence += s.trend_bonus
-        reasons.append(f"ADX {ind.adx:.0f} trend agrees")
+        return _hold(f"{action} suggested but the regime is choppy: stay out", technical.confidence)
+    reasons = [f"{technical.confidence:.0%} of the technical evidence {technical.bias}"]
+    confidence = technical.confidence
     if regime.regime in _AGREES[action]:
         confidence += s.regime_bonus
         reasons.append(f"regime {regime.regime} agrees")
-    if ind.volume_ratio is not None and ind.volume_ratio > 1:
-        confidence += s.volume_bonus
-        reasons.append("volume above average")
     confidence = round(min(confidence, s.max_confidence), 4)
-    if confidence < s.min_action_confidence or ind.atr is None:
+    atr = technical.indicators.atr
+    if confidence < s.min_action_confidence or atr is None:
         return _hold(
             f"{action} too weak ({confidence:.2f} < {s.min_action_confidence}): " + ", ".join(reasons),
             confidence,
         )
-    return _directional_vote(
-        action, confidence, snapshot, Decimal(repr(ind.atr)), regime, settings, "; ".join(reasons)
-    )
+    stop_pct, reward_pct = _distances_pct(snapshot, Decimal(repr(atr)), regime, settings)
+    p = win_probability(technical.trend_strength, stop_pct, reward_pct, s.evidence_edge)
+    edge, cost = expected_edge_pct(p, stop_pct, reward_pct, settings)
+    reasons.append(f"expected edge {edge:+.2f}% after a {cost:.2f}% round trip (win chance {p:.2f})")
+    if edge <= 0:
+        return _hold(
+            f"{action} not worth its cost: " + ", ".join(reasons) + f" (stop {stop_pct:.2f}%, target "
+            f"{reward_pct:.2f}%)",
+            confidence,
+        )
+    return _directional_vote(action, confidence, snapshot, stop_pct, reward_pct, regime, settings, reasons)
+
+
+def win_probability(
+    net_share: float, stop_pct: Decimal, reward_pct: Decimal, evidence_edge: float
+) -> Decimal:
+    """The chance of reaching the target before the stop: a driftless market's stop / (stop + target),
+    raised by `evidence_edge` times the net share of agreeing evidence (at most 1)."""
+    neutral = stop_pct / (stop_pct + reward_pct)
+    return min(Decimal(1), neutral + Decimal(repr(evidence_edge)) * Decimal(repr(net_share)))
+
+
+def expected_edge_pct(
+    p: Decimal, stop_pct: Decimal, reward_pct: Decimal, settings: Settings
+) -> tuple[Decimal, Decimal]:
+    """The expected result of a trade in percent of its size, given the chance `p` of reaching the target
+    before the stop, net of the round trip (fee and worst slippage, both legs); and that cost."""
+    cost = 2 * (settings.broker.fee_pct + settings.broker.max_slippage_pct)
+    return p * reward_pct - (1 - p) * stop_pct - cost, cost
+
+
+def _distances_pct(
+    snapshot: MarketSnapshot, atr: Decimal, regime: RegimeAssessment, settings: Settings
+) -> tuple[Decimal, Decimal]:
+    """Stop distance from ATR (bounded by the risk limits) and the target's at the reward/risk ratio."""
+    s, risk = settings.decision.offline, settings.risk
+    stop_pct = atr * s.stop_atr_multiplier * regime.parameters.stop_loss_multiplier / snapshot.current_price
+    stop_pct = min(max(stop_pct * 100, risk.min_stop_pct), risk.max_stop_pct)
+    return stop_pct, stop_pct * max(s.reward_risk, risk.min_risk_reward)
 
 
 def _directional_vote(
     action: Action,
     confidence: float,
     snapshot: MarketSnapshot,
-    atr: Decimal,
+    stop_pct: Decimal,
+    reward_pct: Decimal,
     regime: RegimeAssessment,
     settings: Settings,
-    reasoning: str,
+    reasons: list[str],
 ) -> ModelVote:
-    """Entry at the market, stop from ATR (bounded by the risk limits), target at the reward/risk ratio."""
-    s, risk = settings.decision.offline, settings.risk
+    """Entry at the market, the stop and the target at their distances."""
+    s = settings.decision.offline
     entry = snapshot.current_price
-    stop_pct = atr * s.stop_atr_multiplier * regime.parameters.stop_loss_multiplier / entry * 100
-    stop_pct = min(max(stop_pct, risk.min_stop_pct), risk.max_stop_pct)
-    distance = entry * stop_pct / 100
-    reward = distance * max(s.reward_risk, risk.min_risk_reward)
+    distance, reward = entry * stop_pct / 100, entry * reward_pct / 100
     sign = 1 if action is Action.BUY else -1
     quantum = Decimal(1).scaleb(-settings.market.symbol_specs[snapshot.symbol].price_decimals)
     return ModelVote(
@@ -94,7 +119,7 @@ def _directional_vote(
         stop_loss=(entry - sign * distance).quantize(quantum, ROUND_HALF_EVEN),
         take_profit=(entry + sign * reward).quantize(quantum, ROUND_HALF_EVEN),
         position_size_pct=s.position_size_pct * regime.parameters.position_size_multiplier,
-        reasoning=f"{reasoning}; stop {stop_pct:.2f}% away"[:300],
+        reasoning=f"{'; '.join(reasons)}; stop {stop_pct:.2f}% away"[:300],
     )
 
 

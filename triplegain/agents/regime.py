@@ -17,10 +17,7 @@ from triplegain.models.market import MarketSnapshot
 from triplegain.settings import RegimeSettings, TechnicalSettings
 
 MODEL = "indicator-rules"
-# Confidence from how far an indicator is past its threshold: 0.5 at the threshold, rising to 0.95.
-_BASE_CONFIDENCE = 0.5
-_CONFIDENCE_RANGE = 0.45
-_MAX_CONFIDENCE = 0.95
+_BASE_CONFIDENCE = 0.5  # a rule that holds exactly at its thresholds is a coin flip
 _ADX_FULL_TREND = 50.0  # ADX at which a trend counts as fully strong
 # Descriptive labels only (they reach reports, never a trading rule): ATR and volume ratios per band.
 _VOLATILITY_BANDS = ((2.5, "extreme"), (1.5, "high"), (0.6, "normal"))
@@ -66,7 +63,10 @@ def assess_regime(
 def detect_regime(
     ind: Indicators, s: RegimeSettings, technical: TechnicalSettings
 ) -> tuple[Regime, float, str] | None:
-    """What the indicators alone say, with a confidence; None when the needed indicators are missing."""
+    """What the indicators alone say, with a confidence; None when the needed indicators are missing.
+
+    The confidence says how clearly the rule holds: 0.5 exactly at its thresholds, rising to 1.0 as every
+    condition of the rule is past its threshold by its full scale (`*_clear` settings)."""
     if ind.adx is None or ind.plus_di is None or ind.minus_di is None or ind.atr is None:
         return None
     anchor = ind.ema.get(technical.long_ema) or ind.ema.get(technical.slow_ema) or ind.price
@@ -74,20 +74,31 @@ def detect_regime(
     if ind.atr_baseline and ind.atr / ind.atr_baseline >= s.volatile_atr_ratio:
         ratio = ind.atr / ind.atr_baseline
         regime = Regime.VOLATILE_BULL if above else Regime.VOLATILE_BEAR
-        return regime, _scaled(ratio - s.volatile_atr_ratio, s.volatile_atr_ratio), f"ATR {ratio:.1f}x normal"
+        clarity = _past(ratio - s.volatile_atr_ratio, s.atr_ratio_clear)
+        return (
+            regime,
+            _confidence(clarity),
+            f"ATR {ratio:.1f}x normal, price {'above' if above else 'below'} EMA",
+        )
+    spread = abs(ind.plus_di - ind.minus_di) / (ind.plus_di + ind.minus_di or 1)
     if ind.adx >= s.adx_trending:
-        excess = _scaled(ind.adx - s.adx_trending, _ADX_FULL_TREND - s.adx_trending)
+        clarity = (_past(ind.adx - s.adx_trending, s.adx_clear) + _past(spread, s.di_spread_clear)) / 2
         if above and ind.plus_di > ind.minus_di:
-            return Regime.TRENDING_BULL, excess, f"ADX {ind.adx:.1f} with price above EMA and +DI leading"
+            why = f"ADX {ind.adx:.1f} with price above EMA and +DI leading by {spread:.0%}"
+            return Regime.TRENDING_BULL, _confidence(clarity), why
         if not above and ind.minus_di > ind.plus_di:
-            return Regime.TRENDING_BEAR, excess, f"ADX {ind.adx:.1f} with price below EMA and -DI leading"
+            why = f"ADX {ind.adx:.1f} with price below EMA and -DI leading by {spread:.0%}"
+            return Regime.TRENDING_BEAR, _confidence(clarity), why
     if ind.bb_width_rank is not None and ind.bb_width_rank <= s.squeeze_rank and ind.adx < s.adx_ranging:
-        return Regime.BREAKOUT_POTENTIAL, 0.6, f"Bollinger squeeze (width rank {ind.bb_width_rank:.2f})"
+        squeeze = 1 - ind.bb_width_rank / s.squeeze_rank if s.squeeze_rank else 1.0
+        clarity = (squeeze + _past(s.adx_ranging - ind.adx, s.adx_clear)) / 2
+        why = f"Bollinger squeeze (width rank {ind.bb_width_rank:.2f}) without a trend (ADX {ind.adx:.1f})"
+        return Regime.BREAKOUT_POTENTIAL, _confidence(clarity), why
     if ind.choppiness is not None and ind.choppiness >= s.choppiness_choppy:
-        excess = _scaled(ind.choppiness - s.choppiness_choppy, 100 - s.choppiness_choppy)
-        return Regime.CHOPPY, excess, f"choppiness {ind.choppiness:.1f}"
-    margin = _scaled(max(0.0, s.adx_trending - ind.adx), s.adx_trending)
-    return Regime.RANGING, margin, f"ADX {ind.adx:.1f} shows no trend"
+        clarity = _past(ind.choppiness - s.choppiness_choppy, s.choppiness_clear)
+        return Regime.CHOPPY, _confidence(clarity), f"choppiness {ind.choppiness:.1f}"
+    clarity = _past(s.adx_trending - ind.adx, s.adx_clear)
+    return Regime.RANGING, _confidence(clarity), f"ADX {ind.adx:.1f} shows no trend"
 
 
 def next_state(
@@ -98,7 +109,11 @@ def next_state(
         return RegimeState(regime=regime, confidence=confidence, since=at, periods=1)
     if regime == previous.regime:
         return RegimeState(
-            regime=regime, confidence=confidence, since=previous.since, periods=previous.periods + 1
+            regime=regime,
+            confidence=confidence,
+            since=previous.since,
+            periods=previous.periods + 1,
+            previous=previous.previous,
         )
     if confidence < s.min_change_confidence:
         return previous.model_copy(
@@ -139,9 +154,14 @@ def _fallback(
     )
 
 
-def _scaled(excess: float, span: float) -> float:
-    """Confidence from how far past its threshold an indicator is: 0.5 at the threshold, 0.95 at most."""
-    return round(min(_MAX_CONFIDENCE, _BASE_CONFIDENCE + _CONFIDENCE_RANGE * max(0.0, excess) / span), 4)
+def _past(excess: float, scale: float) -> float:
+    """How far past its threshold a condition is, as a share of its full scale (0 to 1)."""
+    return min(1.0, max(0.0, excess / scale)) if scale > 0 else 1.0
+
+
+def _confidence(clarity: float) -> float:
+    """0.5 at the thresholds, 1.0 when the rule holds by its full scale."""
+    return round(_BASE_CONFIDENCE + (1 - _BASE_CONFIDENCE) * clarity, 4)
 
 
 def _band(ratio: float | None, bands: tuple[tuple[float, str], ...], below: str, unknown: str) -> str:

@@ -1,7 +1,8 @@
-"""Technical-analysis agent: indicators to a technical report (reference spec 4.1).
+"""Technical-analysis agent: indicators and the multi-timeframe evidence to a technical report (spec 4.1).
 
-Offline it applies the reference's indicator heuristic: RSI above 60 with a positive MACD histogram is
-long, RSI below 40 with a negative histogram is short, anything else neutral, at a fixed low confidence.
+Offline, the bias, confidence and strength come from the evidence (`triplegain.agents.evidence`): four
+indicator families voting on 1h, 4h and 1d. The confidence is the share of the twelve votes that agree with
+the bias, so it varies from hour to hour with what the market shows, and means how much evidence agrees.
 """
 
 from __future__ import annotations
@@ -10,29 +11,33 @@ from decimal import Decimal
 
 import numpy as np
 
+from triplegain.agents.evidence import Evidence, gather_evidence
 from triplegain.models.analysis import Indicators, TechnicalReport
 from triplegain.models.enums import Bias, TrendDirection
 from triplegain.models.market import MarketSnapshot, to_decimal
-from triplegain.settings import TechnicalSettings
+from triplegain.settings import IndicatorSettings, TechnicalSettings
 
-MODEL = "indicator-heuristic"
+MODEL = "indicator-evidence"
 
 
 def analyze_technicals(
-    snapshot: MarketSnapshot, indicators: Indicators, settings: TechnicalSettings
+    snapshot: MarketSnapshot,
+    indicators: Indicators,
+    settings: TechnicalSettings,
+    periods: IndicatorSettings | None = None,
 ) -> TechnicalReport:
-    """Bias, trend, momentum and key levels for one symbol from its indicators."""
-    bias, primary = _heuristic_bias(indicators, settings)
+    """Bias, trend, momentum and key levels for one symbol from its indicators and the evidence."""
+    evidence = gather_evidence(snapshot.candles, periods or IndicatorSettings(), settings)
+    bias = evidence.bias(settings)
     support, resistance = _levels(snapshot, settings.level_window)
-    warnings = _warnings(snapshot, indicators)
     trend = _trend(indicators, settings)
-    confidence = settings.heuristic_confidence if indicators.rsi is not None else 0.0
+    primary = _primary(bias, evidence, settings)
     return TechnicalReport(
         symbol=snapshot.symbol,
         timestamp=snapshot.timestamp,
         trend_direction=trend,
-        trend_strength=settings.heuristic_strength,
-        timeframe_alignment=[f"1h:{trend}"],
+        trend_strength=evidence.strength(),
+        timeframe_alignment=evidence.alignment(),
         momentum_score=_momentum(indicators),
         rsi_signal=_rsi_signal(indicators.rsi, settings),
         macd_signal=_macd_signal(indicators),
@@ -41,29 +46,21 @@ def analyze_technicals(
         current_position=_position(snapshot.current_price, support, resistance, settings.near_level_pct),
         primary_signal=primary,
         secondary_signals=_secondary(indicators, settings),
-        warnings=warnings,
+        warnings=_warnings(snapshot, indicators),
         bias=bias,
-        confidence=confidence,
-        reasoning=f"{primary}; trend {trend} on 1h"[:500],
+        confidence=evidence.confidence(bias),
+        reasoning=f"{primary}; {evidence.summary()}"[:500],
         model_used=MODEL,
         indicators=indicators,
     )
 
 
-def _heuristic_bias(ind: Indicators, s: TechnicalSettings) -> tuple[Bias, str]:
-    if ind.rsi is None or ind.macd_hist is None:
-        return Bias.NEUTRAL, "not enough history for RSI and MACD: neutral"
-    if ind.rsi > s.rsi_long_above and ind.macd_hist > 0:
-        return Bias.LONG, f"RSI {ind.rsi:.1f} above {s.rsi_long_above:g} with a positive MACD histogram: long"
-    if ind.rsi < s.rsi_short_below and ind.macd_hist < 0:
-        return (
-            Bias.SHORT,
-            f"RSI {ind.rsi:.1f} below {s.rsi_short_below:g} with a negative MACD histogram: short",
-        )
-    return (
-        Bias.NEUTRAL,
-        f"RSI {ind.rsi:.1f} and MACD histogram {ind.macd_hist:+.4g} disagree or are mild: neutral",
-    )
+def _primary(bias: Bias, evidence: Evidence, s: TechnicalSettings) -> str:
+    long, short = evidence.count(1), evidence.count(-1)
+    tally = f"{long} of {evidence.total} votes long, {short} short"
+    if bias is Bias.NEUTRAL:
+        return f"{tally}: neutral (a bias needs {s.min_net_votes} more on one side)"
+    return f"{tally}: {bias}"
 
 
 def _trend(ind: Indicators, s: TechnicalSettings) -> TrendDirection:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from triplegain.models.analysis import Indicators, RegimeParameters
 from triplegain.models.enums import Intent, Side, VerdictStatus
 from triplegain.models.trading import QUOTE, Portfolio, RiskReason, RiskVerdict, TradeProposal
-from triplegain.risk.state import RiskState
+from triplegain.risk.state import RiskState, drawdown_scale
 from triplegain.settings import RiskSettings
 
 HUNDRED = Decimal(100)
@@ -216,6 +216,22 @@ def _check_size(review: _Review, ctx: RiskContext, s: RiskSettings, equity: Deci
     return None
 
 
+def _check_drawdown_taper(
+    review: _Review, ctx: RiskContext, s: RiskSettings, equity: Decimal
+) -> _Refusal | None:
+    """New positions shrink with the allocation's ceiling as the drawdown deepens (`triplegain.exposure`)."""
+    drawdown = ctx.state.drawdown_pct(equity)
+    scale = drawdown_scale(drawdown, False, s)
+    if scale < 1:
+        review.reduce_size(
+            review.size * scale,
+            "DRAWDOWN_TAPER",
+            f"equity {drawdown:.2f}% below its peak: size x{scale:.2f} (from {s.derisk_start_pct}% to "
+            f"{s.max_drawdown_pct}%, linearly to nothing)",
+        )
+    return None
+
+
 def _check_volatility(review: _Review, ctx: RiskContext, s: RiskSettings, equity: Decimal) -> _Refusal | None:
     atr, mean = ctx.indicators.atr, ctx.indicators.atr_mean
     if atr is not None and mean and atr > s.volatility_spike_atr_ratio * mean:
@@ -297,6 +313,7 @@ _RULES = (
     _check_confidence,
     _check_position_count,
     _check_size,
+    _check_drawdown_taper,
     _check_volatility,
     _check_leverage,
     _check_exposure,

@@ -141,6 +141,17 @@ def record_execution(state: RiskState, ok: bool, now: datetime, s: RiskSettings)
     return state.model_copy(update={"execution_errors": 0, "execution_cooldown_until": until}), True
 
 
+def drawdown_scale(drawdown_pct: Decimal, tripped: bool, s: RiskSettings) -> Decimal:
+    """How much of the allowed exposure the drawdown leaves (`triplegain.exposure`): 1 below
+    `derisk_start_pct`, linearly down to 0 at `max_drawdown_pct`, 0 while the breaker is tripped."""
+    if tripped or drawdown_pct >= s.max_drawdown_pct:
+        return Decimal(0)
+    start = s.derisk_start_pct
+    if drawdown_pct <= start:
+        return Decimal(1)
+    return (s.max_drawdown_pct - drawdown_pct) / (s.max_drawdown_pct - start)
+
+
 def loss_pct(start: Decimal, end: Decimal) -> Decimal:
     """How many percent `end` is below `start` (0 when it is not below)."""
     if start <= 0:

@@ -4,6 +4,7 @@
 """
 
 from triplegain.settings.analysis import IndicatorSettings, RegimeSettings, TechnicalSettings
+from triplegain.settings.backtest import BacktestSettings
 from triplegain.settings.bus import BusSettings
 from triplegain.settings.decision import (
     ConflictSettings,
@@ -21,6 +22,7 @@ from triplegain.settings.sentiment import SentimentSettings
 __all__ = [
     "DEFAULT_PROVIDERS",
     "SUPPORTED_DRIVERS",
+    "BacktestSettings",
     "BrokerSettings",
     "BusSettings",
     "ConflictSettings",

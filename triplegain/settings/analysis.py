@@ -42,16 +42,18 @@ class IndicatorSettings(BaseModel):
 
 
 class TechnicalSettings(BaseModel):
-    """The offline technical-analysis heuristic (reference spec 4.1 fallback)."""
+    """The offline technical analysis: four indicator families on 1h, 4h and 1d (`agents.evidence`)."""
 
     model_config = SECTION
 
-    rsi_long_above: float = Field(60, ge=0, le=100)
-    rsi_short_below: float = Field(40, ge=0, le=100)
+    min_net_votes: int = Field(
+        6, ge=1, le=12, description="Long or short only when this many more of the 12 votes agree than oppose"
+    )
+    momentum_band: float = Field(5, ge=0, le=50, description="RSI this far past 50 counts as momentum")
+    trend_fast_ema: int = Field(9, ge=2, description="Fast EMA of the trend family, on every timeframe")
+    trend_slow_ema: int = Field(21, ge=3, description="Slow EMA of the trend family, on every timeframe")
     rsi_oversold: float = Field(30, ge=0, le=100)
     rsi_overbought: float = Field(70, ge=0, le=100)
-    heuristic_confidence: float = Field(0.25, ge=0, le=1)
-    heuristic_strength: float = Field(0.5, ge=0, le=1)
     fast_ema: int = Field(21, ge=2, description="EMA period of the short trend (must be computed)")
     slow_ema: int = Field(50, ge=2, description="EMA period of the medium trend")
     long_ema: int = Field(200, ge=2, description="EMA period of the long trend")
@@ -97,6 +99,14 @@ class RegimeSettings(BaseModel):
         2.0, gt=1, le=100, description="ATR above this multiple of normal: volatile"
     )
     squeeze_rank: float = Field(0.1, ge=0, le=1, description="Bollinger width percentile that is a squeeze")
+    adx_clear: float = Field(10, gt=0, le=100, description="ADX points past a threshold that make it clear")
+    di_spread_clear: float = Field(
+        0.3, gt=0, le=1, description="(+DI - -DI) / (+DI + -DI) that makes a trend's direction clear"
+    )
+    atr_ratio_clear: float = Field(0.5, gt=0, le=100, description="ATR ratio past volatile that is clear")
+    choppiness_clear: float = Field(
+        5, gt=0, le=100, description="Choppiness points past choppy that are clear"
+    )
     parameters: dict[Regime, RegimeParameters] = Field(default_factory=_default_regime_parameters)
 
     @field_validator("parameters")

@@ -40,7 +40,11 @@ class MarketSettings(BaseModel):
     exchange: str = "kraken"
     exchange_timeout_ms: int = Field(10_000, gt=0, le=600_000)
     lookback_candles: int = Field(
-        300, ge=50, le=5_000, description="Closed hourly candles fed to the indicators"
+        1000,
+        ge=50,
+        le=5_000,
+        description="Closed hourly candles fed to the analysis (1h, and the 4h and 1d built from them) and "
+        "to the exposure ceilings' volatility",
     )
     min_candles: int = Field(50, ge=2, description="Fewer closed candles than this: skip the symbol")
     max_data_age_hours: int = Field(

@@ -49,6 +49,16 @@ class PortfolioSettings(BaseModel):
     dca_threshold_usd: Usd = Field(Decimal("500"), description="Rebalances this large split up")
     dca_batches: Count = Field(6, ge=1, le=100)
     dca_interval_hours: float = Field(4, gt=0, le=24 * 30)
+    target_volatility_pct: Decimal | None = Field(
+        Decimal(50),
+        gt=0,
+        le=1000,
+        description="An asset whose annualised volatility exceeds this is held at target x this / its "
+        "volatility (the rest in the quote currency); None holds every asset at its target",
+    )
+    volatility_hours: int = Field(
+        720, ge=24, le=24 * 365, description="Hourly returns the realised volatility is measured over"
+    )
 
     @field_validator("target_pct")
     @classmethod

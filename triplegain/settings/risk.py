@@ -104,7 +104,16 @@ class RiskSettings(BaseModel):
     )
     daily_loss_pct: PositivePercent = Field(Decimal("5"))
     weekly_loss_pct: PositivePercent = Field(Decimal("10"))
-    max_drawdown_pct: PositivePercent = Field(Decimal("20"))
+    max_drawdown_pct: PositivePercent = Field(
+        Decimal("20"),
+        description="The whole account's drawdown bound: positions are closed and the allocation's crypto "
+        "sold when equity is this far below its peak; the coordinator halts",
+    )
+    derisk_from_pct: Percent | None = Field(
+        None,
+        description="From this drawdown on, the allocation's crypto ceiling and new positions' size shrink "
+        "linearly, to zero at max_drawdown_pct; None: half of max_drawdown_pct (10% of 20%)",
+    )
     post_trade_cooldown_minutes: Minutes = 5
     post_loss_cooldown_minutes: Minutes = 10
     volatility_spike_cooldown_minutes: Minutes = 15
@@ -116,6 +125,11 @@ class RiskSettings(BaseModel):
     )
     execution_error_cooldown_minutes: Minutes = Field(15, description="No new entry for this long after")
 
+    @property
+    def derisk_start_pct(self) -> Decimal:
+        """The drawdown from which exposure shrinks (`derisk_from_pct`, or half the limit)."""
+        return self.derisk_from_pct if self.derisk_from_pct is not None else self.max_drawdown_pct / 2
+
     def loss_step(self, consecutive_losses: int) -> LossStreakStep | None:
         """The restrictions in force after `consecutive_losses` losses in a row, if any."""
         reached = [n for n in self.loss_streak_steps if consecutive_losses >= n]
@@ -125,6 +139,8 @@ class RiskSettings(BaseModel):
     def _stop_bounds(self) -> RiskSettings:
         if self.min_stop_pct >= self.max_stop_pct:
             raise ValueError("min_stop_pct must be below max_stop_pct")
+        if self.derisk_from_pct is not None and self.derisk_from_pct >= self.max_drawdown_pct:
+            raise ValueError("derisk_from_pct must be below max_drawdown_pct")
         return self
 
 

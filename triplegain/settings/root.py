@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 
 from triplegain.errors import ConfigError, ConfigProblem
 from triplegain.settings.analysis import IndicatorSettings, RegimeSettings, TechnicalSettings
+from triplegain.settings.backtest import BacktestSettings
 from triplegain.settings.bus import BusSettings
 from triplegain.settings.decision import ConflictSettings, ConsensusSettings, DecisionSettings
 from triplegain.settings.llm import LLMSettings
@@ -113,6 +114,7 @@ class Settings(BaseSettings):
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     degradation: DegradationSettings = Field(default_factory=DegradationSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -5,7 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.triplegain.factories import AT, indicators, regime, snapshot, technical, vote
-from triplegain.agents.decision import OFFLINE_DECIDED_BY, aggregate_votes, offline_vote
+from triplegain.agents.decision import (
+    OFFLINE_DECIDED_BY,
+    aggregate_votes,
+    expected_edge_pct,
+    offline_vote,
+    win_probability,
+)
 from triplegain.models.decision import ModelVote
 from triplegain.models.enums import Action, AgreementType, Bias, Regime
 from triplegain.settings import DecisionSettings, load_settings
@@ -129,23 +135,59 @@ def test_aggregation_rules_hold_for_any_votes(actions: list[Action], confidences
 
 
 def test_offline_model_buys_on_a_confident_long_and_names_itself() -> None:
-    settings = load_settings()
-    ind = indicators(adx=30.0, plus_di=25.0, minus_di=10.0, volume_ratio=1.5, atr=1.0)
+    settings = load_settings(decision={"offline": {"evidence_edge": 1.0}})
+    long = technical(Bias.LONG, indicators(atr=1.0), confidence=0.7, strength=0.5)
 
-    v = offline_vote(snapshot(price="100"), technical(Bias.LONG, ind), regime(Regime.TRENDING_BULL), settings)
+    v = offline_vote(snapshot(price="100"), long, regime(Regime.TRENDING_BULL), settings)
 
     assert v.action is Action.BUY and v.model == "offline" and v.provider == "offline"
-    assert v.confidence == pytest.approx(0.8)
+    assert v.confidence == pytest.approx(0.8)  # 70% of the evidence, and the regime agrees
     assert v.stop_loss is not None and v.take_profit is not None and v.entry_price == 100
     stop_pct = (100 - v.stop_loss) / 100 * 100
     assert settings.risk.min_stop_pct <= stop_pct <= settings.risk.max_stop_pct
     assert (v.take_profit - 100) / (100 - v.stop_loss) >= settings.risk.min_risk_reward
+    assert "expected edge +" in v.reasoning and "round trip" in v.reasoning
     signal = aggregate_votes("BTC/USDT", AT, [v], 1, technical(), regime(), settings.decision)
     assert signal.decided_by == OFFLINE_DECIDED_BY
 
 
-def test_offline_model_holds_when_weak_neutral_or_choppy() -> None:
+def test_by_default_no_evidence_pays_for_the_round_trip(default_decisions: None) -> None:
     settings = load_settings()
+    unanimous = technical(Bias.LONG, indicators(atr=2.0), confidence=1.0, strength=1.0)
+
+    v = offline_vote(snapshot(price="100"), unanimous, regime(Regime.TRENDING_BULL), settings)
+
+    assert v.action is Action.HOLD
+    assert (
+        "not worth its cost" in v.reasoning and "expected edge -0.72% after a 0.72% round trip" in v.reasoning
+    )
+
+
+def test_expected_edge_by_hand() -> None:
+    settings = load_settings()
+    p = win_probability(0.5, Decimal(2), Decimal(4), 0.2)  # 2 / (2 + 4) + 0.2 * 0.5
+
+    edge, cost = expected_edge_pct(p, Decimal(2), Decimal(4), settings)
+
+    assert float(p) == pytest.approx(1 / 3 + 0.1)
+    assert cost == Decimal("0.72")  # (0.26% fee + 0.1% slippage) on both legs
+    assert float(edge) == pytest.approx((1 / 3 + 0.1) * 4 - (2 / 3 - 0.1) * 2 - 0.72)  # +0.28%
+
+
+@pytest.mark.parametrize(("atr", "action"), [(0.2, Action.HOLD), (2.0, Action.BUY)])
+def test_the_edge_gate_trades_only_a_move_worth_its_cost(atr: float, action: Action) -> None:
+    """The same evidence: a tight stop (0.5%) cannot pay a 0.72% round trip, a wide one (4.8%) can."""
+    settings = load_settings(decision={"offline": {"evidence_edge": 0.2}})
+    unanimous = technical(Bias.LONG, indicators(atr=atr), confidence=1.0, strength=1.0)
+
+    v = offline_vote(snapshot(price="100"), unanimous, regime(Regime.TRENDING_BULL), settings)
+
+    assert v.action is action
+    assert ("not worth its cost" in v.reasoning) is (action is Action.HOLD)
+
+
+def test_offline_model_holds_when_weak_neutral_or_choppy() -> None:
+    settings = load_settings(decision={"offline": {"evidence_edge": 1.0}})
 
     weak = offline_vote(snapshot(), technical(Bias.LONG), regime(Regime.RANGING), settings)
     neutral = offline_vote(snapshot(), technical(Bias.NEUTRAL), regime(Regime.TRENDING_BULL), settings)
@@ -156,10 +198,10 @@ def test_offline_model_holds_when_weak_neutral_or_choppy() -> None:
 
 
 def test_offline_sell_puts_the_stop_above() -> None:
-    settings = load_settings()
-    ind = indicators(adx=30.0, plus_di=10.0, minus_di=25.0, volume_ratio=1.5)
+    settings = load_settings(decision={"offline": {"evidence_edge": 1.0}})
+    short = technical(Bias.SHORT, indicators(atr=1.0), confidence=0.7, strength=0.5)
 
-    v = offline_vote(snapshot(), technical(Bias.SHORT, ind), regime(Regime.TRENDING_BEAR), settings)
+    v = offline_vote(snapshot(), short, regime(Regime.TRENDING_BEAR), settings)
 
     assert v.action is Action.SELL
     assert v.stop_loss is not None and v.take_profit is not None

@@ -3,9 +3,12 @@ from datetime import timedelta
 import pytest
 
 from tests.triplegain.factories import AT, indicators, snapshot
+from tests.triplegain.synthetic import BUILDERS
 from triplegain.agents.regime import assess_regime, detect_regime, next_state
+from triplegain.indicators import compute_indicators
+from triplegain.models.analysis import RegimeState
 from triplegain.models.enums import EntryStrictness, Regime
-from triplegain.settings import RegimeSettings, TechnicalSettings
+from triplegain.settings import RegimeSettings, TechnicalSettings, load_settings
 
 S, T = RegimeSettings(), TechnicalSettings()
 
@@ -26,7 +29,46 @@ def test_detects_each_of_the_seven_regimes(overrides: dict[str, float], expected
     detected = detect_regime(indicators(**overrides), S, T)
 
     assert detected is not None and detected[0] is expected
-    assert 0.5 <= detected[1] <= 0.95
+    assert 0.5 <= detected[1] <= 1.0
+
+
+@pytest.mark.parametrize("expected", list(BUILDERS))
+def test_each_regime_is_entered_and_confirmed_on_a_series_built_for_it(expected: Regime) -> None:
+    settings = load_settings()
+    candles = BUILDERS[expected]()
+    other = Regime.TRENDING_BULL if expected is not Regime.TRENDING_BULL else Regime.RANGING
+    state = RegimeState(regime=other, confidence=0.8, since=AT, periods=5)
+    confirmed = []
+    for back in (2, 1, 0):
+        window = candles.slice(0, len(candles) - back)
+        snap = snapshot().model_copy(update={"candles": window})
+        ind = compute_indicators(window, settings.indicators)
+        assessment = assess_regime(snap, ind, state, settings.regime, settings.technical)
+        state = assessment.state
+        confirmed.append(assessment.regime)
+
+    assert confirmed == [other, expected, expected]  # held once, confirmed at the second detection
+    assert state.previous is other and assessment.detected_confidence >= settings.regime.min_change_confidence
+
+
+@pytest.mark.parametrize(
+    ("weaker", "stronger"),
+    [
+        ({"adx": 27.0, "plus_di": 22.0, "minus_di": 18.0}, {"adx": 35.0, "plus_di": 30.0, "minus_di": 10.0}),
+        ({"choppiness": 63.0}, {"choppiness": 70.0}),
+        ({"adx": 18.0, "bb_width_rank": 0.09}, {"adx": 10.0, "bb_width_rank": 0.01}),
+        ({"atr": 2.1}, {"atr": 3.0}),
+    ],
+)
+def test_the_clearer_the_rule_holds_the_higher_the_confidence(
+    weaker: dict[str, float], stronger: dict[str, float]
+) -> None:
+    base = {"price": 110.0, "atr_baseline": 1.0}
+    low = detect_regime(indicators(**(base | weaker)), S, T)
+    high = detect_regime(indicators(**(base | stronger)), S, T)
+
+    assert low is not None and high is not None and low[0] is high[0]
+    assert low[1] < high[1]
 
 
 def test_first_detection_is_accepted() -> None:

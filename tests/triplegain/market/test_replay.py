@@ -55,7 +55,7 @@ def test_snapshot_uses_closed_candles_only(replay: ReplaySource) -> None:
     snapshot = build_snapshot(replay, "BTC/USDT", at, MarketSettings())
 
     assert snapshot.last_candle_at == datetime(2024, 6, 1, 11, tzinfo=UTC)
-    assert len(snapshot.candles) == 300
+    assert len(snapshot.candles) == MarketSettings().lookback_candles
     assert str(snapshot.current_price) == "67660.57"
 
 

@@ -32,6 +32,7 @@ from triplegain.storage.tables import (
     RiskDecisionRow,
 )
 
+DATA_END = datetime(2024, 6, 30, 23, tzinfo=UTC)
 BUYING_HOUR = datetime(2024, 6, 30, 20, tzinfo=UTC)  # the offline model buys BTC here on the bundled data
 ALL_TABLES = (
     CycleRow,
@@ -126,11 +127,12 @@ def test_exact_decimals_survive_storage(engine: Engine, cfg: Settings, replay: R
 
 
 def test_position_opened_then_closed_is_one_row(engine: Engine, cfg: Settings, replay: ReplaySource) -> None:
-    report, analyses, result, account = run(engine, cfg, BUYING_HOUR, replay)
+    hour = BUYING_HOUR + timedelta(hours=1)  # the position bought here closes before the data ends
+    report, analyses, result, account = run(engine, cfg, hour, replay)
     save(engine, report, analyses, result, account)
     first = result.portfolio.positions[0].id  # type: ignore[attr-defined]
-    hour = BUYING_HOUR
     while any(p.id == first for p in result.portfolio.positions):  # type: ignore[attr-defined]
+        assert hour < DATA_END, "the position never closed"
         hour += timedelta(hours=1)
         report, analyses, result, account = run(engine, cfg, hour, replay)
         save(engine, report, analyses, result, account)
