@@ -137,6 +137,11 @@ def render(result: BacktestResult) -> str:
         "",
         result.after_halt,
         "",
+        *(
+            [f"Hodl bags at the end: {result.hodl_bags} ({result.hodl_value_usd} USD, never sold).", ""]
+            if result.hodl_bags
+            else []
+        ),
         "| strategy | return % | annualised % | max drawdown % | Sharpe | Sortino | trades | fees |",
         "|---|---|---|---|---|---|---|---|",
     ]

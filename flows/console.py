@@ -85,6 +85,9 @@ def show_backtest(result: BacktestResult, replayed: bool) -> None:
     show_leaderboard(result.leaderboard, "models, shadow-scored on their votes")
     say("decided by (symbol-hours): " + ", ".join(f"{name} {n}" for name, n in result.decisions.items()))
     say(result.after_halt)
+    if result.hodl_bags:
+        bags = ", ".join(f"{a} {v}" for a, v in result.hodl_bags.items())
+        say(f"hodl bags at the end (never sold): {bags}, worth {result.hodl_value_usd} USD")
     if replayed:
         say(
             f"recorded answers replayed: {result.replayed_answers}, prompts without one: "
@@ -138,6 +141,9 @@ def show_status(current: CoordinatorStatus, as_json: bool) -> None:
     say(f"equity: {equity}; balances: " + ", ".join(f"{a} {v:f}" for a, v in current.balances.items()))
     _positions_table(current)
     _runs_table(current)
+    from triplegain.report import hodl_line
+
+    say(hodl_line(current.hodl_bags, current.hodl_pending_usd))
     say(f"rebalance plan: {current.dca_plan or 'none yet'}")
     for c in current.recent_changes:
         say(f"{c.at:%Y-%m-%d %H:%M} {c.from_state} -> {c.to_state} by {c.actor}: {c.reason}")

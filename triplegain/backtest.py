@@ -101,6 +101,10 @@ class BacktestResult(BaseModel):
         "never", description="The declared policy after a halt (`backtest.resume_after_halt`)"
     )
     resumes: int = Field(0, description="Times the policy reset the breaker and resumed trading")
+    hodl_bags: dict[str, Decimal] = Field(
+        default_factory=dict, description="What the hodl bags hold at the end"
+    )
+    hodl_value_usd: Decimal = Field(Decimal(0), description="Their value at the last prices")
 
     @property
     def after_halt(self) -> str:
@@ -324,6 +328,8 @@ class _Simulation:
             notes=self.notes,
             resume_after_halt=settings.backtest.resume_after_halt,
             resumes=self.resumes,
+            hodl_bags=self.account.hodl.amounts(),
+            hodl_value_usd=self.account.hodl.value_usd(self.marks).quantize(Decimal("0.01")),
         )
 
 

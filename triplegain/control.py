@@ -123,3 +123,7 @@ class CoordinatorStatus(BaseModel):
     balances: dict[str, Decimal]
     positions: list[OpenPositionView]
     recent_changes: list[StateChange]
+    hodl_bags: dict[str, Decimal] = Field(default_factory=dict, description="What each hodl bag holds")
+    hodl_pending_usd: dict[str, Decimal] = Field(
+        default_factory=dict, description="Put aside, not yet bought"
+    )

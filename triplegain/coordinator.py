@@ -41,7 +41,7 @@ from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, CoordinatorState, Intent, Side, VerdictStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import QUOTE, Portfolio, RiskReason, RiskVerdict, TradeProposal
-from triplegain.rebalance_execution import hold_to_ceilings, make_rebalance_trade
+from triplegain.rebalance_execution import buy_hodl_bags, hold_to_ceilings, make_rebalance_trade
 from triplegain.resolution import apply_modifications
 from triplegain.risk.engine import RiskContext, evaluate
 from triplegain.risk.state import BreakerEvent, RiskState, initial_risk_state, mark_equity
@@ -59,7 +59,8 @@ async def coordinate_async(request: CoordinationInput, settings: Settings) -> Co
     """The run's coordination on a fresh in-flow bus, its handlers subscribed."""
     account, at = request.account, request.at
     prices = {a.symbol: a.snapshot.current_price for a in request.analyses if a.snapshot is not None}
-    equity = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at).equity
+    whole = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at).equity
+    equity = whole - account.hodl.value_usd(prices)  # the drawdown limit leaves the hodl bags aside
     unpriced = unpriced_assets(account.balances, prices)
     risk, breaker_events = _marked_risk(account.risk, equity, unpriced, request, settings)
     bus = MessageBus(settings.bus, correlation_id=request.run_id)
@@ -74,9 +75,10 @@ async def coordinate_async(request: CoordinationInput, settings: Settings) -> Co
     limits = exposure_ceilings(request, coordinator.desk.risk, equity, settings)
     for trade in request.rebalance:
         await make_rebalance_trade(coordinator.desk, trade, limits)
+    await buy_hodl_bags(coordinator.desk)
     await hold_to_ceilings(coordinator.desk, limits)
     await bus.retry_dead_letters()
-    return _coordination(coordinator.desk, request, equity, audit, degradation, settings, limits)
+    return _coordination(coordinator.desk, request, whole, audit, degradation, settings, limits)
 
 
 def exposure_ceilings(
@@ -139,6 +141,8 @@ def _coordination(
         degradation_changes=degradation,
         moved_stops=list(desk.moved_stops.values()),
         ceilings=limits,
+        hodl=desk.hodl,
+        hodl_entries=desk.hodl_entries,
     )
 
 

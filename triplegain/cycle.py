@@ -179,6 +179,8 @@ def build_report(
         dead_letters=len(result.dead_letters),
         llm_cost_usd=llm_cost_usd,
         degradation=result.health.level,
+        hodl_bags=result.hodl.amounts(),
+        hodl_pending_usd={a: b.pending_usd for a, b in result.hodl.bags.items() if b.pending_usd > 0},
     )
 
 

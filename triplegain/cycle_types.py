@@ -12,6 +12,7 @@ from triplegain.bus import DeadLetter, Message
 from triplegain.control import StateChange
 from triplegain.degradation import DegradationChanged, Health, HealthOutcome, HealthUpdate
 from triplegain.exposure import Ceilings
+from triplegain.hodl import HodlEntry, HodlState
 from triplegain.llm.breaker import ProviderBreaker
 from triplegain.models.analysis import (
     AgentReport,
@@ -45,6 +46,7 @@ class AccountState:
     llm_breakers: dict[str, ProviderBreaker] = field(default_factory=dict)
     health: Health = field(default_factory=Health)
     state_set_by: str | None = None
+    hodl: HodlState = field(default_factory=HodlState)
 
 
 def fresh_account(settings: Settings) -> AccountState:
@@ -110,6 +112,8 @@ class Coordination:
     degradation_changes: list[DegradationChanged] = field(default_factory=list)
     moved_stops: list[Position] = field(default_factory=list)
     ceilings: Ceilings | None = None  # the allocation's exposure ceilings this run (`triplegain.exposure`)
+    hodl: HodlState = field(default_factory=HodlState)  # the bags as the run leaves them
+    hodl_entries: list[HodlEntry] = field(default_factory=list)  # profit put aside, purchases
 
 
 def next_account(account: AccountState, result: Coordination) -> AccountState:
@@ -122,6 +126,7 @@ def next_account(account: AccountState, result: Coordination) -> AccountState:
         regimes=result.regimes,
         coordinator=result.coordinator,
         health=result.health,
+        hodl=result.hodl,
         state_set_by=result.state_changes[-1].actor if result.state_changes else account.state_set_by,
     )
 

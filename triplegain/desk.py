@@ -25,12 +25,13 @@ from triplegain.events import (
     TradeRejected,
 )
 from triplegain.exits import Trailing, find_exit, trailed_stop
+from triplegain.hodl import HodlEntry, allocate, reserved
 from triplegain.models.cycle import Execution, SymbolOutcome
 from triplegain.models.enums import OrderStatus
 from triplegain.models.market import MarketSnapshot, to_decimal
 from triplegain.models.trading import Portfolio, Position, RiskVerdict
 from triplegain.risk.state import RiskState, record_execution, record_trade_result
-from triplegain.settings import Settings, WatchSettings
+from triplegain.settings import PortfolioSettings, Settings, WatchSettings
 
 SOURCE = "coordinator"
 
@@ -68,6 +69,16 @@ class Desk:
         self.moved_stops: dict[str, Position] = {}
         self.breaker_executions: dict[str, list[Execution]] = {}
         self.trailing = trailing_policy(settings.watch)
+        self.hodl = account.hodl
+        self.hodl_entries: list[HodlEntry] = []
+
+    def reserved(self) -> dict[str, Decimal]:
+        """What no sell may touch: the configured hodl amounts, the bags and the cash put aside for them."""
+        return reserved(self.settings.portfolio.hodl, self.hodl)
+
+    def portfolio_settings(self) -> PortfolioSettings:
+        """The portfolio settings with the bags as the allocation's exclusions."""
+        return self.settings.portfolio.model_copy(update={"hodl": self.reserved()})
 
     async def publish(self, topic: Topic, payload: BaseModel, priority: Priority = Priority.NORMAL) -> None:
         """Publish `payload` as the coordinator."""
@@ -119,6 +130,13 @@ class Desk:
             self.closed.append(position)
             pnl = position.realized_pnl or Decimal(0)
             self.risk = record_trade_result(self.risk, position.symbol, pnl, self.at, self.settings.risk)
+            self.hodl, aside = allocate(self.hodl, position, self.at, self.settings.hodl)
+            if aside:
+                self.hodl_entries += aside
+                total = sum((e.usd for e in aside), Decimal(0))
+                self.notes.append(
+                    f"{position.symbol}: {total:.2f} USD of the profit put aside for the hodl bags"
+                )
             await self.publish(Topic.PORTFOLIO_UPDATES, PositionClosed(position=position), Priority.HIGH)
 
     async def exits(self, snapshot: MarketSnapshot) -> list[Execution]:

@@ -17,12 +17,15 @@ from triplegain.bus import Topic
 from triplegain.desk import Desk
 from triplegain.events import TradeApproved
 from triplegain.exposure import HUNDRED, Ceilings
+from triplegain.hodl import due_purchases, record_purchase
+from triplegain.models.cycle import Execution
 from triplegain.models.enums import CoordinatorState, Intent, Side
 from triplegain.models.trading import QUOTE, TradeProposal, split_symbol
 from triplegain.rebalance import CENT, Allocation, RebalanceTrade, allocation
 from triplegain.risk.engine import evaluate_rebalance
 
 CEILING_TAG = "exposure-ceiling"
+HODL_TAG = "hodl-bag"
 
 
 async def make_rebalance_trade(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings | None = None) -> None:
@@ -75,6 +78,30 @@ async def hold_to_ceilings(desk: Desk, ceilings: Ceilings) -> None:
         await _spot_trade(desk, symbol, Side.SELL, amount, line.price, CEILING_TAG)
 
 
+async def buy_hodl_bags(desk: Desk) -> None:
+    """Buy what the hodl bags put aside once it reaches each asset's threshold (USDT is simply held); only
+    while the coordinator RUNS, and through the risk engine's rebalance path like any spot buy."""
+    for asset, usd in due_purchases(desk.hodl, desk.settings.hodl).items():
+        if asset == QUOTE:
+            desk.hodl, entry = record_purchase(desk.hodl, asset, usd, usd, Decimal(1), desk.at)
+            desk.hodl_entries.append(entry)
+            continue
+        symbol, price = f"{asset}/{QUOTE}", desk.prices.get(f"{asset}/{QUOTE}")
+        if desk.state is not CoordinatorState.RUNNING or price is None:
+            why = f"coordinator is {desk.state}" if price is not None else "no price this run"
+            await desk.notice(f"hodl bag: buying {usd:.2f} USD of {asset} waits ({why})")
+            continue
+        execution = await _spot_trade(desk, symbol, Side.BUY, usd.quantize(CENT, ROUND_DOWN), price, HODL_TAG)
+        fill = execution.fill if execution is not None else None
+        if fill is None:
+            continue
+        desk.hodl, entry = record_purchase(
+            desk.hodl, asset, fill.notional + fill.fee, fill.size, fill.price, desk.at
+        )
+        desk.hodl_entries.append(entry)
+        desk.notes.append(f"hodl bag: bought {fill.size} {asset} for {fill.notional + fill.fee:.2f} USD")
+
+
 def _unpriced(desk: Desk) -> list[str]:
     """Target assets without a price this run."""
     targets = desk.settings.portfolio.target_pct
@@ -88,7 +115,7 @@ def _allocation(desk: Desk) -> Allocation | None:
     if any(desk.broker.balances.get(a, Decimal(0)) > 0 for a in unpriced):
         return None
     prices = desk.prices | {f"{a}/{QUOTE}": Decimal(1) for a in unpriced}
-    return allocation(desk.broker.balances, prices, desk.positions, desk.settings.portfolio)
+    return allocation(desk.broker.balances, prices, desk.positions, desk.portfolio_settings())
 
 
 def _room(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings | None) -> Decimal:
@@ -106,10 +133,11 @@ def _room(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings | None) -> Decim
 
 async def _spot_trade(
     desk: Desk, symbol: str, side: Side, size_usd: Decimal, price: Decimal, tag: str
-) -> None:
-    """One spot trade of the allocation through the risk engine's rebalance path and the broker."""
+) -> Execution | None:
+    """One spot trade of the allocation through the risk engine's rebalance path and the broker; its
+    execution, or None when none was sent."""
     if size_usd <= 0:
-        return
+        return None
     proposal = TradeProposal(
         symbol=symbol,
         side=side,
@@ -121,8 +149,11 @@ async def _spot_trade(
     )
     verdict = evaluate_rebalance(proposal, desk.risk)
     if not verdict.approved:
-        await desk.rejected(symbol, verdict)
-        return
+        if symbol in desk.outcomes:
+            await desk.rejected(symbol, verdict)
+        else:
+            await desk.notice(f"{symbol}: {side} of {size_usd} USD refused: {verdict.rejections[0].message}")
+        return None
     if symbol in desk.outcomes:
         desk.update(symbol, verdict=verdict)
     await desk.publish(Topic.RISK_ALERTS, TradeApproved(symbol=symbol, verdict=verdict))
@@ -131,13 +162,14 @@ async def _spot_trade(
     await desk.settle(execution)
     if symbol in desk.outcomes:
         desk.update(symbol, execution=execution)
+    return execution
 
 
 async def _sellable(desk: Desk, symbol: str, amount_usd: Decimal, price: Decimal) -> Decimal:
     """The USD of a sell that is free to sell: what is held beyond the hodl bag and open positions."""
     base, _ = split_symbol(symbol)
     held = desk.broker.balances.get(base, Decimal(0))
-    reserved = desk.settings.portfolio.hodl.get(base, Decimal(0)) + sum(
+    reserved = desk.reserved().get(base, Decimal(0)) + sum(
         (p.size for p in desk.positions if p.symbol == symbol), Decimal(0)
     )
     free_usd = max(held - reserved, Decimal(0)) * price

@@ -61,7 +61,16 @@ def portfolio_lines(report: CycleReport) -> list[str]:
         lines.append(
             f"open: {pos.symbol} {pos.size} @ {pos.entry_price} stop {pos.stop_loss} target {pos.take_profit}"
         )
+    if report.hodl_bags or report.hodl_pending_usd:
+        lines.append(hodl_line(report.hodl_bags, report.hodl_pending_usd))
     return lines
+
+
+def hodl_line(bags: dict[str, Decimal], pending_usd: dict[str, Decimal]) -> str:
+    """The hodl bags in one line: what each holds, and what waits to be bought."""
+    held = ", ".join(f"{a} {v:.8f}".rstrip("0").rstrip(".") for a, v in bags.items()) or "empty"
+    waiting = ", ".join(f"{a} {v:.2f} USD" for a, v in pending_usd.items())
+    return f"hodl bags (never sold): {held}" + (f"; put aside, not yet bought: {waiting}" if waiting else "")
 
 
 def render_markdown(report: CycleReport) -> str:

@@ -207,3 +207,14 @@ def test_an_exchange_outage_does_not_value_holdings_at_zero() -> None:
 def test_a_resume_policy_that_is_neither_never_nor_hours_is_refused_naming_the_key(value: str) -> None:
     with pytest.raises(ConfigError, match=r"backtest.resume_after_halt='.*' is invalid: 'never' or a number"):
         load_settings(backtest={"resume_after_halt": value})
+
+
+def test_a_backtest_with_winning_trades_accumulates_hodl_bags_and_reports_them(replay: ReplaySource) -> None:
+    settings = load_settings()  # the suite's trading profile: the offline model trades
+
+    result = run_backtest(
+        replay, datetime(2024, 4, 15, tzinfo=UTC), datetime(2024, 6, 30, 23, tzinfo=UTC), settings
+    )
+
+    assert result.hodl_bags and result.hodl_value_usd > 0
+    assert result.hodl_bags.get("USDT", 0) > 0  # its share is held as soon as it reaches 1 USD

@@ -74,6 +74,10 @@ class CycleReport(BaseModel):
     llm_cost_usd: Decimal = Field(Decimal(0), ge=0, description="What the cycle's LLM calls cost")
     replayed: bool = Field(False, description="True when this cycle had already run and was read back")
     degradation: DegradationLevel = Field(DegradationLevel.NORMAL, description="Level the cycle ended at")
+    hodl_bags: dict[str, Decimal] = Field(default_factory=dict, description="What each hodl bag holds after")
+    hodl_pending_usd: dict[str, Decimal] = Field(
+        default_factory=dict, description="Profit put aside for each bag, not yet bought"
+    )
 
     def outcome(self, symbol: str) -> SymbolOutcome:
         """The outcome for `symbol` (KeyError if the cycle did not cover it)."""

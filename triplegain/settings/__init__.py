@@ -14,7 +14,7 @@ from triplegain.settings.decision import (
 )
 from triplegain.settings.llm import DEFAULT_PROVIDERS, LLMSettings
 from triplegain.settings.market import MarketSettings, SymbolSpec
-from triplegain.settings.portfolio import BrokerSettings, PortfolioSettings
+from triplegain.settings.portfolio import BrokerSettings, HodlSettings, PortfolioSettings
 from triplegain.settings.risk import DegradationSettings, LossStreakStep, RiskSettings, WatchSettings
 from triplegain.settings.root import SUPPORTED_DRIVERS, Settings, default_database_url, load_settings
 from triplegain.settings.sentiment import SentimentSettings
@@ -29,6 +29,7 @@ __all__ = [
     "ConsensusSettings",
     "DecisionSettings",
     "DegradationSettings",
+    "HodlSettings",
     "IndicatorSettings",
     "LLMSettings",
     "LossStreakStep",

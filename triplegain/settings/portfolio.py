@@ -69,3 +69,32 @@ class PortfolioSettings(BaseModel):
         if abs(total - 100) > Decimal("0.1"):
             raise ValueError(f"targets must sum to 100 (+/- 0.1), they sum to {total}")
         return targets
+
+
+class HodlSettings(BaseModel):
+    """Hodl bags (reference spec 4.5, hodl.yaml): a share of every winning trade's profit, never sold."""
+
+    model_config = SECTION
+
+    enabled: bool = True
+    allocation_pct: Percent = Field(Decimal(10), description="Share of a winning trade's realized profit")
+    split: dict[str, Decimal] = Field(
+        default_factory=lambda: {"USDT": Decimal("33.34"), "XRP": Decimal("33.33"), "BTC": Decimal("33.33")}
+    )
+    min_accumulation_usd: dict[str, Usd] = Field(
+        default_factory=lambda: {"USDT": Decimal(1), "XRP": Decimal(25), "BTC": Decimal(15)},
+        description="A bag's pending amount is bought (USDT: held) once it reaches this",
+    )
+    max_single_accumulation_usd: Usd = Field(Decimal(1000), description="At most this from one trade")
+    daily_limit_usd: Usd = Field(Decimal(5000), description="At most this put aside in a UTC day")
+    min_profit_usd: Usd = Field(Decimal(1), description="Smaller profits put nothing aside")
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_100(cls, split: dict[str, Decimal]) -> dict[str, Decimal]:
+        if any(v < 0 for v in split.values()):
+            raise ValueError("split shares must not be negative")
+        total = sum(split.values(), Decimal(0))
+        if abs(total - 100) > Decimal("0.1"):
+            raise ValueError(f"split must sum to 100 (+/- 0.1), it sums to {total}")
+        return split

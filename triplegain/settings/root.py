@@ -28,7 +28,7 @@ from triplegain.settings.bus import BusSettings
 from triplegain.settings.decision import ConflictSettings, ConsensusSettings, DecisionSettings
 from triplegain.settings.llm import LLMSettings
 from triplegain.settings.market import MarketSettings
-from triplegain.settings.portfolio import BrokerSettings, PortfolioSettings
+from triplegain.settings.portfolio import BrokerSettings, HodlSettings, PortfolioSettings
 from triplegain.settings.risk import DegradationSettings, RiskSettings, WatchSettings
 from triplegain.settings.sentiment import SentimentSettings
 
@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
+    hodl: HodlSettings = Field(default_factory=HodlSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)

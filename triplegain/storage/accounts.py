@@ -17,6 +17,7 @@ from triplegain.control import StateChange
 from triplegain.cycle_types import AccountState, Coordination
 from triplegain.degradation import Health, HealthUpdate
 from triplegain.errors import ConcurrentCycleError
+from triplegain.hodl import HodlState
 from triplegain.llm.breaker import ProviderBreaker
 from triplegain.models.analysis import RegimeState
 from triplegain.models.enums import CoordinatorState
@@ -42,6 +43,7 @@ def load_account(session: Session, initial_balances: dict[str, Decimal]) -> Acco
         llm_breakers=_breakers(state.llm_breakers if state else None),
         last_cycle_at=_cycle_time(session, state.last_cycle_id if state else None),
         health=Health.model_validate(state.health) if state and state.health else Health(),
+        hodl=HodlState.model_validate(state.hodl) if state and state.hodl else HodlState(),
         state_set_by=session.scalars(
             select(CoordinatorEventRow.actor).order_by(CoordinatorEventRow.id.desc()).limit(1)
         ).first(),
@@ -75,6 +77,7 @@ def claim_account(
         "version": account.version + 1,
         "risk_state": result.risk.model_dump(mode="json"),
         "regime_states": {k: v.model_dump(mode="json") for k, v in result.regimes.items()},
+        "hodl": result.hodl.model_dump(mode="json"),
         "updated_at": datetime.now(UTC),
     }
     if trading:

@@ -26,6 +26,7 @@ from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action
 from triplegain.storage.accounts import claim_account, event_row, mark_published, update_health
 from triplegain.storage.dca import finish_batch
+from triplegain.storage.hodl import hodl_rows
 from triplegain.storage.llm_calls import save_llm_calls
 from triplegain.storage.positions import position_snapshot_rows, save_executions, snapshot_row
 from triplegain.storage.runs import finish_run, mark_reported
@@ -91,6 +92,7 @@ def save_cycle(session: Session, record: CycleRecord) -> None:
         executions = [e for o in report.symbols for e in [*o.exits, *([o.execution] if o.execution else [])]]
         save_executions(session, report.cycle_id, executions, result.moved_stops)
         session.add_all(position_snapshot_rows(report.cycle_id, result.portfolio))
+        session.add_all(hodl_rows(report.cycle_id, result.hodl_entries))
         session.flush()
     except IntegrityError as e:
         raise ConcurrentCycleError(

@@ -183,6 +183,7 @@ class CoordinatorStateRow(Base):
     last_cycle_id: Mapped[str | None] = mapped_column(String(40))
     updated_at: Mapped[datetime]
     health: Mapped[dict[str, Any] | None] = mapped_column(doc="Degradation counters and level")
+    hodl: Mapped[dict[str, Any] | None] = mapped_column(doc="The hodl bags (`triplegain.hodl.HodlState`)")
 
 
 class MessageRow(Base):
@@ -313,6 +314,23 @@ class PositionSnapshotRow(Base):
     unrealized_pnl: Mapped[Decimal]
     stop_loss: Mapped[Decimal | None]
     take_profit: Mapped[Decimal | None]
+
+
+class HodlHistoryRow(Base):
+    """One line of a hodl bag's history: profit put aside, a purchase, cash held."""
+
+    __tablename__ = "hodl_bag_history"
+    __table_args__ = (Index("ix_hodl_bag_history_asset_at", "asset", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("cycles.id"), index=True)
+    at: Mapped[datetime]
+    asset: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(10))
+    usd: Mapped[Decimal]
+    amount: Mapped[Decimal]
+    price: Mapped[Decimal | None]
+    position_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class FlowRunRow(Base):

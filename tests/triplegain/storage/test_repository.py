@@ -1,5 +1,6 @@
 """Storage on SQLite and on the real PostgreSQL server: schema, round trips, atomicity, concurrency."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,12 +13,14 @@ from triplegain.coordinator import coordinate
 from triplegain.cycle import analyze_symbol, build_report, cycle_id_for
 from triplegain.cycle_types import AccountState, CoordinationInput
 from triplegain.errors import ConcurrentCycleError
+from triplegain.hodl import HodlBag, HodlState
 from triplegain.market import ReplaySource
 from triplegain.models.cycle import CycleReport
 from triplegain.settings import Settings, load_settings
 from triplegain.storage import migrate, positions, unit_of_work
 from triplegain.storage.accounts import load_account
 from triplegain.storage.cycles import CycleRecord, load_report, save_cycle
+from triplegain.storage.hodl import load_hodl_history
 from triplegain.storage.tables import (
     AgentOutputRow,
     Base,
@@ -241,3 +244,24 @@ def test_the_newest_still_valid_sentiment_is_found(engine: Engine) -> None:
         xrp = latest_sentiment(s, "XRP/USDT", t0 + timedelta(minutes=30))
     assert at_45 is not None and at_45.reasoning == "at 12:30"  # valid 30 min later: not a 5-minute TTL
     assert before is None and expired is None and xrp is None
+
+
+def test_hodl_bags_and_their_history_survive_storage(
+    engine: Engine, cfg: Settings, replay: ReplaySource
+) -> None:
+    waiting = HodlState(
+        bags={"BTC": HodlBag(pending_usd=Decimal(20)), "USDT": HodlBag(pending_usd=Decimal(3))}
+    )
+    with unit_of_work(engine) as s:
+        account = replace(load_account(s, cfg.broker.initial_balances), hodl=waiting)
+    at = BUYING_HOUR - timedelta(hours=2)
+    analyses = [analyze_symbol(replay, sym, at, None, cfg) for sym in cfg.market.symbols]
+    result = coordinate(CoordinationInput(cycle_id_for(at), at, account, analyses), cfg)
+    save(engine, build_report(cycle_id_for(at), at, at, analyses, result), analyses, result, account)
+
+    with unit_of_work(engine) as s:
+        loaded = load_account(s, cfg.broker.initial_balances)
+        history = load_hodl_history(s)
+    assert loaded.hodl == result.hodl and loaded.hodl.bags["BTC"].amount > 0
+    assert loaded.hodl.bags["USDT"].amount == Decimal(3)
+    assert sorted((e.asset, e.kind) for e in history) == [("BTC", "bought"), ("USDT", "held")]
