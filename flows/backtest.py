@@ -23,6 +23,7 @@ from triplegain.backtest import (
     LLMReplay,
     Progress,
     default_window,
+    replay_analysts,
     replay_models,
     replay_resolution_chain,
     run_backtest,
@@ -77,9 +78,11 @@ def prepare_backtest(
     replay = None
     if replay_llm:
         models = replay_models(settings)
+        technical, regime = replay_analysts(settings)
+        recorded = [m.model for m in [*models, *(a for a in (technical, regime) if a is not None)]]
         with unit_of_work(engine_for(settings)) as session:
-            recordings = load_recordings(session, [m.model for m in models])
-        replay = LLMReplay(models, recordings, replay_resolution_chain(settings))
+            recordings = load_recordings(session, recorded)
+        replay = LLMReplay(models, recordings, replay_resolution_chain(settings), technical, regime)
     return BacktestSetup(settings, source, first, last, replay)
 
 

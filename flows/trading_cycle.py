@@ -25,7 +25,15 @@ from flows.llm_setup import LLMSetup, gateway_for, llm_setup
 from flows.runs import default_cycle_time, publish_artifacts, stored_report
 from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, tracked_run
-from tasks.agents import analyze_technicals, assess_regime, decide, decide_with_llms, run_agent
+from tasks.agents import (
+    analyze_technicals,
+    analyze_technicals_with_llm,
+    assess_regime,
+    assess_regime_with_llm,
+    decide,
+    decide_with_llms,
+    run_agent,
+)
 from tasks.coordination import coordinate
 from tasks.events import emit_coordinator_events, emit_degradation_events
 from tasks.market import fetch_snapshot
@@ -145,11 +153,22 @@ def _run(
 def _voting(
     settings: Settings, account: AccountState, cycle_id: str, setup: LLMSetup | None
 ) -> Voting | None:
-    """The run's LLM gateway and voting models when models vote on trades; None keeps the offline model."""
+    """The run's LLM gateway and voting models when models vote on trades or analyse (the voting models may
+    be none); None keeps every agent offline."""
     models = setup.chain(settings.llm.decision_models) if setup else []
-    if setup is None or not models:
+    if setup is None or not (
+        models or _analyst(setup, settings.llm.technical_model) or _analyst(setup, settings.llm.regime_model)
+    ):
         return None
     return gateway_for(settings, account.llm_breakers, setup.spent_today, cycle_id), models
+
+
+def _analyst(setup: LLMSetup | None, name: str | None) -> ProviderConfig | None:
+    """The usable provider of a model-backed analysis agent, if configured."""
+    if setup is None or name is None:
+        return None
+    chain = setup.chain([name])
+    return chain[0] if chain else None
 
 
 @dataclass(frozen=True)
@@ -167,13 +186,25 @@ class TaskSteps:
         settings, chains = self.settings, []
         for symbol in settings.market.symbols:
             snapshot = fetch_snapshot.submit(symbol, plan.at, settings)
-            technical = analyze_technicals.submit(snapshot, settings)
-            regime = assess_regime.submit(snapshot, technical, plan.account.regimes.get(symbol), settings)
+            previous = plan.account.regimes.get(symbol)
+            technical_model = _analyst(self.setup, settings.llm.technical_model)
+            regime_model = _analyst(self.setup, settings.llm.regime_model)
+            gateway = self.voting[0] if self.voting is not None else None
+            if gateway is not None and technical_model is not None:
+                technical = analyze_technicals_with_llm.submit(snapshot, settings, gateway, technical_model)
+            else:
+                technical = analyze_technicals.submit(snapshot, settings)
+            if gateway is not None and regime_model is not None:
+                regime = assess_regime_with_llm.submit(
+                    snapshot, technical, previous, settings, gateway, regime_model
+                )
+            else:
+                regime = assess_regime.submit(snapshot, technical, previous, settings)
             reports = {
                 a.name: run_agent.submit(a.name, symbol, snapshot, technical, regime, settings)
                 for a in registry.ANALYSIS_AGENTS
             }
-            if self.voting is None:
+            if self.voting is None or not self.voting[1]:
                 signal = decide.submit(snapshot, technical, regime, settings)
             else:
                 sentiment = plan.sentiments.get(symbol)

@@ -7,6 +7,7 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from triplegain.agents.llm_analysis import regime_with_model, technical_with_model
 from triplegain.agents.llm_decision import decide_with_models
 from triplegain.agents.registry import agent_named
 from triplegain.agents.sentiment import assess_sentiment
@@ -59,6 +60,30 @@ def run_agent(
 ) -> AgentReport:
     """One registered analysis agent (`triplegain.agents.registry`) on one symbol."""
     return agent_named(name).analyze(snapshot, technical, regime, settings)
+
+
+@task(name="technical-analysis-llm", cache_policy=NO_CACHE)
+async def analyze_technicals_with_llm(
+    snapshot: MarketSnapshot, settings: Settings, gateway: LLMGateway, config: ProviderConfig
+) -> TechnicalReport:
+    """The technical analysis asked of `llm.technical_model`, with the reference's fallbacks (the offline
+    report is computed first: its indicators, levels, and the parse-failure fallback)."""
+    offline = technical_step(snapshot, settings)
+    return await technical_with_model(snapshot, offline, settings, gateway, config)
+
+
+@task(name="regime-detection-llm", cache_policy=NO_CACHE)
+async def assess_regime_with_llm(
+    snapshot: MarketSnapshot,
+    technical: TechnicalReport,
+    previous: RegimeState | None,
+    settings: Settings,
+    gateway: LLMGateway,
+    config: ProviderConfig,
+) -> RegimeAssessment:
+    """The regime asked of `llm.regime_model`, through the symbol's hysteresis, with its fallbacks."""
+    offline = regime_step(snapshot, technical, previous, settings)
+    return await regime_with_model(snapshot, technical, previous, offline, settings, gateway, config)
 
 
 @task(name="trading-decision-llm", cache_policy=NO_CACHE)

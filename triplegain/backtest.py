@@ -22,11 +22,13 @@ from typing import Any
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from triplegain.agents.llm_analysis import regime_with_model, technical_with_model
 from triplegain.agents.llm_decision import decide_with_models
 from triplegain.aio import run_sync
 from triplegain.backtest_metrics import Metrics, baselines, close_at, hourly_closes, measure
 from triplegain.breaker_actions import manual_drawdown_reset
 from triplegain.cycle import (
+    Analysts,
     CyclePlan,
     Decider,
     PlainSteps,
@@ -44,7 +46,7 @@ from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.llm.replay import ReplayCaller
 from triplegain.market.replay import ReplaySource
 from triplegain.market.source import MarketDataSource
-from triplegain.models.analysis import AgentReport, RegimeAssessment, TechnicalReport
+from triplegain.models.analysis import AgentReport, RegimeAssessment, RegimeState, TechnicalReport
 from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
@@ -126,17 +128,30 @@ class LLMReplay:
     models: list[ProviderConfig]
     recordings: dict[str, dict[str, Any]]
     resolution_chain: list[ProviderConfig] = field(default_factory=list)
+    technical: ProviderConfig | None = None
+    regime: ProviderConfig | None = None
 
 
 def replay_models(settings: Settings) -> list[ProviderConfig]:
     """The configured voting models (`llm.decision_models`), whose recorded answers a backtest replays."""
-    if not settings.llm.decision_models:
-        raise ValueError("no llm.decision_models configured: there is nothing to replay")
-    known = {**DEFAULT_PROVIDERS, **settings.llm.providers}
-    unknown = [m for m in settings.llm.decision_models if m not in known]
+    llm = settings.llm
+    if not llm.decision_models and not llm.technical_model and not llm.regime_model:
+        raise ValueError(
+            "no llm.decision_models, llm.technical_model or llm.regime_model configured: nothing to replay"
+        )
+    known = {**DEFAULT_PROVIDERS, **llm.providers}
+    named = [*llm.decision_models, *(m for m in (llm.technical_model, llm.regime_model) if m)]
+    unknown = [m for m in named if m not in known]
     if unknown:
-        raise ValueError(f"llm.decision_models {unknown} are not among the providers {sorted(known)}")
-    return [known[m] for m in settings.llm.decision_models]
+        raise ValueError(f"llm models {unknown} are not among the providers {sorted(known)}")
+    return [known[m] for m in llm.decision_models]
+
+
+def replay_analysts(settings: Settings) -> tuple[ProviderConfig | None, ProviderConfig | None]:
+    """The technical and regime models whose recorded answers a backtest replays (None: offline)."""
+    known = {**DEFAULT_PROVIDERS, **settings.llm.providers}
+    technical, regime = settings.llm.technical_model, settings.llm.regime_model
+    return (known[technical] if technical else None), (known[regime] if regime else None)
 
 
 def replay_resolution_chain(settings: Settings) -> list[ProviderConfig]:
@@ -169,8 +184,9 @@ def run_backtest(
         steps = PlainSteps(
             source,
             settings,
-            _replaying_decider(replay, caller, settings),
+            _replaying_decider(replay, caller, settings) if replay.models else None,
             _replaying_resolver(replay, caller, settings),
+            _replaying_analysts(replay, caller, settings),
         )
     sim = _Simulation(fresh_account(settings))
     for i in range(hours):
@@ -351,6 +367,36 @@ def _replaying_decider(replay: LLMReplay, caller: ReplayCaller, settings: Settin
         return signal
 
     return decide
+
+
+def _replaying_analysts(replay: LLMReplay, caller: ReplayCaller, settings: Settings) -> Analysts | None:
+    """The technical and regime models with recorded answers; the offline analysis where none is."""
+    if replay.technical is None and replay.regime is None:
+        return None
+    technical_config, regime_config = replay.technical, replay.regime
+
+    def technical(snapshot: MarketSnapshot, offline: TechnicalReport) -> TechnicalReport:
+        assert technical_config is not None
+        gateway = _replay_gateway(caller)
+        return run_sync(
+            technical_with_model(snapshot, offline, settings, gateway, technical_config, replaying=True)
+        )
+
+    def regime(
+        snapshot: MarketSnapshot,
+        tech: TechnicalReport,
+        previous: RegimeState | None,
+        offline: RegimeAssessment,
+    ) -> RegimeAssessment:
+        assert regime_config is not None
+        gateway = _replay_gateway(caller)
+        return run_sync(
+            regime_with_model(
+                snapshot, tech, previous, offline, settings, gateway, regime_config, replaying=True
+            )
+        )
+
+    return Analysts(technical if technical_config else None, regime if regime_config else None)
 
 
 def _replaying_resolver(replay: LLMReplay, caller: ReplayCaller, settings: Settings) -> Resolver:

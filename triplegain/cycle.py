@@ -95,6 +95,21 @@ def decision_step(
 
 
 Decider = Callable[[MarketSnapshot, TechnicalReport, RegimeAssessment, dict[str, AgentReport]], TradingSignal]
+TechnicalModel = Callable[[MarketSnapshot, TechnicalReport], TechnicalReport]
+RegimeModel = Callable[
+    [MarketSnapshot, TechnicalReport, RegimeState | None, RegimeAssessment], RegimeAssessment
+]
+
+
+@dataclass(frozen=True)
+class Analysts:
+    """Model-backed agents that take the offline report and give theirs (`agents.llm_analysis`): the
+    technical analysis, and the regime given the symbol's hysteresis state and the offline assessment."""
+
+    technical: TechnicalModel | None = None
+    regime: RegimeModel | None = None
+
+
 Resolver = Callable[[list[Conflict], dict[str, TradingSignal]], list[Resolution]]
 
 
@@ -110,11 +125,13 @@ def analyze_symbol(
     previous: RegimeState | None,
     settings: Settings,
     decider: Decider | None = None,
+    analysts: Analysts | None = None,
 ) -> SymbolAnalysis:
     """Snapshot, technical analysis, regime, the registered agents and the decision for one symbol; a data
     problem skips it.
 
-    `decider` replaces the offline decision (a backtest replaying recorded model answers passes one).
+    `decider` replaces the offline decision and `analysts` the offline technical analysis and regime (a
+    backtest replaying recorded model answers passes them).
     """
     try:
         snapshot = build_snapshot(source, symbol, at, settings.market)
@@ -123,7 +140,11 @@ def analyze_symbol(
             symbol=symbol, error=str(e), data_unavailable=isinstance(e, MarketDataUnavailable)
         )
     technical = technical_step(snapshot, settings)
+    if analysts is not None and analysts.technical is not None:
+        technical = analysts.technical(snapshot, technical)
     regime = regime_step(snapshot, technical, previous, settings)
+    if analysts is not None and analysts.regime is not None:
+        regime = analysts.regime(snapshot, technical, previous, regime)
     reports = run_registered(snapshot, technical, regime, settings)
     if decider is not None:
         signal = decider(snapshot, technical, regime, reports)
@@ -326,19 +347,29 @@ def degradation_notices(level: DegradationLevel) -> list[str]:
 class PlainSteps:
     """The cycle's steps as plain calls, symbols one after another (backtests, benchmarks).
 
-    `decider` replaces the offline decision and `resolver` resolves conflicts (a backtest replaying
-    recorded model answers passes both); their model use is not persisted, so it reports none.
+    `decider` replaces the offline decision, `resolver` resolves conflicts and `analysts` replace the
+    offline technical analysis and regime (a backtest replaying recorded model answers passes them); their
+    model use is not persisted, so it reports none.
     """
 
     source: MarketDataSource
     settings: Settings
     decider: Decider | None = None
     resolver: Resolver = resolve_without_models
+    analysts: Analysts | None = None
 
     def analyze(self, plan: CyclePlan) -> tuple[list[SymbolAnalysis], LLMRunResult]:
         """Each symbol in configured order."""
         analyses = [
-            analyze_symbol(self.source, s, plan.at, plan.account.regimes.get(s), self.settings, self.decider)
+            analyze_symbol(
+                self.source,
+                s,
+                plan.at,
+                plan.account.regimes.get(s),
+                self.settings,
+                self.decider,
+                self.analysts,
+            )
             for s in self.settings.market.symbols
         ]
         return with_sentiment(analyses, plan.sentiments), LLMRunResult(breakers=plan.account.llm_breakers)

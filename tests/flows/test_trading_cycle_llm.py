@@ -247,3 +247,53 @@ def test_a_registered_agent_runs_as_a_task_and_the_voters_see_its_report(
         ).all()
     engine.dispose()
     assert sorted(s for (s,) in stored) == ["BTC/USDT", "XRP/USDT"]
+
+
+REGIME_ANSWER = {
+    "regime": "trending_bull",
+    "confidence": 0.8,
+    "characteristics": {"volatility": "normal", "trend_strength": 0.6, "volume_profile": "stable"},
+    "recommended_adjustments": {
+        "position_size_multiplier": 1.0,
+        "stop_loss_multiplier": 1.2,
+        "take_profit_multiplier": 2.0,
+        "entry_strictness": "normal",
+    },
+    "reasoning": "a steady rise on every timeframe",
+}
+
+
+def test_the_analysis_agents_on_models_retry_fall_back_and_are_recorded(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    from tests.fakes.llm_server import Step
+
+    server.script_for("model-a", *[Step(status=500)] * 6)  # the technical model fails, both symbols
+    server.default = server.answer(REGIME_ANSWER)  # the regime model answers
+    config = llm_config(
+        tmp_path,
+        server,
+        decision_models=[],
+        technical_model="v1",
+        regime_model="v2",
+        retry_backoff_seconds=0.05,
+    )
+
+    report = trading_cycle(at="2024-06-30T20:00Z", config_file=config)
+
+    btc = report.outcome("BTC/USDT")
+    assert btc.technical is not None and btc.technical.model_used == "v1"
+    assert btc.technical.confidence == 0.0 and any("LLM call failed" in w for w in btc.technical.warnings)
+    assert btc.regime is not None and btc.regime.model_used == "v2" and btc.regime.prompt_hash
+    assert report.decided_by == "offline-deterministic"
+    engine = create_db_engine(project_db)
+    with engine.connect() as conn:
+        calls = list(conn.execute(text("SELECT agent, outcome FROM llm_calls ORDER BY id")))
+    engine.dispose()
+    technical = [o for a, o in calls if a == "technical_analysis"]
+    # each symbol: the call and up to 2 retries; after 3 failures the provider's breaker refuses the rest
+    assert 4 <= len(technical) <= 6 and technical[:3] == ["unavailable"] * 3
+    assert set(technical[3:]) <= {"unavailable", "circuit_open"} and "circuit_open" in technical
+    xrp = report.outcome("XRP/USDT").technical
+    assert xrp is not None and xrp.confidence == 0.0 and xrp.model_used == "v1"
+    assert [o for a, o in calls if a == "regime_detection"] == ["ok", "ok"]

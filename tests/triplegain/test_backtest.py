@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import TRADING_PROFILE
-from triplegain.backtest import BacktestResult, run_backtest
+from triplegain.backtest import BacktestResult, LLMReplay, run_backtest
 from triplegain.backtest_metrics import baselines, measure
 from triplegain.errors import ConfigError
+from triplegain.llm.models import ProviderConfig
 from triplegain.market import ReplaySource
 from triplegain.market.source import closed_until
 from triplegain.settings import load_settings
@@ -218,3 +219,19 @@ def test_a_backtest_with_winning_trades_accumulates_hodl_bags_and_reports_them(r
 
     assert result.hodl_bags and result.hodl_value_usd > 0
     assert result.hodl_bags.get("USDT", 0) > 0  # its share is held as soon as it reaches 1 USD
+
+
+def test_a_replayed_technical_model_without_recordings_leaves_the_offline_backtest_unchanged(
+    replay: ReplaySource,
+) -> None:
+    settings = load_settings()
+    qwen = ProviderConfig(name="qwen", kind="openai", model="qwen2.5:7b", base_url="http://127.0.0.1:9/v1")
+    start, end = datetime(2024, 6, 20, tzinfo=UTC), datetime(2024, 6, 22, tzinfo=UTC)
+
+    plain = run_backtest(replay, start, end, settings)
+    replayed = run_backtest(
+        replay, start, end, settings, replay=LLMReplay([], {}, [], technical=qwen, regime=qwen)
+    )
+
+    assert replayed.equity == plain.equity and replayed.replayed_answers == 0
+    assert replayed.missing_answers == 2 * 2 * replayed.hours  # both agents, both symbols, every hour

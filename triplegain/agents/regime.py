@@ -34,7 +34,19 @@ def assess_regime(
     """The confirmed regime for one symbol, given what this cycle detects and the symbol's last state."""
     detected = detect_regime(indicators, settings, technical)
     if detected is None:
-        return _fallback(snapshot, indicators, previous, settings)
+        return fallback_assessment(snapshot, indicators, previous, settings, MODEL)
+    return assessment_from(snapshot, indicators, previous, detected, settings, MODEL)
+
+
+def assessment_from(
+    snapshot: MarketSnapshot,
+    indicators: Indicators,
+    previous: RegimeState | None,
+    detected: tuple[Regime, float, str],
+    settings: RegimeSettings,
+    model: str,
+) -> RegimeAssessment:
+    """A detection (by the rules or by a model) through the hysteresis, as an assessment."""
     regime, confidence, why = detected
     state = next_state(previous, regime, confidence, snapshot.timestamp, settings)
     held = state.regime != regime
@@ -55,8 +67,8 @@ def assess_regime(
         adx_value=indicators.adx,
         parameters=settings.parameters[state.regime],
         state=state,
-        reasoning=reasoning[:300],
-        model_used=MODEL,
+        reasoning=reasoning[:300].ljust(10),
+        model_used=model,
     )
 
 
@@ -129,8 +141,8 @@ def next_state(
     )
 
 
-def _fallback(
-    snapshot: MarketSnapshot, ind: Indicators, previous: RegimeState | None, s: RegimeSettings
+def fallback_assessment(
+    snapshot: MarketSnapshot, ind: Indicators, previous: RegimeState | None, s: RegimeSettings, model: str
 ) -> RegimeAssessment:
     """Reference fallback without indicators: choppy at confidence 0, the most cautious parameters."""
     state = RegimeState(regime=Regime.CHOPPY, confidence=0.0, since=snapshot.timestamp, periods=1)
@@ -150,7 +162,7 @@ def _fallback(
         parameters=s.parameters[Regime.CHOPPY],
         state=state,
         reasoning="not enough history for ADX/ATR: fallback to choppy, the most cautious regime",
-        model_used=MODEL,
+        model_used=model,
     )
 
 

@@ -79,8 +79,9 @@ class TechnicalReport(BaseModel):
     bias: Bias
     confidence: float = Field(ge=0, le=1)
     reasoning: str = Field(min_length=10, max_length=500)
-    model_used: str = Field(description="Which model produced it; 'indicator-heuristic' offline")
+    model_used: str = Field(description="Which model produced it; 'indicator-evidence' offline")
     indicators: Indicators
+    prompt_hash: str | None = Field(None, description="A model's prompt: sha256 of 'system|user', 16 hex")
 
 
 class RegimeParameters(BaseModel):
@@ -130,6 +131,7 @@ class RegimeAssessment(BaseModel):
     state: RegimeState
     reasoning: str = Field(min_length=10, max_length=300)
     model_used: str
+    prompt_hash: str | None = Field(None, description="A model's prompt: sha256 of 'system|user', 16 hex")
 
 
 class SentimentReport(BaseModel):

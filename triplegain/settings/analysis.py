@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from triplegain.models.analysis import RegimeParameters
 from triplegain.models.enums import EntryStrictness, Regime
-from triplegain.settings.section import SECTION
+from triplegain.settings.section import SECTION, Seconds
 
 
 class IndicatorSettings(BaseModel):
@@ -54,6 +54,7 @@ class TechnicalSettings(BaseModel):
     trend_slow_ema: int = Field(21, ge=3, description="Slow EMA of the trend family, on every timeframe")
     rsi_oversold: float = Field(30, ge=0, le=100)
     rsi_overbought: float = Field(70, ge=0, le=100)
+    model_timeout_seconds: Seconds = Field(5, description="llm.technical_model's answer time (spec: 5 s)")
     fast_ema: int = Field(21, ge=2, description="EMA period of the short trend (must be computed)")
     slow_ema: int = Field(50, ge=2, description="EMA period of the medium trend")
     long_ema: int = Field(200, ge=2, description="EMA period of the long trend")
@@ -90,6 +91,7 @@ class RegimeSettings(BaseModel):
 
     model_config = SECTION
 
+    model_timeout_seconds: Seconds = Field(5, description="llm.regime_model's answer time (spec: 5 s)")
     min_change_confidence: float = Field(0.7, ge=0, le=1)
     change_periods: int = Field(2, ge=1, description="Consecutive detections needed to change regime")
     adx_trending: float = Field(25, ge=0, le=100)

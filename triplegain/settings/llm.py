@@ -47,6 +47,10 @@ class LLMSettings(BaseModel):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     decision_models: list[str] = Field(default_factory=list, description="Providers voting on trades")
     sentiment_models: list[str] = Field(default_factory=list, description="Providers rating the news")
+    technical_model: str | None = Field(
+        None, description="Provider of the technical-analysis agent (e.g. a local qwen2.5:7b); None: offline"
+    )
+    regime_model: str | None = Field(None, description="Provider of the regime agent; None: offline")
     resolution_chain: list[str] = Field(
         default_factory=lambda: ["deepseek", "anthropic"], description="Conflict resolver, then fallbacks"
     )
@@ -77,5 +81,6 @@ class LLMSettings(BaseModel):
 
     def referenced(self) -> list[str]:
         """Every provider some agent uses, in first-mention order."""
-        names = [*self.decision_models, *self.sentiment_models, *self.resolution_chain]
+        analysts = [m for m in (self.technical_model, self.regime_model) if m]
+        names = [*self.decision_models, *self.sentiment_models, *analysts, *self.resolution_chain]
         return list(dict.fromkeys(names))
