@@ -26,6 +26,7 @@ from triplegain.backtest import (
     replay_analysts,
     replay_models,
     replay_resolution_chain,
+    replay_sentiment_models,
     run_backtest,
 )
 from triplegain.cycle import parse_time
@@ -33,6 +34,7 @@ from triplegain.market import ReplaySource
 from triplegain.settings import Settings
 from triplegain.storage import unit_of_work
 from triplegain.storage.llm_calls import load_recordings
+from triplegain.storage.sentiment import refresh_times
 
 FLOW_NAME = "backtest"
 METRICS_KEY = "backtest-metrics"
@@ -80,9 +82,14 @@ def prepare_backtest(
         models = replay_models(settings)
         technical, regime = replay_analysts(settings)
         recorded = [m.model for m in [*models, *(a for a in (technical, regime) if a is not None)]]
+        sentiment = replay_sentiment_models(settings)
+        recorded += [m.model for m in sentiment]
         with unit_of_work(engine_for(settings)) as session:
             recordings = load_recordings(session, recorded)
-        replay = LLMReplay(models, recordings, replay_resolution_chain(settings), technical, regime)
+            times = refresh_times(session, first, last) if sentiment else []
+        replay = LLMReplay(
+            models, recordings, replay_resolution_chain(settings), technical, regime, sentiment, times
+        )
     return BacktestSetup(settings, source, first, last, replay)
 
 

@@ -93,6 +93,8 @@ def show_backtest(result: BacktestResult, replayed: bool) -> None:
             f"recorded answers replayed: {result.replayed_answers}, prompts without one: "
             f"{result.missing_answers} (those models abstained; with none left, the offline model decided)"
         )
+        if result.sentiment_refreshes:
+            say(f"sentiment refreshes replayed at their times: {result.sentiment_refreshes}")
     elif "offline-deterministic" in result.decided_by:
         say("decisions by the offline model (no recorded LLM answers were replayed)")
     for note in result.notes[-10:]:

@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from triplegain.agents.llm_analysis import regime_with_model, technical_with_model
 from triplegain.agents.llm_decision import decide_with_models
+from triplegain.agents.sentiment import assess_sentiment
 from triplegain.aio import run_sync
 from triplegain.backtest_metrics import Metrics, baselines, close_at, hourly_closes, measure
 from triplegain.breaker_actions import manual_drawdown_reset
@@ -46,13 +47,20 @@ from triplegain.llm.models import Answer, Prompt, ProviderConfig
 from triplegain.llm.replay import ReplayCaller
 from triplegain.market.replay import ReplaySource
 from triplegain.market.source import MarketDataSource
-from triplegain.models.analysis import AgentReport, RegimeAssessment, RegimeState, TechnicalReport
+from triplegain.models.analysis import (
+    AgentReport,
+    RegimeAssessment,
+    RegimeState,
+    SentimentReport,
+    TechnicalReport,
+)
 from triplegain.models.conflicts import Conflict, Resolution
 from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action, CoordinatorState, OrderStatus
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import QUOTE, Portfolio
+from triplegain.news import ReplayNews, headlines_for
 from triplegain.rebalance import (
     Batch,
     RebalanceTrade,
@@ -103,6 +111,7 @@ class BacktestResult(BaseModel):
         "never", description="The declared policy after a halt (`backtest.resume_after_halt`)"
     )
     resumes: int = Field(0, description="Times the policy reset the breaker and resumed trading")
+    sentiment_refreshes: int = Field(0, description="Live sentiment refreshes replayed at their times")
     hodl_bags: dict[str, Decimal] = Field(
         default_factory=dict, description="What the hodl bags hold at the end"
     )
@@ -130,6 +139,42 @@ class LLMReplay:
     resolution_chain: list[ProviderConfig] = field(default_factory=list)
     technical: ProviderConfig | None = None
     regime: ProviderConfig | None = None
+    sentiment_models: list[ProviderConfig] = field(default_factory=list)
+    sentiment_times: list[datetime] = field(default_factory=list)  # when the live refreshes ran
+
+
+class SentimentReplay:
+    """The sentiment refreshes of the live runs, replayed at their times with the recorded answers: the
+    same headlines, the same prompts, so the same reports (a prompt never recorded gives what a failed
+    refresh gives: neutral at the confidence floor). Each hour uses the newest report still valid."""
+
+    def __init__(self, replay: LLMReplay, caller: ReplayCaller, settings: Settings) -> None:
+        self.replay, self.caller, self.settings = replay, caller, settings
+        self.pending = sorted(replay.sentiment_times)
+        self.news = ReplayNews(
+            settings.sentiment.news_dir / "headlines.csv" if settings.sentiment.news_dir else None
+        )
+        self.latest: dict[str, SentimentReport] = {}
+        self.refreshes = 0
+
+    def reports_at(self, at: datetime) -> dict[str, SentimentReport]:
+        """Run the refreshes due by `at`; each symbol's newest report still valid at `at`."""
+        while self.pending and self.pending[0] <= at:
+            self._refresh(self.pending.pop(0))
+        return {s: r for s, r in self.latest.items() if r.timestamp <= at < r.valid_until}
+
+    def _refresh(self, when: datetime) -> None:
+        s = self.settings
+        for symbol in s.market.symbols:
+            headlines = headlines_for(self.news, symbol, when, s.sentiment)
+            gateway = _replay_gateway(self.caller)
+            asked = assess_sentiment(
+                gateway, self.replay.sentiment_models, symbol, headlines, when, s.sentiment
+            )
+            report = run_sync(asked)
+            if report is not None:
+                self.latest[symbol] = report
+        self.refreshes += 1
 
 
 def replay_models(settings: Settings) -> list[ProviderConfig]:
@@ -145,6 +190,12 @@ def replay_models(settings: Settings) -> list[ProviderConfig]:
     if unknown:
         raise ValueError(f"llm models {unknown} are not among the providers {sorted(known)}")
     return [known[m] for m in llm.decision_models]
+
+
+def replay_sentiment_models(settings: Settings) -> list[ProviderConfig]:
+    """The configured sentiment models (`llm.sentiment_models`) among the known providers."""
+    known = {**DEFAULT_PROVIDERS, **settings.llm.providers}
+    return [known[m] for m in settings.llm.sentiment_models if m in known]
 
 
 def replay_analysts(settings: Settings) -> tuple[ProviderConfig | None, ProviderConfig | None]:
@@ -189,11 +240,16 @@ def run_backtest(
             _replaying_analysts(replay, caller, settings),
         )
     sim = _Simulation(fresh_account(settings))
+    news = (
+        SentimentReplay(replay, caller, settings) if replay and caller and replay.sentiment_models else None
+    )
     for i in range(hours):
-        sim.hour(start + timedelta(hours=i), steps, settings, rebalancing)
+        at = start + timedelta(hours=i)
+        sim.hour(at, steps, settings, rebalancing, news.reports_at(at) if news else {})
         if progress is not None:
             progress(i + 1, hours)
-    return sim.result(source, settings, start, end, rebalancing, caller)
+    result = sim.result(source, settings, start, end, rebalancing, caller)
+    return result.model_copy(update={"sentiment_refreshes": news.refreshes if news else 0})
 
 
 @dataclass
@@ -216,13 +272,25 @@ class _Simulation:
     halted_at: datetime | None = None
     resumes: int = 0
 
-    def hour(self, at: datetime, steps: PlainSteps, settings: Settings, rebalancing: bool) -> None:
-        """One hourly cycle with the DCA trades due, then the hourly portfolio check."""
-        run = assemble_cycle(
-            CyclePlan(cycle_id_for(at), at, datetime.now(UTC), self.account, rebalance=self._due_trades(at)),
-            steps,
-            settings,
+    def hour(
+        self,
+        at: datetime,
+        steps: PlainSteps,
+        settings: Settings,
+        rebalancing: bool,
+        sentiments: dict[str, SentimentReport] | None = None,
+    ) -> None:
+        """One hourly cycle with the DCA trades due (and the sentiment valid then), then the hourly
+        portfolio check."""
+        plan = CyclePlan(
+            cycle_id_for(at),
+            at,
+            datetime.now(UTC),
+            self.account,
+            sentiments=sentiments or {},
+            rebalance=self._due_trades(at),
         )
+        run = assemble_cycle(plan, steps, settings)
         report, result = run.report, run.result
         self.account = next_account(self.account, result)
         self._count(at, report)
@@ -357,11 +425,13 @@ def _replaying_decider(replay: LLMReplay, caller: ReplayCaller, settings: Settin
         technical: TechnicalReport,
         regime: RegimeAssessment,
         reports: dict[str, AgentReport],
+        sentiment: SentimentReport | None,
     ) -> TradingSignal:
         gateway = _replay_gateway(caller)
-        signal = run_sync(
-            decide_with_models(snapshot, technical, regime, settings, gateway, replay.models, reports=reports)
+        asked = decide_with_models(
+            snapshot, technical, regime, settings, gateway, replay.models, sentiment, reports
         )
+        signal = run_sync(asked)
         if all(v.abstained for v in signal.model_votes):
             return decision_step(snapshot, technical, regime, settings)
         return signal

@@ -94,7 +94,10 @@ def decision_step(
     )
 
 
-Decider = Callable[[MarketSnapshot, TechnicalReport, RegimeAssessment, dict[str, AgentReport]], TradingSignal]
+Decider = Callable[
+    [MarketSnapshot, TechnicalReport, RegimeAssessment, dict[str, AgentReport], SentimentReport | None],
+    TradingSignal,
+]
 TechnicalModel = Callable[[MarketSnapshot, TechnicalReport], TechnicalReport]
 RegimeModel = Callable[
     [MarketSnapshot, TechnicalReport, RegimeState | None, RegimeAssessment], RegimeAssessment
@@ -126,12 +129,14 @@ def analyze_symbol(
     settings: Settings,
     decider: Decider | None = None,
     analysts: Analysts | None = None,
+    sentiment: SentimentReport | None = None,
 ) -> SymbolAnalysis:
     """Snapshot, technical analysis, regime, the registered agents and the decision for one symbol; a data
     problem skips it.
 
     `decider` replaces the offline decision and `analysts` the offline technical analysis and regime (a
-    backtest replaying recorded model answers passes them).
+    backtest replaying recorded model answers passes them); `sentiment` is what the decider is shown (the
+    still-valid report, as a flow's voters see it).
     """
     try:
         snapshot = build_snapshot(source, symbol, at, settings.market)
@@ -147,7 +152,7 @@ def analyze_symbol(
         regime = analysts.regime(snapshot, technical, previous, regime)
     reports = run_registered(snapshot, technical, regime, settings)
     if decider is not None:
-        signal = decider(snapshot, technical, regime, reports)
+        signal = decider(snapshot, technical, regime, reports, sentiment)
     else:
         signal = decision_step(snapshot, technical, regime, settings)
     return SymbolAnalysis(symbol, snapshot, technical, regime, signal, reports=reports)
@@ -369,6 +374,7 @@ class PlainSteps:
                 self.settings,
                 self.decider,
                 self.analysts,
+                plan.sentiments.get(s),
             )
             for s in self.settings.market.symbols
         ]

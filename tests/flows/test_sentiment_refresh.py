@@ -94,3 +94,41 @@ def test_refresh_is_skipped_while_halted_or_degraded(
 
     assert sentiment_refresh(at="2022-05-10T12:30Z", config_file=cfg) == []
     assert server.requests == []
+
+
+@pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
+def test_a_backtest_replays_the_refreshes_so_decision_prompts_with_sentiment_match(
+    project_db: str, tmp_path: Path, server: FakeLLMServer
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    server.script_for("news-model", *[Step(text=json.dumps(BEARISH))] * 2)
+    server.default = Step(text=json.dumps({"action": "HOLD", "confidence": 0.6, "reasoning": "wait"}))
+    vote = {"kind": "openai", "model": "vote-model", "base_url": f"{server.url}/v1", "api_key": TEST_KEY}
+    cfg = config(tmp_path, server, market={"data_dir": str(SHARED_MARKET)})
+    data = yaml.safe_load(Path(cfg).read_text())
+    data["llm"]["providers"]["vote"] = vote
+    data["llm"]["decision_models"] = ["vote"]
+    Path(cfg).write_text(yaml.safe_dump(data))
+    sentiment_refresh(at="2022-05-10T11:30Z", config_file=cfg)
+    live = trading_cycle(at="2022-05-10T12:00Z", config_file=cfg)
+    assert live.outcome("BTC/USDT").sentiment is not None  # the recorded decision prompts carry it
+    asked, out = len(server.requests), tmp_path / "replayed.json"
+
+    ran = CliRunner().invoke(
+        app,
+        [
+            *("backtest", "--replay-llm", "--config", cfg, "--out", str(out)),
+            *("--start", "2022-05-10T12:00Z", "--end", "2022-05-10T13:00Z", "--no-rebalance"),
+        ],
+    )
+
+    assert ran.exit_code == 0, ran.stderr
+    assert len(server.requests) == asked  # nothing asked: every answer came from the recordings
+    result = json.loads(out.read_text())
+    assert result["sentiment_refreshes"] == 1
+    assert result["replayed_answers"] == 4  # 2 sentiment answers at 11:30, 2 decision votes at 12:00
+    assert result["decisions"]["vote"] == 2  # the 12:00 prompts, sentiment included, matched
+    assert "sentiment refreshes replayed at their times: 1" in ran.stdout

@@ -5,13 +5,14 @@ from __future__ import annotations
 import bisect
 import csv
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from triplegain.errors import MarketDataError
+from triplegain.settings.sentiment import SentimentSettings
 
 HEADER = ["timestamp", "source", "title"]
 
@@ -94,3 +95,13 @@ def relevant_headlines(
         return specific, len(specific)
     general = [h for h in newest if h not in specific][: limit - len(specific)]
     return sorted(specific + general, key=lambda h: h.timestamp, reverse=True), len(specific)
+
+
+def headlines_for(source: NewsSource, symbol: str, at: datetime, s: SentimentSettings) -> list[Headline]:
+    """What the sentiment agent reads about `symbol` at `at`: the newest relevant headlines published in
+    the lookback window before it (the same for a live refresh and a backtest replaying one)."""
+    recent = source.headlines(at - timedelta(hours=s.lookback_hours), at)
+    headlines, _ = relevant_headlines(
+        recent, s.keywords.get(symbol, []), s.max_headlines, s.min_symbol_headlines
+    )
+    return headlines

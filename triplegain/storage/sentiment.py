@@ -70,3 +70,16 @@ def save_sentiment_refresh(
     save_llm_calls(session, llm.records, llm.recordings)
     save_llm_breakers(session, llm.breakers)
     update_health(session, health)
+
+
+def refresh_times(session: Session, start: datetime, end: datetime) -> list[datetime]:
+    """When sentiment refreshes ran between `start` and `end` (their reports' as-of times), oldest first;
+    a backtest replays them at these times. A refresh that began before `start` still counts while its
+    report may be valid at `start`."""
+    rows = session.scalars(
+        select(SentimentReportRow.as_of)
+        .where(SentimentReportRow.valid_until > start, SentimentReportRow.as_of <= end)
+        .distinct()
+        .order_by(SentimentReportRow.as_of)
+    )
+    return list(rows)
