@@ -65,5 +65,10 @@ def test_a_failing_resolver_leaves_a_row_per_request_and_a_resolution(
     primary = [c.outcome for c in calls if c.provider == "v1"]
     if failure == "hang":
         assert primary == ["cancelled"]  # the request the fallback's answer made moot, recorded
-    else:  # the first request failed; its retry, if it went out before the fallback won, failed too
-        assert primary[0] == "unavailable" and set(primary) <= {"unavailable", "cancelled"}
+    else:  # the first request failed; its retry, if it went out before the fallback won, failed too (on a
+        # loaded machine the fallback, started 2 s in, can win before the primary's first request leaves)
+        assert set(primary) <= {"unavailable", "cancelled"} and primary[:1] in (
+            [],
+            ["unavailable"],
+            ["cancelled"],
+        )
