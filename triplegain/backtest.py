@@ -351,7 +351,7 @@ class _Simulation:
                         for v in outcome.signal.model_votes
                         if not v.abstained
                     ]
-            for execution in [*outcome.exits, *([outcome.execution] if outcome.execution else [])]:
+            for execution in outcome.executions():
                 if execution.order.status is OrderStatus.FILLED and execution.fill is not None:
                     self.trades += 1
                     self.fees += execution.fill.fee

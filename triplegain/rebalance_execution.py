@@ -160,8 +160,9 @@ async def _spot_trade(
     order_id = client_order_id(desk.run_id, symbol, side, tag)
     execution = desk.broker.rebalance(proposal, order_id, desk.run_id, price, desk.at)
     await desk.settle(execution)
-    if symbol in desk.outcomes:
-        desk.update(symbol, execution=execution)
+    if symbol in desk.outcomes:  # beside the symbol's own trade, never in its place
+        done = desk.outcomes[symbol].allocation_trades
+        desk.update(symbol, allocation_trades=[*done, execution])
     return execution
 
 

@@ -23,7 +23,7 @@ def _row(o: SymbolOutcome) -> tuple[str, ...]:
     if o.verdict is not None:
         codes = ", ".join(r.code for r in o.verdict.rejections + o.verdict.modifications)
         verdict = f"{o.verdict.status}" + (f" ({codes})" if codes else "")
-    orders = [_execution(e) for e in [*o.exits, *([o.execution] if o.execution else [])]]
+    orders = [_execution(e) for e in o.executions()]
     return (
         o.symbol,
         f"{o.price}",

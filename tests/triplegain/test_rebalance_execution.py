@@ -38,8 +38,8 @@ def test_a_rebalance_sell_moves_balances_and_leaves_positions_alone(settings: Se
         settings,
     )
 
-    execution = result.outcomes[0].execution
-    assert execution is not None and execution.order.status is OrderStatus.FILLED
+    (execution,) = result.outcomes[0].allocation_trades
+    assert result.outcomes[0].execution is None and execution.order.status is OrderStatus.FILLED
     assert execution.order.intent is Intent.REBALANCE and execution.opened_position is None
     assert result.portfolio.balances["BTC"] == Decimal(7) and [p.id for p in result.portfolio.positions] == [
         "p1"
@@ -53,7 +53,7 @@ def test_a_rebalance_never_sells_what_a_position_holds(settings: Settings) -> No
         settings,
     )
 
-    assert result.outcomes[0].execution is None and result.portfolio.balances["BTC"] == Decimal(5)
+    assert result.outcomes[0].allocation_trades == [] and result.portfolio.balances["BTC"] == Decimal(5)
     assert any("the rest is held by open positions" in e for e in result.notes)
 
 
@@ -68,7 +68,9 @@ def test_rebalance_trades_wait_while_paused_and_buys_stop_on_a_tripped_breaker(s
         ),
         settings,
     )
-    assert paused.outcomes[0].execution is None and any("coordinator is paused" in e for e in paused.notes)
+    assert paused.outcomes[0].allocation_trades == [] and any(
+        "coordinator is paused" in e for e in paused.notes
+    )
 
     tripped = marks("10000", "10000", "10000", tripped={CircuitBreaker.WEEKLY_LOSS: "x"})
     halted = coordinate(
@@ -94,3 +96,20 @@ def test_the_rebalance_path_needs_no_stop_but_leverage_one() -> None:
     assert evaluate_rebalance(ok, state).approved
     levered = ok.model_copy(update={"leverage": 2})
     assert evaluate_rebalance(levered, state).rejections[0].code == "REBALANCE_LEVERAGE"
+
+
+def test_a_dca_trade_beside_the_symbols_own_order_keeps_both(settings: Settings) -> None:
+    levels = {"entry_price": Decimal(100), "stop_loss": Decimal(98), "take_profit": Decimal(104)}
+    acct = holding(balances={"USDT": Decimal(9_500), "BTC": Decimal(10)}, positions=[])
+
+    result = coordinate(
+        CoordinationInput(
+            "dca-1", AT, acct, [analysis(signal(Action.BUY, **levels))], rebalance=[sell("300")]
+        ),
+        settings,
+    )
+
+    outcome = result.outcomes[0]
+    assert outcome.execution is not None and outcome.execution.opened_position is not None
+    assert [e.order.intent for e in outcome.allocation_trades] == [Intent.REBALANCE]
+    assert len(outcome.executions()) == 2  # both reported, so both are stored and counted

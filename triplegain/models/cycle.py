@@ -46,7 +46,15 @@ class SymbolOutcome(BaseModel):
     verdict: RiskVerdict | None = None
     exits: list[Execution] = Field(default_factory=list, description="Stop-loss / take-profit closes")
     execution: Execution | None = None
+    allocation_trades: list[Execution] = Field(
+        default_factory=list,
+        description="The allocation's spot trades in this symbol this run: DCA, ceiling sells, hodl buys",
+    )
     error: str | None = Field(None, description="Why the symbol was skipped this cycle")
+
+    def executions(self) -> list[Execution]:
+        """Every order of the run in this symbol: exits, the signal's trade, the allocation's trades."""
+        return [*self.exits, *([self.execution] if self.execution else []), *self.allocation_trades]
 
 
 class CycleReport(BaseModel):

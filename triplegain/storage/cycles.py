@@ -89,7 +89,7 @@ def save_cycle(session: Session, record: CycleRecord) -> None:
                 session, plan_id, index, "executed", report.cycle_id, report.finished_at, "orders placed"
             )
         session.add(snapshot_row(report.cycle_id, result.portfolio))
-        executions = [e for o in report.symbols for e in [*o.exits, *([o.execution] if o.execution else [])]]
+        executions = [e for o in report.symbols for e in o.executions()]
         save_executions(session, report.cycle_id, executions, result.moved_stops)
         session.add_all(position_snapshot_rows(report.cycle_id, result.portfolio))
         session.add_all(hodl_rows(report.cycle_id, result.hodl_entries))
