@@ -291,6 +291,7 @@ class _Coordinator:
             desk.at,
             fee_pct=broker.fee_pct,
             max_slippage_pct=broker.max_slippage_pct,
+            hodl_usd=desk.hodl.value_usd(desk.prices),
         )
         verdict = evaluate(proposal, ctx, desk.settings.risk)
         if not verdict.approved:

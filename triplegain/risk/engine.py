@@ -30,6 +30,7 @@ class RiskContext:
     now: datetime
     fee_pct: Decimal = Decimal(0)
     max_slippage_pct: Decimal = Decimal(0)
+    hodl_usd: Decimal = Decimal(0)  # the hodl bags' value: left out of the equity, as the breakers do
 
     def worst_fill_divisor(self, share: Decimal) -> Decimal:
         """What a position's order-price notional is divided by so that its worst-case fill keeps it within
@@ -72,7 +73,7 @@ def evaluate(proposal: TradeProposal, ctx: RiskContext, s: RiskSettings) -> Risk
     if proposal.intent is Intent.REBALANCE:
         return evaluate_rebalance(proposal, ctx.state)
     review = _Review(proposal, proposal.size_usd, proposal.leverage)
-    equity = ctx.portfolio.equity
+    equity = ctx.portfolio.equity - ctx.hodl_usd
     for rule in _RULES:
         refusal = rule(review, ctx, s, equity)
         if refusal is not None:

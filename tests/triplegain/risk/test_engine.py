@@ -209,3 +209,18 @@ def test_drawdown_beyond_the_limit_halts_even_before_the_breaker_is_marked() -> 
 def test_proposal_with_inverted_levels_is_invalid() -> None:
     with pytest.raises(ValueError, match="levels inverted"):
         proposal(stop_loss=Decimal(101))
+
+
+def test_the_drawdown_taper_shrinks_an_entry_and_leaves_the_hodl_bags_out_of_the_equity() -> None:
+    s = RiskSettings()  # limit 20%, shrinking from 10%
+    base = context(balances={"USDT": Decimal(8_000), "BTC": Decimal(20)}, peak_equity=Decimal(9_000))
+
+    counted = evaluate(proposal(size_usd=Decimal(500)), base, s)  # 10,000 with the bag: above the peak
+    aside = evaluate(proposal(size_usd=Decimal(500)), replace(base, hodl_usd=Decimal(2_000)), s)
+
+    assert "DRAWDOWN_TAPER" not in codes(counted)
+    assert "DRAWDOWN_TAPER" in codes(aside)  # 8,000 of a 9,000 peak: 11.1% down, x0.89
+    final = aside.final_proposal
+    assert final is not None and final.size_usd == pytest.approx(
+        Decimal(500) * Decimal(8) / 9, rel=Decimal("0.001")
+    )
