@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr
 from triplegain.errors import ConfigError, ConfigProblem
 from triplegain.llm.keys import with_env_keys
 from triplegain.llm.models import ProviderConfig
-from triplegain.settings import DEFAULT_PROVIDERS, LLMSettings
+from triplegain.settings import LLMSettings
 
 
 class LLMProvider(Block):
@@ -63,7 +63,7 @@ def resolve_providers(
         try:
             found[name] = LLMProvider.load(f"llm-{name}").to_config(name)
         except ValueError:
-            config = settings.providers.get(name) or DEFAULT_PROVIDERS.get(name)
+            config = settings.known_providers().get(name)
             if config is None:
                 missing.append(name)
             else:

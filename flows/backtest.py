@@ -9,7 +9,7 @@ The same `run_backtest` either way; the flow publishes its results as artifacts 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,10 +23,7 @@ from triplegain.backtest import (
     LLMReplay,
     Progress,
     default_window,
-    replay_analysts,
-    replay_models,
-    replay_resolution_chain,
-    replay_sentiment_models,
+    replay_setup,
     run_backtest,
 )
 from triplegain.cycle import parse_time
@@ -79,17 +76,11 @@ def prepare_backtest(
     last = parse_time(end) if end is not None else last
     replay = None
     if replay_llm:
-        models = replay_models(settings)
-        technical, regime = replay_analysts(settings)
-        recorded = [m.model for m in [*models, *(a for a in (technical, regime) if a is not None)]]
-        sentiment = replay_sentiment_models(settings)
-        recorded += [m.model for m in sentiment]
+        wanted = replay_setup(settings)
         with unit_of_work(engine_for(settings)) as session:
-            recordings = load_recordings(session, recorded)
-            times = refresh_times(session, first, last) if sentiment else []
-        replay = LLMReplay(
-            models, recordings, replay_resolution_chain(settings), technical, regime, sentiment, times
-        )
+            recordings = load_recordings(session, wanted.recorded_models())
+            times = refresh_times(session, first, last) if wanted.sentiment_models else []
+        replay = replace(wanted, recordings=recordings, sentiment_times=times)
     return BacktestSetup(settings, source, first, last, replay)
 
 

@@ -48,7 +48,7 @@ from tasks.storage import (
 )
 from triplegain.aio import run_sync
 from triplegain.errors import ConcurrentCycleError, CycleError
-from triplegain.exposure import capped_portfolio, ceilings
+from triplegain.exposure import capped_portfolio, ceilings, closes_by_asset
 from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import Portfolio
 from triplegain.rebalance import (
@@ -106,8 +106,7 @@ def portfolio_check(
         equity = Portfolio(
             balances=account.balances, prices=prices, positions=account.positions, as_of=market_at
         ).equity
-        closes = {s.symbol.split("/")[0]: s.candles.close for s in snapshots}
-        limits = ceilings(closes, account.risk, equity, settings.portfolio, settings.risk)
+        limits = ceilings(closes_by_asset(snapshots), account.risk, equity, settings.portfolio, settings.risk)
         portfolio = capped_portfolio(settings.portfolio, limits)
         current = allocation(account.balances, prices, account.positions, portfolio)
         last = load_last_plan_at(settings)

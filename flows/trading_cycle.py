@@ -156,9 +156,8 @@ def _voting(
     """The run's LLM gateway and voting models when models vote on trades or analyse (the voting models may
     be none); None keeps every agent offline."""
     models = setup.chain(settings.llm.decision_models) if setup else []
-    if setup is None or not (
-        models or _analyst(setup, settings.llm.technical_model) or _analyst(setup, settings.llm.regime_model)
-    ):
+    analysts = _analyst(setup, settings.llm.technical_model), _analyst(setup, settings.llm.regime_model)
+    if setup is None or not (models or any(analysts)):
         return None
     return gateway_for(settings, account.llm_breakers, setup.spent_today, cycle_id), models
 
@@ -184,12 +183,12 @@ class TaskSteps:
     def analyze(self, plan: CyclePlan) -> tuple[list[SymbolAnalysis], LLMRunResult]:
         """Submit every symbol's chain; collect them, turning data errors into skipped symbols."""
         settings, chains = self.settings, []
+        gateway = self.voting[0] if self.voting is not None else None
+        technical_model = _analyst(self.setup, settings.llm.technical_model)
+        regime_model = _analyst(self.setup, settings.llm.regime_model)
         for symbol in settings.market.symbols:
             snapshot = fetch_snapshot.submit(symbol, plan.at, settings)
             previous = plan.account.regimes.get(symbol)
-            technical_model = _analyst(self.setup, settings.llm.technical_model)
-            regime_model = _analyst(self.setup, settings.llm.regime_model)
-            gateway = self.voting[0] if self.voting is not None else None
             if gateway is not None and technical_model is not None:
                 technical = analyze_technicals_with_llm.submit(snapshot, settings, gateway, technical_model)
             else:

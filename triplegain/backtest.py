@@ -73,7 +73,7 @@ from triplegain.rebalance import (
 from triplegain.resolution import AGENT as RESOLUTION_AGENT
 from triplegain.resolution import ResolutionAnswer, resolve
 from triplegain.scoring import ModelScore, leaderboard, score_vote
-from triplegain.settings import DEFAULT_PROVIDERS, Settings
+from triplegain.settings import Settings
 
 Progress = Callable[[int, int], None]
 POLICY_ACTOR = "backtest-policy"
@@ -142,6 +142,11 @@ class LLMReplay:
     sentiment_models: list[ProviderConfig] = field(default_factory=list)
     sentiment_times: list[datetime] = field(default_factory=list)  # when the live refreshes ran
 
+    def recorded_models(self) -> list[str]:
+        """The models whose recordings are loaded: the voters, the analysts, the sentiment models."""
+        analysts = [a for a in (self.technical, self.regime) if a is not None]
+        return [m.model for m in [*self.models, *analysts, *self.sentiment_models]]
+
 
 class SentimentReplay:
     """The sentiment refreshes of the live runs, replayed at their times with the recorded answers: the
@@ -177,38 +182,27 @@ class SentimentReplay:
         self.refreshes += 1
 
 
-def replay_models(settings: Settings) -> list[ProviderConfig]:
-    """The configured voting models (`llm.decision_models`), whose recorded answers a backtest replays."""
+def replay_setup(settings: Settings) -> LLMReplay:
+    """The models whose recorded answers a backtest replays, from the settings (no recording loaded yet):
+    the voters, the resolution chain, the technical and regime models, the sentiment models."""
     llm = settings.llm
     if not llm.decision_models and not llm.technical_model and not llm.regime_model:
         raise ValueError(
             "no llm.decision_models, llm.technical_model or llm.regime_model configured: nothing to replay"
         )
-    known = {**DEFAULT_PROVIDERS, **llm.providers}
+    known = llm.known_providers()
     named = [*llm.decision_models, *(m for m in (llm.technical_model, llm.regime_model) if m)]
     unknown = [m for m in named if m not in known]
     if unknown:
         raise ValueError(f"llm models {unknown} are not among the providers {sorted(known)}")
-    return [known[m] for m in llm.decision_models]
-
-
-def replay_sentiment_models(settings: Settings) -> list[ProviderConfig]:
-    """The configured sentiment models (`llm.sentiment_models`) among the known providers."""
-    known = {**DEFAULT_PROVIDERS, **settings.llm.providers}
-    return [known[m] for m in settings.llm.sentiment_models if m in known]
-
-
-def replay_analysts(settings: Settings) -> tuple[ProviderConfig | None, ProviderConfig | None]:
-    """The technical and regime models whose recorded answers a backtest replays (None: offline)."""
-    known = {**DEFAULT_PROVIDERS, **settings.llm.providers}
-    technical, regime = settings.llm.technical_model, settings.llm.regime_model
-    return (known[technical] if technical else None), (known[regime] if regime else None)
-
-
-def replay_resolution_chain(settings: Settings) -> list[ProviderConfig]:
-    """The conflict-resolution chain (`llm.resolution_chain`) among the known providers."""
-    known = {**DEFAULT_PROVIDERS, **settings.llm.providers}
-    return [known[m] for m in settings.llm.resolution_chain if m in known]
+    return LLMReplay(
+        models=[known[m] for m in llm.decision_models],
+        recordings={},
+        resolution_chain=[known[m] for m in llm.resolution_chain if m in known],
+        technical=known[llm.technical_model] if llm.technical_model else None,
+        regime=known[llm.regime_model] if llm.regime_model else None,
+        sentiment_models=[known[m] for m in llm.sentiment_models if m in known],
+    )
 
 
 def run_backtest(

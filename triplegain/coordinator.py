@@ -33,7 +33,7 @@ from triplegain.events import (
     SymbolSkipped,
     TradeApproved,
 )
-from triplegain.exposure import Ceilings, ceilings
+from triplegain.exposure import Ceilings, ceilings, closes_by_asset
 from triplegain.models.analysis import RegimeAssessment, TechnicalReport
 from triplegain.models.conflicts import ConflictType, Resolution, ResolutionAction
 from triplegain.models.cycle import Execution, SymbolOutcome
@@ -85,11 +85,7 @@ def exposure_ceilings(
     request: CoordinationInput, risk: RiskState, equity: Decimal, settings: Settings
 ) -> Ceilings:
     """The allocation's ceilings this run, from the symbols' recent closes and the account's drawdown."""
-    closes = {
-        a.symbol.split("/")[0]: a.snapshot.candles.close
-        for a in request.analyses
-        if a.snapshot is not None and a.symbol.endswith(f"/{QUOTE}")
-    }
+    closes = closes_by_asset(a.snapshot for a in request.analyses if a.snapshot is not None)
     return ceilings(closes, risk, equity, settings.portfolio, settings.risk)
 
 

@@ -206,7 +206,7 @@ def build_report(
         llm_cost_usd=llm_cost_usd,
         degradation=result.health.level,
         hodl_bags=result.hodl.amounts(),
-        hodl_pending_usd={a: b.pending_usd for a, b in result.hodl.bags.items() if b.pending_usd > 0},
+        hodl_pending_usd=result.hodl.pending_usd(),
     )
 
 

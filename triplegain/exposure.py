@@ -11,21 +11,22 @@ rules set each crypto asset's ceiling, as a percent of the rebalanceable equity 
 
 Every cycle sells what an asset holds above its ceiling once the excess reaches the drift threshold times
 the drawdown scale (at once: not in DCA batches, not subject to the rebalance interval), so near the bound
-any excess, and everything when the ceiling is 0. The
-rebalance aims at the ceilings, never above them. Because the crypto held shrinks to nothing as the
-drawdown nears the bound, one hour's move can overshoot it only by that hour's move times what is left.
+any excess, and everything when the ceiling is 0. The rebalance aims at the ceilings, never above them.
+Because the crypto held shrinks to nothing as the drawdown nears the bound, one hour's move can overshoot
+it only by that hour's move times what is left.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
 
-from triplegain.models.trading import QUOTE
+from triplegain.models.market import MarketSnapshot
+from triplegain.models.trading import QUOTE, split_symbol
 from triplegain.risk.state import CircuitBreaker, RiskState, drawdown_scale
 from triplegain.settings import PortfolioSettings, RiskSettings
 
@@ -72,6 +73,12 @@ class Ceilings:
             f"{asset} ceiling {self.pct.get(asset, HUNDRED):.2f}% ({vol_text}, drawdown "
             f"{self.drawdown_pct:.2f}%: x{self.drawdown_scale:.2f})"
         )
+
+
+def closes_by_asset(snapshots: Iterable[MarketSnapshot]) -> dict[str, np.ndarray]:
+    """Each quote-currency pair's hourly closes, by its base asset ("BTC/USDT" -> "BTC")."""
+    pairs = ((split_symbol(s.symbol), s.candles.close) for s in snapshots)
+    return {base: closes for (base, quote), closes in pairs if quote == QUOTE}
 
 
 def ceilings(

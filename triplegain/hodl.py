@@ -48,6 +48,10 @@ class HodlState(BaseModel):
         """What each bag holds."""
         return {asset: bag.amount for asset, bag in self.bags.items() if bag.amount > 0}
 
+    def pending_usd(self) -> dict[str, Decimal]:
+        """What each bag has put aside and not yet bought."""
+        return {asset: bag.pending_usd for asset, bag in self.bags.items() if bag.pending_usd > 0}
+
     def value_usd(self, prices: Mapping[str, Decimal]) -> Decimal:
         """What the bags hold at these prices (an asset without a price counts at its cost)."""
         total = Decimal(0)
@@ -69,7 +73,6 @@ class HodlEntry(BaseModel):
     amount: Decimal = Decimal(0)
     price: Decimal | None = None
     position_id: str | None = None
-    note: str = ""
 
 
 def allocate(

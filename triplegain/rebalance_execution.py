@@ -28,7 +28,7 @@ CEILING_TAG = "exposure-ceiling"
 HODL_TAG = "hodl-bag"
 
 
-async def make_rebalance_trade(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings | None = None) -> None:
+async def make_rebalance_trade(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings) -> None:
     """Make one DCA trade, or say in the report why it was not made (or made smaller)."""
     symbol = trade.symbol
     if desk.state is not CoordinatorState.RUNNING:
@@ -45,7 +45,7 @@ async def make_rebalance_trade(desk: Desk, trade: RebalanceTrade, ceilings: Ceil
         if size_usd < trade.amount_usd:
             await desk.notice(
                 f"rebalance buy of {symbol} cut from {trade.amount_usd} to {size_usd:.2f} USD: "
-                f"{ceilings.explain(split_symbol(symbol)[0]) if ceilings else 'exposure ceiling'}"
+                f"{ceilings.explain(split_symbol(symbol)[0])}"
             )
     else:
         size_usd = await _sellable(desk, symbol, trade.amount_usd, price)
@@ -57,11 +57,11 @@ async def hold_to_ceilings(desk: Desk, ceilings: Ceilings) -> None:
     drawdown scale (so near the bound, and at a ceiling of 0, any excess), whatever the coordinator's
     state."""
     portfolio = desk.settings.portfolio
-    current = _allocation(desk)
-    if current is None:
-        unpriced = ", ".join(a for a in _unpriced(desk) if desk.broker.balances.get(a, Decimal(0)) > 0)
-        await desk.notice(f"exposure ceilings not checked: no price for {unpriced} this run")
+    unvalued = _unvalued(desk)
+    if unvalued:
+        await desk.notice(f"exposure ceilings not checked: no price for {', '.join(unvalued)} this run")
         return
+    current = _allocation(desk)
     for line in current.assets:
         if line.asset == QUOTE:
             continue
@@ -108,24 +108,25 @@ def _unpriced(desk: Desk) -> list[str]:
     return [a for a in targets if a != QUOTE and f"{a}/{QUOTE}" not in desk.prices]
 
 
-def _allocation(desk: Desk) -> Allocation | None:
-    """The allocation now; None when an asset held has no price this run (it cannot be valued). An asset
-    not held is worth nothing whatever its price, so it needs none."""
-    unpriced = _unpriced(desk)
-    if any(desk.broker.balances.get(a, Decimal(0)) > 0 for a in unpriced):
-        return None
-    prices = desk.prices | {f"{a}/{QUOTE}": Decimal(1) for a in unpriced}
+def _unvalued(desk: Desk) -> list[str]:
+    """Target assets held without a price this run: with any, the allocation cannot be valued."""
+    return [a for a in _unpriced(desk) if desk.broker.balances.get(a, Decimal(0)) > 0]
+
+
+def _allocation(desk: Desk) -> Allocation:
+    """The allocation now (call when nothing is `_unvalued`): an asset not held is worth nothing whatever
+    its price, so it needs none."""
+    prices = desk.prices | {f"{a}/{QUOTE}": Decimal(1) for a in _unpriced(desk)}
     return allocation(desk.broker.balances, prices, desk.positions, desk.portfolio_settings())
 
 
-def _room(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings | None) -> Decimal:
-    """How much of a DCA buy fits under the asset's ceiling."""
-    if ceilings is None:
+def _room(desk: Desk, trade: RebalanceTrade, ceilings: Ceilings) -> Decimal:
+    """How much of a DCA buy fits under the asset's ceiling (all of it when the allocation cannot be
+    valued this run)."""
+    if _unvalued(desk):
         return trade.amount_usd
     base, _ = split_symbol(trade.symbol)
     current = _allocation(desk)
-    if current is None:
-        return trade.amount_usd
     line = current.asset(base)
     room = ceilings.pct.get(base, line.target_pct) * current.equity_usd / HUNDRED - line.value_usd
     return max(Decimal(0), min(trade.amount_usd, room.quantize(CENT, ROUND_DOWN)))

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TRADING_PROFILE
 from triplegain.backtest import BacktestResult, LLMReplay, run_backtest
 from triplegain.backtest_metrics import baselines, measure
 from triplegain.errors import ConfigError
@@ -122,12 +121,11 @@ def worst_overshoot(result: BacktestResult, limit: float) -> float:
 @pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
 @pytest.mark.parametrize("profile", ["defaults", "trading"])
 def test_the_drawdown_bound_holds_hour_by_hour_in_the_may_2022_crash(
-    profile: str, monkeypatch: pytest.MonkeyPatch
+    profile: str, request: pytest.FixtureRequest
 ) -> None:
     """LUNA/UST: BTC below 30k, XRP -40% in a week; the drift-rebalanced allocation lost 27% in May."""
     if profile == "defaults":
-        for key in TRADING_PROFILE:
-            monkeypatch.delenv(key)
+        request.getfixturevalue("default_decisions")
     settings = load_settings(market={"data_dir": str(SHARED_MARKET)})
 
     result = run_backtest(

@@ -79,6 +79,10 @@ class LLMSettings(BaseModel):
                 raise ValueError(f"providers.{name} has name {provider.name!r}; they must match")
         return self
 
+    def known_providers(self) -> dict[str, ProviderConfig]:
+        """Every provider a name may refer to: `providers` here over the built-in `DEFAULT_PROVIDERS`."""
+        return {**DEFAULT_PROVIDERS, **self.providers}
+
     def referenced(self) -> list[str]:
         """Every provider some agent uses, in first-mention order."""
         analysts = [m for m in (self.technical_model, self.regime_model) if m]

@@ -40,7 +40,7 @@ def load_status(session: Session, initial_balances: dict[str, Decimal]) -> Coord
         positions=[_position_view(p, prices.get(p.symbol)) for p in account.positions],
         recent_changes=load_state_changes(session, limit=5),
         hodl_bags=account.hodl.amounts(),
-        hodl_pending_usd={a: b.pending_usd for a, b in account.hodl.bags.items() if b.pending_usd > 0},
+        hodl_pending_usd=account.hodl.pending_usd(),
     )
 
 
