@@ -1,4 +1,4 @@
-"""The backtest as a Prefect flow, and the one setup that the flow and `triplegain backtest` share.
+"""The backtest as a Prefect flow; its setup, shared with `triplegain backtest`, is `flows.backtest_setup`.
 
 The same `run_backtest` either way; the flow publishes its results as artifacts in the Prefect UI.
 
@@ -9,79 +9,32 @@ The same `run_backtest` either way; the flow publishes its results as artifacts 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import base64
+import tempfile
 from datetime import datetime
-from typing import Any
+from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-from flows.settings import load_run_settings
-from tasks.storage import engine_for
-from triplegain.backtest import (
-    BacktestResult,
-    LLMReplay,
-    Progress,
-    default_window,
-    replay_setup,
-    run_backtest,
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
 )
-from triplegain.cycle import parse_time
-from triplegain.market import ReplaySource
-from triplegain.settings import Settings
-from triplegain.storage import unit_of_work
-from triplegain.storage.llm_calls import load_recordings
-from triplegain.storage.sentiment import refresh_times
+
+from flows.backtest_setup import BacktestSetup, prepare_backtest
+from flows.tracking import name_run
+from triplegain.backtest import BacktestResult
 
 FLOW_NAME = "backtest"
 METRICS_KEY = "backtest-metrics"
 REPORT_KEY = "backtest-report"
 LEADERBOARD_KEY = "backtest-leaderboard"
+PLOT_KEY = "backtest-plot"
+PROGRESS_KEY = "backtest-progress"
+PROGRESS_UPDATES = 20
 
-
-@dataclass(frozen=True)
-class BacktestSetup:
-    """Everything a backtest needs: settings on replayed data, the window, recorded answers to replay."""
-
-    settings: Settings
-    source: ReplaySource
-    start: datetime
-    end: datetime
-    replay: LLMReplay | None = None
-
-    def run(self, rebalancing: bool = True, progress: Progress | None = None) -> BacktestResult:
-        """Run the backtest this setup describes."""
-        return run_backtest(
-            self.source, self.start, self.end, self.settings, rebalancing, progress, self.replay
-        )
-
-
-def prepare_backtest(
-    start: datetime | str | None = None,
-    end: datetime | str | None = None,
-    symbols: list[str] | None = None,
-    data_dir: str | None = None,
-    config_file: str | None = None,
-    replay_llm: bool = False,
-) -> BacktestSetup:
-    """Settings (replay source), the window (default: the last 30 days of the data) and, with `replay_llm`,
-    the decision models' answers recorded in the project database."""
-    market: dict[str, Any] = {"source": "replay"}
-    if data_dir:
-        market["data_dir"] = data_dir
-    settings = load_run_settings(config_file, symbols, market=market)
-    source = ReplaySource(settings.market.data_dir)
-    first, last = default_window(source, settings.market.symbols)
-    first = parse_time(start) if start is not None else first
-    last = parse_time(end) if end is not None else last
-    replay = None
-    if replay_llm:
-        wanted = replay_setup(settings)
-        with unit_of_work(engine_for(settings)) as session:
-            recordings = load_recordings(session, wanted.recorded_models())
-            times = refresh_times(session, first, last) if wanted.sentiment_models else []
-        replay = replace(wanted, recordings=recordings, sentiment_times=times)
-    return BacktestSetup(settings, source, first, last, replay)
+__all__ = ["BacktestSetup", "backtest", "prepare_backtest", "publish_artifacts", "render"]
 
 
 @flow(name=FLOW_NAME, log_prints=False)
@@ -97,11 +50,19 @@ def backtest(
     """Replay history through the trading code (default: the last 30 days of the data); returns the result."""
     logger = get_run_logger()
     setup = prepare_backtest(start, end, symbols, data_dir, config_file, replay_llm)
-    step = max(1, int((setup.end - setup.start).total_seconds() // 3600) // 10)
+    name_run(f"backtest-{setup.start:%Y%m%dT%H%MZ}-{setup.end:%Y%m%dT%H%MZ}")
+    hours = int((setup.end - setup.start).total_seconds() // 3600) + 1
+    step = max(1, hours // PROGRESS_UPDATES)
+    tracker = create_progress_artifact(
+        0.0,
+        key=PROGRESS_KEY,
+        description=f"backtest {setup.start:%Y-%m-%d %H:%M} .. {setup.end:%Y-%m-%d %H:%M}",
+    )
 
     def progress(done: int, total: int) -> None:
         if done % step == 0 or done == total:
             logger.info("backtest: %d/%d hours", done, total)
+            update_progress_artifact(tracker, 100.0 * done / max(total, 1))
 
     result = setup.run(rebalancing, progress)
     publish_artifacts(result)
@@ -126,6 +87,22 @@ def publish_artifacts(result: BacktestResult) -> None:
         description="models shadow-scored on their votes",
     )
     create_markdown_artifact(key=REPORT_KEY, markdown=render(result), description=", ".join(result.symbols))
+    create_markdown_artifact(
+        key=PLOT_KEY, markdown=picture(result), description="equity, baselines, drawdown"
+    )
+
+
+def picture(result: BacktestResult) -> str:
+    """The backtest's plot as markdown, the PNG inline (a data URI): the UI shows it with no file server."""
+    from triplegain.backtest_plot import plot_backtest
+
+    with tempfile.TemporaryDirectory() as directory:
+        png = plot_backtest(result, Path(directory) / "backtest.png").read_bytes()
+    encoded = base64.b64encode(png).decode()
+    return (
+        f"# Backtest {', '.join(result.symbols)}\n\n"
+        f"![equity against the baselines, drawdown beneath](data:image/png;base64,{encoded})\n"
+    )
 
 
 def render(result: BacktestResult) -> str:

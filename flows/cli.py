@@ -21,8 +21,21 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        say(f"triplegain {version('triplegain')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main_callback() -> None:
+def main_callback(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+) -> None:
     """TripleGain: LLM-assisted paper trading on Prefect."""
 
 
@@ -32,6 +45,12 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Prefect logs and
 Symbols = Annotated[str | None, typer.Option(help="Comma-separated, e.g. BTC/USDT,XRP/USDT")]
 Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with who asked)")]
 By = Annotated[str | None, typer.Option("--by", help="Who asks (default: your user name)")]
+
+QUIET_LOGGING = {
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",  # the terminal: what the user must act on
+    "PREFECT_LOGGING_ROOT_LEVEL": "CRITICAL",  # other libraries' shutdown noise (SQLAlchemy, EventsWorker)
+    "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",  # the temporary server's services, cancelled at exit
+}
 
 
 @app.command()
@@ -84,9 +103,10 @@ def rebalance(
 ) -> None:
     """Check the allocation against its targets; plan (and start) a rebalance when it drifted."""
     check = _call_flow("flows/rebalance.py:portfolio_check", verbose, force=force, config_file=config)
+    from flows.console import show_markdown
     from flows.rebalance import render_check
 
-    say(render_check(check))
+    show_markdown(render_check(check))
 
 
 @app.command()
@@ -99,7 +119,10 @@ def backtest(
     data: Annotated[
         str | None, typer.Option(help="Directory of BASE_USDT-1h.csv files (default: bundled)")
     ] = None,
-    out_file: Annotated[str, typer.Option("--out", help="JSON result file")] = "backtest.json",
+    out_file: Annotated[
+        str | None,
+        typer.Option("--out", help="JSON result file (default: backtests/ in the TripleGain data directory)"),
+    ] = None,
     plot: Annotated[str | None, typer.Option(help="PNG plot file (default: beside the JSON)")] = None,
     rebalance: Annotated[
         bool, typer.Option(help="Run the hourly portfolio check and its DCA batches")
@@ -113,7 +136,7 @@ def backtest(
     """Replay history hour by hour through the trading code; compare with buy-and-hold and rebalancing."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from flows.backtest import prepare_backtest
+    from flows.backtest_setup import prepare_backtest
     from flows.console import err
 
     try:
@@ -125,7 +148,8 @@ def backtest(
         with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task("hours", total=None)
             result = setup.run(rebalance, lambda done, total: bar.update(task, completed=done, total=total))
-        json_path, png = _write_backtest(result, Path(out_file), Path(plot) if plot else None)
+        json_path = Path(out_file) if out_file else _default_backtest_path(result)
+        json_path, png = _write_backtest(result, json_path, Path(plot) if plot else None)
     except Exception as e:
         _fail(e, verbose=False)
     show_backtest(result, replayed=setup.replay is not None)
@@ -208,7 +232,7 @@ def dca_run_due(config: Config = None, verbose: Verbose = False) -> None:
 def dca_status(config: Config = None) -> None:
     """The newest plans and each batch's schedule and status."""
     try:
-        from flows.rebalance import dca_status as load
+        from flows.control import dca_status as load
 
         plans = load(config)
     except Exception as e:
@@ -257,6 +281,15 @@ def status(config: Config = None, as_json: AsJson = False) -> None:
     show_status(current, as_json)
 
 
+def _default_backtest_path(result: BacktestResult) -> Path:
+    """backtests/backtest-<start>-<end>.json in the TripleGain data directory (beside the default
+    database), never the working directory: a backtest run in a checkout leaves it clean."""
+    from platformdirs import user_data_dir
+
+    name = f"backtest-{result.start:%Y%m%dT%H%MZ}-{result.end:%Y%m%dT%H%MZ}.json"
+    return Path(user_data_dir("triplegain", appauthor=False)) / "backtests" / name
+
+
 def _write_backtest(result: BacktestResult, json_path: Path, plot: Path | None) -> tuple[Path, Path]:
     """The result as JSON and its plot as PNG (beside the JSON unless given); returns both paths."""
     from triplegain.backtest_plot import plot_backtest
@@ -280,9 +313,17 @@ def _control(command: str, reason: str, by: str | None, config: str | None, conf
 
 
 def _call_flow(entrypoint: str, verbose: bool, **parameters: Any) -> Any:
-    """Run the flow at `entrypoint` (as prefect.yaml names it) in this process, Prefect imported only now
-    that its environment is prepared; on failure, one line and exit code 1."""
+    """Run the flow at `entrypoint` (as prefect.yaml names it) in this process; on failure, one line and
+    exit code 1. The settings (config file, symbols) and the database are checked first, before Prefect is
+    imported or a temporary server started, so a typo fails in a second and leaves no failed run behind."""
     _prepare_prefect_env(verbose)
+    try:
+        from flows.settings import preflight
+
+        preflight(parameters.get("config_file"), parameters.get("symbols"))
+    except Exception as e:
+        _fail(e, verbose)
+    _announce_temporary_server()
     try:
         from flows.serve import load_flow
 
@@ -294,13 +335,21 @@ def _call_flow(entrypoint: str, verbose: bool, **parameters: Any) -> Any:
 def _prepare_prefect_env(verbose: bool) -> None:
     """Prefect reads its settings at import: set defaults (the user's own values win) before importing it.
 
-    The temporary server gets time to start on small machines and sends no analytics; without --verbose,
-    Prefect's own logs are kept for real crashes, since the report and a one-line error say the rest.
+    The temporary server gets time to start on small machines and sends no analytics. Every run's logs
+    reach the Prefect API at INFO; without --verbose the terminal shows only the runs' warnings and errors
+    (what the user must act on), not Prefect's progress lines. Also without --verbose, the noise of a
+    process shutting down is hidden: the temporary server cancels its event recorders mid-flush when it is
+    stopped at exit (an ERROR traceback from its services and SQLAlchemy's pool, though the run completed
+    and was recorded), and the events client says "Still processing items" while it drains.
     """
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        for name, level in QUIET_LOGGING.items():
+            os.environ.setdefault(name, level)
+
+
+def _announce_temporary_server() -> None:
     from flows.console import err
     from flows.settings import prefect_api_url
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -33,9 +34,27 @@ BACKTEST_COLUMNS = (
 )
 
 
+NOTES_SHOWN = 10
+
+
+def amount(asset: str, value: Decimal) -> str:
+    """A balance as a trader reads it: the quote currency to the cent, a coin to 8 decimals, no
+    trailing zeros (`USDT 8996.77`, `BTC 0.01593`)."""
+    places = Decimal("0.01") if asset == "USDT" else Decimal("0.00000001")
+    text = f"{value.quantize(places):f}"
+    return text.rstrip("0").rstrip(".") if "." in text and asset != "USDT" else text
+
+
 def say(text: str) -> None:
     """One plain line on standard output (no markup, no highlighting)."""
     out.print(text, highlight=False, markup=False)
+
+
+def show_markdown(text: str) -> None:
+    """Markdown (what an artifact shows in the UI) rendered for the terminal: headings, tables, lists."""
+    from rich.markdown import Markdown
+
+    out.print(Markdown(text))
 
 
 def show_report(report: CycleReport, as_json: bool) -> None:
@@ -43,13 +62,13 @@ def show_report(report: CycleReport, as_json: bool) -> None:
     if as_json:
         out.print_json(report.model_dump_json())
         return
-    from triplegain.report import SUMMARY_COLUMNS, portfolio_lines, summary_rows
+    from triplegain.report import portfolio_lines, summary_columns, summary_rows
 
     title = f"{report.cycle_id}  as of {report.timestamp:%Y-%m-%d %H:%M} UTC  [{report.status}]"
     if report.replayed:
         title += "  (already ran: stored report, no new order)"
     table = Table(title=title, caption=f"decided by {report.decided_by}, {report.mode} mode")
-    for column in SUMMARY_COLUMNS:
+    for column in summary_columns(report):
         table.add_column(column, overflow="fold")
     for row in summary_rows(report):
         table.add_row(*row)
@@ -97,7 +116,10 @@ def show_backtest(result: BacktestResult, replayed: bool) -> None:
             say(f"sentiment refreshes replayed at their times: {result.sentiment_refreshes}")
     elif "offline-deterministic" in result.decided_by:
         say("decisions by the offline model (no recorded LLM answers were replayed)")
-    for note in result.notes[-10:]:
+    shown = result.notes[-NOTES_SHOWN:]
+    if len(result.notes) > len(shown):
+        say(f"the last {len(shown)} of {len(result.notes)} notes (all of them are in the JSON result):")
+    for note in shown:
         say(f"note: {note}")
 
 
@@ -140,7 +162,8 @@ def show_status(current: CoordinatorStatus, as_json: bool) -> None:
     last = f"{current.last_cycle_id} ({current.last_cycle_status})" if current.last_cycle_id else "none yet"
     say(f"last cycle: {last}")
     equity = f"{current.equity:.2f} USDT" if current.equity is not None else "unknown (no cycle yet)"
-    say(f"equity: {equity}; balances: " + ", ".join(f"{a} {v:f}" for a, v in current.balances.items()))
+    balances = ", ".join(f"{a} {amount(a, v)}" for a, v in current.balances.items())
+    say(f"equity: {equity}; balances: {balances}")
     _positions_table(current)
     _runs_table(current)
     from triplegain.report import hodl_line

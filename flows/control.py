@@ -17,16 +17,17 @@ import getpass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Engine
 
 from flows.settings import load_run_settings, prefect_api_url
-from tasks.events import emit_pending_events
-from tasks.storage import engine_for
 from triplegain import commands
 from triplegain.control import Command, CoordinatorStatus, StateChange
 from triplegain.errors import ControlError
 from triplegain.models.enums import CoordinatorState
-from triplegain.storage import unit_of_work
+from triplegain.rebalance import PlanRecord
+from triplegain.storage import engine_for, unit_of_work
 from triplegain.storage.accounts import load_account
+from triplegain.storage.dca import load_plans
 from triplegain.storage.status import load_status
 
 
@@ -71,7 +72,7 @@ def reset_breaker(reason: str, actor: str | None = None, config_file: str | None
         done = commands.reset_drawdown(session, balances, actor or _user(), reason.strip(), datetime.now(UTC))
         current = load_account(session, balances).coordinator
     if done and prefect_api_url():
-        emit_pending_events(engine)
+        _emit_pending_events(engine)
     message = "max_drawdown breaker reset" if done else "max_drawdown breaker is not tripped: nothing changed"
     if done and current is CoordinatorState.HALTED:
         message += "; still HALTED: resume with confirmation to trade again"
@@ -101,7 +102,7 @@ def _apply(
             confirm,
         )
     if change is not None and prefect_api_url():
-        emit_pending_events(engine)
+        _emit_pending_events(engine)
     if change is None:
         return ControlResult(state=current, change=None, message=f"already {current}: nothing changed")
     return ControlResult(
@@ -109,6 +110,20 @@ def _apply(
         change=change,
         message=f"{change.from_state} -> {change.to_state} by {change.actor}",
     )
+
+
+def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecord]:
+    """The newest rebalance plans and what became of each batch (no Prefect server needed)."""
+    settings = load_run_settings(config_file)
+    with unit_of_work(engine_for(settings)) as session:
+        return load_plans(session, limit)
+
+
+def _emit_pending_events(engine: Engine) -> None:
+    """Prefect is imported only here: a command that changed nothing, or has no API, never pays for it."""
+    from tasks.events import emit_pending_events
+
+    emit_pending_events(engine)
 
 
 def _user() -> str:

@@ -12,10 +12,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flows.settings import load_run_settings
-from tasks.market import market_source
-from tasks.storage import engine_for
+from triplegain.market import shared_source
 from triplegain.scoring import ModelScore, leaderboard, score_vote
-from triplegain.storage import unit_of_work
+from triplegain.storage import engine_for, unit_of_work
 from triplegain.storage.cycles import recent_votes
 
 HOUR = timedelta(hours=1)
@@ -30,7 +29,7 @@ def model_leaderboard(days: int = 30, config_file: str | None = None) -> list[Mo
         votes = recent_votes(session, days)
     if not votes:
         return []
-    source = market_source(settings)
+    source = shared_source(settings.market)
     first = min(at for at, *_ in votes)
     last = max(at for at, *_ in votes) + timedelta(hours=24)
     hours = int((last - first) / HOUR) + 2

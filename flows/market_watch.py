@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger
 
 from flows.runs import default_cycle_time, publish_artifacts, settle_account, stored_report
 from flows.settings import load_run_settings
-from flows.tracking import commit_or_settle, tracked_run
+from flows.tracking import commit_or_settle, name_run, tracked_run
 from tasks.events import emit_coordinator_events, emit_degradation_events
 from tasks.storage import load_account, load_unreported_failures, prepare_database
 from triplegain.cycle import parse_time
@@ -54,6 +54,7 @@ def market_watch(
     settings = load_run_settings(config_file, symbols)
     when = watch_time(parse_time(at) if at is not None else default_cycle_time(settings))
     watch_id = watch_id_for(when)
+    name_run(watch_id)
     prepare_database(settings)
     stored = stored_report(watch_id, settings)
     if stored is not None:

@@ -33,9 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, settle_account
 from flows.settings import load_run_settings
-from flows.tracking import commit_or_settle, tracked_run
+from flows.tracking import commit_or_settle, name_run, tracked_run
 from tasks.storage import (
-    engine_for,
     load_account,
     load_batch,
     load_due_batches,
@@ -53,17 +52,15 @@ from triplegain.models.market import MarketSnapshot
 from triplegain.models.trading import Portfolio
 from triplegain.rebalance import (
     BatchRecord,
-    PlanRecord,
     RebalanceDecision,
     allocation,
+    batch_run_id,
     dca_batches,
     is_due,
     plan_rebalance,
     why_batch_skipped,
 )
 from triplegain.settings import Settings
-from triplegain.storage import unit_of_work
-from triplegain.storage.dca import load_plans
 
 CHECK_FLOW = "portfolio-check"
 DCA_FLOW = "dca-rebalance"
@@ -96,7 +93,9 @@ def portfolio_check(
     settings = load_run_settings(config_file, symbols)
     now = datetime.now(UTC)
     prepare_database(settings)
-    with tracked_run(CHECK_FLOW, f"check-{now:%Y%m%dT%H%M%SZ}", settings) as run:
+    run_key = f"check-{now:%Y%m%dT%H%M%SZ}"
+    name_run(run_key)
+    with tracked_run(CHECK_FLOW, run_key, settings) as run:
         account = load_account(settings)
         market_at = default_cycle_time(settings)
         snapshots = _snapshots(
@@ -138,6 +137,7 @@ def _plan(
             run = run_deployment(
                 DCA_DEPLOYMENT,
                 parameters={"plan_id": plan_id, "batch_index": batch.index},
+                flow_run_name=batch_run_id(plan_id, batch.index),
                 scheduled_time=batch.scheduled_at,
                 timeout=0,
                 as_subflow=False,
@@ -159,7 +159,7 @@ def _plan(
     )
 
 
-@flow(name=DCA_FLOW, log_prints=False)
+@flow(name=DCA_FLOW, flow_run_name="dca-{plan_id}-b{batch_index}", log_prints=False)
 def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None) -> BatchRecord:
     """Execute one batch of a rebalance plan, exactly once; returns the batch as it stands afterwards."""
     logger = get_run_logger()
@@ -226,13 +226,6 @@ def run_due_batches(config_file: str | None = None) -> list[BatchRecord]:
     settings = load_run_settings(config_file)
     prepare_database(settings)
     return [dca_rebalance(b.plan_id, b.index, config_file) for b in load_due_batches(settings)]
-
-
-def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecord]:
-    """The newest rebalance plans and what became of each batch (no Prefect server needed)."""
-    settings = load_run_settings(config_file)
-    with unit_of_work(engine_for(settings)) as session:
-        return load_plans(session, limit)
 
 
 def _snapshots(settings: Settings, at: datetime, symbols: list[str]) -> list[MarketSnapshot]:

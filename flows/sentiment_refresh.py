@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.llm_setup import gateway_for, llm_setup
 from flows.settings import load_run_settings
-from flows.tracking import tracked_run
+from flows.tracking import name_run, tracked_run
 from tasks.agents import assess_sentiment_with_llms
 from tasks.news import fetch_headlines
 from tasks.storage import load_account, prepare_database, save_sentiment_refresh
@@ -37,8 +37,10 @@ def sentiment_refresh(
     logger = get_run_logger()
     settings = load_run_settings(config_file, symbols)
     when = parse_time(at) if at is not None else datetime.now(UTC)
+    run_key = f"sentiment-{when:%Y%m%dT%H%MZ}"
+    name_run(run_key)
     prepare_database(settings)
-    with tracked_run(FLOW_NAME, f"sentiment-{when:%Y%m%dT%H%MZ}", settings) as run:
+    with tracked_run(FLOW_NAME, run_key, settings) as run:
         account = load_account(settings)
         level = account.health.level
         if account.coordinator is CoordinatorState.HALTED:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from prefect import get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
 from tasks.storage import finish_run, start_run
@@ -29,6 +30,19 @@ class TrackedRun:
 
     id: int
     status: str = "completed"
+
+
+def name_run(name: str) -> None:
+    """Name the current flow run after what it runs (`cycle-20240630T2300Z`, `watch-...`), in place of
+    Prefect's random one, so the runs list says what ran. A failure to rename is logged, never fatal."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None or context.flow_run.name == name:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run_id=context.flow_run.id, name=name)
+    except Exception as e:  # the run itself must not fail over its name
+        get_run_logger().warning("could not name this run %s: %s", name, e)
 
 
 @contextmanager

@@ -22,9 +22,9 @@ from prefect.states import Completed
 
 from flows.conflict_resolution import resolve_conflicts
 from flows.llm_setup import LLMSetup, gateway_for, llm_setup
-from flows.runs import default_cycle_time, publish_artifacts, stored_report
+from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, stored_report
 from flows.settings import load_run_settings
-from flows.tracking import commit_or_settle, tracked_run
+from flows.tracking import commit_or_settle, name_run, tracked_run
 from tasks.agents import (
     analyze_technicals,
     analyze_technicals_with_llm,
@@ -61,7 +61,7 @@ from triplegain.cycle import (
     with_sentiment,
 )
 from triplegain.cycle_types import AccountState, Coordination, CoordinationInput, SymbolAnalysis
-from triplegain.errors import MarketDataError, MarketDataUnavailable
+from triplegain.errors import CycleError, MarketDataError, MarketDataUnavailable
 from triplegain.llm.gateway import LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
 from triplegain.models.analysis import AgentReport
@@ -91,11 +91,21 @@ def trading_cycle(
     settings = load_run_settings(config_file, symbols)
     at = normalize_at(parse_time(at) if at is not None else default_cycle_time(settings))
     cycle_id = cycle_id_for(at)
+    name_run(cycle_id)
     started = datetime.now(UTC)
     logger.info("cycle %s, database %s", cycle_id, prepare_database(settings))
     stored = stored_report(cycle_id, settings)
     if stored is not None:
         logger.info("%s already ran; returning its stored report, placing no order", cycle_id)
+        ran = [o.symbol for o in stored.symbols]
+        if symbols and set(symbols) != set(ran):
+            logger.warning(
+                "%s already ran for %s: one cycle per hour, so --symbols %s is not run again; this is the "
+                "stored report",
+                cycle_id,
+                ", ".join(ran),
+                ",".join(symbols),
+            )
         return stored
     with tracked_run(FLOW_NAME, cycle_id, settings) as run:
 
@@ -106,7 +116,8 @@ def trading_cycle(
                 why = "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
                 logger.warning("%s: %s", cycle_id, why)
                 run.status = "skipped"
-                return Completed(name="Skipped", message=why, data=skipped_report(cycle_id, at, account, why))  # type: ignore[return-value]
+                report = skipped_report(cycle_id, at, account, why, _prices(settings, at))
+                return Completed(name="Skipped", message=why, data=report)  # type: ignore[return-value]
             cycle = _run(settings, at, cycle_id, started, account, run.id)
             emit_coordinator_events(settings)
             emit_degradation_events(cycle.result.degradation_changes)
@@ -114,6 +125,15 @@ def trading_cycle(
             return cycle.report
 
         return commit_or_settle(attempt, lambda: stored_report(cycle_id, settings), cycle_id)
+
+
+def _prices(settings: Settings, at: datetime) -> dict[str, Decimal]:
+    """The symbols' last prices, to value a skipped cycle's account (what is missing stays unvalued)."""
+    try:
+        analyses = price_snapshots(settings, at, settings.market.symbols)
+    except CycleError:
+        return {}
+    return {a.symbol: a.snapshot.current_price for a in analyses if a.snapshot is not None}
 
 
 def _run(

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.retry import retry_on
 from triplegain.errors import MarketDataUnavailable
-from triplegain.market import MarketDataSource, build_snapshot, source_from_settings
+from triplegain.market import MarketDataSource, build_snapshot, shared_source
 from triplegain.models.market import MarketSnapshot
 from triplegain.settings import Settings
-
-_sources: dict[tuple[str, Path | None, str], MarketDataSource] = {}
 
 
 def market_source(settings: Settings) -> MarketDataSource:
     """The configured market-data source, shared within this process so a replay parses each file once."""
-    m = settings.market
-    key = (m.source, m.data_dir, m.exchange)
-    if key not in _sources:
-        _sources[key] = source_from_settings(m)
-    return _sources[key]
+    return shared_source(settings.market)
 
 
 @task(

@@ -7,7 +7,6 @@ Each task, its Prefect task name and the storage function it calls share one nam
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,7 +14,6 @@ from typing import ParamSpec, TypeVar
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from tasks.retry import retry_on
@@ -29,29 +27,12 @@ from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CoordinatorState
 from triplegain.rebalance import Batch, BatchRecord, RebalanceDecision
 from triplegain.settings import Settings
-from triplegain.storage import accounts, create_db_engine, cycles, dca, llm_calls, migrate, runs, sentiment
+from triplegain.storage import accounts, cycles, dca, engine_for, llm_calls, runs, sentiment
 from triplegain.storage import unit_of_work as _unit_of_work
 from triplegain.storage.cycles import CycleRecord
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_engines: dict[tuple[str, int, int], Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def engine_for(settings: Settings) -> Engine:
-    """The process's engine for the configured database, migrated to the newest schema on first use."""
-    key = (
-        settings.database_url.get_secret_value(),
-        settings.sqlite_busy_timeout_ms,
-        settings.statement_timeout_ms,
-    )
-    with _engines_lock:
-        if key not in _engines:
-            engine = create_db_engine(*key)
-            migrate(engine)
-            _engines[key] = engine
-        return _engines[key]
 
 
 def _db_task(fn: Callable[P, R]) -> Task[P, R]:

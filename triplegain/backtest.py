@@ -381,9 +381,7 @@ class _Simulation:
     ) -> BacktestResult:
         """The metrics of the curve against the baselines, and the leaderboard of the votes."""
         closes = {s: hourly_closes(source, s, self.times) for s in settings.market.symbols}
-        curves = baselines(
-            closes, settings, float(sum(settings.broker.initial_balances.values(), Decimal(0)))
-        )
+        runs = baselines(closes, settings, float(sum(settings.broker.initial_balances.values(), Decimal(0))))
         scored = [score_vote(*vote, lambda symbol, t: close_at(source, symbol, t)) for vote in self.votes]
         return BacktestResult(
             leaderboard=leaderboard(scored),
@@ -398,10 +396,10 @@ class _Simulation:
             rebalancing=rebalancing,
             hours=len(self.times),
             metrics=self._metrics(),
-            baselines={name: measure(curve) for name, curve in curves.items()},
+            baselines={name: run.metrics() for name, run in runs.items()},
             times=self.times,
             equity=self.equity,
-            baseline_equity=curves,
+            baseline_equity={name: run.curve for name, run in runs.items()},
             skipped_hours=self.skipped,
             notes=self.notes,
             resume_after_halt=settings.backtest.resume_after_halt,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -15,6 +16,7 @@ from triplegain.models.trading import QUOTE
 from triplegain.settings import Settings
 
 HOURS_PER_YEAR = 24 * 365
+_DUST_USD = 1e-6  # a rebalance leg smaller than this traded nothing
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -81,7 +83,24 @@ def close_at(source: MarketDataSource, symbol: str, at: datetime) -> float | Non
     return float(candles.close[-1])
 
 
-def baselines(closes: dict[str, np.ndarray], settings: Settings, initial: float) -> dict[str, list[float]]:
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline's hourly equity curve, its trades (each asset bought or sold at an hour is one), the
+    fees it paid and its mean share of equity in assets other than USDT, in percent."""
+
+    curve: list[float]
+    trades: int
+    fees: float
+    exposure_pct: float
+
+    def metrics(self) -> Metrics:
+        """The curve's metrics with the trades, fees and exposure filled in."""
+        return measure(self.curve).model_copy(
+            update={"trades": self.trades, "fees_paid": self.fees, "exposure_pct": self.exposure_pct}
+        )
+
+
+def baselines(closes: dict[str, np.ndarray], settings: Settings, initial: float) -> dict[str, Baseline]:
     """Buy-and-hold of the target allocation, and the same rebalanced when it drifts past the threshold.
 
     Both buy at the first hour's closes and pay the broker's fee on every traded notional; assets without a
@@ -93,16 +112,18 @@ def baselines(closes: dict[str, np.ndarray], settings: Settings, initial: float)
     assets = [a for a in targets if a != QUOTE and f"{a}/{QUOTE}" in closes]
     prices = {a: _filled(closes[f"{a}/{QUOTE}"]) for a in assets}
     n = len(next(iter(prices.values()))) if prices else 0
-    curves = {}
+    runs = {}
     for name, rebalance in (("buy_and_hold", False), ("drift_rebalanced", True)):
         cash = initial * targets.get(QUOTE, 0.0) + initial * sum(
             targets[a] for a in assets if a not in prices
         )
-        units = {}
+        units, trades, fees = {}, 0, 0.0
         for a in assets:
             spend = initial * targets[a]
             units[a] = spend * (1 - fee) / prices[a][0]
-        curve = []
+            trades += int(spend > 0)
+            fees += spend * fee
+        curve, exposure = [], []
         for i in range(n):
             value = cash + sum(units[a] * prices[a][i] for a in assets)
             if rebalance and value > 0:
@@ -117,10 +138,14 @@ def baselines(closes: dict[str, np.ndarray], settings: Settings, initial: float)
                         traded = abs(wanted - held)
                         cash -= (wanted - held) + traded * fee
                         units[a] = wanted / prices[a][i]
+                        trades += int(traded > _DUST_USD)
+                        fees += float(traded * fee)
                     value = cash + sum(units[a] * prices[a][i] for a in assets)
             curve.append(value)
-        curves[name] = curve
-    return curves
+            exposure.append(sum(units[a] * prices[a][i] for a in assets) / value if value > 0 else 0.0)
+        mean_exposure = float(np.mean(exposure)) * 100 if exposure else 0.0
+        runs[name] = Baseline(curve=curve, trades=trades, fees=fees, exposure_pct=mean_exposure)
+    return runs
 
 
 def _filled(values: np.ndarray) -> np.ndarray:

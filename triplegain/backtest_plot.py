@@ -8,12 +8,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
 from triplegain.backtest import BacktestResult
 
 LABELS = {"buy_and_hold": "buy and hold (target allocation)", "drift_rebalanced": "rebalanced on drift only"}
+# Baselines often run on top of each other: a style each keeps both visible where they coincide.
+STYLES = {"buy_and_hold": ("tab:gray", "--"), "drift_rebalanced": ("tab:green", ":")}
 
 
 def plot_backtest(result: BacktestResult, path: Path) -> Path:
@@ -24,7 +27,8 @@ def plot_backtest(result: BacktestResult, path: Path) -> Path:
     )
     top.plot(times, result.equity, label=f"TripleGain ({', '.join(result.decided_by)})", linewidth=1.6)
     for name, curve in result.baseline_equity.items():
-        top.plot(times, curve, label=LABELS.get(name, name), linewidth=1.0, alpha=0.8)
+        color, style = STYLES.get(name, (None, "-."))
+        top.plot(times, curve, label=LABELS.get(name, name), color=color, linestyle=style, linewidth=1.4)
     top.set_ylabel("equity (USDT)")
     top.set_title(
         f"{', '.join(result.symbols)}  {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d}  "
@@ -37,6 +41,9 @@ def plot_backtest(result: BacktestResult, path: Path) -> Path:
     bottom.fill_between(times, drawdown, 0, color="tab:red", alpha=0.4)
     bottom.set_ylabel("drawdown %")
     bottom.grid(alpha=0.3)
+    locator = mdates.AutoDateLocator(maxticks=8)  # type: ignore[no-untyped-call]  # a few dates, never overlapping
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -39,7 +39,7 @@ from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CycleStatus, DegradationLevel
 from triplegain.models.market import MarketSnapshot
-from triplegain.models.trading import Portfolio, Position
+from triplegain.models.trading import QUOTE, Portfolio, Position
 from triplegain.rebalance import RebalanceTrade
 from triplegain.resolution import FALLBACK_BY, conservative, triage
 from triplegain.settings import Settings
@@ -210,10 +210,18 @@ def build_report(
     )
 
 
-def skipped_report(cycle_id: str, at: datetime, account: AccountState, reason: str) -> CycleReport:
-    """The report of a cycle that did not run (coordinator HALTED): the account as it stands, and why."""
+def skipped_report(
+    cycle_id: str, at: datetime, account: AccountState, reason: str, prices: dict[str, Decimal] | None = None
+) -> CycleReport:
+    """The report of a cycle that did not run (coordinator HALTED): the account as it stands, valued at
+    `prices` (by symbol), and why. Without a price, an asset is named as unvalued rather than counted as 0."""
     now = datetime.now(UTC)
-    portfolio = Portfolio(balances=account.balances, prices={}, positions=account.positions, as_of=at)
+    prices = prices or {}
+    portfolio = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
+    unvalued = sorted(
+        a for a, amount in account.balances.items() if a != QUOTE and amount and f"{a}/{QUOTE}" not in prices
+    )
+    notes = [reason] + ([f"no price for {', '.join(unvalued)}: left out of the equity"] if unvalued else [])
     return CycleReport(
         cycle_id=cycle_id,
         timestamp=at,
@@ -224,7 +232,7 @@ def skipped_report(cycle_id: str, at: datetime, account: AccountState, reason: s
         symbols=[],
         portfolio=portfolio,
         starting_equity=portfolio.equity,
-        notes=[reason],
+        notes=notes,
     )
 
 

@@ -343,7 +343,12 @@ class BatchRecord(BaseModel):
     @property
     def run_id(self) -> str:
         """The identity of the run that executes this batch (its orders derive from it)."""
-        return f"dca-{self.plan_id}-b{self.index}"
+        return batch_run_id(self.plan_id, self.index)
+
+
+def batch_run_id(plan_id: str, index: int) -> str:
+    """The identity (and flow-run name) of the run that executes batch `index` of plan `plan_id`."""
+    return f"dca-{plan_id}-b{index}"
 
 
 class PlanRecord(BaseModel):

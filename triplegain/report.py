@@ -8,11 +8,22 @@ from triplegain.models.cycle import CycleReport, Execution, SymbolOutcome
 from triplegain.models.trading import QUOTE, Portfolio
 
 SUMMARY_COLUMNS = ("symbol", "price", "regime", "TA bias", "signal", "verdict", "order")
+WATCH_COLUMNS = ("symbol", "price", "exits and orders")
+WATCH = "market-watch"
+
+
+def summary_columns(report: CycleReport) -> tuple[str, ...]:
+    """A cycle's columns, or a market watch's (it analyses nothing: price and what it sold)."""
+    return WATCH_COLUMNS if report.decided_by == WATCH else SUMMARY_COLUMNS
 
 
 def summary_rows(report: CycleReport) -> list[tuple[str, ...]]:
-    """One row per symbol: price, regime, TA bias, signal, risk verdict and order."""
-    return [_row(o) for o in report.symbols]
+    """One row per symbol under `summary_columns`: for a cycle price, regime, TA bias, signal, risk verdict
+    and order; for a watch price and its exits."""
+    rows = [_row(o) for o in report.symbols]
+    if report.decided_by == WATCH:
+        return [(symbol, price, orders) for symbol, price, *_, orders in rows]
+    return rows
 
 
 def _row(o: SymbolOutcome) -> tuple[str, ...]:
@@ -75,12 +86,13 @@ def hodl_line(bags: dict[str, Decimal], pending_usd: dict[str, Decimal]) -> str:
 
 def render_markdown(report: CycleReport) -> str:
     """The cycle as a markdown document: per symbol signal, verdict and order; then the portfolio."""
-    header = "| " + " | ".join(SUMMARY_COLUMNS) + " |\n|" + "---|" * len(SUMMARY_COLUMNS)
+    columns = summary_columns(report)
+    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
     rows = "\n".join(
         "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in summary_rows(report)
     )
     parts = [
-        f"# {'Market watch' if report.decided_by == 'market-watch' else 'Trading cycle'} {report.cycle_id}",
+        f"# {'Market watch' if report.decided_by == WATCH else 'Trading cycle'} {report.cycle_id}",
         f"As of **{report.timestamp.isoformat()}**, status **{report.status}**, mode {report.mode}, "
         f"decided by `{report.decided_by}`; "
         f"{report.messages} bus messages, {report.dead_letters} dead letters, "
@@ -88,9 +100,50 @@ def render_markdown(report: CycleReport) -> str:
         header + "\n" + rows,
         "## Portfolio\n" + "\n".join(f"- {line}" for line in portfolio_lines(report)),
     ]
+    reasoning = [r for o in report.symbols if (r := reasoning_lines(o))]
+    if reasoning:
+        parts.append("## Reasoning\n\n" + "\n\n".join("\n".join(r) for r in reasoning))
     if report.notes:
         parts.append("## Notes\n" + "\n".join(f"- {e}" for e in report.notes))
     return "\n\n".join(parts) + "\n"
+
+
+def reasoning_lines(o: SymbolOutcome) -> list[str]:
+    """Why the cycle did what it did for one symbol, as markdown: the analysis, each model's vote with its
+    reasoning, the agreement, the resolution of conflicts and the risk engine's reasons."""
+    if o.signal is None and o.verdict is None:
+        return []
+    lines = [f"### {o.symbol}"]
+    if o.technical is not None:
+        lines.append(
+            f"- technical: {o.technical.bias.value}, confidence {o.technical.confidence:.2f}; "
+            f"{o.technical.reasoning}"
+        )
+    if o.regime is not None:
+        lines.append(f"- regime: {o.regime.regime.value}, confidence {o.regime.confidence:.2f}")
+    if o.signal is not None:
+        sig = o.signal
+        lines.append(
+            f"- decision: **{sig.action}** at {sig.confidence:.2f}, {sig.agreement} agreement "
+            f"({sig.consensus_strength:.0%} of {sig.total_models} model(s)); {sig.reasoning}"
+        )
+        lines += [
+            f"  - {v.model}: {v.action} {v.confidence:.2f}: {v.reasoning.replace(chr(10), ' ')}"
+            for v in sig.model_votes
+        ]
+    if o.resolution is not None:
+        r = o.resolution
+        kinds = ", ".join(str(c.type) for c in r.conflicts) or "none"
+        lines.append(
+            f"- conflicts ({kinds}): {r.action} by {r.decided_by}, {r.confidence:.2f}; {r.reasoning}"
+        )
+    if o.verdict is not None:
+        reasons = o.verdict.rejections + o.verdict.modifications + o.verdict.warnings
+        lines.append(
+            f"- risk: {o.verdict.status}"
+            + ("; " + "; ".join(f"{r.code}: {r.message}" for r in reasons) if reasons else "")
+        )
+    return lines
 
 
 def allocation_rows(portfolio: Portfolio) -> list[dict[str, str]]:

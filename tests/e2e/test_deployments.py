@@ -157,7 +157,8 @@ def test_served_deployments_run_a_cycle_and_a_dca_batch_through_the_api(
             assert flow_run["state"]["type"] == "COMPLETED", flow_run["state"]
             return flow_run
 
-        run("trading-cycle", {"at": "2024-06-30T20:00Z"})
+        cycle = run("trading-cycle", {"at": "2024-06-30T20:00Z"})
+        assert client.get(f"/flow_runs/{cycle['id']}").json()["name"] == "cycle-20240630T2000Z"
         run("portfolio-check", {})
 
         def dca_runs() -> list[dict[str, Any]] | None:
@@ -172,6 +173,8 @@ def test_served_deployments_run_a_cycle_and_a_dca_batch_through_the_api(
         )
         assert [r["parameters"]["batch_index"] for r in batches] == list(range(6))
         assert len({r["parameters"]["plan_id"] for r in batches}) == 1
+        plan = batches[0]["parameters"]["plan_id"]
+        assert [r["name"] for r in batches] == [f"dca-{plan}-b{i}" for i in range(6)]  # named when scheduled
         finished(batches[0]["id"], "first DCA batch")
         later = [client.get(f"/flow_runs/{r['id']}").json() for r in batches[1:]]
         assert {r["state"]["type"] for r in later} == {"SCHEDULED"}

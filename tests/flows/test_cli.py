@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli import QUIET_LOGGING, app
+from tests.flows.fresh_process import run_cli
 
 
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     for key in ("PREFECT_LOGGING_LEVEL", "PREFECT_SERVER_ANALYTICS_ENABLED"):
         monkeypatch.setenv(key, "INFO" if key.endswith("LEVEL") else "false")  # restored after the test
+    for key, level in QUIET_LOGGING.items():  # what the CLI sets, undone for the processes tests start later
+        monkeypatch.setenv(key, level)
     return CliRunner()
 
 
@@ -43,6 +47,22 @@ def test_failure_exits_1_with_a_one_line_reason(runner: CliRunner, project_db: s
     assert len(errors) == 1 and "CycleError: every symbol failed" in errors[0]
 
 
+def test_watch_prints_its_own_table_not_the_cycles(runner: CliRunner, project_db: str) -> None:
+    result = runner.invoke(app, ["watch", "--at", "2024-06-30T20:05Z"])
+
+    assert result.exit_code == 0, result.output
+    assert "watch-20240630T2005Z" in result.stdout and "exits and orders" in result.stdout
+    assert "TA bias" not in result.stdout and "regime" not in result.stdout
+
+
+def test_version(runner: CliRunner) -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+
+    assert result.exit_code == 0 and result.stdout.strip() == f"triplegain {version('triplegain')}"
+
+
 def test_bad_time_is_a_usage_error(runner: CliRunner) -> None:
     result = runner.invoke(app, ["run", "--at", "yesterday"])
 
@@ -57,3 +77,29 @@ def test_bad_configuration_exits_1_naming_the_key(
     result = runner.invoke(app, ["run"])
 
     assert result.exit_code == 1 and "risk.max_leverage='0'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "environment", "expected"),
+    [
+        (["--config", "missing.yaml"], {}, "missing.yaml"),
+        (["--symbols", "DOGE/USDT"], {}, "unknown symbol 'DOGE/USDT'"),
+        (
+            [],
+            {"TRIPLEGAIN_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none"},
+            "DatabaseUnavailable",
+        ),
+    ],
+    ids=["config file", "symbol", "database"],
+)
+def test_a_bad_setting_fails_before_any_server_starts(
+    option: list[str], environment: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    """Found in the settings or the database before Prefect is even imported: no temporary server, no
+    failed flow run left behind, one line."""
+    done = run_cli(["run", *option], tmp_path, **environment)
+
+    assert done.stdout.strip() == "exit 1 prefect imported: False", done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], done.stderr
+    assert "temporary Prefect server" not in done.stderr

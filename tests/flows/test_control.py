@@ -51,6 +51,19 @@ def test_a_halted_coordinator_skips_the_cycle_and_says_why(project_db: str) -> N
     assert rows(project_db, OrderRow) == []
 
 
+def test_a_skipped_cycle_values_the_crypto_it_holds(project_db: str) -> None:
+    bought = trading_cycle(at=BUYING_HOUR)
+    assert bought.portfolio.balances.get("BTC", 0) > 0
+    control.halt("review", actor="ops")
+
+    skipped = trading_cycle(at="2024-06-30T21:00Z")
+
+    assert skipped.status is CycleStatus.SKIPPED and not any("no price" in n for n in skipped.notes)
+    cash = skipped.portfolio.balances["USDT"]
+    assert skipped.portfolio.equity > cash  # not the cash alone
+    assert abs(skipped.portfolio.equity - bought.portfolio.equity) < bought.portfolio.equity / 100
+
+
 def test_resuming_from_halted_needs_confirmation_and_is_recorded(project_db: str) -> None:
     control.halt("incident", actor="ops")
 

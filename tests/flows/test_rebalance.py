@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from flows import control
-from flows.rebalance import dca_rebalance, dca_status, portfolio_check, run_due_batches
+from flows.control import dca_status
+from flows.rebalance import dca_rebalance, portfolio_check, run_due_batches
 from tests.flows.test_trading_cycle import count
 from triplegain.storage import create_db_engine, unit_of_work
 from triplegain.storage.tables import DcaBatchRow, OrderRow
@@ -110,9 +111,8 @@ def test_cli_rebalance_and_dca(project_db: str) -> None:
     again = runner.invoke(app, ["rebalance"])
 
     assert checked.exit_code == 0, checked.stderr
-    assert (
-        "# Portfolio check: rebalance" in checked.stdout and "buy 3333.00 USD of BTC/USDT" in checked.stdout
-    )
+    assert "Portfolio check: rebalance" in checked.stdout and "buy 3333.00 USD of BTC/USDT" in checked.stdout
+    assert "# Portfolio" not in checked.stdout and "|---" not in checked.stdout  # rendered, not raw markdown
     assert shown.exit_code == 0 and "(active), 6666.00 USD" in shown.stdout and "batch 5 at" in shown.stdout
     assert due.exit_code == 0 and "no batch is due" in due.stdout
     status = runner.invoke(app, ["status"])
@@ -120,23 +120,31 @@ def test_cli_rebalance_and_dca(project_db: str) -> None:
         "rebalance plan: " in status.stdout
         and "6666.00 USD in 6 batch(es): 1 executed, 5 pending" in status.stdout
     )
-    assert again.exit_code == 0 and "# Portfolio check: none" in again.stdout
+    assert again.exit_code == 0 and "Portfolio check: none" in again.stdout
 
 
 def test_backtest_flow_publishes_its_results() -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.backtest import METRICS_KEY, backtest
+    from flows.backtest import METRICS_KEY, PLOT_KEY, PROGRESS_KEY, backtest
 
-    result = backtest(start="2024-06-28T00:00Z", end="2024-06-30T23:00Z")
+    state = backtest(start="2024-06-28T00:00Z", end="2024-06-30T23:00Z", return_state=True)  # type: ignore[call-arg]
+    result = state.result()
 
     assert result.hours == 72 and set(result.baselines) == {"buy_and_hold", "drift_rebalanced"}
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[METRICS_KEY]))
-        )
-    assert artifacts and "drift_rebalanced" in str(artifacts[-1].data)
+        artifacts = {
+            key: client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            for key in (METRICS_KEY, PLOT_KEY, PROGRESS_KEY)
+        }
+    mine = {
+        key: [a for a in found if a.flow_run_id == state.state_details.flow_run_id]
+        for key, found in artifacts.items()
+    }
+    assert "drift_rebalanced" in str(mine[METRICS_KEY][0].data)
+    assert str(mine[PLOT_KEY][0].data).count("](data:image/png;base64,iVBORw0KGgo") == 1  # a PNG, inline
+    assert [a.data for a in mine[PROGRESS_KEY]] == [100.0]  # updated to the end
 
 
 def test_cli_backtest_writes_json_and_plot(tmp_path: object) -> None:

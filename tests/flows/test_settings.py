@@ -14,6 +14,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.database import DatabaseConfig
 from flows.settings import load_run_settings, prefect_api_url
+from tests.flows.fresh_process import run_cli
 from triplegain.errors import ConfigError
 from triplegain.models.enums import CoordinatorState
 from triplegain.settings import load_settings
@@ -108,3 +109,51 @@ def test_pause_reaches_the_block_database_when_the_api_url_comes_from_a_profile(
     assert done.returncode == 0, done.stderr
     assert state_of(block_db) is CoordinatorState.PAUSED
     assert not (tmp_path / "default.db").exists()  # the default database was never even opened
+
+
+OFFLINE_COMMANDS = [
+    ["status"],
+    ["pause", "--reason", "lunch", "--by", "ana"],
+    ["dca", "status"],
+    ["leaderboard"],
+    ["backtest", "--start", "2024-06-28T00:00Z", "--end", "2024-06-28T06:00Z"],
+]
+
+
+@pytest.mark.parametrize("command", OFFLINE_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_commands_that_run_no_flow_never_import_prefect(command: list[str], tmp_path: Path) -> None:
+    """Without a configured API, `status`, `pause`, `dca status`, `leaderboard` and `backtest` neither start
+    a temporary server nor import Prefect at all (it alone costs seconds)."""
+    done = run_cli(command, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("exit 0 prefect imported: False"), done.stdout + done.stderr
+    assert {p.name for p in tmp_path.iterdir() if p.is_file()} <= {"tg.db"}  # nothing else written here
+    if command[0] == "backtest":
+        written = tmp_path / "data/triplegain/backtests/backtest-20240628T0000Z-20240628T0600Z"
+        assert written.with_suffix(".json").is_file() and written.with_suffix(".png").is_file()
+        assert f"result: {written}.json" in done.stdout
+
+
+def test_an_api_url_in_the_profiles_file_or_the_environment_is_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows import settings as run_settings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILES_PATH", raising=False)
+    monkeypatch.setattr(run_settings, "sys", type("S", (), {"modules": {}})())
+    assert not run_settings._api_may_be_configured()
+
+    (home / "profiles.toml").write_text('active = "x"\n[profiles.x]\nPREFECT_API_URL = "http://h/api"\n')
+    assert run_settings._api_may_be_configured()
+    (home / "profiles.toml").unlink()
+    (tmp_path / "prefect.toml").write_text("[api]\nurl = 'http://h/api'\n")
+    assert run_settings._api_may_be_configured()
+    (tmp_path / "prefect.toml").unlink()
+    monkeypatch.setenv("PREFECT_API_URL", "http://h/api")
+    assert run_settings._api_may_be_configured()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from flows.market_watch import market_watch
 from flows.trading_cycle import ARTIFACT_KEY, trading_cycle
 from triplegain.errors import CycleError
 from triplegain.models.cycle import CycleReport
@@ -70,6 +72,18 @@ def test_cycle_publishes_a_markdown_artifact(project_db: str) -> None:
     latest = max(artifacts, key=lambda a: a.created)  # type: ignore[arg-type,return-value]
     assert latest.description == report.cycle_id
     assert "| BTC/USDT |" in str(latest.data) and "## Portfolio" in str(latest.data)
+    # Each decision's reasoning: the evidence, every model's vote with its reasons, the agreement.
+    assert "## Reasoning" in str(latest.data) and "### BTC/USDT" in str(latest.data)
+    assert "  - offline: " in str(latest.data) and "agreement (" in str(latest.data)
+
+
+def test_the_run_is_named_after_its_cycle_and_a_watch_after_its_slot(project_db: str) -> None:
+    cycle = trading_cycle(at="2024-06-14T09:00Z", return_state=True)
+    watch = market_watch(at="2024-06-14T09:20Z", return_state=True)
+
+    with get_client(sync_client=True) as client:
+        names = [client.read_flow_run(s.state_details.flow_run_id).name for s in (cycle, watch)]  # type: ignore[arg-type]
+    assert names == ["cycle-20240614T0900Z", "watch-20240614T0920Z"]
 
 
 def test_cycle_publishes_a_positions_and_allocation_table(project_db: str) -> None:
@@ -100,6 +114,16 @@ def test_same_hour_twice_places_no_second_order(project_db: str) -> None:
     assert second.replayed and not first.replayed
     assert second.cycle_id == first.cycle_id
     assert count(project_db, OrderRow) == 1 and count(project_db, CycleRow) == 1
+
+
+def test_other_symbols_on_an_hour_that_ran_say_so(project_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    trading_cycle(at=BUYING_HOUR)
+
+    with caplog.at_level(logging.WARNING):
+        again = trading_cycle(at=BUYING_HOUR, symbols=["XRP/USDT"])
+
+    assert again.replayed and [o.symbol for o in again.symbols] == ["BTC/USDT", "XRP/USDT"]
+    assert "already ran for BTC/USDT, XRP/USDT" in caplog.text and "--symbols XRP/USDT" in caplog.text
 
 
 def test_symbol_without_data_is_skipped(project_db: str, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-import tasks.market
+import triplegain.market
 from tasks.market import fetch_snapshot
 from triplegain.errors import MarketDataError, MarketDataUnavailable
 from triplegain.market import MarketDataSource, ReplaySource
@@ -38,11 +38,11 @@ def install(settings: Settings) -> Iterator[object]:
     key = (settings.market.source, settings.market.data_dir, settings.market.exchange)
 
     def put(source: MarketDataSource) -> MarketDataSource:
-        tasks.market._sources[key] = source
+        triplegain.market._shared[key] = source
         return source
 
     yield put
-    tasks.market._sources.pop(key, None)
+    triplegain.market._shared.pop(key, None)
 
 
 def test_unreachable_source_is_retried(settings: Settings, install: object) -> None:

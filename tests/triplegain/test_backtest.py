@@ -82,7 +82,8 @@ def test_baselines_against_a_hand_computed_case() -> None:
     settings = load_settings(portfolio={"target_pct": {"BTC": 50, "XRP": 0, "USDT": 50}})
     closes = {"BTC/USDT": np.array([100.0, 200.0, np.nan]), "XRP/USDT": np.array([1.0, 1.0, 1.0])}
 
-    curves = baselines(closes, settings, 1000.0)
+    runs = baselines(closes, settings, 1000.0)
+    curves = {name: run.curve for name, run in runs.items()}
 
     # Buy 500 USD of BTC at 100 paying 0.26%: 4.987 BTC; it doubles; a missing close keeps the last one.
     hold = 500 + 500 * (1 - 0.0026) / 100 * 200
@@ -91,6 +92,16 @@ def test_baselines_against_a_hand_computed_case() -> None:
     sold = (hold - 500) - hold / 2
     rebalanced = 500 + sold - sold * 0.0026 + hold / 2
     assert curves["drift_rebalanced"] == pytest.approx([1000 - 500 * 0.0026, rebalanced, rebalanced])
+    # One buy each; the rebalanced one also sold once. Fees on every traded notional; exposure the mean share.
+    hold_run, rebalanced_run = runs["buy_and_hold"], runs["drift_rebalanced"]
+    assert (hold_run.trades, rebalanced_run.trades) == (1, 2)
+    assert hold_run.fees == pytest.approx(500 * 0.0026)
+    assert rebalanced_run.fees == pytest.approx(500 * 0.0026 + sold * 0.0026)
+    btc_share = 500 * (1 - 0.0026) / 100 * 200 / hold
+    assert hold_run.exposure_pct == pytest.approx(
+        100 * (500 * (1 - 0.0026) / (1000 - 1.3) + 2 * btc_share) / 3
+    )
+    assert rebalanced_run.metrics().trades == 2 and rebalanced_run.metrics().fees_paid == rebalanced_run.fees
 
 
 def test_metrics_against_a_hand_computed_curve() -> None:

