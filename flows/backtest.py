@@ -74,7 +74,7 @@ def publish_artifacts(result: BacktestResult) -> None:
     rows = {f"TripleGain ({', '.join(result.decided_by)})": result.metrics, **result.baselines}
     create_table_artifact(
         key=METRICS_KEY,
-        table=[{"strategy": name, **m.model_dump()} for name, m in rows.items()],
+        table=[{"strategy": name, **_rounded(m.model_dump())} for name, m in rows.items()],
         description=f"{result.start:%Y-%m-%d %H:%M} to {result.end:%Y-%m-%d %H:%M} UTC, {result.hours} h",
     )
     create_table_artifact(
@@ -103,6 +103,11 @@ def picture(result: BacktestResult) -> str:
         f"# Backtest {', '.join(result.symbols)}\n\n"
         f"![equity against the baselines, drawdown beneath](data:image/png;base64,{encoded})\n"
     )
+
+
+def _rounded(row: dict[str, object]) -> dict[str, object]:
+    """Figures as a table shows them: to the cent, or two decimals (the JSON result keeps every digit)."""
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}
 
 
 def render(result: BacktestResult) -> str:

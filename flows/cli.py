@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from flows.console import fail, say, show_backtest, show_leaderboard, show_plans, show_report, show_status
+from flows.console import (
+    fail,
+    out,
+    say,
+    show_backtest,
+    show_json,
+    show_leaderboard,
+    show_plans,
+    show_report,
+    show_status,
+)
 
 if TYPE_CHECKING:
     from triplegain.backtest import BacktestResult
@@ -57,7 +67,10 @@ QUIET_LOGGING = {
 def run(
     at: Annotated[
         str | None,
-        typer.Option(help="Cycle time in UTC, e.g. 2024-06-01T12:00Z (default: end of replay data)"),
+        typer.Option(
+            help="Cycle time in UTC, e.g. 2024-06-01T12:00Z (default: now; on replay data the hour after the "
+            "last cycle)"
+        ),
     ] = None,
     symbols: Symbols = None,
     config: Config = None,
@@ -80,7 +93,10 @@ def run(
 def watch(
     at: Annotated[
         str | None,
-        typer.Option(help="Watch time in UTC, e.g. 2024-06-01T12:05Z (default: end of replay data)"),
+        typer.Option(
+            help="Watch time in UTC, e.g. 2024-06-01T12:05Z (default: now; on replay data the hour after the "
+            "last cycle)"
+        ),
     ] = None,
     config: Config = None,
     as_json: AsJson = False,
@@ -99,10 +115,14 @@ def rebalance(
         bool, typer.Option("--force", help="Ignore the drift threshold and the minimum interval")
     ] = False,
     config: Config = None,
+    as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
     """Check the allocation against its targets; plan (and start) a rebalance when it drifted."""
     check = _call_flow("flows/rebalance.py:portfolio_check", verbose, force=force, config_file=config)
+    if as_json:
+        show_json(check)
+        return
     from flows.console import show_markdown
     from flows.rebalance import render_check
 
@@ -132,6 +152,10 @@ def backtest(
         typer.Option("--replay-llm", help="Models vote with their answers recorded in the project database"),
     ] = False,
     config: Config = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metrics against the baselines as JSON")
+    ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Replay history hour by hour through the trading code; compare with buy-and-hold and rebalancing."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -151,7 +175,13 @@ def backtest(
         json_path = Path(out_file) if out_file else _default_backtest_path(result)
         json_path, png = _write_backtest(result, json_path, Path(plot) if plot else None)
     except Exception as e:
-        _fail(e, verbose=False)
+        _fail(e, verbose)
+    if as_json:
+        summary = {"TripleGain": result.metrics, **result.baselines}
+        out.print_json(
+            data={k: m.model_dump(mode="json") for k, m in summary.items()} | {"result": str(json_path)}
+        )
+        return
     show_backtest(result, replayed=setup.replay is not None)
     say(f"result: {json_path}  plot: {png}")
 
@@ -160,6 +190,8 @@ def backtest(
 def leaderboard(
     days: Annotated[int, typer.Option(help="Votes of the newest this many days of cycles")] = 30,
     config: Config = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Every model's stored votes scored on their 1/4/24 h outcome, best first."""
     try:
@@ -167,7 +199,10 @@ def leaderboard(
 
         rows = model_leaderboard(days, config)
     except Exception as e:
-        _fail(e, verbose=False)
+        _fail(e, verbose)
+    if as_json:
+        show_json(rows)
+        return
     if not rows:
         say("no votes stored yet: run some trading cycles first")
         return
@@ -201,15 +236,42 @@ app.add_typer(blocks, name="blocks")
 
 
 @blocks.command("register")
-def blocks_register() -> None:
+def blocks_register(verbose: Verbose = False) -> None:
     """Register the block types (database, LLM provider) with the Prefect server."""
+    _prepare_prefect_env(verbose)
     try:
         from flows.serve import register_blocks
 
         slugs = register_blocks()
     except Exception as e:
-        _fail(e, verbose=False)
+        _fail(e, verbose)
     say("registered: " + ", ".join(slugs))
+
+
+automations = typer.Typer(
+    no_args_is_help=True, help="Alerts: Prefect automations that notify on a halt, a breaker, a crash."
+)
+app.add_typer(automations, name="automations")
+
+
+@automations.command("install")
+def automations_install(
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="HTTP endpoint to POST each alert to (JSON)")
+    ] = None,
+    slack: Annotated[str | None, typer.Option("--slack", help="Slack incoming-webhook URL")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Create or update (idempotently) the automations that notify on a halt, a tripped breaker, a rise in
+    degradation and a crashed run; needs a Prefect server (PREFECT_API_URL)."""
+    _prepare_prefect_env(verbose)
+    try:
+        from flows.automations import BLOCK_NAME, install_automations
+
+        names = install_automations(webhook_url=webhook, slack_url=slack)
+    except Exception as e:
+        _fail(e, verbose)
+    say(f"notification block {BLOCK_NAME}; automations: " + ", ".join(names))
 
 
 dca = typer.Typer(
@@ -229,21 +291,26 @@ def dca_run_due(config: Config = None, verbose: Verbose = False) -> None:
 
 
 @dca.command("status")
-def dca_status(config: Config = None) -> None:
+def dca_status(config: Config = None, as_json: AsJson = False, verbose: Verbose = False) -> None:
     """The newest plans and each batch's schedule and status."""
     try:
         from flows.control import dca_status as load
 
         plans = load(config)
     except Exception as e:
-        _fail(e, verbose=False)
+        _fail(e, verbose)
+    if as_json:
+        show_json(plans)
+        return
     show_plans(plans)
 
 
 @app.command()
-def pause(reason: Reason, by: By = None, config: Config = None) -> None:
+def pause(
+    reason: Reason, by: By = None, config: Config = None, as_json: AsJson = False, verbose: Verbose = False
+) -> None:
     """Keep analysing but place no trade until resumed."""
-    _control("pause", reason, by, config)
+    _control("pause", reason, by, config, as_json=as_json, verbose=verbose)
 
 
 @app.command()
@@ -252,32 +319,38 @@ def resume(
     by: By = None,
     confirm: Annotated[bool, typer.Option("--confirm", help="Required to resume from HALTED")] = False,
     config: Config = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Trade again (from HALTED only with --confirm)."""
-    _control("resume", reason, by, config, confirm)
+    _control("resume", reason, by, config, confirm, as_json, verbose)
 
 
 @app.command()
-def halt(reason: Reason, by: By = None, config: Config = None) -> None:
+def halt(
+    reason: Reason, by: By = None, config: Config = None, as_json: AsJson = False, verbose: Verbose = False
+) -> None:
     """Stop every trading cycle until a confirmed resume."""
-    _control("halt", reason, by, config)
+    _control("halt", reason, by, config, as_json=as_json, verbose=verbose)
 
 
 @app.command("reset-breaker")
-def reset_breaker(reason: Reason, by: By = None, config: Config = None) -> None:
+def reset_breaker(
+    reason: Reason, by: By = None, config: Config = None, as_json: AsJson = False, verbose: Verbose = False
+) -> None:
     """Reset the max-drawdown breaker by hand (the coordinator stays HALTED until resume --confirm)."""
-    _control("reset_breaker", reason, by, config)
+    _control("reset_breaker", reason, by, config, as_json=as_json, verbose=verbose)
 
 
 @app.command()
-def status(config: Config = None, as_json: AsJson = False) -> None:
+def status(config: Config = None, as_json: AsJson = False, verbose: Verbose = False) -> None:
     """State, degradation, breakers, each flow's last run, balances and open positions with P&L."""
     try:
         from flows.control import status as load
 
         current = load(config)
     except Exception as e:
-        _fail(e, verbose=False)
+        _fail(e, verbose)
     show_status(current, as_json)
 
 
@@ -299,7 +372,15 @@ def _write_backtest(result: BacktestResult, json_path: Path, plot: Path | None) 
     return json_path, plot_backtest(result, plot or json_path.with_suffix(".png"))
 
 
-def _control(command: str, reason: str, by: str | None, config: str | None, confirm: bool = False) -> None:
+def _control(
+    command: str,
+    reason: str,
+    by: str | None,
+    config: str | None,
+    confirm: bool = False,
+    as_json: bool = False,
+    verbose: bool = False,
+) -> None:
     try:
         from flows import control
 
@@ -308,7 +389,10 @@ def _control(command: str, reason: str, by: str | None, config: str | None, conf
         else:
             result = getattr(control, command)(reason, by, config_file=config)
     except Exception as e:
-        _fail(e, verbose=False)
+        _fail(e, verbose)
+    if as_json:
+        show_json(result)
+        return
     say(f"{result.message} (now {result.state})")
 
 

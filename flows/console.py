@@ -50,6 +50,13 @@ def say(text: str) -> None:
     out.print(text, highlight=False, markup=False)
 
 
+def show_json(value: object) -> None:
+    """A typed result (a pydantic model, or a list of them) as JSON on standard output."""
+    from pydantic import TypeAdapter
+
+    out.print_json(TypeAdapter(type(value)).dump_json(value).decode())
+
+
 def show_markdown(text: str) -> None:
     """Markdown (what an artifact shows in the UI) rendered for the terminal: headings, tables, lists."""
     from rich.markdown import Markdown

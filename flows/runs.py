@@ -10,11 +10,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.coordination import coordinate
 from tasks.market import fetch_snapshot, market_source
-from tasks.storage import load_report, save_cycle
+from tasks.storage import load_account, load_report, save_cycle
 from triplegain.cycle import build_report
 from triplegain.cycle_types import AccountState, Coordination, CoordinationInput, SymbolAnalysis
 from triplegain.errors import CycleError
-from triplegain.market import ReplaySource
+from triplegain.market import ReplaySource, replay_clock
 from triplegain.models.cycle import CycleReport
 from triplegain.rebalance import RebalanceTrade
 from triplegain.report import allocation_rows, render_markdown
@@ -23,10 +23,14 @@ from triplegain.storage.cycles import CycleRecord
 
 
 def default_cycle_time(settings: Settings) -> datetime:
-    """Now for a live source; for a replay, the end of its data (the newest hour every symbol has)."""
+    """Now for a live source; on replay data the replay clock: the hour after the account's last cycle
+    (a fresh account starts `market.replay_start_days` before the data ends), stopping at the data's end.
+    A scheduled cycle, watch, portfolio check or DCA batch on replay data runs at this time."""
     source = market_source(settings)
     if isinstance(source, ReplaySource):
-        return source.end(settings.market.symbols)
+        m = settings.market
+        last = load_account(settings).last_cycle_at
+        return replay_clock(source, m.symbols, last, m.replay_start_days, m.min_candles)
     return datetime.now(UTC)
 
 

@@ -143,9 +143,11 @@ class LLMReplay:
     sentiment_times: list[datetime] = field(default_factory=list)  # when the live refreshes ran
 
     def recorded_models(self) -> list[str]:
-        """The models whose recordings are loaded: the voters, the analysts, the sentiment models."""
+        """The models whose recordings are loaded, each once: the voters, the resolution chain, the
+        analysts, the sentiment models."""
         analysts = [a for a in (self.technical, self.regime) if a is not None]
-        return [m.model for m in [*self.models, *analysts, *self.sentiment_models]]
+        every = [*self.models, *self.resolution_chain, *analysts, *self.sentiment_models]
+        return list(dict.fromkeys(m.model for m in every))
 
 
 class SentimentReplay:

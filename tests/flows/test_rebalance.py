@@ -3,6 +3,7 @@ due batch runs in the check and later ones through run_due_batches)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -143,6 +144,8 @@ def test_backtest_flow_publishes_its_results() -> None:
         for key, found in artifacts.items()
     }
     assert "drift_rebalanced" in str(mine[METRICS_KEY][0].data)
+    table = json.loads(str(mine[METRICS_KEY][0].data))  # rounded for the eye; the JSON result keeps all
+    assert all(round(v, 2) == v for row in table for v in row.values() if isinstance(v, float))
     assert str(mine[PLOT_KEY][0].data).count("](data:image/png;base64,iVBORw0KGgo") == 1  # a PNG, inline
     assert [a.data for a in mine[PROGRESS_KEY]] == [100.0]  # updated to the end
 

@@ -62,6 +62,16 @@ def test_one_cycle_end_to_end_persists_the_whole_chain(project_db: str) -> None:
     assert count(project_db, MessageRow) == report.messages >= 8
 
 
+def test_on_replay_data_runs_given_no_time_follow_the_replay_clock(project_db: str) -> None:
+    """A served schedule passes no time: on replay data each cycle is the hour after the last one, so the
+    account trades through the data; a watch given no time runs at the same replay hour."""
+    first, second = trading_cycle(), trading_cycle()
+    watch = market_watch()
+
+    assert (first.cycle_id, second.cycle_id) == ("cycle-20240601T0000Z", "cycle-20240601T0100Z")
+    assert not second.replayed and watch.cycle_id == "watch-20240601T0200Z"
+
+
 def test_cycle_publishes_a_markdown_artifact(project_db: str) -> None:
     report = trading_cycle(at="2024-06-15T09:00Z")
 

@@ -51,6 +51,21 @@ def test_pending_changes_are_sent_once_oldest_first(
     assert [name for name, _ in sent] == ["triplegain.coordinator.paused", "triplegain.coordinator.resumed"]
     assert sent[0][1]["resource"]["prefect.resource.id"] == "triplegain.coordinator"
     assert sent[0][1]["payload"]["actor"] == "ana"
+    # Who, why, from and to, as labels the event feed shows and an automation can match on.
+    labels = {k: v for k, v in sent[0][1]["resource"].items() if k.startswith("triplegain.")}
+    assert labels == {
+        "triplegain.from": "running",
+        "triplegain.to": "paused",
+        "triplegain.actor": "ana",
+        "triplegain.reason": "test",
+    }
+    assert sent[0][1]["related"] == [
+        {
+            "prefect.resource.id": "triplegain.actor.ana",
+            "prefect.resource.role": "actor",
+            "prefect.resource.name": "ana",
+        }
+    ]
 
 
 def test_degradation_changes_become_named_events(sent: list[tuple[str, dict[str, Any]]]) -> None:
@@ -68,3 +83,7 @@ def test_degradation_changes_become_named_events(sent: list[tuple[str, dict[str,
     [(name, kwargs)] = sent
     assert name == "triplegain.degradation.increased"
     assert kwargs["payload"]["name"] == "degradation_increased" and kwargs["payload"]["to_level"] == "reduced"
+    assert (
+        kwargs["resource"]["triplegain.from"] == "normal" and kwargs["resource"]["triplegain.to"] == "reduced"
+    )
+    assert kwargs["resource"]["triplegain.reason"] == "three failures"

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from triplegain.backtest import BacktestResult, LLMReplay, run_backtest
+from triplegain.backtest import BacktestResult, LLMReplay, replay_setup, run_backtest
 from triplegain.backtest_metrics import baselines, measure
 from triplegain.errors import ConfigError
 from triplegain.llm.models import ProviderConfig
@@ -244,3 +244,15 @@ def test_a_replayed_technical_model_without_recordings_leaves_the_offline_backte
 
     assert replayed.equity == plain.equity and replayed.replayed_answers == 0
     assert replayed.missing_answers == 2 * 2 * replayed.hours  # both agents, both symbols, every hour
+
+
+def test_a_replay_loads_the_resolution_chains_recordings_too() -> None:
+    """A conflict resolved live by a model that does not vote is resolved by its recorded answer in a
+    backtest, not by the conservative fallback: the chain's models are among those whose recordings load."""
+    settings = load_settings(
+        llm={"decision_models": ["deepseek"], "resolution_chain": ["deepseek", "anthropic"]}
+    )
+
+    wanted = replay_setup(settings)
+
+    assert wanted.recorded_models() == ["deepseek-chat", "claude-3-5-sonnet-20241022"]  # each model once

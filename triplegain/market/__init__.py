@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from triplegain.market.exchange import CcxtSource
-from triplegain.market.replay import ReplaySource, bundled_data_dir
+from triplegain.market.replay import ReplaySource, bundled_data_dir, replay_clock
 from triplegain.market.source import MarketDataSource, build_snapshot
 from triplegain.settings import MarketSettings
 
@@ -32,6 +32,7 @@ __all__ = [
     "ReplaySource",
     "build_snapshot",
     "bundled_data_dir",
+    "replay_clock",
     "shared_source",
     "source_from_settings",
 ]

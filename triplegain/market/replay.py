@@ -95,3 +95,20 @@ class ReplaySource(MarketDataSource):
         """The latest time at which every symbol has a just-closed candle: the natural 'now' of a replay."""
         ends = [self.series(s).open_time(-1) + timedelta(seconds=CANDLE_SECONDS) for s in symbols]
         return min(ends)
+
+
+def replay_clock(
+    source: ReplaySource,
+    symbols: list[str],
+    last_cycle_at: datetime | None,
+    start_days: int,
+    min_candles: int,
+) -> datetime:
+    """Replay time: the hour after the account's last cycle, never past the end of the data (where the clock
+    stops), so scheduled runs on replay data walk through it hour by hour. A fresh account starts
+    `start_days` before the end, or as soon as every symbol has `min_candles` closed candles if later."""
+    end = source.end(symbols)
+    if last_cycle_at is not None:
+        return min(last_cycle_at + timedelta(hours=1), end)
+    earliest = max(source.series(s).open_time(0) for s in symbols) + timedelta(hours=min_candles)
+    return min(max(end - timedelta(days=start_days), earliest), end)

@@ -47,6 +47,13 @@ class MarketSettings(BaseModel):
         "to the exposure ceilings' volatility",
     )
     min_candles: int = Field(50, ge=2, description="Fewer closed candles than this: skip the symbol")
+    replay_start_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="The replay clock: on replay data, a run given no time runs the hour after the account's "
+        "last cycle; a fresh account's first cycle this many days before the data ends",
+    )
     max_data_age_hours: int = Field(
         2, ge=1, le=24 * 30, description="Newest candle older than this: data is stale"
     )

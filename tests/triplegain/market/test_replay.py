@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from triplegain.errors import MarketDataError
-from triplegain.market import ReplaySource, build_snapshot
+from triplegain.market import ReplaySource, build_snapshot, replay_clock
 from triplegain.market.replay import read_candles_csv
 from triplegain.settings import MarketSettings
 
@@ -155,3 +155,26 @@ def test_stale_data_is_a_market_data_error(replay: ReplaySource) -> None:
 
 def test_end_is_the_latest_hour_every_symbol_has(replay: ReplaySource) -> None:
     assert replay.end(["BTC/USDT", "XRP/USDT"]) == datetime(2024, 7, 1, tzinfo=UTC)
+
+
+def test_the_replay_clock_walks_the_data_hour_by_hour_and_stops_at_its_end() -> None:
+    source, symbols = ReplaySource(), ["BTC/USDT", "XRP/USDT"]
+    end = source.end(symbols)
+    assert end == datetime(2024, 7, 1, tzinfo=UTC)
+
+    first = replay_clock(source, symbols, None, start_days=30, min_candles=50)
+    after = replay_clock(source, symbols, datetime(2024, 6, 1, 5, tzinfo=UTC), 30, 50)
+    stopped = replay_clock(source, symbols, end, 30, 50)
+
+    assert first == datetime(2024, 6, 1, tzinfo=UTC)  # a fresh account: 30 days before the end
+    assert after == datetime(2024, 6, 1, 6, tzinfo=UTC)  # the hour after the last cycle
+    assert stopped == end  # nothing after the data: the clock stops
+
+
+def test_a_fresh_account_on_short_data_starts_once_there_is_enough_history() -> None:
+    source, symbols = ReplaySource(), ["BTC/USDT"]
+    data_start = source.series("BTC/USDT").open_time(0)
+
+    first = replay_clock(source, symbols, None, start_days=365, min_candles=50)
+
+    assert first == data_start + timedelta(hours=50)
