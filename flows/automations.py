@@ -56,7 +56,7 @@ class Alert:
         notify = SendNotification(block_document_id=block_id, subject=self.subject, body=BODY)
         return Automation(
             name=self.name,
-            description=f"TripleGain: {self.subject} (installed by `triplegain automations install`)",
+            description=f"{self.subject} (installed by `triplegain automations install`)",
             enabled=True,
             trigger=trigger,
             actions=[notify],

@@ -3,6 +3,7 @@ and hands the result to `flows.console`. Prefect is imported lazily, after its e
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from datetime import datetime
@@ -408,6 +409,9 @@ def _call_flow(entrypoint: str, verbose: bool, **parameters: Any) -> Any:
     except Exception as e:
         _fail(e, verbose)
     _announce_temporary_server()
+    if not verbose:  # named outright too: seen once with an API configured despite the root level
+        for worker in ("EventsWorker", "APILogWorker"):
+            logging.getLogger(worker).setLevel(logging.ERROR)
     try:
         from flows.serve import load_flow
 
