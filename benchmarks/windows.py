@@ -6,7 +6,8 @@ whole of 2020-10..2024-06, for TripleGain and for buying the target allocation a
 it on drift. It also counts the hours each confirmed regime held for BTC/USDT and XRP/USDT over the whole.
 This is how decisions are judged (issue 13): tune on earlier windows, check on later ones.
 
-Usage: python benchmarks/windows.py [--data ../shared/data/market] [--whole-only]
+Usage: python benchmarks/windows.py [--data ../shared/data/market] [--whole-only] [--regimes]
+       [--set portfolio.drift_threshold_pct=7.5 ...]   (a candidate setting, to compare walk-forward)
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from triplegain.backtest import run_backtest
 from triplegain.backtest_metrics import Metrics
@@ -42,8 +46,8 @@ def row(label: str, m: Metrics) -> str:
     )
 
 
-def report(data: Path, start: datetime, end: datetime) -> None:
-    settings = load_settings(market={"data_dir": str(data)})
+def report(data: Path, start: datetime, end: datetime, overrides: dict[str, Any]) -> None:
+    settings = load_settings(**_merged(overrides, {"market": {"data_dir": str(data)}}))
     result = run_backtest(ReplaySource(data), start, end, settings)
     months = (end - start) / timedelta(days=30.44)
     print(f"{start:%Y-%m-%d} .. {end:%Y-%m-%d} ({result.hours} h, {months:.1f} months)")
@@ -69,16 +73,44 @@ def regime_hours(data: Path) -> None:
         print(f"{symbol} regime hours: " + ", ".join(f"{k} {v}" for k, v in held.most_common()))
 
 
+def overrides_from(pairs: list[str]) -> dict[str, Any]:
+    """`section.key=value` pairs as nested keyword overrides of `load_settings` (values parsed as YAML)."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise SystemExit(f"--set needs section.key=value, not {pair!r}")
+        *sections, leaf = key.split(".")
+        node = result
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = yaml.safe_load(value)
+    return result
+
+
+def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = (
+            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--whole-only", action="store_true")
     parser.add_argument("--regimes", action="store_true", help="also count the hours of each regime")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings")
     args = parser.parse_args()
+    overrides = overrides_from(args.settings)
+    if overrides:
+        print(f"settings overridden: {overrides}")
     if not args.whole_only:
         for start, end in windows():
-            report(args.data, start, end)
-    report(args.data, FIRST, LAST)
+            report(args.data, start, end, overrides)
+    report(args.data, FIRST, LAST, overrides)
     if args.regimes:
         regime_hours(args.data)
 
