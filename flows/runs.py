@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.coordination import coordinate
-from tasks.market import fetch_snapshot, market_source
+from tasks.market import fetch_snapshot
 from tasks.storage import load_account, load_report, save_cycle
 from triplegain.cycle import build_report
 from triplegain.cycle_types import AccountState, Coordination, CoordinationInput, SymbolAnalysis
 from triplegain.errors import CycleError
-from triplegain.market import ReplaySource, replay_clock
+from triplegain.market import ReplaySource, replay_clock, shared_source
 from triplegain.models.cycle import CycleReport
 from triplegain.rebalance import RebalanceTrade
 from triplegain.report import allocation_rows, render_markdown
@@ -26,7 +26,7 @@ def default_cycle_time(settings: Settings) -> datetime:
     """Now for a live source; on replay data the replay clock: the hour after the account's last cycle
     (a fresh account starts `market.replay_start_days` before the data ends), stopping at the data's end.
     A scheduled cycle, watch, portfolio check or DCA batch on replay data runs at this time."""
-    source = market_source(settings)
+    source = shared_source(settings.market)
     if isinstance(source, ReplaySource):
         m = settings.market
         last = load_account(settings).last_cycle_at

@@ -9,14 +9,9 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.retry import retry_on
 from triplegain.errors import MarketDataUnavailable
-from triplegain.market import MarketDataSource, build_snapshot, shared_source
+from triplegain.market import build_snapshot, shared_source
 from triplegain.models.market import MarketSnapshot
 from triplegain.settings import Settings
-
-
-def market_source(settings: Settings) -> MarketDataSource:
-    """The configured market-data source, shared within this process so a replay parses each file once."""
-    return shared_source(settings.market)
 
 
 @task(
@@ -30,4 +25,4 @@ def market_source(settings: Settings) -> MarketDataSource:
 )
 def fetch_snapshot(symbol: str, at: datetime, settings: Settings) -> MarketSnapshot:
     """The symbol's market as of the cycle time (closed candles only)."""
-    return build_snapshot(market_source(settings), symbol, at, settings.market)
+    return build_snapshot(shared_source(settings.market), symbol, at, settings.market)

@@ -39,7 +39,7 @@ from triplegain.models.cycle import CycleReport
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import CycleStatus, DegradationLevel
 from triplegain.models.market import MarketSnapshot
-from triplegain.models.trading import QUOTE, Portfolio, Position
+from triplegain.models.trading import Portfolio, Position
 from triplegain.rebalance import RebalanceTrade
 from triplegain.resolution import FALLBACK_BY, conservative, triage
 from triplegain.settings import Settings
@@ -218,9 +218,7 @@ def skipped_report(
     now = datetime.now(UTC)
     prices = prices or {}
     portfolio = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
-    unvalued = sorted(
-        a for a, amount in account.balances.items() if a != QUOTE and amount and f"{a}/{QUOTE}" not in prices
-    )
+    unvalued = portfolio.unpriced_assets
     notes = [reason] + ([f"no price for {', '.join(unvalued)}: left out of the equity"] if unvalued else [])
     return CycleReport(
         cycle_id=cycle_id,

@@ -170,6 +170,15 @@ class Portfolio(BaseModel):
                 total += amount * self.prices.get(f"{asset}/{QUOTE}", Decimal(0))
         return total
 
+    @property
+    def unpriced_assets(self) -> list[str]:
+        """Assets held without a price: what `equity` counts as zero."""
+        return sorted(
+            a
+            for a, amount in self.balances.items()
+            if a != QUOTE and amount and f"{a}/{QUOTE}" not in self.prices
+        )
+
     def exposure(self, symbol: str | None = None) -> Decimal:
         """USDT value of open positions (one symbol's, or all), at current prices and leverage."""
         return sum(
