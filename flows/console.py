@@ -182,6 +182,9 @@ def show_status(current: CoordinatorStatus, as_json: bool) -> None:
 
 
 def _positions_table(current: CoordinatorStatus) -> None:
+    if not current.positions:
+        say("open positions: none")
+        return
     table = Table(title="open positions")
     for column in ("symbol", "size", "entry", "last", "P&L", "stop", "target"):
         table.add_column(column)

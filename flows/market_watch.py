@@ -16,12 +16,13 @@ the same slot returns the stored report and sends no order twice.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect import flow, get_run_logger
 
 from flows.runs import default_cycle_time, publish_artifacts, settle_account, stored_report
 from flows.settings import load_run_settings
-from flows.tracking import commit_or_settle, name_run, tracked_run
+from flows.tracking import commit_or_settle, name_run, run_name, tracked_run
 from tasks.events import emit_coordinator_events, emit_degradation_events
 from tasks.storage import load_account, load_unreported_failures, prepare_database
 from triplegain.cycle import parse_time
@@ -45,7 +46,14 @@ def watch_time(at: datetime) -> datetime:
     return at.replace(minute=at.minute - at.minute % SLOT_MINUTES, second=0, microsecond=0)
 
 
-@flow(name=FLOW_NAME, log_prints=False)
+def _watch_name(parameters: dict[str, Any]) -> str:
+    at = parameters.get("at")
+    if at is None:
+        at = default_cycle_time(load_run_settings(parameters.get("config_file"), parameters.get("symbols")))
+    return watch_id_for(watch_time(parse_time(at)))
+
+
+@flow(name=FLOW_NAME, log_prints=False, flow_run_name=run_name(_watch_name))
 def market_watch(
     at: datetime | str | None = None, symbols: list[str] | None = None, config_file: str | None = None
 ) -> CycleReport:

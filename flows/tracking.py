@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
@@ -43,6 +43,23 @@ def name_run(name: str) -> None:
             client.update_flow_run(flow_run_id=context.flow_run.id, name=name)
     except Exception as e:  # the run itself must not fail over its name
         get_run_logger().warning("could not name this run %s: %s", name, e)
+
+
+def run_name(compute: Callable[[dict[str, Any]], str]) -> Callable[[], str]:
+    """A `flow_run_name` for `@flow`: Prefect calls it before the run's first log line, so even
+    "Beginning flow run ..." and the first task runs carry the name `compute(parameters)` gives (the same
+    one the flow body passes to `name_run`). Should `compute` fail (a broken config file, a database that
+    is down), the run keeps Prefect's name and the flow body reports the error itself."""
+
+    def name() -> str:
+        context = FlowRunContext.get()
+        current = context.flow_run.name if context is not None and context.flow_run is not None else ""
+        try:
+            return compute(dict(context.parameters) if context is not None else {})
+        except Exception:  # the flow body meets the same error and reports it properly
+            return current
+
+    return name
 
 
 @contextmanager

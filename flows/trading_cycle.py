@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
@@ -24,7 +25,7 @@ from flows.conflict_resolution import resolve_conflicts
 from flows.llm_setup import LLMSetup, gateway_for, llm_setup
 from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, stored_report
 from flows.settings import load_run_settings
-from flows.tracking import commit_or_settle, name_run, tracked_run
+from flows.tracking import commit_or_settle, name_run, run_name, tracked_run
 from tasks.agents import (
     analyze_technicals,
     analyze_technicals_with_llm,
@@ -77,7 +78,16 @@ FLOW_NAME = "trading-cycle"
 Voting = tuple[LLMGateway, list[ProviderConfig]]
 
 
-@flow(name=FLOW_NAME, log_prints=False)
+def _cycle_time(at: datetime | str | None, settings: Settings) -> datetime:
+    return normalize_at(parse_time(at) if at is not None else default_cycle_time(settings))
+
+
+def _cycle_name(parameters: dict[str, Any]) -> str:
+    settings = load_run_settings(parameters.get("config_file"), parameters.get("symbols"))
+    return cycle_id_for(_cycle_time(parameters.get("at"), settings))
+
+
+@flow(name=FLOW_NAME, log_prints=False, flow_run_name=run_name(_cycle_name))
 def trading_cycle(
     at: datetime | str | None = None,
     symbols: list[str] | None = None,
@@ -89,7 +99,7 @@ def trading_cycle(
     """
     logger = get_run_logger()
     settings = load_run_settings(config_file, symbols)
-    at = normalize_at(parse_time(at) if at is not None else default_cycle_time(settings))
+    at = _cycle_time(at, settings)
     cycle_id = cycle_id_for(at)
     name_run(cycle_id)
     started = datetime.now(UTC)

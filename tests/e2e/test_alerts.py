@@ -1,11 +1,14 @@
 """End to end on a real Prefect server: `triplegain automations install --webhook` creates the alerts
 (twice: nothing doubles), `triplegain halt` sends its event at once, and the server's automation posts the
-notification to a receiver on 127.0.0.1, naming who, why, from and to."""
+notification to a receiver on 127.0.0.1, naming who, why, from and to. A trading-cycle run that crashed and
+a degradation increase (sent by the flows' own event task) reach the receiver the same way; a crashed run
+of a flow that is not TripleGain's does not."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -102,6 +105,54 @@ def test_a_halt_reaches_the_webhook_through_a_prefect_automation(
         assert {"prefect.resource.id": "triplegain.actor.ops", "prefect.resource.role": "actor"}.items() <= (
             halted["related"][0].items()
         )
+
+        # A crashed run: the server itself emits prefect.flow-run.Crashed when the run's state says so.
+        def crash(flow_name: str) -> None:
+            flow_id = client.post("/flows/", json={"name": flow_name}).json()["id"]
+            run = client.post("/flow_runs/", json={"flow_id": flow_id, "name": f"{flow_name}-x"}).json()
+            for state in ({"type": "RUNNING"}, {"type": "CRASHED", "message": "killed by the OOM killer"}):
+                set_state = client.post(
+                    f"/flow_runs/{run['id']}/set_state", json={"state": state, "force": True}
+                )
+                assert set_state.status_code in (200, 201), set_state.text
+
+        crash("somebody-elses-flow")
+        crash("trading-cycle")
+
+        def crashed() -> list[dict[str, Any]] | None:
+            return [r for r in received if "crashed" in r.get("subject", "")] or None
+
+        [crash_note, *others] = wait_for("the crash notification", crashed, 120, [server_log])
+        assert "prefect.flow-run.Crashed" in crash_note["body"] and "trading-cycle-x" in crash_note["body"]
+        assert not [r for r in others if "somebody-elses-flow" in r.get("body", "")]
+
+        # A degradation increase, sent by the same task the flows use.
+        sent = subprocess.run(
+            [sys.executable, "-c", DEGRADE], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+
+        def degraded() -> list[dict[str, Any]] | None:
+            return [r for r in received if "degraded" in r.get("subject", "")] or None
+
+        [degraded_note] = wait_for("the degradation notification", degraded, 120, [server_log])
+        assert "triplegain.degradation.increased" in degraded_note["body"]
+        assert "normal -> reduced by degradation-monitor: 3 LLM failures" in degraded_note["body"]
     finally:
         client.close()
         stop(server)
+
+
+DEGRADE = """
+from datetime import UTC, datetime
+from prefect.events.worker import EventsWorker
+from tasks.events import emit_degradation_events
+from triplegain.degradation import DegradationChanged
+from triplegain.models.enums import DegradationLevel
+change = DegradationChanged(
+    from_level=DegradationLevel.NORMAL, to_level=DegradationLevel.REDUCED, llm_failures=3,
+    api_failures=0, reason="3 LLM failures", at=datetime.now(UTC),
+)
+emit_degradation_events.fn([change])
+EventsWorker.drain_all()
+"""

@@ -109,6 +109,7 @@ def test_cli_pause_status_resume(project_db: str) -> None:
     assert paused.exit_code == 0 and "running -> paused by ana (now paused)" in paused.stdout
     assert shown.exit_code == 0 and "state: paused" in shown.stdout and "maintenance" in shown.stdout
     assert "hodl bags (never sold): empty" in shown.stdout
+    assert "open positions: none" in shown.stdout and "┏" not in shown.stdout.split("last run")[0]
     assert again.exit_code == 0 and "already paused: nothing changed" in again.stdout
     assert refused.exit_code == 1 and "needs a reason" in refused.stderr
 

@@ -88,12 +88,37 @@ def test_cycle_publishes_a_markdown_artifact(project_db: str) -> None:
 
 
 def test_the_run_is_named_after_its_cycle_and_a_watch_after_its_slot(project_db: str) -> None:
-    cycle = trading_cycle(at="2024-06-14T09:00Z", return_state=True)
-    watch = market_watch(at="2024-06-14T09:20Z", return_state=True)
+    import logging
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    seen = Lines()
+    logging.getLogger("prefect.flow_runs").addHandler(seen)
+    try:
+        cycle = trading_cycle(at="2024-06-14T09:00Z", return_state=True)
+        watch = market_watch(at="2024-06-14T09:20Z", return_state=True)
+        replayed = trading_cycle(return_state=True)  # the replay clock's hour, named before it starts too
+    finally:
+        logging.getLogger("prefect.flow_runs").removeHandler(seen)
 
     with get_client(sync_client=True) as client:
-        names = [client.read_flow_run(s.state_details.flow_run_id).name for s in (cycle, watch)]  # type: ignore[arg-type]
-    assert names == ["cycle-20240614T0900Z", "watch-20240614T0920Z"]
+        names = [
+            client.read_flow_run(s.state_details.flow_run_id).name  # type: ignore[arg-type]
+            for s in (cycle, watch, replayed)
+        ]
+    assert names == ["cycle-20240614T0900Z", "watch-20240614T0920Z", "cycle-20240614T1000Z"]
+    # Named before the first log line: "Beginning flow run" already says what runs.
+    beginning = [line for line in seen.lines if line.startswith("Beginning flow run")]
+    assert beginning == [
+        f"Beginning flow run {name!r} for flow {flow!r}"
+        for name, flow in zip(names, ["trading-cycle", "market-watch", "trading-cycle"], strict=True)
+    ]
 
 
 def test_cycle_publishes_a_positions_and_allocation_table(project_db: str) -> None:
