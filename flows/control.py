@@ -122,11 +122,27 @@ def dca_status(config_file: str | None = None, limit: int = 5) -> list[PlanRecor
         return load_plans(session, limit)
 
 
+EVENT_DELIVERY_SECONDS = 10.0  # how long a state-change command waits for its event to reach the API
+
+
 def _emit_pending_events(engine: Engine) -> None:
-    """Prefect is imported only here: a command that changed nothing, or has no API, never pays for it."""
+    """Send the change's event and wait until it reached the API, so the command's success means the alert
+    is on its way (and no "EventsWorker - Still processing items" warning is printed at exit). Prefect is
+    imported only here: a command that changed nothing, or has no API, never pays for it."""
+    import logging
+
+    from prefect.events.worker import EventsWorker
+
     from tasks.events import emit_pending_events
 
     emit_pending_events(engine)
+    worker_log = logging.getLogger("EventsWorker")  # it warns about the queue it is asked to drain
+    level = worker_log.level
+    worker_log.setLevel(logging.ERROR)
+    try:
+        EventsWorker.drain_all(timeout=EVENT_DELIVERY_SECONDS)
+    finally:
+        worker_log.setLevel(level)
 
 
 def _user() -> str:

@@ -82,7 +82,9 @@ def test_a_halt_reaches_the_webhook_through_a_prefect_automation(
         ], names
         assert "triplegain-halted" in installed.stdout
 
-        cli("halt", "--reason", "fire drill", "--by", "ops")
+        halting = cli("halt", "--reason", "fire drill", "--by", "ops")
+        assert "running -> halted by ops" in halting.stdout
+        assert "Still processing" not in halting.stderr  # the event was delivered before the command ended
 
         def notified() -> list[dict[str, Any]] | None:
             halts = [r for r in received if "halted" in r.get("subject", "")]
