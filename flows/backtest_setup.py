@@ -21,7 +21,7 @@ from triplegain.backtest import (
     run_backtest,
 )
 from triplegain.cycle import parse_time
-from triplegain.market import ReplaySource
+from triplegain.market import ReplaySource, shared_source
 from triplegain.settings import Settings
 from triplegain.storage import engine_for, unit_of_work
 from triplegain.storage.llm_calls import load_recordings
@@ -52,14 +52,20 @@ def prepare_backtest(
     data_dir: str | None = None,
     config_file: str | None = None,
     replay_llm: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> BacktestSetup:
     """Settings (replay source), the window (default: the last 30 days of the data) and, with `replay_llm`,
-    the decision models' answers recorded in the project database."""
+    the decision models' answers recorded in the project database. `overrides` are settings sections laid
+    over the configuration (`{"portfolio": {"drift_threshold_pct": 7.5}}`), as an optimisation trial's.
+    The data files are parsed once per process (a worker running many trials reads them once)."""
     market: dict[str, Any] = {"source": "replay"}
     if data_dir:
         market["data_dir"] = data_dir
-    settings = load_run_settings(config_file, symbols, market=market)
-    source = ReplaySource(settings.market.data_dir)
+    extra = dict(overrides or {})
+    extra["market"] = {**extra.get("market", {}), **market}
+    settings = load_run_settings(config_file, symbols, **extra)
+    source = shared_source(settings.market)
+    assert isinstance(source, ReplaySource)  # market.source is replay
     first, last = default_window(source, settings.market.symbols)
     first = parse_time(start) if start is not None else first
     last = parse_time(end) if end is not None else last

@@ -188,6 +188,71 @@ def backtest(
 
 
 @app.command()
+def optimize(
+    space: Annotated[str, typer.Argument(help="Search space YAML: settings keys with ranges or choices")],
+    symbols: Symbols = None,
+    data: Annotated[
+        str | None, typer.Option(help="Directory of BASE_USDT-1h.csv files (default: bundled)")
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name; the same name resumes (default: the space file's name)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Local Dask worker processes (default: one per core)")
+    ] = None,
+    dask_address: Annotated[
+        str | None, typer.Option("--dask-address", help="An existing Dask scheduler, e.g. tcp://host:8786")
+    ] = None,
+    out_dir: Annotated[
+        str | None, typer.Option("--out", help="Output directory (default: optimize/<study> in the data dir)")
+    ] = None,
+    config: Config = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Walk-forward search: Optuna trials (backtests on Dask) per training window, checked on the next."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from flows.console import err, show_optimization
+
+    _prepare_prefect_env(verbose)
+    try:
+        from flows.optimize_setup import prepare_optimization
+
+        setup = prepare_optimization(space, config, _symbols(symbols), data, study)
+    except Exception as e:
+        _fail(e, verbose)
+    err.print(
+        f"study {setup.name}: {len(setup.windows)} windows x {setup.space.trials} trials, "
+        f"objective {setup.space.objective}"
+    )
+    _announce_temporary_server()
+    if not verbose:
+        for name in ("distributed", "optuna", "EventsWorker", "APILogWorker"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from flows.optimize import on_dask, trial_listener
+
+        columns = (TextColumn("trials"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+        with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("trials", total=setup.trials)
+
+            def advance(done: Any) -> None:
+                bar.update(task, completed=done.window * setup.space.trials + done.finished)
+
+            with trial_listener(advance):
+                result = on_dask(dask_address, workers)(
+                    space, config, _symbols(symbols), data, setup.name, out_dir
+                )
+    except Exception as e:
+        _fail(e, verbose)
+    if as_json:
+        out.print_json(result.model_dump_json())
+        return
+    show_optimization(result)
+
+
+@app.command()
 def leaderboard(
     days: Annotated[int, typer.Option(help="Votes of the newest this many days of cycles")] = 30,
     config: Config = None,

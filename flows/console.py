@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the CLI starts fast: the domain types are only needed by th
     from triplegain.backtest import BacktestResult
     from triplegain.control import CoordinatorStatus
     from triplegain.models.cycle import CycleReport
+    from triplegain.optimize import OptimizationResult
     from triplegain.rebalance import PlanRecord
     from triplegain.scoring import ModelScore
 
@@ -84,6 +85,41 @@ def show_report(report: CycleReport, as_json: bool) -> None:
         say(line)
     for note in report.notes:
         say(f"note: {note}")
+
+
+def show_optimization(result: OptimizationResult) -> None:
+    """Per window: in-sample against out-of-sample (the gap), the configured settings, the best settings."""
+    objective = result.objective
+    limit = f", max drawdown {result.max_drawdown_pct:g}%" if result.max_drawdown_pct else ""
+    table = Table(title=f"walk-forward {result.study}: {objective}{limit}")
+    columns = ("test window", "trials (failed)", "in-sample", "out-of-sample", "configured", "gap", "best")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("test window", "best") else "right")
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for w in result.windows:
+        best = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (w.best_params or {}).items()
+        )
+        table.add_row(
+            f"{w.test_start:%Y-%m-%d}..{w.test_end:%Y-%m-%d}",
+            f"{w.trials} ({w.failed})",
+            number(w.objective_in),
+            number(w.objective_out),
+            number(w.objective_default_out),
+            number(w.gap),
+            best or "none within the limit",
+        )
+    out.print(table)
+    wins, windows = result.wins(), len(result.windows)
+    say(f"searched settings beat the configured ones in {wins} of {windows} test windows")
+    if result.outputs:
+        say(
+            f"chosen settings (--config): {result.outputs.get('settings')}\n"
+            f"result: {result.outputs.get('json')}  plot: {result.outputs.get('png')}"
+        )
 
 
 def show_backtest(result: BacktestResult, replayed: bool) -> None:

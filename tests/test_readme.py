@@ -24,7 +24,12 @@ def test_readme_example_runs(code: str, capsys: pytest.CaptureFixture[str]) -> N
 YAML_EXAMPLES = re.findall(r"```yaml\n(.*?)```", README, re.S)
 
 
-@pytest.mark.parametrize("text", YAML_EXAMPLES, ids=lambda t: t.splitlines()[0])
+SPACES = [t for t in YAML_EXAMPLES if t.startswith("# space.yaml")]  # `triplegain optimize` search spaces
+
+
+@pytest.mark.parametrize(
+    "text", [t for t in YAML_EXAMPLES if t not in SPACES], ids=lambda t: t.splitlines()[0]
+)
 def test_readme_yaml_settings_load(text: str, tmp_path: Path) -> None:
     from triplegain.settings import load_settings
 
@@ -32,3 +37,14 @@ def test_readme_yaml_settings_load(text: str, tmp_path: Path) -> None:
     path.write_text(text)
 
     load_settings(path)
+
+
+@pytest.mark.parametrize("text", SPACES, ids=lambda t: t.splitlines()[0])
+def test_readme_search_spaces_pass_the_checks(text: str, tmp_path: Path) -> None:
+    from triplegain.optimize import check_space, load_space
+    from triplegain.settings import load_settings
+
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+
+    check_space(load_space(path), lambda overrides: load_settings(**overrides))

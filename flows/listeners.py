@@ -1,0 +1,27 @@
+"""Who to tell as an `optimize` run's trials finish (the CLI's progress bar), kept out of `flows.optimize`:
+the flow's function is shipped to Dask workers by value, and a ContextVar among its globals cannot be."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+_trial_listener: ContextVar[Callable[[Any], None] | None] = ContextVar("optimize_listener", default=None)
+
+
+@contextmanager
+def trial_listener(callback: Callable[[Any], None]) -> Iterator[None]:
+    """Call `callback(TrialDone)` after each trial of an `optimize` run started in this context; the flow
+    runs in the caller's thread, so the context reaches it."""
+    token = _trial_listener.set(callback)
+    try:
+        yield
+    finally:
+        _trial_listener.reset(token)
+
+
+def current() -> Callable[[Any], None] | None:
+    """The listener of this context, if any."""
+    return _trial_listener.get()

@@ -1,0 +1,261 @@
+"""`triplegain optimize` as a Prefect flow: a walk-forward parameter search whose trials are tasks on Dask.
+
+Each trial is a backtest (a Prefect task) run by `prefect-dask`'s DaskTaskRunner: on a local cluster of
+worker processes by default, or on an existing Dask scheduler given by address to use other machines. The
+search itself (Optuna, in the project database) runs in the flow; see `triplegain.optimize`.
+
+    from flows.optimize import optimize, on_dask
+    result = optimize("space.yaml")                                   # local cluster, one worker per core
+    result = on_dask(address="tcp://scheduler:8786")("space.yaml")    # an existing cluster
+    [(w.objective_in, w.objective_out) for w in result.windows]
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from prefect import Flow, flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect_dask import DaskTaskRunner
+
+from flows import listeners
+from flows.backtest_setup import prepare_backtest
+from flows.optimize_setup import prepare_optimization
+from flows.tracking import run_name
+from triplegain.backtest_metrics import Metrics
+from triplegain.optimize import (
+    OptimizationResult,
+    TrialDone,
+    best_trial,
+    chosen_config,
+    finished,
+    nested,
+    open_study,
+    search,
+    window_result,
+)
+from triplegain.storage.studies import study_storage
+
+FLOW_NAME = "optimize"
+RESULT_KEY = "optimize-windows"
+PLOT_KEY = "optimize-plot"
+PROGRESS_KEY = "optimize-progress"
+
+trial_listener = listeners.trial_listener  # with trial_listener(callback): optimize(...)
+
+
+def dask_runner(address: str | None = None, workers: int | None = None) -> DaskTaskRunner:
+    """The task runner: an existing Dask scheduler at `address`, or a local cluster of `workers` worker
+    processes (default: one per core), one thread each (a backtest holds the GIL)."""
+    if address:
+        return DaskTaskRunner(address=address)
+    n = workers or os.cpu_count() or 1
+    if n < 1:
+        raise ValueError(f"workers must be at least 1, got {n}")
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
+    )
+
+
+@task(name="optimize-trial", cache_policy=NO_CACHE, retries=0)
+def trial_backtest(
+    params: dict[str, Any],
+    start: datetime,
+    end: datetime,
+    config_file: str | None,
+    symbols: list[str] | None,
+    data_dir: str | None,
+) -> Metrics:
+    """One backtest with `params` (dotted settings keys) laid over the configuration."""
+    setup = prepare_backtest(start, end, symbols, data_dir, config_file, overrides=nested(params))
+    return setup.run().metrics
+
+
+def _run_name(parameters: dict[str, Any]) -> str:
+    return f"optimize-{parameters.get('study') or Path(parameters['space_file']).stem}"
+
+
+@flow(name=FLOW_NAME, log_prints=False, task_runner=dask_runner(), flow_run_name=run_name(_run_name))
+def optimize(
+    space_file: str,
+    config_file: str | None = None,
+    symbols: list[str] | None = None,
+    data_dir: str | None = None,
+    study: str | None = None,
+    output_dir: str | None = None,
+) -> OptimizationResult:
+    """Walk-forward search over the space in `space_file`; writes JSON, the chosen settings as YAML and a
+    PNG into `output_dir` (default: optimize/<study> in the TripleGain data directory) and returns the
+    result. Run it again with the same study name to resume an interrupted search."""
+    with _workers_reach_this_api():
+        return _optimize(space_file, config_file, symbols, data_dir, study, output_dir)
+
+
+@contextmanager
+def _workers_reach_this_api() -> Iterator[None]:
+    """Dask worker processes record their task runs with the API this flow run uses: without a configured
+    PREFECT_API_URL that is this process's temporary server, which each worker would otherwise replace with
+    one of its own (and the UI would show no trials). Restored afterwards."""
+    context = FlowRunContext.get()
+    previous = os.environ.get("PREFECT_API_URL")
+    if context is not None and context.client is not None and previous is None:
+        os.environ["PREFECT_API_URL"] = str(context.client.api_url)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+
+
+def _optimize(
+    space_file: str,
+    config_file: str | None,
+    symbols: list[str] | None,
+    data_dir: str | None,
+    study: str | None,
+    output_dir: str | None,
+) -> OptimizationResult:
+    logger = get_run_logger()
+    optuna.logging.disable_default_handler()  # its lines go through `logging` like every other library's
+    optuna.logging.enable_propagation()
+    setup = prepare_optimization(space_file, config_file, symbols, data_dir, study)
+    space = setup.space
+    tracker = create_progress_artifact(0.0, key=PROGRESS_KEY, description=f"optimize {setup.name}: trials")
+    listener = listeners.current()
+    logger.info(
+        "study %s: %d windows x %d trials, objective %s",
+        setup.name,
+        len(setup.windows),
+        space.trials,
+        space.objective,
+    )
+
+    def run(params: list[dict[str, Any]], start: datetime, end: datetime) -> list[Metrics | BaseException]:
+        """Backtests of `params` on Dask, in the order given; a backtest that raised is its exception."""
+        futures = [trial_backtest.submit(p, start, end, config_file, symbols, data_dir) for p in params]
+        outcomes: list[Metrics | BaseException] = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except Exception as e:  # recorded as a failed trial; the study goes on
+                outcomes.append(e)
+        return outcomes
+
+    def done(report: TrialDone) -> None:
+        update_progress_artifact(
+            tracker, 100.0 * (report.window * space.trials + report.finished) / setup.trials
+        )
+        if report.error is not None:
+            logger.warning("window %d trial %d failed: %s", report.window, report.number, report.error)
+        if listener is not None:
+            listener(report)
+
+    results = []
+    with study_storage(setup.settings) as storage:
+        for window in setup.windows:
+            current = open_study(
+                f"{setup.name}/w{window.index}-{window.train_start:%Y%m%d}", storage, space, window.index
+            )
+            if before := len(finished(current)):
+                logger.info("window %d resumes with %d trials finished", window.index, before)
+            search(current, space, lambda p, w=window: run(p, w.train_start, w.train_end), window.index, done)
+            best = best_trial(current, space)
+            checked = run([*([best.params] if best else []), {}], window.test_start, window.test_end)
+            failed = [o for o in checked if isinstance(o, BaseException)]
+            if failed:
+                raise RuntimeError(f"window {window.index}: a test backtest failed: {failed[0]}") from failed[
+                    0
+                ]
+            tested = [o for o in checked if isinstance(o, Metrics)]
+            results.append(window_result(current, space, window, tested[0] if best else None, tested[-1]))
+    result = OptimizationResult(
+        study=setup.name,
+        objective=space.objective,
+        max_drawdown_pct=space.max_drawdown_pct,
+        space=space,
+        windows=results,
+        chosen=results[-1].best_params or {},
+    )
+    update_progress_artifact(tracker, 100.0)
+    directory = Path(output_dir) if output_dir else default_output_dir(setup.name)
+    result = write_outputs(result, directory, config_file)
+    _publish(result, Path(result.outputs["png"]))
+    logger.info("study %s done: %s", setup.name, ", ".join(result.outputs.values()))
+    return result
+
+
+def on_dask(address: str | None = None, workers: int | None = None) -> Flow[..., OptimizationResult]:
+    """`optimize` on a given Dask cluster: an existing scheduler's `address`, or `workers` local processes."""
+    return optimize.with_options(task_runner=dask_runner(address, workers))
+
+
+def default_output_dir(study: str) -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("triplegain", appauthor=False)) / "optimize" / study
+
+
+def write_outputs(result: OptimizationResult, directory: Path, config_file: str | None) -> OptimizationResult:
+    """<study>.json (everything), <study>-settings.yaml (for --config) and <study>.png; returns the result
+    with their paths in `outputs`."""
+    from triplegain.optimize_plot import plot_optimization
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": directory / f"{result.study}.json",
+        "settings": directory / f"{result.study}-settings.yaml",
+        "png": directory / f"{result.study}.png",
+    }
+    result = result.model_copy(update={"outputs": {k: str(p) for k, p in paths.items()}})
+    base = yaml.safe_load(Path(config_file).read_text()) if config_file else None
+    paths["settings"].write_text(chosen_config(result, base if isinstance(base, dict) else None))
+    plot_optimization(result, paths["png"])
+    paths["json"].write_text(result.model_dump_json(indent=1))
+    return result
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _publish(result: OptimizationResult, png: Path) -> None:
+    rows = [
+        {
+            "window": w.index,
+            "train": f"{w.train_start:%Y-%m-%d}..{w.train_end:%Y-%m-%d}",
+            "test": f"{w.test_start:%Y-%m-%d}..{w.test_end:%Y-%m-%d}",
+            "trials (failed)": f"{w.trials} ({w.failed})",
+            f"{result.objective} in-sample": _fmt(w.objective_in),
+            f"{result.objective} out-of-sample": _fmt(w.objective_out),
+            "configured out-of-sample": _fmt(w.objective_default_out),
+            "gap": _fmt(w.gap),
+            "best settings": ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in (w.best_params or {}).items()
+            )
+            or "none feasible",
+        }
+        for w in result.windows
+    ]
+    create_table_artifact(rows, key=RESULT_KEY, description=f"optimize {result.study}: per window")
+    image = base64.b64encode(png.read_bytes()).decode()
+    create_markdown_artifact(
+        f"# optimize {result.study}\n\n![in-sample and out-of-sample](data:image/png;base64,{image})\n",
+        key=PLOT_KEY,
+        description=f"optimize {result.study}: in-sample against out-of-sample",
+    )

@@ -1,0 +1,84 @@
+"""What `triplegain optimize` checks before anything starts (no Prefect here): the search space against the
+settings, and the walk-forward windows against the data. The CLI calls it before a temporary server or a
+Dask cluster starts, so a typo in the space fails in a second; the flow calls it again for itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flows.settings import load_run_settings
+from triplegain.cycle import normalize_at
+from triplegain.market import ReplaySource, shared_source
+from triplegain.models.market import CANDLE_SECONDS
+from triplegain.optimize import SearchSpace, Window, check_space, load_space, walk_forward_windows
+from triplegain.settings import Settings
+
+
+@dataclass(frozen=True)
+class OptimizationSetup:
+    """The checked space, the study's name, the base settings and the windows."""
+
+    name: str
+    space: SearchSpace
+    settings: Settings
+    windows: list[Window]
+
+    @property
+    def trials(self) -> int:
+        """Trials over all windows."""
+        return self.space.trials * len(self.windows)
+
+
+def prepare_optimization(
+    space_file: str,
+    config_file: str | None = None,
+    symbols: list[str] | None = None,
+    data_dir: str | None = None,
+    study: str | None = None,
+) -> OptimizationSetup:
+    """Load and check the space (every key a setting, every bound valid), and cut the data into windows;
+    SearchSpaceError, ConfigError or ValueError naming what is wrong."""
+    space = load_space(space_file)
+    settings = base_settings(config_file, symbols, data_dir)
+    check_space(space, lambda overrides: base_settings(config_file, symbols, data_dir, overrides))
+    name = study or Path(space_file).stem
+    if not name.strip() or "/" in name:
+        raise ValueError(f"study name {name!r}: give a non-empty name without '/'")
+    return OptimizationSetup(name, space, settings, windows_for(space, settings))
+
+
+def base_settings(
+    config_file: str | None,
+    symbols: list[str] | None,
+    data_dir: str | None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """The configuration on replayed data (from `data_dir` if given), with `overrides` on top."""
+    market: dict[str, Any] = {"source": "replay", **({"data_dir": data_dir} if data_dir else {})}
+    extra = dict(overrides or {})
+    extra["market"] = {**extra.get("market", {}), **market}
+    return load_run_settings(config_file, symbols, **extra)
+
+
+def windows_for(space: SearchSpace, settings: Settings) -> list[Window]:
+    """The walk-forward windows within the data, from the first hour every symbol can be traded."""
+    symbols = settings.market.symbols
+    source = shared_source(settings.market)
+    assert isinstance(source, ReplaySource)  # base_settings replays
+    first = first_tradable(source, symbols, settings.market.min_candles)
+    first = max(first, normalize_at(space.start)) if space.start else first
+    last = min(source.end(symbols), normalize_at(space.end)) if space.end else source.end(symbols)
+    return walk_forward_windows(first, last, space.train_days, space.test_days)
+
+
+def first_tradable(source: ReplaySource, symbols: list[str], need: int) -> datetime:
+    """The first hour at which every symbol has the `need` closed candles a cycle needs."""
+    times = []
+    for symbol in symbols:
+        series = source.series(symbol)
+        index = min(need, len(series)) - 1
+        times.append(series.open_time(index) + timedelta(seconds=CANDLE_SECONDS))
+    return max(times)
