@@ -36,7 +36,7 @@ def main() -> None:
         "train_days": args.train_days,
         "test_days": 15,
         "start": "2024-01-01T00:00Z",
-        "end": "2024-06-30T23:00Z",
+        "end": "2024-03-31T23:00Z",
         "params": {
             "portfolio.drift_threshold_pct": {"low": 5, "high": 20, "step": 2.5},
             "risk.derisk_from_pct": {"low": 5, "high": 15},

@@ -53,6 +53,7 @@ from triplegain.cycle import (
     CycleRun,
     ResolutionRun,
     assemble_cycle,
+    behind_the_account,
     cycle_id_for,
     degradation_notices,
     normalize_at,
@@ -122,8 +123,12 @@ def trading_cycle(
         def attempt() -> CycleReport:
             account = load_account(settings)
             emit_coordinator_events(settings)
-            if account.coordinator is CoordinatorState.HALTED:
-                why = "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
+            behind = behind_the_account(at, account)
+            if behind is not None or account.coordinator is CoordinatorState.HALTED:
+                why = (
+                    behind
+                    or "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
+                )
                 logger.warning("%s: %s", cycle_id, why)
                 run.status = "skipped"
                 report = skipped_report(cycle_id, at, account, why, _prices(settings, at))

@@ -210,6 +210,19 @@ def build_report(
     )
 
 
+def behind_the_account(at: datetime, account: AccountState) -> str | None:
+    """Why a run at market time `at` must not touch the account, or None. An account only moves forward:
+    once a run settled it in a later hour, a run for an earlier hour (a backfill, a queued run started late)
+    would trade and mark at candles older than those it already holds. Within one hour every run sees the
+    same closed candle, so a cycle that starts after that hour's market watch still runs."""
+    if account.marked_at is None or normalize_at(at) >= normalize_at(account.marked_at):
+        return None
+    return (
+        f"the account was settled in the hour of {account.marked_at:%Y-%m-%d %H:%M} UTC (market time), "
+        f"after {at:%Y-%m-%d %H:%M}: an account only moves forward, so this run changes nothing"
+    )
+
+
 def skipped_report(
     cycle_id: str, at: datetime, account: AccountState, reason: str, prices: dict[str, Decimal] | None = None
 ) -> CycleReport:

@@ -43,6 +43,7 @@ class AccountState:
     regimes: dict[str, RegimeState]
     version: int = 0
     last_cycle_at: datetime | None = None
+    marked_at: datetime | None = None  # the market time of the newest run that moved it (cycle or watch)
     llm_breakers: dict[str, ProviderBreaker] = field(default_factory=dict)
     health: Health = field(default_factory=Health)
     state_set_by: str | None = None

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import POSTGRES_ENV
-from tests.e2e.servers import PREFECT, TRIPLEGAIN, clean_env, free_port, start, stop, wait_for
+from tests.e2e.servers import PREFECT, ROOT, TRIPLEGAIN, clean_env, free_port, start, stop, wait_for
 
 DEPLOYMENTS = {"trading-cycle", "sentiment-refresh", "market-watch", "portfolio-check", "dca-rebalance"}
 
@@ -174,4 +176,132 @@ def test_served_deployments_run_a_cycle_and_a_dca_batch_through_the_api(
         client.close()
         if served is not None:
             stop(served)
+        stop(server)
+
+
+def test_deployments_on_a_process_work_pool_with_two_workers_complete_every_run_once(
+    databases: tuple[str, str], tmp_path: Path
+) -> None:
+    """`prefect deploy --all` from prefect.yaml onto a process work pool, two workers; four trading-cycle
+    hours and four market watches triggered at once. Every run completes on one of the workers, each hour
+    and slot is settled once, no order is doubled and the account's balances are its fills."""
+    prefect_db, project_db = databases
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server_log = tmp_path / "server.log"
+    worker_logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+    logs = [server_log, *worker_logs]
+    server = start(
+        [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        clean_env(tmp_path, PREFECT_API_DATABASE_CONNECTION_URL=prefect_db),
+        server_log,
+    )
+    env = clean_env(
+        tmp_path,
+        PREFECT_API_URL=api,
+        TRIPLEGAIN_DATABASE_URL=project_db,
+        TRIPLEGAIN_PROJECT_DIR=str(ROOT),
+        PREFECT_WORKER_QUERY_SECONDS="2",
+    )
+    workers: list[Any] = []
+    client = httpx.Client(base_url=api, timeout=30)
+    try:
+        wait_for("the Prefect server", lambda: client.get("/health").status_code == 200, 180, logs)
+        for args in (
+            ["work-pool", "create", "triplegain", "--type", "process"],
+            ["--no-prompt", "deploy", "--all"],
+        ):
+            done = subprocess.run(
+                [str(PREFECT), *args],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        by_name = {d["name"]: d for d in client.post("/deployments/filter", json={}).json()}
+        assert set(by_name) >= DEPLOYMENTS
+        assert {d["work_pool_name"] for d in by_name.values()} == {"triplegain"}
+        for i, log in enumerate(worker_logs, start=1):
+            workers.append(
+                start(
+                    [str(PREFECT), "worker", "start", "--pool", "triplegain", "--name", f"worker-{i}"],
+                    env,
+                    log,
+                )
+            )
+
+        def online() -> list[dict[str, Any]] | None:
+            found = client.post("/work_pools/triplegain/workers/filter", json={}).json()
+            return found if len({w["name"] for w in found} & {"worker-1", "worker-2"}) == 2 else None
+
+        wait_for("both workers", online, 120, logs)
+        hours = [f"2024-06-30T{h}:00Z" for h in (17, 18, 19, 20)]
+        requested = [("trading-cycle", {"at": at}) for at in hours] + [
+            ("market-watch", {"at": at.replace(":00Z", ":30Z")}) for at in hours
+        ]
+        ids = []
+        for name, parameters in requested:  # all at once: the deployments' limits queue them
+            created = client.post(
+                f"/deployments/{by_name[name]['id']}/create_flow_run", json={"parameters": parameters}
+            )
+            created.raise_for_status()
+            ids.append(created.json()["id"])
+
+        def all_final() -> list[dict[str, Any]] | None:
+            runs = [client.get(f"/flow_runs/{i}").json() for i in ids]
+            final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+            return runs if all(r["state"]["type"] in final for r in runs) else None
+
+        runs = wait_for("the eight runs", all_final, 600, logs)
+        assert [r["state"]["type"] for r in runs] == ["COMPLETED"] * 8, [
+            (r["name"], r["state"]["type"], r["state"]["message"]) for r in runs
+        ]
+        # Both workers reach for the same runs; the server lets one have each, and it runs once: its
+        # process prints the run's page once, in one worker's log.
+        texts = [log.read_text(errors="replace") for log in worker_logs]
+        started = {i: sum(t.count(f"/runs/flow-run/{i}") for t in texts) for i in ids}
+        assert set(started.values()) == {1}, started
+
+        from triplegain.storage import create_db_engine, unit_of_work
+
+        engine = create_db_engine(project_db)
+        with unit_of_work(engine) as session:
+            cycles = session.execute(text("SELECT id FROM cycles ORDER BY id")).scalars().all()
+            doubled = session.execute(
+                text(
+                    "SELECT cycle_id, symbol, intent, count(*) FROM orders "
+                    "GROUP BY cycle_id, symbol, intent HAVING count(*) > 1"
+                )
+            ).all()
+            fills = session.execute(text("SELECT symbol, side, price, size, fee, fee_asset FROM fills")).all()
+            balances = session.execute(
+                text("SELECT balances FROM portfolio_snapshots ORDER BY id DESC LIMIT 1")
+            ).scalar_one()
+        engine.dispose()
+        assert doubled == []
+        # Each hour settled once (a run for an hour behind the account changes nothing and stores nothing).
+        assert len(cycles) == len(set(cycles)) and set(cycles) <= {
+            *(f"cycle-20240630T{h}00Z" for h in (17, 18, 19, 20)),
+            *(f"watch-20240630T{h}30Z" for h in (17, 18, 19, 20)),
+        }
+        assert "cycle-20240630T2000Z" in cycles or "watch-20240630T2030Z" in cycles
+        # The balances are the initial 10,000 USDT and the fills, to the last digit.
+        expected: dict[str, Decimal] = {"USDT": Decimal(10_000)}
+        for symbol, side, price, size, fee, fee_asset in fills:
+            base, quote = symbol.split("/")
+            sign = 1 if side == "buy" else -1
+            expected[base] = expected.get(base, Decimal(0)) + sign * Decimal(str(size))
+            expected[quote] = expected.get(quote, Decimal(0)) - sign * Decimal(str(price)) * Decimal(
+                str(size)
+            )
+            expected[fee_asset] = expected.get(fee_asset, Decimal(0)) - Decimal(str(fee))
+        stored = {k: Decimal(v) for k, v in balances.items()}
+        assert {k: v for k, v in expected.items() if v} == {k: v for k, v in stored.items() if v}
+    finally:
+        client.close()
+        for worker in workers:
+            stop(worker)
         stop(server)

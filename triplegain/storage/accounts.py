@@ -42,6 +42,7 @@ def load_account(session: Session, initial_balances: dict[str, Decimal]) -> Acco
         version=state.version if state else 0,
         llm_breakers=_breakers(state.llm_breakers if state else None),
         last_cycle_at=_cycle_time(session, state.last_cycle_id if state else None),
+        marked_at=snapshot.taken_at if snapshot else None,
         health=Health.model_validate(state.health) if state and state.health else Health(),
         hodl=HodlState.model_validate(state.hodl) if state and state.hodl else HodlState(),
         state_set_by=session.scalars(
