@@ -9,7 +9,7 @@ was 8,690.34, 23 trades, 26.56 USD fees; the 30 days did not move.
 """
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,4 +69,24 @@ def test_the_may_2022_backtest_with_breakers_and_rebalancing_is_unchanged(
         "fees": "25.19",
         "curve": "c5a52b0e9cf752d0",
         "events": 15,
+    }
+
+
+@pytest.mark.skipif(not SHARED_MARKET.exists(), reason=f"needs the shared market data at {SHARED_MARKET}")
+def test_the_benchmark_year_under_the_trading_profile_is_unchanged() -> None:
+    """The year `benchmarks/backtest.py` times (2023-07-02 .. 2024-07-01), under the suite's trading profile
+    (more than a thousand fills: most of the code that trades runs): the reference any faster engine must
+    reproduce to the cent (issue 15). Pinned from the engine as of issue 13."""
+    settings = load_settings(market={"data_dir": str(SHARED_MARKET)})
+    source = ReplaySource(SHARED_MARKET)
+    end = source.end(settings.market.symbols)
+
+    result = run_backtest(source, end - timedelta(days=365), end, settings)
+
+    assert figures(result) == {
+        "end": "9489.56",
+        "trades": 1117,
+        "fees": "1406.13",
+        "curve": "e8dbf11863f41c96",
+        "events": 58,
     }
