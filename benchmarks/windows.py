@@ -25,6 +25,7 @@ from triplegain.backtest import run_backtest
 from triplegain.backtest_metrics import Metrics
 from triplegain.cycle import analyze_symbol
 from triplegain.market import ReplaySource
+from triplegain.optimize import merged, nested
 from triplegain.settings import load_settings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "market"
@@ -47,7 +48,7 @@ def row(label: str, m: Metrics) -> str:
 
 
 def report(data: Path, start: datetime, end: datetime, overrides: dict[str, Any]) -> None:
-    settings = load_settings(**_merged(overrides, {"market": {"data_dir": str(data)}}))
+    settings = load_settings(**merged(overrides, {"market": {"data_dir": str(data)}}))
     result = run_backtest(ReplaySource(data), start, end, settings)
     months = (end - start) / timedelta(days=30.44)
     print(f"{start:%Y-%m-%d} .. {end:%Y-%m-%d} ({result.hours} h, {months:.1f} months)")
@@ -75,26 +76,13 @@ def regime_hours(data: Path) -> None:
 
 def overrides_from(pairs: list[str]) -> dict[str, Any]:
     """`section.key=value` pairs as nested keyword overrides of `load_settings` (values parsed as YAML)."""
-    result: dict[str, Any] = {}
+    flat: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or "." not in key:
             raise SystemExit(f"--set needs section.key=value, not {pair!r}")
-        *sections, leaf = key.split(".")
-        node = result
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[leaf] = yaml.safe_load(value)
-    return result
-
-
-def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for key, value in b.items():
-        out[key] = (
-            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
+        flat[key] = yaml.safe_load(value)
+    return nested(flat)
 
 
 def main() -> None:

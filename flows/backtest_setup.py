@@ -45,6 +45,19 @@ class BacktestSetup:
         )
 
 
+def replay_settings(
+    config_file: str | None,
+    symbols: list[str] | None,
+    data_dir: str | None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """The configuration on replayed data (from `data_dir` if given), with `overrides` on top."""
+    market: dict[str, Any] = {"source": "replay", **({"data_dir": data_dir} if data_dir else {})}
+    extra = dict(overrides or {})
+    extra["market"] = {**extra.get("market", {}), **market}
+    return load_run_settings(config_file, symbols, **extra)
+
+
 def prepare_backtest(
     start: datetime | str | None = None,
     end: datetime | str | None = None,
@@ -58,12 +71,7 @@ def prepare_backtest(
     the decision models' answers recorded in the project database. `overrides` are settings sections laid
     over the configuration (`{"portfolio": {"drift_threshold_pct": 7.5}}`), as an optimisation trial's.
     The data files are parsed once per process (a worker running many trials reads them once)."""
-    market: dict[str, Any] = {"source": "replay"}
-    if data_dir:
-        market["data_dir"] = data_dir
-    extra = dict(overrides or {})
-    extra["market"] = {**extra.get("market", {}), **market}
-    settings = load_run_settings(config_file, symbols, **extra)
+    settings = replay_settings(config_file, symbols, data_dir, overrides)
     source = shared_source(settings.market)
     assert isinstance(source, ReplaySource)  # market.source is replay
     first, last = default_window(source, settings.market.symbols)

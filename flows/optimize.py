@@ -43,6 +43,7 @@ from triplegain.optimize import (
     TrialDone,
     best_trial,
     chosen_config,
+    configured,
     finished,
     nested,
     open_study,
@@ -173,7 +174,14 @@ def _optimize(
             )
             if before := len(finished(current)):
                 logger.info("window %d resumes with %d trials finished", window.index, before)
-            search(current, space, lambda p, w=window: run(p, w.train_start, w.train_end), window.index, done)
+            search(
+                current,
+                space,
+                lambda p, w=window: run(p, w.train_start, w.train_end),
+                window.index,
+                done,
+                start_with=configured(setup.settings, space),
+            )
             best = best_trial(current, space)
             checked = run([*([best.params] if best else []), {}], window.test_start, window.test_end)
             failed = [o for o in checked if isinstance(o, BaseException)]

@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from flows.settings import load_run_settings
+from flows.backtest_setup import replay_settings
 from triplegain.cycle import normalize_at
 from triplegain.market import ReplaySource, shared_source
 from triplegain.models.market import CANDLE_SECONDS
@@ -42,25 +41,12 @@ def prepare_optimization(
     """Load and check the space (every key a setting, every bound valid), and cut the data into windows;
     SearchSpaceError, ConfigError or ValueError naming what is wrong."""
     space = load_space(space_file)
-    settings = base_settings(config_file, symbols, data_dir)
-    check_space(space, lambda overrides: base_settings(config_file, symbols, data_dir, overrides))
+    settings = replay_settings(config_file, symbols, data_dir)
+    check_space(space, lambda overrides: replay_settings(config_file, symbols, data_dir, overrides))
     name = study or Path(space_file).stem
     if not name.strip() or "/" in name:
         raise ValueError(f"study name {name!r}: give a non-empty name without '/'")
     return OptimizationSetup(name, space, settings, windows_for(space, settings))
-
-
-def base_settings(
-    config_file: str | None,
-    symbols: list[str] | None,
-    data_dir: str | None,
-    overrides: dict[str, Any] | None = None,
-) -> Settings:
-    """The configuration on replayed data (from `data_dir` if given), with `overrides` on top."""
-    market: dict[str, Any] = {"source": "replay", **({"data_dir": data_dir} if data_dir else {})}
-    extra = dict(overrides or {})
-    extra["market"] = {**extra.get("market", {}), **market}
-    return load_run_settings(config_file, symbols, **extra)
 
 
 def windows_for(space: SearchSpace, settings: Settings) -> list[Window]:

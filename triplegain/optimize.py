@@ -323,16 +323,43 @@ class TrialDone:
     error: str | None
 
 
+def configured(settings: Settings, space: SearchSpace) -> dict[str, Any]:
+    """The configured value of each searched key that lies in its range (or among its choices): the
+    settings as they stand, to be the first trial of every window so the search is measured against them."""
+    values: dict[str, Any] = {}
+    for key, spec in space.params.items():
+        node: Any = settings
+        for part in key.split("."):
+            node = getattr(node, part)
+        distribution = spec.distribution()
+        value = node
+        try:
+            if isinstance(distribution, optuna.distributions.FloatDistribution):
+                value = float(value)
+            elif isinstance(distribution, optuna.distributions.IntDistribution):
+                value = int(value) if float(value) == int(value) else None
+            inside = value is not None and distribution._contains(distribution.to_internal_repr(value))
+        except (ValueError, TypeError):  # unset (None), not a number, or not among the choices
+            inside = False
+        if inside:
+            values[key] = value
+    return values
+
+
 def search(
     study: optuna.Study,
     space: SearchSpace,
     evaluate: Evaluate,
     window: int = 0,
     on_trial: Callable[[TrialDone], None] | None = None,
+    start_with: dict[str, Any] | None = None,
 ) -> None:
-    """Run trials until the window's budget is spent: ask a batch, evaluate it, tell each back in order."""
+    """Run trials until the window's budget is spent: ask a batch, evaluate it, tell each back in order.
+    A new study's first trial is `start_with` (the configured settings; keys it lacks are sampled)."""
     fail_interrupted(study)
     distributions = {key: spec.distribution() for key, spec in space.params.items()}
+    if start_with and not study.trials:
+        study.enqueue_trial(start_with)
     while (done := len(finished(study))) < space.trials:
         asked = [study.ask(distributions) for _ in range(min(space.batch, space.trials - done))]
         outcomes = evaluate([dict(t.params) for t in asked])

@@ -23,6 +23,7 @@ from triplegain.optimize import (
     best_trial,
     check_space,
     chosen_config,
+    configured,
     finished,
     load_space,
     open_study,
@@ -328,3 +329,25 @@ def test_studies_on_postgresql_live_in_their_own_schema_of_the_project_database(
         assert c.execute(text("SELECT version_num FROM public.alembic_version")).scalar_one() == ours
         assert c.execute(text("SELECT count(*) FROM optuna.trials")).scalar_one() == 2
     engine.dispose()
+
+
+def test_every_window_starts_from_the_configured_settings_where_they_lie_in_the_space() -> None:
+    settings = load_settings()
+    s = space(
+        params={
+            **SPACE["params"],
+            "risk.derisk_from_pct": {"low": 1, "high": 5},  # configured: half the 20% limit, outside
+        }
+    )
+    start = configured(settings, s)
+    study = memory_study(s)
+
+    search(study, s, lambda batch: [fake_backtest(p) for p in batch], start_with=start)
+
+    assert start == {
+        "portfolio.drift_threshold_pct": 10.0,
+        "technical.min_net_votes": settings.technical.min_net_votes,
+    }
+    first = study.trials[0].params
+    assert {k: first[k] for k in start} == start and 1 <= first["risk.derisk_from_pct"] <= 5
+    assert all(t.params != first for t in study.trials[1:])  # proposed, not repeated
