@@ -244,6 +244,12 @@ def optimize(
                 result = on_dask(dask_address, workers)(
                     space, config, _symbols(symbols), data, setup.name, out_dir
                 )
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: the finished trials of study {setup.name} are kept; run the same command "
+            "again to resume it"
+        )
+        raise typer.Exit(code=130) from None
     except Exception as e:
         _fail(e, verbose)
     if as_json:

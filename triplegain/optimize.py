@@ -358,7 +358,7 @@ def search(
     A new study's first trial is `start_with` (the configured settings; keys it lacks are sampled)."""
     fail_interrupted(study)
     distributions = {key: spec.distribution() for key, spec in space.params.items()}
-    if start_with and not study.trials:
+    if start_with and not _tried(study, start_with):
         study.enqueue_trial(start_with)
     while (done := len(finished(study))) < space.trials:
         asked = [study.ask(distributions) for _ in range(min(space.batch, space.trials - done))]
@@ -384,6 +384,17 @@ def search(
                 report = TrialDone(window, trial.number, done, space.trials, value, None)
             if on_trial is not None:
                 on_trial(report)
+
+
+def _tried(study: optuna.Study, params: dict[str, Any]) -> bool:
+    """Whether a trial with `params` finished or waits to run (one interrupted does not count)."""
+    states = (optuna.trial.TrialState.WAITING,)
+    candidates = [*finished(study), *study.get_trials(deepcopy=False, states=states)]
+    for trial in candidates:
+        given = trial.params or trial.system_attrs.get("fixed_params", {})  # a waiting trial's are fixed
+        if given and all(given.get(k) == v for k, v in params.items()):
+            return True
+    return False
 
 
 def best_trial(study: optuna.Study, space: SearchSpace) -> optuna.trial.FrozenTrial | None:

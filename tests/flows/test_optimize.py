@@ -129,3 +129,20 @@ def test_the_cli_refuses_history_too_short_for_one_window(tmp_path: Path, projec
     result = CliRunner().invoke(app, ["optimize", str(short), "--workers", "1"])
 
     assert result.exit_code == 1 and "holds no 300-day training window" in result.stderr
+
+
+def test_ctrl_c_says_how_to_resume(
+    space_file: Path, project_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        def run(*a: Any, **k: Any) -> Any:
+            raise KeyboardInterrupt
+
+        return run
+
+    monkeypatch.setattr(optimize_module, "on_dask", interrupted)
+
+    result = CliRunner().invoke(app, ["optimize", str(space_file), "--workers", "1"])
+
+    assert result.exit_code == 130
+    assert "finished trials of study drift are kept; run the same command" in " ".join(result.stderr.split())

@@ -251,6 +251,25 @@ def test_an_interrupted_search_resumes_without_losing_or_rerunning_a_finished_tr
     assert len(trials) == 8
 
 
+def test_the_configured_first_trial_interrupted_is_run_again_on_resume() -> None:
+    s = space(trials=4, batch=2)
+    storage = optuna.storages.InMemoryStorage()
+    start = {"portfolio.drift_threshold_pct": 10.0, "technical.min_net_votes": 4}
+
+    def dies(batch: list[dict[str, Any]]) -> list[Metrics | BaseException]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search(open_study("s", storage, s, 0), s, dies, start_with=start)
+    resumed = open_study("s", storage, s, 0)
+    search(resumed, s, lambda batch: [fake_backtest(p) for p in batch], start_with=start)
+    search(resumed, s, lambda batch: [fake_backtest(p) for p in batch], start_with=start)  # done: no-op
+
+    done = finished(resumed)
+    assert len(done) == 4 and done[0].params == start  # the configured settings were measured after all
+    assert sum(1 for t in resumed.trials if t.params == start) == 2  # the interrupted one and its rerun
+
+
 def test_a_study_resumed_with_another_space_is_refused() -> None:
     storage = optuna.storages.InMemoryStorage()
     open_study("s", storage, space(), 0)
