@@ -283,7 +283,9 @@ def test_deployments_on_a_process_work_pool_with_two_workers_complete_every_run_
         engine.dispose()
         assert doubled == []
         # Each hour settled once (a run for an hour behind the account changes nothing and stores nothing).
-        assert len(cycles) == len(set(cycles)) and set(cycles) <= {
+        # The deployments' schedules are live: a portfolio check at :15 may have planned and run a DCA batch.
+        triggered = [c for c in cycles if not c.startswith(("dca-", "check-"))]
+        assert len(cycles) == len(set(cycles)) and set(triggered) <= {
             *(f"cycle-20240630T{h}00Z" for h in (17, 18, 19, 20)),
             *(f"watch-20240630T{h}30Z" for h in (17, 18, 19, 20)),
         }
