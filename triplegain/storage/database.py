@@ -53,6 +53,9 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     return on_connect
 
 
+_MIGRATION_LOCK = 0x7472_6970_6C65  # "triple": the advisory lock key every TripleGain migration takes
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent). A database already there is
     recognised with one query, without loading Alembic (which costs a short command a second)."""
@@ -65,6 +68,11 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     try:
         with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Runs starting together on a fresh database (two workers) would both create the tables,
+                # and the second would fail on a duplicate; the first migrates, the others wait and find
+                # the schema at head. Released at commit.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except OperationalError as e:

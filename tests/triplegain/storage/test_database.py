@@ -63,3 +63,53 @@ def test_two_heads_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     with pytest.raises(StorageError, match=r"one head.*\['b', 'c'\]"):
         database.head_revision()
+
+
+def test_runs_migrating_a_fresh_postgresql_database_at_once_all_succeed(
+    postgres_server_url: str | None,
+) -> None:
+    """Two workers' first runs on a new database: without a lock the second CREATE TABLE failed on a
+    duplicate (seen in the work-pool end-to-end test); with it, one migrates and the others find the head."""
+    if postgres_server_url is None:
+        pytest.skip("needs TRIPLEGAIN_TEST_POSTGRES_URL")
+    import threading
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(postgres_server_url)
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"tg_migrate_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engines = [
+        create_db_engine(base.set(database=name).render_as_string(hide_password=False)) for _ in range(4)
+    ]
+    errors: list[BaseException] = []
+    gate = threading.Barrier(len(engines))
+
+    def first_run(engine: object) -> None:
+        gate.wait()
+        try:
+            migrate(engine)  # type: ignore[arg-type]
+        except BaseException as e:
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=first_run, args=(e,)) for e in engines]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        with engines[0].connect() as c:
+            assert (
+                c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                == database.head_revision()
+            )
+    finally:
+        for engine in engines:
+            engine.dispose()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
