@@ -9,7 +9,6 @@ The same `run_backtest` either way; the flow publishes its results as artifacts 
 
 from __future__ import annotations
 
-import base64
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from prefect.artifacts import (
 )
 
 from flows.backtest_setup import BacktestSetup, prepare_backtest
+from flows.runs import inline_png
 from flows.tracking import name_run
 from triplegain.backtest import BacktestResult
 
@@ -98,10 +98,8 @@ def picture(result: BacktestResult) -> str:
 
     with tempfile.TemporaryDirectory() as directory:
         png = plot_backtest(result, Path(directory) / "backtest.png").read_bytes()
-    encoded = base64.b64encode(png).decode()
-    return (
-        f"# Backtest {', '.join(result.symbols)}\n\n"
-        f"![equity against the baselines, drawdown beneath](data:image/png;base64,{encoded})\n"
+    return inline_png(
+        f"Backtest {', '.join(result.symbols)}", "equity against the baselines, drawdown beneath", png
     )
 
 

@@ -227,9 +227,7 @@ def optimize(
         f"objective {setup.space.objective}"
     )
     _announce_temporary_server()
-    if not verbose:
-        for name in ("distributed", "optuna", "EventsWorker", "APILogWorker"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    _quiet_loggers(verbose, "distributed", "optuna")
     try:
         from flows.optimize import on_dask, trial_listener
 
@@ -480,9 +478,7 @@ def _call_flow(entrypoint: str, verbose: bool, **parameters: Any) -> Any:
     except Exception as e:
         _fail(e, verbose)
     _announce_temporary_server()
-    if not verbose:  # named outright too: seen once with an API configured despite the root level
-        for worker in ("EventsWorker", "APILogWorker"):
-            logging.getLogger(worker).setLevel(logging.ERROR)
+    _quiet_loggers(verbose)
     try:
         from flows.serve import load_flow
 
@@ -506,6 +502,14 @@ def _prepare_prefect_env(verbose: bool) -> None:
     if not verbose:
         for name, level in QUIET_LOGGING.items():
             os.environ.setdefault(name, level)
+
+
+def _quiet_loggers(verbose: bool, *libraries: str) -> None:
+    """Without --verbose, only errors from Prefect's events and log workers (named outright: seen once with
+    an API configured despite the root level) and from `libraries`."""
+    if not verbose:
+        for name in ("EventsWorker", "APILogWorker", *libraries):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _announce_temporary_server() -> None:

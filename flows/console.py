@@ -89,6 +89,8 @@ def show_report(report: CycleReport, as_json: bool) -> None:
 
 def show_optimization(result: OptimizationResult) -> None:
     """Per window: in-sample against out-of-sample (the gap), the configured settings, the best settings."""
+    from triplegain.optimize import describe_params
+
     objective = result.objective
     limit = f", max drawdown {result.max_drawdown_pct:g}%" if result.max_drawdown_pct else ""
     table = Table(title=f"walk-forward {result.study}: {objective}{limit}")
@@ -100,9 +102,6 @@ def show_optimization(result: OptimizationResult) -> None:
         return "-" if value is None else f"{value:.2f}"
 
     for w in result.windows:
-        best = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (w.best_params or {}).items()
-        )
         table.add_row(
             f"{w.test_start:%Y-%m-%d}..{w.test_end:%Y-%m-%d}",
             f"{w.trials} ({w.failed})",
@@ -110,7 +109,7 @@ def show_optimization(result: OptimizationResult) -> None:
             number(w.objective_out),
             number(w.objective_default_out),
             number(w.gap),
-            best or "none within the limit",
+            describe_params(w.best_params),
         )
     out.print(table)
     wins, windows = result.wins(), len(result.windows)

@@ -19,11 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.states import Completed
 
 from flows.runs import default_cycle_time, publish_artifacts, settle_account, stored_report
 from flows.settings import load_run_settings
-from flows.tracking import commit_or_settle, name_run, run_name, tracked_run
+from flows.tracking import commit_or_settle, name_run, run_name, skip, tracked_run
 from tasks.events import emit_coordinator_events, emit_degradation_events
 from tasks.storage import load_account, load_unreported_failures, prepare_database
 from triplegain.cycle import behind_the_account, parse_time, skipped_report
@@ -76,11 +75,7 @@ def market_watch(
             account = load_account(settings)
             behind = behind_the_account(when, account)
             if behind is not None:
-                logger.warning("%s: %s", watch_id, behind)
-                run.status = "skipped"
-                return Completed(  # type: ignore[return-value]
-                    name="Skipped", message=behind, data=skipped_report(watch_id, when, account, behind)
-                )
+                return skip(run, skipped_report(watch_id, when, account, behind), behind)
             failures = load_unreported_failures(settings)
             report, result = settle_account(
                 settings,

@@ -12,7 +12,6 @@ search itself (Optuna, in the project database) runs in the flow; see `triplegai
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,8 @@ from prefect_dask import DaskTaskRunner
 
 from flows import listeners
 from flows.backtest_setup import prepare_backtest
-from flows.optimize_setup import prepare_optimization
+from flows.optimize_setup import prepare_optimization, study_name
+from flows.runs import inline_png
 from flows.tracking import run_name
 from triplegain.backtest_metrics import Metrics
 from triplegain.optimize import (
@@ -44,6 +44,7 @@ from triplegain.optimize import (
     best_trial,
     chosen_config,
     configured,
+    describe_params,
     finished,
     nested,
     open_study,
@@ -88,7 +89,7 @@ def trial_backtest(
 
 
 def _run_name(parameters: dict[str, Any]) -> str:
-    return f"optimize-{parameters.get('study') or Path(parameters['space_file']).stem}"
+    return f"optimize-{study_name(parameters['space_file'], parameters.get('study'))}"
 
 
 @flow(name=FLOW_NAME, log_prints=False, task_runner=dask_runner(), flow_run_name=run_name(_run_name))
@@ -184,11 +185,9 @@ def _optimize(
             )
             best = best_trial(current, space)
             checked = run([*([best.params] if best else []), {}], window.test_start, window.test_end)
-            failed = [o for o in checked if isinstance(o, BaseException)]
-            if failed:
-                raise RuntimeError(f"window {window.index}: a test backtest failed: {failed[0]}") from failed[
-                    0
-                ]
+            failed = next((o for o in checked if isinstance(o, BaseException)), None)
+            if failed is not None:
+                raise RuntimeError(f"window {window.index}: a test backtest failed: {failed}") from failed
             tested = [o for o in checked if isinstance(o, Metrics)]
             results.append(window_result(current, space, window, tested[0] if best else None, tested[-1]))
     result = OptimizationResult(
@@ -252,18 +251,13 @@ def _publish(result: OptimizationResult, png: Path) -> None:
             f"{result.objective} out-of-sample": _fmt(w.objective_out),
             "configured out-of-sample": _fmt(w.objective_default_out),
             "gap": _fmt(w.gap),
-            "best settings": ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in (w.best_params or {}).items()
-            )
-            or "none feasible",
+            "best settings": describe_params(w.best_params),
         }
         for w in result.windows
     ]
     create_table_artifact(rows, key=RESULT_KEY, description=f"optimize {result.study}: per window")
-    image = base64.b64encode(png.read_bytes()).decode()
     create_markdown_artifact(
-        f"# optimize {result.study}\n\n![in-sample and out-of-sample](data:image/png;base64,{image})\n",
+        inline_png(f"optimize {result.study}", "in-sample and out-of-sample", png.read_bytes()),
         key=PLOT_KEY,
         description=f"optimize {result.study}: in-sample against out-of-sample",
     )

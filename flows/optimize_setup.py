@@ -5,13 +5,11 @@ Dask cluster starts, so a typo in the space fails in a second; the flow calls it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from flows.backtest_setup import replay_settings
 from triplegain.cycle import normalize_at
 from triplegain.market import ReplaySource, shared_source
-from triplegain.models.market import CANDLE_SECONDS
 from triplegain.optimize import SearchSpace, Window, check_space, load_space, walk_forward_windows
 from triplegain.settings import Settings
 
@@ -31,6 +29,11 @@ class OptimizationSetup:
         return self.space.trials * len(self.windows)
 
 
+def study_name(space_file: str, study: str | None = None) -> str:
+    """The study's name: as given, or the space file's name without its extension."""
+    return study or Path(space_file).stem
+
+
 def prepare_optimization(
     space_file: str,
     config_file: str | None = None,
@@ -43,7 +46,7 @@ def prepare_optimization(
     space = load_space(space_file)
     settings = replay_settings(config_file, symbols, data_dir)
     check_space(space, lambda overrides: replay_settings(config_file, symbols, data_dir, overrides))
-    name = study or Path(space_file).stem
+    name = study_name(space_file, study)
     if not name.strip() or "/" in name:
         raise ValueError(f"study name {name!r}: give a non-empty name without '/'")
     return OptimizationSetup(name, space, settings, windows_for(space, settings))
@@ -54,17 +57,7 @@ def windows_for(space: SearchSpace, settings: Settings) -> list[Window]:
     symbols = settings.market.symbols
     source = shared_source(settings.market)
     assert isinstance(source, ReplaySource)  # base_settings replays
-    first = first_tradable(source, symbols, settings.market.min_candles)
+    first = source.ready(symbols, settings.market.min_candles)
     first = max(first, normalize_at(space.start)) if space.start else first
     last = min(source.end(symbols), normalize_at(space.end)) if space.end else source.end(symbols)
     return walk_forward_windows(first, last, space.train_days, space.test_days)
-
-
-def first_tradable(source: ReplaySource, symbols: list[str], need: int) -> datetime:
-    """The first hour at which every symbol has the `need` closed candles a cycle needs."""
-    times = []
-    for symbol in symbols:
-        series = source.series(symbol)
-        index = min(need, len(series)) - 1
-        times.append(series.open_time(index) + timedelta(seconds=CANDLE_SECONDS))
-    return max(times)

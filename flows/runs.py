@@ -3,6 +3,7 @@ prices, the one coordinate-and-persist path of a market watch and a DCA batch, a
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -38,6 +39,12 @@ def stored_report(run_key: str, settings: Settings) -> CycleReport | None:
     """The report of a run that already happened, marked as read back."""
     stored = load_report(run_key, settings)
     return stored.model_copy(update={"replayed": True}) if stored is not None else None
+
+
+def inline_png(title: str, alt: str, png: bytes) -> str:
+    """Markdown showing `png` under a `title` heading, the image inline (a data URI): the Prefect UI shows
+    it with no file server."""
+    return f"# {title}\n\n![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})\n"
 
 
 def publish_artifacts(report: CycleReport, key: str, positions_key: str) -> None:

@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
+from prefect.states import Completed
 
 from tasks.storage import finish_run, start_run
 from triplegain.errors import ConcurrentCycleError
+from triplegain.models.cycle import CycleReport
 from triplegain.settings import Settings
 
 R = TypeVar("R")
@@ -78,6 +80,14 @@ def tracked_run(flow: str, run_key: str, settings: Settings) -> Iterator[Tracked
             get_run_logger().warning("could not record the failure of run %s: %s", run.id, recording)
         raise
     finish_run(run.id, run.status, settings)
+
+
+def skip(run: TrackedRun, report: CycleReport, why: str) -> Any:
+    """End the run without doing its work: warn why, record it as skipped, and return the Completed state
+    named Skipped that carries `report` (what a flow returns in place of its report)."""
+    get_run_logger().warning("%s: %s", report.cycle_id, why)
+    run.status = "skipped"
+    return Completed(name="Skipped", message=why, data=report)
 
 
 def commit_or_settle(step: Callable[[], R], settled: Callable[[], R | None], what: str) -> R:

@@ -19,13 +19,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
-from prefect.states import Completed
 
 from flows.conflict_resolution import resolve_conflicts
 from flows.llm_setup import LLMSetup, gateway_for, llm_setup
 from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, stored_report
 from flows.settings import load_run_settings
-from flows.tracking import commit_or_settle, name_run, run_name, tracked_run
+from flows.tracking import commit_or_settle, name_run, run_name, skip, tracked_run
 from tasks.agents import (
     analyze_technicals,
     analyze_technicals_with_llm,
@@ -129,10 +128,7 @@ def trading_cycle(
                     behind
                     or "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
                 )
-                logger.warning("%s: %s", cycle_id, why)
-                run.status = "skipped"
-                report = skipped_report(cycle_id, at, account, why, _prices(settings, at))
-                return Completed(name="Skipped", message=why, data=report)  # type: ignore[return-value]
+                return skip(run, skipped_report(cycle_id, at, account, why, _prices(settings, at)), why)
             cycle = _run(settings, at, cycle_id, started, account, run.id)
             emit_coordinator_events(settings)
             emit_degradation_events(cycle.result.degradation_changes)

@@ -496,6 +496,13 @@ def window_result(
     )
 
 
+def describe_params(params: dict[str, Any] | None) -> str:
+    """Searched settings as one line (`portfolio.drift_threshold_pct=12.5, ...`), or why there are none."""
+    if not params:
+        return "none within the limit"
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def chosen_config(result: OptimizationResult, base: dict[str, Any] | None = None) -> str:
     """The chosen settings as YAML that `--config` accepts: the base configuration with them on top."""
     header = (

@@ -91,6 +91,17 @@ class ReplaySource(MarketDataSource):
         """At most `limit` candles of the file that closed at or before `until`."""
         return closed_until(self.series(symbol), until, limit)
 
+    def ready(self, symbols: list[str], min_candles: int) -> datetime:
+        """The first time every symbol has `min_candles` closed candles (its whole file if shorter): the
+        first hour a cycle can run on this data."""
+        times = []
+        for symbol in symbols:
+            series = self.series(symbol)
+            times.append(
+                series.open_time(min(min_candles, len(series)) - 1) + timedelta(seconds=CANDLE_SECONDS)
+            )
+        return max(times)
+
     def end(self, symbols: list[str]) -> datetime:
         """The latest time at which every symbol has a just-closed candle: the natural 'now' of a replay."""
         ends = [self.series(s).open_time(-1) + timedelta(seconds=CANDLE_SECONDS) for s in symbols]
@@ -110,5 +121,4 @@ def replay_clock(
     end = source.end(symbols)
     if last_cycle_at is not None:
         return min(last_cycle_at + timedelta(hours=1), end)
-    earliest = max(source.series(s).open_time(0) for s in symbols) + timedelta(hours=min_candles)
-    return min(max(end - timedelta(days=start_days), earliest), end)
+    return min(max(end - timedelta(days=start_days), source.ready(symbols, min_candles)), end)
