@@ -66,9 +66,9 @@ def dask_runner(address: str | None = None, workers: int | None = None) -> DaskT
     processes (default: one per core), one thread each (a backtest holds the GIL)."""
     if address:
         return DaskTaskRunner(address=address)
+    if workers is not None and workers < 1:  # `0 or cpu_count()` would quietly mean every core
+        raise ValueError(f"workers must be at least 1, got {workers}")
     n = workers or os.cpu_count() or 1
-    if n < 1:
-        raise ValueError(f"workers must be at least 1, got {n}")
     return DaskTaskRunner(
         cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
     )

@@ -146,3 +146,10 @@ def test_ctrl_c_says_how_to_resume(
 
     assert result.exit_code == 130
     assert "finished trials of study drift are kept; run the same command" in " ".join(result.stderr.split())
+
+
+def test_zero_workers_from_python_is_refused_not_taken_for_every_core() -> None:
+    from flows.optimize import dask_runner
+
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        dask_runner(workers=0)
