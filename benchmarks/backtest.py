@@ -2,23 +2,85 @@
 
     .venv/bin/python benchmarks/backtest.py [--data ../shared/data/market] [--days 365] [--runs 3]
 
-Prints the wall time per run, hours per second, and the time per simulated hour (cycle + portfolio check).
+Prints the wall time per run, hours per second, the time per simulated hour (cycle + portfolio check), the
+speed-up on the engine as of issue 13, and the floor this design cannot go below: the TA-Lib work that
+defines one hour's indicators and evidence (every hour recomputes them over its own `lookback_candles`
+window, so that a backtest sees exactly what a live cycle would).
 Needs the shared data for a full year (the bundled sample holds three months; it is used when --days fits).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from triplegain.agents.evidence import gather_evidence
+from triplegain.backtest import run_backtest
+from triplegain.indicators import TaSeries, compute_indicators
+from triplegain.market import ReplaySource
+from triplegain.settings import Settings, load_settings
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "market"
+REFERENCE = "aa7de03"  # the engine as of issue 13, before any work on its speed (issue 15)
+ROOT = Path(__file__).resolve().parents[1]
+_TIME_ONE_RUN = """
+import sys, time
+from datetime import datetime
+from pathlib import Path
 from triplegain.backtest import run_backtest
 from triplegain.market import ReplaySource
 from triplegain.settings import load_settings
+data, start, end = Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
+settings = load_settings(market={"data_dir": str(data)})
+began = time.perf_counter()
+run_backtest(ReplaySource(data), start, end, settings)
+print(time.perf_counter() - began)
+"""
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "market"
+
+def reference_seconds(revision: str, data: Path, start: datetime, end: datetime) -> float | None:
+    """The same backtest timed on the engine at `revision` (a temporary git worktree, its code first on the
+    path), so that the speed-up is measured on this machine under today's load; None without git."""
+    with tempfile.TemporaryDirectory(prefix="triplegain-reference-") as tmp:
+        tree = Path(tmp) / "tree"
+        added = subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision],
+            capture_output=True,
+            text=True,
+        )
+        if added.returncode != 0:
+            print(f"  (no reference: git worktree {revision}: {added.stderr.strip()})")
+            return None
+        try:
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            args = [sys.executable, "-c", _TIME_ONE_RUN, str(data), start.isoformat(), end.isoformat()]
+            timed = subprocess.run(args, env=env, cwd=tmp, capture_output=True, text=True, check=True)
+            return float(timed.stdout.strip().splitlines()[-1])
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                capture_output=True,
+                check=False,
+            )
+
+
+def indicator_floor(source: ReplaySource, settings: Settings, at: datetime, repeats: int = 200) -> float:
+    """Seconds per simulated hour spent on the indicators and the evidence alone, every symbol."""
+    windows = [source.candles(s, at, settings.market.lookback_candles) for s in settings.market.symbols]
+    began = time.perf_counter()
+    for _ in range(repeats):
+        for candles in windows:
+            series = TaSeries(candles)
+            compute_indicators(candles, settings.indicators, series)
+            gather_evidence(candles, settings.indicators, settings.technical, series)
+    return (time.perf_counter() - began) / repeats
 
 
 def main() -> None:
@@ -26,6 +88,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--reference", default=REFERENCE, help="git revision to time the same run on ('' to skip)"
+    )
     args = parser.parse_args()
     settings = load_settings(market={"data_dir": str(args.data)})
     source = ReplaySource(args.data)
@@ -44,6 +109,19 @@ def main() -> None:
     print(
         f"  {result.hours / median:,.0f} simulated hours per second, "
         f"{median / result.hours * 1000:.2f} ms per hour"
+    )
+    if args.reference:
+        reference = [reference_seconds(args.reference, args.data, start, end) for _ in range(args.runs)]
+        if all(r is not None for r in reference):
+            before = statistics.median(r for r in reference if r is not None)
+            print(
+                f"  the engine at {args.reference}: median {before:.1f} s, "
+                f"{result.hours / before:,.0f} hours/s; speed-up {before / median:.2f}x"
+            )
+    floor = indicator_floor(source, settings, end)
+    print(
+        f"  indicators and evidence alone: {floor * 1000:.2f} ms per hour, so at most {1 / floor:,.0f} "
+        "hours/s while each hour recomputes its own window"
     )
     print(
         f"  strategy {result.metrics.total_return_pct:+.1f}%, {result.metrics.trades} trades; "

@@ -25,7 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from triplegain.agents.llm_analysis import regime_with_model, technical_with_model
 from triplegain.agents.llm_decision import decide_with_models
 from triplegain.agents.sentiment import assess_sentiment
-from triplegain.aio import run_sync
+from triplegain.aio import run_sync, shared_loop
 from triplegain.backtest_metrics import Metrics, baselines, close_at, hourly_closes, measure
 from triplegain.breaker_actions import manual_drawdown_reset
 from triplegain.cycle import (
@@ -239,11 +239,12 @@ def run_backtest(
     news = (
         SentimentReplay(replay, caller, settings) if replay and caller and replay.sentiment_models else None
     )
-    for i in range(hours):
-        at = start + timedelta(hours=i)
-        sim.hour(at, steps, settings, rebalancing, news.reports_at(at) if news else {})
-        if progress is not None:
-            progress(i + 1, hours)
+    with shared_loop():
+        for i in range(hours):
+            at = start + timedelta(hours=i)
+            sim.hour(at, steps, settings, rebalancing, news.reports_at(at) if news else {})
+            if progress is not None:
+                progress(i + 1, hours)
     result = sim.result(source, settings, start, end, rebalancing, caller)
     return result.model_copy(update={"sentiment_refreshes": news.refreshes if news else 0})
 

@@ -24,7 +24,7 @@ from triplegain.coordinator import coordinate
 from triplegain.cycle_types import AccountState, Coordination, CoordinationInput, SymbolAnalysis, api_outcomes
 from triplegain.degradation import llm_outcomes, resolution_outcomes
 from triplegain.errors import CycleError, MarketDataError, MarketDataUnavailable
-from triplegain.indicators import compute_indicators
+from triplegain.indicators import TaSeries, compute_indicators
 from triplegain.llm.gateway import BudgetExhausted, LLMRunResult
 from triplegain.market.source import MarketDataSource, build_snapshot
 from triplegain.models.analysis import (
@@ -73,8 +73,9 @@ def normalize_at(at: datetime) -> datetime:
 
 def technical_step(snapshot: MarketSnapshot, settings: Settings) -> TechnicalReport:
     """Indicators and the technical-analysis report for one snapshot."""
-    indicators = compute_indicators(snapshot.candles, settings.indicators)
-    return analyze_technicals(snapshot, indicators, settings.technical, settings.indicators)
+    series = TaSeries(snapshot.candles)
+    indicators = compute_indicators(snapshot.candles, settings.indicators, series)
+    return analyze_technicals(snapshot, indicators, settings.technical, settings.indicators, series)
 
 
 def regime_step(

@@ -7,6 +7,8 @@ VWAP, choppiness, volume ratio and the Bollinger-width rank are not in TA-Lib an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import talib
@@ -18,24 +20,73 @@ from triplegain.settings import IndicatorSettings
 _SMA = talib.MA_Type.SMA  # type: ignore[attr-defined]  # TA-Lib's stubs omit MA_Type
 
 
-def compute_indicators(candles: CandleSeries, settings: IndicatorSettings) -> Indicators:
-    """Latest value of every indicator; None where the history is too short (never NaN)."""
+class TaSeries:
+    """TA-Lib's outputs over one candle series, each function and parameters computed once: the
+    indicators and the hourly evidence ask for the same RSI, MACD, Bollinger bands, EMAs and OBV of the
+    same candles (the same call on the same input, so the same values)."""
+
+    def __init__(self, candles: CandleSeries) -> None:
+        self.candles = candles
+        self._memo: dict[tuple[object, ...], Any] = {}
+
+    def _once(self, key: tuple[object, ...], compute: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def ema(self, period: int) -> FloatArray:
+        """talib.EMA of the closes."""
+        return cast(FloatArray, self._once(("ema", period), lambda: talib.EMA(self.candles.close, period)))
+
+    def rsi(self, period: int) -> FloatArray:
+        """talib.RSI of the closes."""
+        return cast(FloatArray, self._once(("rsi", period), lambda: talib.RSI(self.candles.close, period)))
+
+    def macd(self, fast: int, slow: int, signal: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """talib.MACD of the closes: the line, its signal and the histogram."""
+        return cast(
+            tuple[FloatArray, FloatArray, FloatArray],
+            self._once(
+                ("macd", fast, slow, signal), lambda: talib.MACD(self.candles.close, fast, slow, signal)
+            ),
+        )
+
+    def bbands(self, period: int, std: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """talib.BBANDS of the closes (simple moving average, `std` deviations either side)."""
+        return cast(
+            tuple[FloatArray, FloatArray, FloatArray],
+            self._once(
+                ("bbands", period, std), lambda: talib.BBANDS(self.candles.close, period, std, std, _SMA)
+            ),
+        )
+
+    def obv(self) -> FloatArray:
+        """talib.OBV of the closes and volumes."""
+        return cast(
+            FloatArray, self._once(("obv",), lambda: talib.OBV(self.candles.close, self.candles.volume))
+        )
+
+
+def compute_indicators(
+    candles: CandleSeries, settings: IndicatorSettings, series: TaSeries | None = None
+) -> Indicators:
+    """Latest value of every indicator; None where the history is too short (never NaN). `series` shares
+    TA-Lib's outputs on these candles with the evidence (`technical_step` passes one)."""
+    ta = series if series is not None and series.candles is candles else TaSeries(candles)
     c, h, lo, v = candles.close, candles.high, candles.low, candles.volume
-    macd, macd_signal, macd_hist = talib.MACD(c, settings.macd_fast, settings.macd_slow, settings.macd_signal)
+    macd, macd_signal, macd_hist = ta.macd(settings.macd_fast, settings.macd_slow, settings.macd_signal)
     atr = talib.ATR(h, lo, c, settings.atr_period)
-    upper, middle, lower = talib.BBANDS(
-        c, settings.bollinger_period, settings.bollinger_std, settings.bollinger_std, _SMA
-    )
+    upper, middle, lower = ta.bbands(settings.bollinger_period, settings.bollinger_std)
     width = (upper - lower) / middle
-    obv = talib.OBV(c, v)
+    obv = ta.obv()
     return Indicators(
         price=float(c[-1]),
-        rsi=_last(talib.RSI(c, settings.rsi_period)),
+        rsi=_last(ta.rsi(settings.rsi_period)),
         macd=_last(macd),
         macd_signal=_last(macd_signal),
         macd_hist=_last(macd_hist),
         macd_hist_prev=_last(macd_hist[:-1]),
-        ema={p: _last(talib.EMA(c, p)) for p in settings.ema_periods},
+        ema={p: _last(ta.ema(p)) for p in settings.ema_periods},
         sma={p: _last(talib.SMA(c, p)) for p in settings.sma_periods},
         atr=_last(atr),
         atr_mean=_tail_mean(atr, settings.atr_mean_period),

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from triplegain.aio import run_sync
+from triplegain.aio import run_sync, shared_loop
 
 
 async def answer() -> int:
@@ -38,3 +38,32 @@ def test_leftover_tasks_are_cancelled_not_leaked() -> None:
     run_sync(spawn())
 
     assert started[0].cancelled()
+
+
+def test_a_shared_loop_serves_every_call_and_leaves_nothing_running() -> None:
+    loops: list[asyncio.AbstractEventLoop] = []
+    leftovers: list[asyncio.Task[None]] = []
+
+    async def note_loop() -> int:
+        loops.append(asyncio.get_running_loop())
+        leftovers.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
+        return len(loops)
+
+    with shared_loop():
+        assert [run_sync(note_loop()) for _ in range(3)] == [1, 2, 3]
+        assert all(task.cancelled() for task in leftovers)  # each call ends with nothing left on the loop
+
+    assert loops[0] is loops[1] is loops[2]
+    assert loops[0].is_closed()
+    assert run_sync(note_loop()) == 4
+    assert loops[3] is not loops[0]  # outside the block, a fresh loop per call again
+
+
+def test_a_shared_loop_still_raises_and_stays_usable() -> None:
+    async def boom() -> None:
+        raise KeyError("x")
+
+    with shared_loop():
+        with pytest.raises(KeyError):
+            run_sync(boom())
+        assert run_sync(answer()) == 42

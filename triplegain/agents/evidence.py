@@ -17,18 +17,19 @@ opposing). The bias is long or short only when the net count reaches `min_net_vo
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-import talib
 
+from triplegain.indicators import TaSeries
 from triplegain.models.enums import Bias
 from triplegain.models.market import CandleSeries, FloatArray
 from triplegain.settings import IndicatorSettings, TechnicalSettings
 
 TIMEFRAMES: tuple[tuple[str, int], ...] = (("1h", 1), ("4h", 4), ("1d", 24))
 FAMILIES = ("trend", "momentum", "volatility", "volume")
-_SMA = talib.MA_Type.SMA  # type: ignore[attr-defined]  # TA-Lib's stubs omit MA_Type
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,11 @@ class Evidence:
 
     def count(self, sign: int) -> int:
         """Votes of one sign."""
-        return sum(v == sign for by_family in self.votes.values() for v in by_family.values())
+        return self._counts.get(sign, 0)
+
+    @cached_property
+    def _counts(self) -> dict[int, int]:
+        return dict(Counter(v for by_family in self.votes.values() for v in by_family.values()))
 
     def bias(self, s: TechnicalSettings) -> Bias:
         """Long or short when the net count reaches `min_net_votes`, else neutral."""
@@ -106,26 +111,35 @@ def resample(candles: CandleSeries, hours: int) -> CandleSeries:
     )
 
 
-def gather_evidence(candles: CandleSeries, ind: IndicatorSettings, s: TechnicalSettings) -> Evidence:
-    """The twelve votes for the hourly `candles`."""
-    return Evidence({name: family_votes(resample(candles, hours), ind, s) for name, hours in TIMEFRAMES})
+def gather_evidence(
+    candles: CandleSeries, ind: IndicatorSettings, s: TechnicalSettings, hourly: TaSeries | None = None
+) -> Evidence:
+    """The twelve votes for the hourly `candles`; `hourly` shares TA-Lib's outputs on them with the
+    indicators."""
+    votes = {}
+    for name, hours in TIMEFRAMES:
+        bars = resample(candles, hours)
+        same = hourly is not None and hourly.candles is bars
+        votes[name] = family_votes(hourly if same and hourly is not None else TaSeries(bars), ind, s)
+    return Evidence(votes)
 
 
-def family_votes(c: CandleSeries, ind: IndicatorSettings, s: TechnicalSettings) -> dict[str, int]:
+def family_votes(ta: TaSeries, ind: IndicatorSettings, s: TechnicalSettings) -> dict[str, int]:
     """Each family's vote on one timeframe's bars."""
     return {
-        "trend": _trend(c.close, s),
-        "momentum": _momentum(c.close, ind, s),
-        "volatility": _volatility(c.close, ind),
-        "volume": _volume(c, ind),
+        "trend": _trend(ta, s),
+        "momentum": _momentum(ta, ind, s),
+        "volatility": _volatility(ta, ind),
+        "volume": _volume(ta, ind),
     }
 
 
-def _trend(close: FloatArray, s: TechnicalSettings) -> int:
+def _trend(ta: TaSeries, s: TechnicalSettings) -> int:
+    close = ta.candles.close
     if len(close) < s.trend_slow_ema:
         return 0
-    fast = talib.EMA(close, s.trend_fast_ema)[-1]
-    slow = talib.EMA(close, s.trend_slow_ema)[-1]
+    fast = ta.ema(s.trend_fast_ema)[-1]
+    slow = ta.ema(s.trend_slow_ema)[-1]
     price = close[-1]
     if fast > slow and price > slow:
         return 1
@@ -134,11 +148,11 @@ def _trend(close: FloatArray, s: TechnicalSettings) -> int:
     return 0
 
 
-def _momentum(close: FloatArray, ind: IndicatorSettings, s: TechnicalSettings) -> int:
-    if len(close) < ind.macd_slow + ind.macd_signal:
+def _momentum(ta: TaSeries, ind: IndicatorSettings, s: TechnicalSettings) -> int:
+    if len(ta.candles) < ind.macd_slow + ind.macd_signal:
         return 0
-    rsi = talib.RSI(close, ind.rsi_period)[-1]
-    hist = talib.MACD(close, ind.macd_fast, ind.macd_slow, ind.macd_signal)[2][-1]
+    rsi = ta.rsi(ind.rsi_period)[-1]
+    hist = ta.macd(ind.macd_fast, ind.macd_slow, ind.macd_signal)[2][-1]
     if not (np.isfinite(rsi) and np.isfinite(hist)):
         return 0
     if rsi > 50 + s.momentum_band and hist > 0:
@@ -148,13 +162,12 @@ def _momentum(close: FloatArray, ind: IndicatorSettings, s: TechnicalSettings) -
     return 0
 
 
-def _volatility(close: FloatArray, ind: IndicatorSettings) -> int:
+def _volatility(ta: TaSeries, ind: IndicatorSettings) -> int:
+    close = ta.candles.close
     lookback = ind.bollinger_period // 4 or 1
     if len(close) < ind.bollinger_period + lookback:
         return 0
-    upper, middle, lower = talib.BBANDS(
-        close, ind.bollinger_period, ind.bollinger_std, ind.bollinger_std, _SMA
-    )
+    upper, middle, lower = ta.bbands(ind.bollinger_period, ind.bollinger_std)
     width = upper - lower
     if (
         not (np.isfinite(width[-1]) and np.isfinite(width[-1 - lookback]))
@@ -164,9 +177,10 @@ def _volatility(close: FloatArray, ind: IndicatorSettings) -> int:
     return 1 if close[-1] > middle[-1] else -1 if close[-1] < middle[-1] else 0
 
 
-def _volume(c: CandleSeries, ind: IndicatorSettings) -> int:
+def _volume(ta: TaSeries, ind: IndicatorSettings) -> int:
+    c = ta.candles
     if len(c) <= ind.volume_period or not np.any(c.volume[-ind.volume_period :] > 0):
         return 0
-    obv = talib.OBV(c.close, c.volume)
+    obv = ta.obv()
     change = obv[-1] - obv[-1 - ind.volume_period]
     return 1 if change > 0 else -1 if change < 0 else 0

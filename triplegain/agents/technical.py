@@ -12,6 +12,7 @@ from decimal import Decimal
 import numpy as np
 
 from triplegain.agents.evidence import Evidence, gather_evidence
+from triplegain.indicators import TaSeries
 from triplegain.models.analysis import Indicators, TechnicalReport
 from triplegain.models.enums import Bias, TrendDirection
 from triplegain.models.market import MarketSnapshot, to_decimal
@@ -25,9 +26,11 @@ def analyze_technicals(
     indicators: Indicators,
     settings: TechnicalSettings,
     periods: IndicatorSettings | None = None,
+    series: TaSeries | None = None,
 ) -> TechnicalReport:
-    """Bias, trend, momentum and key levels for one symbol from its indicators and the evidence."""
-    evidence = gather_evidence(snapshot.candles, periods or IndicatorSettings(), settings)
+    """Bias, trend, momentum and key levels for one symbol from its indicators and the evidence
+    (`series`: TA-Lib's outputs on the snapshot's candles, shared with the indicators)."""
+    evidence = gather_evidence(snapshot.candles, periods or IndicatorSettings(), settings, series)
     bias = evidence.bias(settings)
     support, resistance = _levels(snapshot, settings.level_window)
     trend = _trend(indicators, settings)

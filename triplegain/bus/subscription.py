@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import heapq
 import inspect
 import itertools
@@ -20,8 +21,10 @@ Filter = Callable[[Message], bool]
 _ids = itertools.count(1)
 
 
+@functools.lru_cache(maxsize=1024)
 def covers(pattern: str, topic: Topic) -> bool:
-    """True when `pattern` (a topic value, or a glob such as '*' or 'risk_*') covers `topic`."""
+    """True when `pattern` (a topic value, or a glob such as '*' or 'risk_*') covers `topic`; remembered,
+    as it is asked for every topic on each subscribe and publish."""
     return pattern == topic.value or fnmatch.fnmatchcase(topic.value, pattern)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -84,5 +85,7 @@ def series_from_rows(rows: Sequence[Sequence[float]], where: Callable[[int], str
 
 def closed_until(candles: CandleSeries, until: datetime, limit: int) -> CandleSeries:
     """The newest `limit` candles whose close time is at or before `until`."""
-    stop = int(np.searchsorted(candles.timestamps, until.timestamp() - CANDLE_SECONDS, side="right"))
+    # An integer key: a float one makes numpy convert the whole int64 column on every call.
+    last_open = np.int64(math.floor(until.timestamp()) - CANDLE_SECONDS)
+    stop = int(np.searchsorted(candles.timestamps, last_open, side="right"))
     return candles.slice(max(0, stop - limit), stop)

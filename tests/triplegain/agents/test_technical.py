@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from tests.triplegain.factories import candles, indicators, snapshot
 from tests.triplegain.synthetic import BUILDERS
-from triplegain.agents.evidence import FAMILIES, TIMEFRAMES, Evidence, resample
+from triplegain.agents.evidence import FAMILIES, TIMEFRAMES, Evidence, gather_evidence, resample
 from triplegain.agents.technical import analyze_technicals
 from triplegain.cycle import analyze_symbol
-from triplegain.indicators import compute_indicators
+from triplegain.indicators import TaSeries, compute_indicators
 from triplegain.market import ReplaySource
 from triplegain.models.enums import Bias, Regime, TrendDirection
 from triplegain.settings import IndicatorSettings, TechnicalSettings, load_settings
@@ -126,3 +126,19 @@ def test_levels_come_from_the_window(price: str, position: str) -> None:
 
     assert report.support_levels == [99] and report.resistance_levels == [101]
     assert report.current_position == position
+
+
+def test_shared_ta_lib_outputs_change_nothing(replay: ReplaySource) -> None:
+    """The indicators and the hourly evidence share TA-Lib's outputs (`TaSeries`): the report is the one
+    each computing its own would give, on every synthetic regime and on real hours of the bundled data."""
+    series = replay.series("BTC/USDT")
+    real = [series.slice(end - 1000, end) for end in range(1000, len(series), 97)]
+    for candles in [*(build() for build in BUILDERS.values()), *real]:
+        snap = snapshot().model_copy(update={"candles": candles})
+        shared = TaSeries(candles)
+        alone = analyze_technicals(snap, compute_indicators(candles, P), S, P)
+        together = analyze_technicals(snap, compute_indicators(candles, P, shared), S, P, shared)
+
+        assert together == alone
+        assert gather_evidence(candles, P, S, shared) == gather_evidence(candles, P, S)
+        assert shared.rsi(P.rsi_period) is shared.rsi(P.rsi_period)  # computed once

@@ -178,3 +178,22 @@ def test_a_fresh_account_on_short_data_starts_once_there_is_enough_history() -> 
     first = replay_clock(source, symbols, None, start_days=365, min_candles=50)
 
     assert first == data_start + timedelta(hours=50)
+
+
+@pytest.mark.parametrize(
+    ("until", "newest_open"),
+    [
+        (datetime(2024, 4, 1, 10, tzinfo=UTC), datetime(2024, 4, 1, 9, tzinfo=UTC)),
+        (datetime(2024, 4, 1, 10, 0, 0, 500_000, tzinfo=UTC), datetime(2024, 4, 1, 9, tzinfo=UTC)),
+        (datetime(2024, 4, 1, 9, 59, 59, 999_999, tzinfo=UTC), datetime(2024, 4, 1, 8, tzinfo=UTC)),
+    ],
+)
+def test_a_candle_is_served_once_closed_even_between_whole_seconds(
+    tmp_path: Path, until: datetime, newest_open: datetime
+) -> None:
+    write_csv(tmp_path, "BTC/USDT", hourly_rows(datetime(2024, 4, 1, tzinfo=UTC), 24))
+
+    candles = ReplaySource(tmp_path).candles("BTC/USDT", until, 5)
+
+    assert candles.open_time(-1) == newest_open
+    assert len(candles) == 5
