@@ -1,4 +1,5 @@
-"""Order execution: the paper broker (live exchange execution comes later)."""
+"""Order execution: the paper broker; the live broker's order discipline (`broker.live`, not yet wired into
+the cycle: issue 16)."""
 
 from triplegain.broker.paper import PaperBroker, client_order_id
 

@@ -102,10 +102,17 @@ class VerdictStatus(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    """Lifecycle of a paper order (market orders fill at once or are rejected)."""
+    """Lifecycle of an order (reference spec 5.4). A paper market order fills at once or is rejected; a
+    live order is pending from the moment its intent is stored until the exchange answers."""
 
+    PENDING = "pending"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
     REJECTED = "rejected"
+    ERROR = "error"
 
 
 class PositionStatus(StrEnum):

@@ -400,3 +400,42 @@ class LLMRecordingRow(Base):
     answer: Mapped[dict[str, Any]]
     recorded_at: Mapped[datetime]
     cycle_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class LiveOrderRow(Base):
+    """A live order: its intent, stored before it is sent, and what the exchange said last
+    (`triplegain.broker.live`)."""
+
+    __tablename__ = "live_orders"
+    __table_args__ = (Index("ix_live_orders_status", "status"),)
+
+    client_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cycle_id: Mapped[str] = mapped_column(String(40), index=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(4))
+    type: Mapped[str] = mapped_column(String(12))
+    amount: Mapped[Decimal]
+    price: Mapped[Decimal | None]
+    purpose: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    exchange_id: Mapped[str | None] = mapped_column(String(64))
+    filled: Mapped[Decimal]
+    average_price: Mapped[Decimal | None]
+    fee: Mapped[Decimal]
+    fee_asset: Mapped[str | None] = mapped_column(String(10))
+    note: Mapped[str | None] = mapped_column(Text)
+    sends: Mapped[int]
+    updated_at: Mapped[datetime]
+
+
+class LiveOrderLogRow(Base):
+    """One line of a live order's status log: every change, in order."""
+
+    __tablename__ = "live_order_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("live_orders.client_id"), index=True)
+    at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text)

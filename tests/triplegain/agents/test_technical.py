@@ -133,12 +133,12 @@ def test_shared_ta_lib_outputs_change_nothing(replay: ReplaySource) -> None:
     each computing its own would give, on every synthetic regime and on real hours of the bundled data."""
     series = replay.series("BTC/USDT")
     real = [series.slice(end - 1000, end) for end in range(1000, len(series), 97)]
-    for candles in [*(build() for build in BUILDERS.values()), *real]:
-        snap = snapshot().model_copy(update={"candles": candles})
-        shared = TaSeries(candles)
-        alone = analyze_technicals(snap, compute_indicators(candles, P), S, P)
-        together = analyze_technicals(snap, compute_indicators(candles, P, shared), S, P, shared)
+    for window in [*(build() for build in BUILDERS.values()), *real]:
+        snap = snapshot().model_copy(update={"candles": window})
+        shared = TaSeries(window)
+        alone = analyze_technicals(snap, compute_indicators(window, P), S, P)
+        together = analyze_technicals(snap, compute_indicators(window, P, shared), S, P, shared)
 
         assert together == alone
-        assert gather_evidence(candles, P, S, shared) == gather_evidence(candles, P, S)
+        assert gather_evidence(window, P, S, shared) == gather_evidence(window, P, S)
         assert shared.rsi(P.rsi_period) is shared.rsi(P.rsi_period)  # computed once

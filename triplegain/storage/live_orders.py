@@ -1,0 +1,109 @@
+"""The live orders' journal in the project database: an order's intent is committed before it is sent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from triplegain.broker.live import OrderIntent, OrderState, StatusChange
+from triplegain.models.enums import OrderStatus, Side
+from triplegain.storage.tables import LiveOrderLogRow, LiveOrderRow
+
+
+class SqlOrderJournal:
+    """`triplegain.broker.live.OrderJournal` on the project database; each save is its own committed
+    transaction, so what was saved survives the process being killed the next instant."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, client_id: str) -> OrderState | None:
+        with Session(self.engine) as session:
+            row = session.get(LiveOrderRow, client_id)
+            return None if row is None else _state(row)
+
+    def save(self, state: OrderState, note: str) -> None:
+        now = datetime.now(UTC)
+        intent = state.intent
+        with Session(self.engine) as session, session.begin():
+            row = session.get(LiveOrderRow, intent.client_id)
+            if row is None:
+                row = LiveOrderRow(
+                    client_id=intent.client_id,
+                    cycle_id=intent.cycle_id,
+                    symbol=intent.symbol,
+                    side=intent.side.value,
+                    type=intent.type,
+                    amount=intent.amount,
+                    price=intent.price,
+                    purpose=intent.purpose,
+                    created_at=intent.created_at,
+                )
+                session.add(row)
+            row.status = state.status.value
+            row.exchange_id = state.exchange_id
+            row.filled = state.filled
+            row.average_price = state.average_price
+            row.fee = state.fee
+            row.fee_asset = state.fee_asset
+            row.note = state.note
+            row.sends = state.sends
+            row.updated_at = now
+            session.flush()  # the order row exists before its first log line refers to it
+            session.add(LiveOrderLogRow(client_id=intent.client_id, at=now, status=row.status, note=note))
+
+    def log(self, client_id: str) -> list[StatusChange]:
+        """The order's status log, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(LiveOrderLogRow)
+                .where(LiveOrderLogRow.client_id == client_id)
+                .order_by(LiveOrderLogRow.id)
+            )
+            return [StatusChange(r.client_id, r.at, OrderStatus(r.status), r.note) for r in rows]
+
+    def unsettled(self) -> list[OrderState]:
+        """Orders the exchange may still act on, or whose outcome is unknown: what reconciliation asks
+        about first."""
+        done = [
+            s.value
+            for s in (
+                OrderStatus.FILLED,
+                OrderStatus.CANCELLED,
+                OrderStatus.EXPIRED,
+                OrderStatus.REJECTED,
+                OrderStatus.ERROR,
+            )
+        ]
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(LiveOrderRow).where(LiveOrderRow.status.not_in(done)).order_by(LiveOrderRow.created_at)
+            )
+            return [_state(r) for r in rows]
+
+
+def _state(row: LiveOrderRow) -> OrderState:
+    intent = OrderIntent(
+        client_id=row.client_id,
+        cycle_id=row.cycle_id,
+        symbol=row.symbol,
+        side=Side(row.side),
+        type=row.type,
+        amount=row.amount,
+        purpose=row.purpose,
+        price=row.price,
+        created_at=row.created_at,
+    )
+    return OrderState(
+        intent=intent,
+        status=OrderStatus(row.status),
+        exchange_id=row.exchange_id,
+        filled=row.filled,
+        average_price=row.average_price,
+        fee=row.fee,
+        fee_asset=row.fee_asset,
+        note=row.note,
+        sends=row.sends,
+    )
