@@ -1,5 +1,6 @@
 """Prefect Block types: typed, secret-holding configuration."""
 
 from blocks.database import DatabaseConfig
+from blocks.exchange import ExchangeKeysBlock
 
-__all__ = ["DatabaseConfig"]
+__all__ = ["DatabaseConfig", "ExchangeKeysBlock"]

@@ -20,6 +20,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
 
 from blocks.database import DatabaseConfig
+from blocks.exchange import ExchangeKeysBlock
 from blocks.llm import LLMProvider
 
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
@@ -84,6 +85,7 @@ def serve_all(config_file: str | None = None, limit: int | None = None) -> None:
 
 def register_blocks() -> list[str]:
     """Register TripleGain's block types with the Prefect server; returns their slugs."""
-    for block in (DatabaseConfig, LLMProvider):
+    kinds = (DatabaseConfig, LLMProvider, ExchangeKeysBlock)
+    for block in kinds:
         block.register_type_and_schema()
-    return [DatabaseConfig.get_block_type_slug(), LLMProvider.get_block_type_slug()]
+    return [block.get_block_type_slug() for block in kinds]

@@ -172,6 +172,9 @@ def test_cli_registers_the_block_types() -> None:
     result = CliRunner().invoke(app, ["blocks", "register"])
 
     assert result.exit_code == 0, result.stderr
-    assert "registered: triplegain-database, triplegain-llm-provider" in result.stdout
+    assert (
+        "registered: triplegain-database, triplegain-llm-provider, triplegain-exchange-keys" in result.stdout
+    )
     with get_client(sync_client=True) as client:
         assert client.read_block_type_by_slug("triplegain-llm-provider").name == "TripleGain LLM Provider"
+        assert client.read_block_type_by_slug("triplegain-exchange-keys").name == "TripleGain Exchange Keys"

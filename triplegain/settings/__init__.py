@@ -12,6 +12,7 @@ from triplegain.settings.decision import (
     DecisionSettings,
     OfflineModelSettings,
 )
+from triplegain.settings.execution import ExecutionSettings
 from triplegain.settings.llm import DEFAULT_PROVIDERS, LLMSettings
 from triplegain.settings.market import MarketSettings, SymbolSpec
 from triplegain.settings.portfolio import BrokerSettings, HodlSettings, PortfolioSettings
@@ -29,6 +30,7 @@ __all__ = [
     "ConsensusSettings",
     "DecisionSettings",
     "DegradationSettings",
+    "ExecutionSettings",
     "HodlSettings",
     "IndicatorSettings",
     "LLMSettings",

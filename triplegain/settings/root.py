@@ -26,6 +26,7 @@ from triplegain.settings.analysis import IndicatorSettings, RegimeSettings, Tech
 from triplegain.settings.backtest import BacktestSettings
 from triplegain.settings.bus import BusSettings
 from triplegain.settings.decision import ConflictSettings, ConsensusSettings, DecisionSettings
+from triplegain.settings.execution import ExecutionSettings
 from triplegain.settings.llm import LLMSettings
 from triplegain.settings.market import MarketSettings
 from triplegain.settings.portfolio import BrokerSettings, HodlSettings, PortfolioSettings
@@ -106,6 +107,7 @@ class Settings(BaseSettings):
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
     hodl: HodlSettings = Field(default_factory=HodlSettings)
     bus: BusSettings = Field(default_factory=BusSettings)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from triplegain.broker.live import OrderIntent, OrderState, StatusChange
 from triplegain.models.enums import OrderStatus, Side
-from triplegain.storage.tables import LiveOrderLogRow, LiveOrderRow
+from triplegain.storage.tables import CycleRow, LiveOrderLogRow, LiveOrderRow
 
 
 class SqlOrderJournal:
@@ -107,3 +107,12 @@ def _state(row: LiveOrderRow) -> OrderState:
         note=row.note,
         sends=row.sends,
     )
+
+
+def modes_held(engine: Engine) -> set[str]:
+    """The account modes this database holds: those of its cycles, and live if it holds a live order."""
+    with Session(engine) as session:
+        modes = set(session.scalars(select(CycleRow.mode).distinct()))
+        if session.scalar(select(LiveOrderRow.client_id).limit(1)) is not None:
+            modes.add("live")
+        return modes

@@ -17,7 +17,7 @@ from tests.fakes.kraken import FakeKraken, Fault
 from triplegain.broker.live import LiveBroker, OrderIntent, OrderState, live_client_id
 from triplegain.models.enums import OrderStatus, Side
 from triplegain.storage import create_db_engine, migrate
-from triplegain.storage.live_orders import SqlOrderJournal
+from triplegain.storage.live_orders import SqlOrderJournal, modes_held
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -74,7 +74,7 @@ from tests.fakes.kraken import API_KEY, API_SECRET
 from tests.triplegain.storage.test_live_orders import intent
 from triplegain.broker.live import LiveBroker
 from triplegain.storage import create_db_engine
-from triplegain.storage.live_orders import SqlOrderJournal
+from triplegain.storage.live_orders import SqlOrderJournal, modes_held
 
 exchange = ccxt.kraken({"apiKey": API_KEY, "secret": API_SECRET, "timeout": 60000})
 exchange.urls["api"] = {"public": sys.argv[2], "private": sys.argv[2]}
@@ -117,3 +117,11 @@ def test_a_run_killed_between_send_and_reply_places_the_order_once(tmp_path: Pat
         assert len(kraken.calls("AddOrder")) == 1 and len(kraken.orders) == 1
         assert any("never answered" in c.note for c in journal.log(intent().client_id))
     engine.dispose()
+
+
+def test_the_database_says_which_account_modes_it_holds(engine: Engine) -> None:
+    assert modes_held(engine) == set()
+
+    SqlOrderJournal(engine).save(OrderState(intent()), "intent stored before sending")
+
+    assert modes_held(engine) == {"live"}

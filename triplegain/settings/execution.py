@@ -1,0 +1,33 @@
+"""Settings of order execution: paper (the default) or live on an exchange through ccxt (issue 16)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from triplegain.settings.section import SECTION, Seconds
+
+
+class ExecutionSettings(BaseModel):
+    """Where orders go. Live needs all of `mode: live`, TRIPLEGAIN_TRADING_MODE=live,
+    TRIPLEGAIN_CONFIRM_LIVE_TRADING=I_UNDERSTAND_THE_RISKS and exchange keys (`triplegain.live_gate`)."""
+
+    model_config = SECTION
+
+    mode: Literal["paper", "live"] = Field("paper", description="paper (simulated fills) or live")
+    exchange: str = Field("kraken", description="The ccxt exchange id live orders go to")
+    order_type: Literal["market", "limit"] = Field(
+        "market", description="Entries and exits at market (the reference's choice) or as limits"
+    )
+    max_positions_per_symbol: int = Field(2, ge=1, le=20, description="Reference spec 4.7")
+    max_positions_total: int = Field(5, ge=1, le=100, description="Reference spec 4.7")
+    calls_per_minute: int = Field(60, ge=1, le=6_000, description="Exchange calls in any minute")
+    orders_per_minute: int = Field(30, ge=1, le=6_000, description="Orders placed in any minute")
+    timeout_seconds: Seconds = Field(10.0, description="One exchange call's timeout")
+    lookup_attempts: int = Field(
+        4,
+        ge=1,
+        le=20,
+        description="Lookups of an order whose reply was lost, with backoff, before the run stops",
+    )
