@@ -44,11 +44,16 @@ ASSETS = {"XXBT": ("XBT", 10), "XXRP": ("XRP", 8), "USDT": ("USDT", 8)}
 class Fault:
     """One scripted misbehaviour of an API method."""
 
-    kind: str  # status | error | accept_then_time_out | not_found | partial
+    kind: str  # ok | status | error | accept_then_time_out | not_found | partial
     status: int = 200
     error: str = ""
     seconds: float = 0.0
     fraction: Decimal = Decimal(1)
+
+    @classmethod
+    def ok(cls) -> Fault:
+        """Answer normally (to script a later call: ok, then a failure)."""
+        return cls("ok")
 
     @classmethod
     def http(cls, status: int) -> Fault:
@@ -348,13 +353,26 @@ class FakeKraken:
             }
         return out
 
+    def _held(self, asset: str) -> Decimal:
+        """What open limit sells hold of `asset` (Kraken's hold_trade); trigger orders hold nothing."""
+        return sum(
+            (
+                o.volume - o.vol_exec
+                for o in self.orders.values()
+                if o.status == "open"
+                and o.side == "sell"
+                and o.ordertype == "limit"
+                and PAIRS[o.pair]["base"] == asset
+            ),
+            Decimal(0),
+        )
+
+    def _available(self, asset: str) -> Decimal:
+        return self.balances.get(asset, Decimal(0)) - self._held(asset)
+
     def _api_BalanceEx(self, fields: dict[str, str], fault: Fault | None) -> Any:
-        held: dict[str, Decimal] = defaultdict(Decimal)
-        for order in self.orders.values():
-            if order.status == "open" and order.side == "sell":
-                held[PAIRS[order.pair]["base"]] += order.volume - order.vol_exec
         return {
-            asset: {"balance": f"{amount}", "hold_trade": f"{held.get(asset, Decimal(0))}"}
+            asset: {"balance": f"{amount}", "hold_trade": f"{self._held(asset)}"}
             for asset, amount in self.balances.items()
         }
 
@@ -368,8 +386,12 @@ class FakeKraken:
         if cl_ord_id and any(o.cl_ord_id == cl_ord_id and o.status == "open" for o in self.orders.values()):
             raise _KrakenError("EOrder:Duplicate order")  # Kraken refuses a client id among open orders
         price = Decimal(fields["price"]) if "price" in fields else None
+        volume = Decimal(fields["volume"])
+        base = PAIRS[pair]["base"]
+        if side == "sell" and ordertype in ("market", "limit") and volume > self._available(base):
+            raise _KrakenError("EOrder:Insufficient funds")  # trigger orders hold nothing until triggered
         fraction = fault.fraction if fault is not None and fault.kind == "partial" else Decimal(1)
-        txid = self._add(pair, side, ordertype, Decimal(fields["volume"]), price, cl_ord_id, fraction)
+        txid = self._add(pair, side, ordertype, volume, price, cl_ord_id, fraction)
         return {
             "descr": {"order": _describe(side, Decimal(fields["volume"]), pair, ordertype, price)},
             "txid": [txid],

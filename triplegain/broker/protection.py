@@ -1,0 +1,201 @@
+"""A live position's protection on the exchange: its stop-loss and take-profit orders (issue 16, part 3).
+
+After an entry fills, a stop-loss and a take-profit rest on the exchange for the position's size, so the
+position stays protected while no run is going (a process that is down cannot sell). Then:
+
+- one filling cancels the other (`settle`), and its fill, with its fee, is recorded as the position's exit;
+  if both filled (the exchange raced the cancel), that is said loudly: more was sold than was held;
+- a partial close resizes the protection to what is left (`resize`) instead of dropping it: on a spot
+  account the sell orders reserve the asset, so the old pair is cancelled before the new pair is placed;
+  each generation has its own client ids, derived from the position and the generation, so a retried run
+  places the same orders again, never a second pair;
+- a close by the system cancels what it orphans (`release`);
+- a protection order that cannot be placed raises `ProtectionFailed` with an URGENT message: the caller
+  closes the position unless the operator has said otherwise (`execution.close_unprotected`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from triplegain.broker.live import LiveBroker, OrderIntent, OrderState, OrderUnresolved, live_client_id
+from triplegain.models.enums import OrderStatus, Side
+from triplegain.models.trading import Fill, split_symbol
+
+FILLED = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
+
+
+@dataclass(frozen=True)
+class Protection:
+    """A position's stop-loss and take-profit orders on the exchange, of one generation."""
+
+    position_id: str  # the entry order's client id
+    cycle_id: str
+    symbol: str
+    size: Decimal
+    stop_price: Decimal
+    take_price: Decimal
+    stop: OrderState
+    take: OrderState
+    generation: int = 0
+
+    @property
+    def orders(self) -> tuple[OrderState, OrderState]:
+        """The stop-loss and the take-profit."""
+        return self.stop, self.take
+
+
+@dataclass(frozen=True)
+class ProtectionOutcome:
+    """What `settle` found: still protected, or closed by one of the orders (its exit fills)."""
+
+    protection: Protection
+    closed_by: str | None = None  # stop_loss | take_profit
+    fills: tuple[Fill, ...] = ()
+    urgent: tuple[str, ...] = ()
+
+
+class ProtectionFailed(RuntimeError):
+    """A protection order could not be placed: the position is unprotected on the exchange."""
+
+    def __init__(self, position_id: str, symbol: str, what: str, placed: tuple[OrderState, ...]) -> None:
+        super().__init__(
+            f"URGENT: position {position_id} ({symbol}) is not protected on the exchange: {what}; close it "
+            "unless the operator decides otherwise (execution.close_unprotected)"
+        )
+        self.position_id, self.symbol, self.placed = position_id, symbol, placed
+
+
+class ProtectionDesk:
+    """Places, follows, resizes and releases protection orders through a `LiveBroker`."""
+
+    def __init__(self, broker: LiveBroker) -> None:
+        self.broker = broker
+
+    def protect(
+        self,
+        position_id: str,
+        cycle_id: str,
+        symbol: str,
+        size: Decimal,
+        stop_price: Decimal,
+        take_price: Decimal,
+        generation: int = 0,
+    ) -> Protection:
+        """Place the stop-loss, then the take-profit, for `size`; ProtectionFailed when either cannot be
+        placed (the orders placed so far are in the exception, for the close to cancel)."""
+        if not 0 < stop_price < take_price:
+            raise ValueError(
+                f"position {position_id}: the stop ({stop_price}) must lie below the take-profit "
+                f"({take_price}), both positive"
+            )
+        placed: list[OrderState] = []
+        for purpose, kind, price in (
+            ("stop_loss", "stop-loss", stop_price),
+            ("take_profit", "take-profit", take_price),
+        ):
+            intent = OrderIntent(
+                client_id=live_client_id(position_id, purpose, str(generation)),
+                cycle_id=cycle_id,
+                symbol=symbol,
+                side=Side.SELL,
+                type=kind,
+                amount=size,
+                purpose=purpose,
+                price=price,
+            )
+            try:
+                state = self.broker.submit(intent)
+            except OrderUnresolved as e:
+                raise ProtectionFailed(
+                    position_id, symbol, f"its {purpose} was not confirmed ({e})", tuple(placed)
+                ) from e
+            if state.status not in (OrderStatus.OPEN, *FILLED):
+                raise ProtectionFailed(
+                    position_id, symbol, f"its {purpose} was {state.status}: {state.note}", tuple(placed)
+                )
+            placed.append(state)
+        stop, take = placed
+        return Protection(position_id, cycle_id, symbol, size, stop_price, take_price, stop, take, generation)
+
+    def settle(self, protection: Protection) -> ProtectionOutcome:
+        """Ask the exchange about both orders; when one filled, cancel the other and return the exit fills
+        (with their fees). Both filled is reported as URGENT (more sold than held)."""
+        stop = self.broker.refresh(protection.stop)
+        take = self.broker.refresh(protection.take)
+        current = replace(protection, stop=stop, take=take)
+        hit = [(name, s) for name, s in (("stop_loss", stop), ("take_profit", take)) if s.status in FILLED]
+        if not hit:
+            return ProtectionOutcome(current)
+        if len(hit) == 1:
+            if hit[0][0] == "stop_loss":
+                current = replace(current, take=self.broker.cancel(take))
+            else:
+                current = replace(current, stop=self.broker.cancel(stop))
+            pairs = (("stop_loss", current.stop), ("take_profit", current.take))
+            hit = [(n, s) for n, s in pairs if s.status in FILLED]
+        urgent: tuple[str, ...] = ()
+        if len(hit) == 2:
+            urgent = (
+                f"URGENT: both protection orders of position {protection.position_id} ({protection.symbol}) "
+                "filled: more was sold than the position held; reconcile the account",
+            )
+        fills = tuple(_fill(s) for _, s in hit)
+        return ProtectionOutcome(current, closed_by=hit[0][0], fills=fills, urgent=urgent)
+
+    def resize(self, protection: Protection, size: Decimal) -> ProtectionOutcome:
+        """The protection for what is left after a partial close: the old pair cancelled, a new pair of the
+        next generation placed for `size` (no new pair when nothing is left). If one of the old orders
+        filled meanwhile, no new pair is placed and the outcome says so, with its fills, for the caller to
+        record before anything else."""
+        released = self.release(protection)
+        filled = [
+            (n, s)
+            for n, s in (("stop_loss", released.stop), ("take_profit", released.take))
+            if s.status in FILLED
+        ]
+        if filled:
+            return ProtectionOutcome(
+                released, closed_by=filled[0][0], fills=tuple(_fill(s) for _, s in filled)
+            )
+        if size <= 0:
+            return ProtectionOutcome(released)
+        renewed = self.protect(
+            protection.position_id,
+            protection.cycle_id,
+            protection.symbol,
+            size,
+            protection.stop_price,
+            protection.take_price,
+            protection.generation + 1,
+        )
+        return ProtectionOutcome(renewed)
+
+    def release(self, protection: Protection) -> Protection:
+        """Cancel both orders (the position was closed by the system): nothing orphaned stays on the
+        exchange. An order that filled meanwhile is returned as filled, for the caller to record."""
+        return replace(
+            protection, stop=self.broker.cancel(protection.stop), take=self.broker.cancel(protection.take)
+        )
+
+
+def _fill(state: OrderState) -> Fill:
+    """An exchange-side fill of a protection order, as the paper broker's fills are recorded."""
+    intent = state.intent
+    _, quote = split_symbol(intent.symbol)
+    price = state.average_price or intent.price or Decimal(0)
+    reference = intent.price or price
+    slippage = abs(price - reference) / reference * 100 if reference else Decimal(0)
+    return Fill(
+        client_order_id=intent.client_id,
+        symbol=intent.symbol,
+        side=intent.side,
+        price=price,
+        size=state.filled,
+        fee=state.fee,
+        fee_asset=state.fee_asset or quote,
+        slippage_pct=slippage.quantize(Decimal("0.000001")),
+        filled_at=datetime.now(UTC),
+    )
