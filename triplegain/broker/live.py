@@ -214,7 +214,7 @@ class LiveBroker:
         self.exchange, self.journal = exchange, journal
         self.budget = budget or CallBudget()
         self.backoff = backoff or Backoff()
-        self.lookup = lookup or Backoff(first=1.0, cap=8.0, attempts=4)
+        self.lookups = lookup or Backoff(first=1.0, cap=8.0, attempts=4)
         self.sleep = sleep
 
     def submit(self, intent: OrderIntent) -> OrderState:
@@ -238,6 +238,14 @@ class LiveBroker:
         if known is None:
             self.journal.save(state, "intent stored before sending")
         return self._send(state)
+
+    def lookup(self, state: OrderState) -> OrderState:
+        """An order never confirmed, settled without sending anything: found by its client id, or, if it
+        was never sent (the run stopped between storing the intent and sending it), closed as an error
+        that nothing happened. OrderUnresolved when it was sent and the exchange does not know it."""
+        if state.sends == 0:
+            return self._finish(state, OrderStatus.ERROR, "never sent: the run stopped before sending it")
+        return self._resolve(state, "its send was never answered")
 
     def refresh(self, state: OrderState) -> OrderState:
         """The order as the exchange has it now (by its exchange id), journalled if it changed."""
@@ -300,7 +308,7 @@ class LiveBroker:
 
     def _resolve(self, state: OrderState, why: str) -> OrderState:
         """Ask the exchange for the order's client id, with backoff; never send it again."""
-        waits = [0.0, *self.lookup.delays()]
+        waits = [0.0, *self.lookups.delays()]
         for wait in waits:
             if wait:
                 self.sleep(wait)

@@ -1,0 +1,192 @@
+"""Reconciliation against the (fake) exchange before any trade: what changed while no run was going is
+applied, anything unexplained stops trading, an unanswered call is never read as 'nothing there'."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.fakes.kraken import FakeKraken, Fault
+from triplegain.broker.live import (
+    CallBudget,
+    LiveBroker,
+    MemoryJournal,
+    OrderIntent,
+    OrderState,
+    live_client_id,
+)
+from triplegain.broker.protection import Protection, ProtectionDesk
+from triplegain.broker.reconcile import LocalBook, Reconciliation, reconcile
+from triplegain.models.enums import OrderStatus, Side
+
+CYCLE = "cycle-20240601T1200Z"
+START = {"USDT": Decimal("10000")}
+
+
+@pytest.fixture
+def kraken() -> FakeKraken:
+    with FakeKraken() as fake:
+        yield fake
+
+
+class Account:
+    """A live account on the fake exchange: its journal, broker and the book the database would hold."""
+
+    def __init__(self, kraken: FakeKraken) -> None:
+        self.kraken = kraken
+        self.journal = MemoryJournal()
+        self.broker = LiveBroker(
+            kraken.client(), self.journal, budget=CallBudget(sleep=lambda s: None), sleep=lambda s: None
+        )
+        self.balances = dict(START)
+        self.protections: list[Protection] = []
+
+    def buy_and_protect(self) -> Protection:
+        intent = OrderIntent(
+            live_client_id(CYCLE, "BTC/USDT", "open"),
+            CYCLE,
+            "BTC/USDT",
+            Side.BUY,
+            "market",
+            Decimal("0.01"),
+            "open",
+        )
+        entry = self.broker.submit(intent)
+        self.balances["USDT"] -= entry.filled * (entry.average_price or 0) + entry.fee
+        self.balances["BTC"] = self.balances.get("BTC", Decimal(0)) + entry.filled
+        protection = ProtectionDesk(self.broker).protect(
+            entry.intent.client_id, CYCLE, "BTC/USDT", entry.filled, Decimal("55000"), Decimal("70000")
+        )
+        self.protections.append(protection)
+        return protection
+
+    def reconcile(self, last_sync_ms: int | None = None) -> Reconciliation:
+        """As a restarted run would: a new broker on the same journal."""
+        broker = LiveBroker(
+            self.kraken.client(), self.journal, budget=CallBudget(sleep=lambda s: None), sleep=lambda s: None
+        )
+        states = list(self.journal.states.values())
+        unsettled = [s for s in states if not s.done]
+        book = LocalBook(dict(self.balances), list(self.protections), last_sync_ms)
+        return reconcile(broker, self.journal, unsettled, states, book)
+
+
+def kinds(result: Reconciliation) -> list[tuple[str, bool]]:
+    return [(d.kind, d.explained) for d in result.differences]
+
+
+def test_an_account_that_agrees_with_the_exchange_may_trade(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    account.buy_and_protect()
+
+    result = account.reconcile()
+
+    assert result.differences == [] and result.trading_allowed
+    assert result.exchange_balances == {"USDT": Decimal("9398.44"), "BTC": Decimal("0.01")}
+
+
+def test_a_stop_filled_while_the_process_was_down_is_recorded_and_explained(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    protection = account.buy_and_protect()
+    kraken.set_price("XBTUSDT", "54000")  # the process is down; the exchange sells
+
+    result = account.reconcile()
+
+    assert kinds(result) == [("order_changed", True)]
+    (stop,) = result.updated
+    assert stop.intent.client_id == protection.stop.intent.client_id and stop.status is OrderStatus.FILLED
+    assert stop.fee == Decimal("1.404") and result.trading_allowed  # the balances agree once the fill counts
+    assert account.journal.get(stop.intent.client_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+def test_an_order_placed_by_hand_is_adopted_as_external_and_stops_trading(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    account.buy_and_protect()
+    txid = kraken.add_order("XBTUSDT", "buy", "limit", "0.002", "50000")
+
+    result = account.reconcile()
+
+    assert kinds(result) == [("external_order", False)] and not result.trading_allowed
+    (adopted,) = result.adopted
+    assert adopted.exchange_id == txid and adopted.intent.purpose == "external"
+    assert account.journal.get(adopted.intent.client_id) == adopted  # journalled, never ignored
+    assert account.reconcile().differences == []  # once adopted, it is known
+
+
+def test_a_fill_made_outside_and_its_balance_are_reported(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    account.buy_and_protect()
+    kraken.add_order("XBTUSDT", "buy", "market", "0.001")
+
+    result = account.reconcile()
+
+    assert kinds(result) == [("external_fill", False), ("balance", False), ("balance", False)]
+    assert "the database expects 0.01, the exchange holds 0.011" in result.report()
+    assert "TRADING STOPPED" in result.report()
+    accepted = result.accepted(LocalBook(dict(account.balances)))
+    assert accepted.balances["BTC"] == Decimal("0.011") and accepted.last_sync_ms == result.synced_at_ms
+
+
+def test_a_protection_order_cancelled_on_the_exchange_is_urgent(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    protection = account.buy_and_protect()
+    kraken.orders[protection.take.exchange_id].status = "canceled"  # type: ignore[index]
+
+    result = account.reconcile()
+
+    assert kinds(result) == [("order_changed", True), ("protection_missing", False)]
+    assert "unprotected (URGENT)" in str(result.unexplained[0])
+
+
+def test_an_unanswered_balance_is_unknown_not_empty(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    account.buy_and_protect()
+    kraken.script("BalanceEx", Fault.http(503))
+
+    result = account.reconcile()
+
+    assert kinds(result) == [("exchange_unanswered", False)]
+    assert result.exchange_balances == {} and not result.trading_allowed
+
+
+def test_open_orders_unanswered_do_not_make_protection_look_missing(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    account.buy_and_protect()
+    kraken.script("OpenOrders", Fault.http(503))
+
+    result = account.reconcile()
+
+    assert kinds(result) == [("exchange_unanswered", False)]
+
+
+def test_a_sent_order_the_exchange_never_knew_is_lost_and_one_never_sent_is_closed(
+    kraken: FakeKraken,
+) -> None:
+    account = Account(kraken)
+    lost = OrderIntent(
+        live_client_id(CYCLE, "XRP/USDT", "open"),
+        CYCLE,
+        "XRP/USDT",
+        Side.BUY,
+        "market",
+        Decimal("20"),
+        "open",
+    )
+    never = OrderIntent(
+        live_client_id(CYCLE, "XRP/USDT", "rebalance"),
+        CYCLE,
+        "XRP/USDT",
+        Side.BUY,
+        "market",
+        Decimal("20"),
+        "rebalance",
+    )
+    account.journal.save(OrderState(lost, sends=1), "sent (attempt 1)")
+    account.journal.save(OrderState(never), "intent stored before sending")
+
+    result = account.reconcile()
+
+    assert kinds(result) == [("order_lost", False), ("order_changed", True)]
+    assert account.journal.get(never.client_id).status is OrderStatus.ERROR  # type: ignore[union-attr]
+    assert not kraken.calls("AddOrder")  # reconciliation never sends an order

@@ -1,0 +1,307 @@
+"""Reconciliation before any trade: the database's view of the live account against the exchange's (issue 16,
+part 4; the domain half: the flows' use of it and `triplegain reconcile` come next).
+
+What is compared, in this order:
+
+1. every order the journal has not settled (pending, open, partially filled): asked for by its exchange id,
+   or by its client id when no reply ever came; what changed while no run was going (a stop that filled) is
+   *explained* and applied; an order the exchange does not know is *unexplained* (lost);
+2. every order open on the exchange: one the journal does not know is adopted as external (journalled as
+   such, never ignored) and is unexplained until the operator accepts it;
+3. every fill since the last sync: one of an order the journal does not know is unexplained;
+4. every protected position: its stop-loss and take-profit must be open on the exchange;
+5. the balances: what the database expects, moved by the explained fills, against the exchange's.
+
+Anything unexplained means no trading this run (fail closed). A report the exchange did not give (a call that
+failed) is never read as "nothing there": it is a difference of its own, and trading stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+
+from triplegain.broker.live import LiveBroker, OrderIntent, OrderJournal, OrderState, OrderUnresolved
+from triplegain.broker.protection import Protection
+from triplegain.models.enums import OrderStatus, Side
+from triplegain.models.trading import split_symbol
+
+QUOTE_TOLERANCE = Decimal("0.01")  # a cent of rounding in fees and costs
+BASE_TOLERANCE = Decimal("0.00000001")  # one unit of the smallest lot Kraken has
+
+
+@dataclass(frozen=True)
+class LocalBook:
+    """What the database says the exchange account holds: its balances, the protected positions, and the
+    time of the last reconciliation (exchange milliseconds; None before the first)."""
+
+    balances: dict[str, Decimal]
+    protections: list[Protection] = field(default_factory=list)
+    last_sync_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One thing the two views disagree on; `explained` ones are applied without asking anyone."""
+
+    kind: str  # order_changed | order_lost | external_order | external_fill | protection_missing
+    # | balance | exchange_unanswered
+    subject: str
+    detail: str
+    explained: bool = False
+
+    def __str__(self) -> str:
+        mark = "explained" if self.explained else "UNEXPLAINED"
+        return f"[{mark}] {self.kind} {self.subject}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """The differences found, the orders updated or adopted on the way, and the exchange's balances."""
+
+    differences: list[Difference]
+    updated: list[OrderState]
+    adopted: list[OrderState]
+    exchange_balances: dict[str, Decimal]
+    synced_at_ms: int
+
+    @property
+    def trading_allowed(self) -> bool:
+        """True only when every difference is explained."""
+        return all(d.explained for d in self.differences)
+
+    @property
+    def unexplained(self) -> list[Difference]:
+        """What stops trading, for the report, the event and the alert."""
+        return [d for d in self.differences if not d.explained]
+
+    def report(self) -> str:
+        """A plain-text account: every difference, and whether trading may go on."""
+        verdict = "trading allowed" if self.trading_allowed else "TRADING STOPPED until resolved"
+        lines = [f"reconciliation: {len(self.differences)} difference(s), {verdict}"]
+        return "\n".join([*lines, *(f"  {d}" for d in self.differences)])
+
+    def accepted(self, book: LocalBook) -> LocalBook:
+        """The book as it stands once the operator accepts the exchange's view (`triplegain reconcile
+        --accept`): the exchange's balances, this sync's time."""
+        return replace(book, balances=dict(self.exchange_balances), last_sync_ms=self.synced_at_ms)
+
+
+def reconcile(
+    broker: LiveBroker,
+    journal: OrderJournal,
+    unsettled: Iterable[OrderState],
+    known: Iterable[OrderState],
+    book: LocalBook,
+) -> Reconciliation:
+    """Compare the journal and the book with the exchange; see the module's docstring. `unsettled` are the
+    journal's orders not yet done, `known` every order it holds (for telling our fills from others')."""
+    differences: list[Difference] = []
+    exchange = broker.exchange
+    synced_at = int(exchange.milliseconds())
+    changes = _orders_now(broker, unsettled, differences)
+    updated = [now for _, now in changes]
+    mine = [*known, *updated]
+    open_orders = _ask(exchange.fetch_open_orders, "open orders", differences)
+    adopted = _adopt_external(journal, open_orders or [], mine, differences)
+    trades = _ask(
+        lambda: exchange.fetch_my_trades(None, book.last_sync_ms), "fills since the last sync", differences
+    )
+    _external_fills(trades or [], mine, differences)
+    if open_orders is not None:  # unanswered: already a difference, and no proof of a missing order
+        _protection_gaps(book.protections, updated, {str(o["id"]) for o in open_orders}, differences)
+    balances = _ask(exchange.fetch_balance, "balances", differences)
+    exchange_balances: dict[str, Decimal] = {}
+    if balances is not None:
+        exchange_balances = {
+            asset: Decimal(str(amount))
+            for asset, amount in (balances.get("total") or {}).items()
+            if amount is not None
+        }
+        _balance_gaps(_moved(book.balances, changes), exchange_balances, differences)
+    return Reconciliation(differences, updated, adopted, exchange_balances, synced_at)
+
+
+def _orders_now(
+    broker: LiveBroker, unsettled: Iterable[OrderState], differences: list[Difference]
+) -> list[tuple[OrderState, OrderState]]:
+    """Each unsettled order as the exchange has it now (by exchange id, or by client id when no reply ever
+    came; nothing is sent): the ones that changed, before and after."""
+    changes = []
+    for order in unsettled:
+        try:
+            now = broker.refresh(order) if order.exchange_id else broker.lookup(order)
+        except OrderUnresolved as e:
+            differences.append(Difference("order_lost", order.intent.client_id, str(e)))
+            continue
+        except ccxt.BaseError as e:
+            differences.append(_unanswered(f"order {order.intent.client_id}", e))
+            continue
+        if now != order:
+            changes.append((order, now))
+            differences.append(
+                Difference(
+                    "order_changed",
+                    order.intent.client_id,
+                    f"{order.intent.purpose} {order.intent.side} {order.intent.symbol}: {order.status} -> "
+                    f"{now.status}, filled {order.filled} -> {now.filled}",
+                    explained=True,
+                )
+            )
+    return changes
+
+
+def _adopt_external(
+    journal: OrderJournal,
+    open_orders: list[dict[str, Any]],
+    mine: list[OrderState],
+    differences: list[Difference],
+) -> list[OrderState]:
+    """Open exchange orders the journal does not know, journalled as external."""
+    exchange_ids = {o.exchange_id for o in mine if o.exchange_id}
+    client_ids = {o.intent.client_id for o in mine}
+    adopted = []
+    for order in open_orders:
+        if str(order["id"]) in exchange_ids or order.get("clientOrderId") in client_ids:
+            continue
+        external = _external(order)
+        journal.save(external, "adopted: open on the exchange, unknown to the journal")
+        adopted.append(external)
+        differences.append(
+            Difference(
+                "external_order",
+                str(order["id"]),
+                f"{order.get('side')} {order.get('amount')} {order.get('symbol')} {order.get('type')} "
+                "open on the exchange, placed outside TripleGain: adopted as external",
+            )
+        )
+    return adopted
+
+
+def _external_fills(
+    trades: list[dict[str, Any]], mine: list[OrderState], differences: list[Difference]
+) -> None:
+    """Fills since the last sync of orders the journal does not know."""
+    exchange_ids = {o.exchange_id for o in mine if o.exchange_id}
+    for trade in trades:
+        if str(trade.get("order")) not in exchange_ids:
+            differences.append(
+                Difference(
+                    "external_fill",
+                    str(trade.get("id")),
+                    f"{trade.get('side')} {trade.get('amount')} {trade.get('symbol')} at "
+                    f"{trade.get('price')} of order {trade.get('order')}, unknown to the journal",
+                )
+            )
+
+
+def _protection_gaps(
+    protections: list[Protection],
+    updated: list[OrderState],
+    open_ids: set[str],
+    differences: list[Difference],
+) -> None:
+    """Protected positions whose stop-loss or take-profit is not open on the exchange."""
+    now = {o.intent.client_id: o for o in updated}
+    for protection in protections:
+        for order in protection.orders:
+            current = now.get(order.intent.client_id, order)
+            if current.status is OrderStatus.FILLED or current.exchange_id in open_ids:
+                continue  # open, or it did its job (settling the pair cancels the other)
+            differences.append(
+                Difference(
+                    "protection_missing",
+                    protection.position_id,
+                    f"its {order.intent.purpose} ({order.intent.client_id}) is not open on the exchange: "
+                    "the position is unprotected (URGENT)",
+                )
+            )
+
+
+def _balance_gaps(
+    expected: dict[str, Decimal], exchange: dict[str, Decimal], differences: list[Difference]
+) -> None:
+    """Assets whose exchange balance differs from the expected one by more than rounding."""
+    for asset in sorted(set(expected) | set(exchange)):
+        want, have = expected.get(asset, Decimal(0)), exchange.get(asset, Decimal(0))
+        tolerance = QUOTE_TOLERANCE if asset in ("USDT", "USD", "EUR", "USDC") else BASE_TOLERANCE
+        if abs(want - have) > tolerance:
+            differences.append(
+                Difference("balance", asset, f"the database expects {want}, the exchange holds {have}")
+            )
+
+
+def _ask(call: Any, what: str, differences: list[Difference]) -> Any:
+    """The exchange's answer, or None with a difference saying it did not answer (never 'nothing')."""
+    try:
+        return call()
+    except ccxt.BaseError as e:
+        differences.append(_unanswered(what, e))
+        return None
+
+
+def _unanswered(what: str, error: Exception) -> Difference:
+    return Difference(
+        "exchange_unanswered",
+        what,
+        f"the exchange did not answer ({type(error).__name__}): unknown, not empty",
+    )
+
+
+def _moved(balances: dict[str, Decimal], changes: list[tuple[OrderState, OrderState]]) -> dict[str, Decimal]:
+    """The expected balances moved by the fills our orders got since they were last stored."""
+    moved = dict(balances)
+    for before, after in changes:
+        filled = after.filled - before.filled
+        if filled == 0 and after.fee == before.fee:
+            continue
+        base, quote = split_symbol(after.intent.symbol)
+        price = after.average_price or Decimal(0)
+        cost = after.filled * price - before.filled * (before.average_price or price)
+        sign = 1 if after.intent.side is Side.BUY else -1
+        moved[base] = moved.get(base, Decimal(0)) + sign * filled
+        moved[quote] = moved.get(quote, Decimal(0)) - sign * cost - (after.fee - before.fee)
+    return moved
+
+
+def _external(order: dict[str, Any]) -> OrderState:
+    """An exchange order placed outside TripleGain, journalled as external under a client id derived from
+    its exchange id."""
+    exchange_id = str(order["id"])
+    digest = hashlib.sha256(f"external|{exchange_id}".encode()).hexdigest()
+    raw_type = str(order.get("type") or "market")
+    kind = raw_type if raw_type in ("market", "limit") else "market"
+    trigger = order.get("triggerPrice")
+    if trigger:
+        kind = "stop-loss" if order.get("stopLossPrice") or order.get("side") == "sell" else "take-profit"
+    price = order.get("price") or trigger
+    intent = OrderIntent(
+        client_id=str(uuid.UUID(hex=digest[:32])),
+        cycle_id="external",
+        symbol=str(order.get("symbol")),
+        side=Side(str(order.get("side"))),
+        type=kind,
+        amount=Decimal(str(order.get("amount"))),
+        purpose="external",
+        price=Decimal(str(price)) if price else None,
+        created_at=datetime.now(UTC),
+    )
+    filled = Decimal(str(order.get("filled") or 0))
+    status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.OPEN
+    fee = order.get("fee") or {}
+    return OrderState(
+        intent,
+        status=status,
+        exchange_id=exchange_id,
+        filled=filled,
+        average_price=Decimal(str(order["average"])) if order.get("average") else None,
+        fee=Decimal(str(fee.get("cost") or 0)),
+        fee_asset=fee.get("currency"),
+    )
