@@ -57,7 +57,7 @@ class PaperBroker:
             proposal.symbol, size * fill_price
         )
         if problem:
-            return self._remember(Execution(order=_rejected(order, problem)))
+            return self._remember(Execution(order=rejected(order, problem)))
         fill = self._fill(order, fill_price, at)
         base, quote = split_symbol(proposal.symbol)
         self._balances[quote] -= fill.notional + fill.fee
@@ -99,12 +99,12 @@ class PaperBroker:
         held = self._balances.get(base, Decimal(0))
         if held < size:
             problem = f"insufficient {base}: selling {size}, holding {held}"
-            return self._remember(Execution(order=_rejected(order, problem)))
+            return self._remember(Execution(order=rejected(order, problem)))
         fill_price = self._slipped(order_id, price, Side.SELL, spec) if slippage else price
         fill = self._fill(order, fill_price, at)
         self._balances[base] = held - size
         self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fill.fee
-        closed = [_closed(p, fill, size, at, reason) for p in positions]
+        closed = [closed_position(p, fill, size, at, reason) for p in positions]
         return self._remember(Execution(order=order, fill=fill, closed_positions=closed))
 
     def rebalance(
@@ -126,7 +126,7 @@ class PaperBroker:
         if problem is None and proposal.side is Side.SELL and self._balances.get(base, Decimal(0)) < size:
             problem = f"insufficient {base}: selling {size}, holding {self._balances.get(base, Decimal(0))}"
         if problem:
-            return self._remember(Execution(order=_rejected(order, problem)))
+            return self._remember(Execution(order=rejected(order, problem)))
         fill = self._fill(order, fill_price, at)
         sign = 1 if proposal.side is Side.BUY else -1
         self._balances[base] = self._balances.get(base, Decimal(0)) + sign * size
@@ -162,7 +162,7 @@ class PaperBroker:
         held = self._balances.get(base, Decimal(0))
         if held < sold:
             problem = f"insufficient {base}: selling {sold}, holding {held}"
-            return self._remember(Execution(order=_rejected(order, problem)))
+            return self._remember(Execution(order=rejected(order, problem)))
         fill = self._fill(order, self._slipped(order_id, price, Side.SELL, spec), at)
         self._balances[base] = held - sold
         self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fill.fee
@@ -179,19 +179,10 @@ class PaperBroker:
         return moved.quantize(Decimal(1).scaleb(-spec.price_decimals), ROUND_HALF_EVEN)
 
     def _minimum_problem(self, size: Decimal, price: Decimal, spec: SymbolSpec) -> str | None:
-        if size < spec.min_order_size:
-            return f"size {size} below the minimum order size {spec.min_order_size}"
-        if size * price < self._settings.min_notional_usd:
-            return f"notional {size * price:.2f} below the minimum {self._settings.min_notional_usd}"
-        return None
+        return minimum_problem(size, price, spec, self._settings)
 
     def _afford_problem(self, symbol: str, notional: Decimal) -> str | None:
-        _, quote = split_symbol(symbol)
-        needed = notional * (1 + self._settings.fee_pct / HUNDRED)
-        available = self._balances.get(quote, Decimal(0))
-        if needed > available:
-            return f"insufficient {quote}: order needs {needed:.2f} with fees, balance is {available:.2f}"
-        return None
+        return afford_problem(self._balances, symbol, notional, self._settings)
 
     def _order(
         self,
@@ -249,14 +240,40 @@ def _split(
     rest = position.model_copy(
         update={"size": position.size - sold, "fees_paid": position.fees_paid - entry_fee}
     )
-    return _closed(part, fill, sold, at, reason), rest
+    return closed_position(part, fill, sold, at, reason), rest
 
 
-def _rejected(order: Order, reason: str) -> Order:
+def minimum_problem(size: Decimal, price: Decimal, spec: SymbolSpec, settings: BrokerSettings) -> str | None:
+    """Why an order of `size` at `price` is below the symbol's or the account's minimum, or None (paper and
+    live check the same minimums before any order)."""
+    if size < spec.min_order_size:
+        return f"size {size} below the minimum order size {spec.min_order_size}"
+    if size * price < settings.min_notional_usd:
+        return f"notional {size * price:.2f} below the minimum {settings.min_notional_usd}"
+    return None
+
+
+def afford_problem(
+    balances: dict[str, Decimal], symbol: str, notional: Decimal, settings: BrokerSettings
+) -> str | None:
+    """Why the quote balance cannot pay for `notional` with fees, or None."""
+    _, quote = split_symbol(symbol)
+    needed = notional * (1 + settings.fee_pct / HUNDRED)
+    available = balances.get(quote, Decimal(0))
+    if needed > available:
+        return f"insufficient {quote}: order needs {needed:.2f} with fees, balance is {available:.2f}"
+    return None
+
+
+def rejected(order: Order, reason: str) -> Order:
+    """The order refused, with why."""
     return order.model_copy(update={"status": OrderStatus.REJECTED, "reason": reason})
 
 
-def _closed(position: Position, fill: Fill, total_size: Decimal, at: datetime, reason: str) -> Position:
+def closed_position(
+    position: Position, fill: Fill, total_size: Decimal, at: datetime, reason: str
+) -> Position:
+    """`position` closed by its share of `fill` (of `total_size` in all): exit price, fees and P&L."""
     share = position.size / total_size
     exit_fee = fill.fee * share
     pnl = (fill.price - position.entry_price) * position.size - position.fees_paid - exit_fee

@@ -1,0 +1,103 @@
+"""What the exchange broker does beyond the shared contract: protection orders around every position, a
+partial fill taken for what it is, an unprotected position closed at once (URGENT)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from tests.fakes.kraken import FakeKraken, Fault
+from tests.triplegain.broker.test_contract import PRICE, SETTINGS, SPECS, buy
+from tests.triplegain.factories import AT
+from triplegain.broker.exchange import ExchangeBroker, exchange_client_id
+from triplegain.broker.live import CallBudget, LiveBroker, MemoryJournal
+from triplegain.models.enums import OrderStatus, PositionStatus
+
+
+@pytest.fixture
+def kraken() -> Iterator[FakeKraken]:
+    with FakeKraken(balances={"USDT": "10000"}) as fake:
+        yield fake
+
+
+def broker_on(kraken: FakeKraken, close_unprotected: bool = True) -> ExchangeBroker:
+    live = LiveBroker(
+        kraken.client(), MemoryJournal(), budget=CallBudget(sleep=lambda s: None), sleep=lambda s: None
+    )
+    return ExchangeBroker(
+        live, {"USDT": Decimal(10000)}, SETTINGS, SPECS, close_unprotected=close_unprotected
+    )
+
+
+def resting(kraken: FakeKraken) -> list[tuple[str, Decimal, Decimal | None]]:
+    return sorted((o.ordertype, o.volume, o.price) for o in kraken.orders.values() if o.status == "open")
+
+
+def test_an_entry_is_protected_on_the_exchange_and_its_client_id_is_a_uuid(kraken: FakeKraken) -> None:
+    broker = broker_on(kraken)
+
+    done = broker.open(buy(), "tg-1", "c1", PRICE, AT)
+
+    size = done.fill.size  # type: ignore[union-attr]
+    assert resting(kraken) == [("stop-loss", size, Decimal(59000)), ("take-profit", size, Decimal(62000))]
+    entry = next(o for o in kraken.orders.values() if o.ordertype == "market")
+    assert entry.cl_ord_id == exchange_client_id("tg-1") and len(entry.cl_ord_id) == 36
+
+
+def test_a_close_cancels_the_protection_before_selling(kraken: FakeKraken) -> None:
+    broker = broker_on(kraken)
+    position = broker.open(buy(), "tg-1", "c1", PRICE, AT).opened_position
+
+    broker.close([position], "tg-2", "c2", PRICE, AT, "signal")  # type: ignore[list-item]
+
+    assert resting(kraken) == [] and kraken.balances["XXBT"] == 0 and not broker.urgent
+
+
+def test_a_reduce_resizes_the_protection_to_what_is_left(kraken: FakeKraken) -> None:
+    broker = broker_on(kraken)
+    position = broker.open(buy(), "tg-1", "c1", PRICE, AT).opened_position
+
+    done = broker.reduce(position, Decimal(50), "tg-3", "c2", PRICE, AT, "circuit_breaker")  # type: ignore[arg-type]
+
+    rest = done.reduced_positions[0].size
+    assert resting(kraken) == [("stop-loss", rest, Decimal(59000)), ("take-profit", rest, Decimal(62000))]
+    assert broker.protections["tg-1"].generation == 1
+
+
+def test_a_partial_fill_is_the_position_and_the_rest_is_cancelled(kraken: FakeKraken) -> None:
+    broker = broker_on(kraken)
+    kraken.script("AddOrder", Fault.partial("0.5"))
+
+    done = broker.open(buy(), "tg-1", "c1", PRICE, AT)
+
+    entry = next(o for o in kraken.orders.values() if o.ordertype == "market")
+    assert entry.status == "canceled" and entry.vol_exec == entry.volume / 2
+    assert done.order.status is OrderStatus.FILLED and done.fill.size == entry.vol_exec  # type: ignore[union-attr]
+    assert done.opened_position.size == entry.vol_exec  # type: ignore[union-attr]
+    assert broker.balances["BTC"] == kraken.balances["XXBT"] == entry.vol_exec
+
+
+def test_a_stop_that_cannot_be_placed_closes_the_position_at_once(kraken: FakeKraken) -> None:
+    broker = broker_on(kraken)
+    kraken.script("AddOrder", Fault.ok(), Fault.kraken_error("EOrder:Invalid price"))
+
+    done = broker.open(buy(), "tg-1", "c1", PRICE, AT)
+
+    assert done.opened_position is not None
+    (closing,) = broker.follow_ups
+    assert closing.closed_positions[0].status is PositionStatus.CLOSED
+    assert closing.closed_positions[0].close_reason == "unprotected"
+    assert broker.urgent and "URGENT" in broker.urgent[0]
+    assert kraken.balances["XXBT"] == 0 and resting(kraken) == []
+
+
+def test_the_operator_may_keep_an_unprotected_position(kraken: FakeKraken) -> None:
+    broker = broker_on(kraken, close_unprotected=False)
+    kraken.script("AddOrder", Fault.ok(), Fault.kraken_error("EOrder:Invalid price"))
+
+    broker.open(buy(), "tg-1", "c1", PRICE, AT)
+
+    assert broker.follow_ups == [] and broker.urgent
+    assert kraken.balances["XXBT"] > 0
