@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from triplegain.aio import run_sync
 from triplegain.breaker_actions import close_all_while_drawdown, on_risk_alert
+from triplegain.broker import Broker
 from triplegain.broker.paper import client_order_id
 from triplegain.bus import ErrorPolicy, Message, MessageBus, Priority, Topic
 from triplegain.consensus import apply_consensus, consensus_multiplier
@@ -50,12 +51,15 @@ from triplegain.settings import Settings
 HUNDRED = Decimal(100)
 
 
-def coordinate(request: CoordinationInput, settings: Settings) -> Coordination:
-    """Exits, risk checks and execution for every analysed symbol, in order (synchronous entry)."""
-    return run_sync(coordinate_async(request, settings))
+def coordinate(request: CoordinationInput, settings: Settings, broker: Broker | None = None) -> Coordination:
+    """Exits, risk checks and execution for every analysed symbol, in order (synchronous entry). Orders go
+    to `broker`; the paper broker on the account's balances when none is given."""
+    return run_sync(coordinate_async(request, settings, broker))
 
 
-async def coordinate_async(request: CoordinationInput, settings: Settings) -> Coordination:
+async def coordinate_async(
+    request: CoordinationInput, settings: Settings, broker: Broker | None = None
+) -> Coordination:
     """The run's coordination on a fresh in-flow bus, its handlers subscribed."""
     account, at = request.account, request.at
     prices = {a.symbol: a.snapshot.current_price for a in request.analyses if a.snapshot is not None}
@@ -67,7 +71,7 @@ async def coordinate_async(request: CoordinationInput, settings: Settings) -> Co
     audit: list[Message] = []
     bus.subscribe("*", audit.append, subscriber="audit")
     health, degradation = record(account.health, request.outcomes, settings.degradation, at)
-    coordinator = _Coordinator(Desk(request, settings, bus, prices, risk, health), request)
+    coordinator = _Coordinator(Desk(request, settings, bus, prices, risk, health, broker), request)
     await coordinator.announce(unpriced, degradation, breaker_events)
     await close_all_while_drawdown(coordinator.desk)
     for analysis in request.analyses:

@@ -18,6 +18,7 @@ from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.agents.regime import assess_regime
 from triplegain.agents.registry import run_registered
 from triplegain.agents.technical import analyze_technicals
+from triplegain.broker import Broker
 from triplegain.conflicts import detect_conflicts
 from triplegain.control import StateChange
 from triplegain.coordinator import coordinate
@@ -374,7 +375,8 @@ class PlainSteps:
 
     `decider` replaces the offline decision, `resolver` resolves conflicts and `analysts` replace the
     offline technical analysis and regime (a backtest replaying recorded model answers passes them); their
-    model use is not persisted, so it reports none.
+    model use is not persisted, so it reports none. `broker` makes the broker a pass trades on from the
+    account (an exchange broker on a live account); the paper broker when None.
     """
 
     source: MarketDataSource
@@ -382,6 +384,7 @@ class PlainSteps:
     decider: Decider | None = None
     resolver: Resolver = resolve_without_models
     analysts: Analysts | None = None
+    broker: Callable[[AccountState], Broker] | None = None  # the paper broker when None
 
     def analyze(self, plan: CyclePlan) -> tuple[list[SymbolAnalysis], LLMRunResult]:
         """Each symbol in configured order."""
@@ -407,8 +410,9 @@ class PlainSteps:
         return ResolutionRun(self.resolver(conflicts, signals_of(analyses)), LLMRunResult())
 
     def coordinate(self, request: CoordinationInput) -> Coordination:
-        """The coordinator, called directly."""
-        return coordinate(request, self.settings)
+        """The coordinator, called directly, on the broker made for the account."""
+        broker = self.broker(request.account) if self.broker is not None else None
+        return coordinate(request, self.settings, broker)
 
 
 def run_cycle(

@@ -1,4 +1,4 @@
-"""The desk of one coordination pass: the paper broker and the account it changes.
+"""The desk of one coordination pass: the broker (paper, or the exchange's) and the account it changes.
 
 It holds what the coordinator's handlers, the circuit-breaker actions and a rebalance change as they go:
 balances (in the broker), open positions, risk memory, the coordinator's state, each symbol's outcome and
@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
+from triplegain.broker import Broker
 from triplegain.broker.paper import PaperBroker, client_order_id
 from triplegain.bus import MessageBus, Priority, Topic
 from triplegain.control import StateChange
@@ -54,6 +55,7 @@ class Desk:
         prices: dict[str, Decimal],
         risk: RiskState,
         health: Health,
+        broker: Broker | None = None,
     ) -> None:
         account = request.account
         self.run_id, self.at, self.settings, self.bus = request.run_id, request.at, settings, bus
@@ -61,7 +63,9 @@ class Desk:
         self.state, self.state_set_by = account.coordinator, account.state_set_by
         self.state_changes: list[StateChange] = []
         self.risk, self.health = risk, health
-        self.broker = PaperBroker(account.balances, settings.broker, settings.market.symbol_specs)
+        self.broker: Broker = broker or PaperBroker(
+            account.balances, settings.broker, settings.market.symbol_specs
+        )
         self.positions = list(account.positions)
         self.closed: list[Position] = []
         self.notes: list[str] = []
@@ -108,7 +112,17 @@ class Desk:
         self.breaker_executions.setdefault(symbol, []).append(execution)
 
     async def settle(self, execution: Execution) -> None:
-        """Apply an order's result to positions and risk memory, then publish it."""
+        """Apply an order's result to positions and risk memory, publish it, then what the broker did on its
+        own account on the way (an unprotected position closed) and anything URGENT it met."""
+        await self._apply(execution)
+        while self.broker.follow_ups:
+            await self._apply(self.broker.follow_ups.pop(0))
+        while self.broker.urgent:
+            text = self.broker.urgent.pop(0)
+            self.notes.append(text)
+            await self.publish(Topic.RISK_ALERTS, CoordinatorNoticed(text=text), Priority.URGENT)
+
+    async def _apply(self, execution: Execution) -> None:
         filled = execution.order.status is OrderStatus.FILLED and execution.fill is not None
         self.risk, cooling = record_execution(self.risk, filled, self.at, self.settings.risk)
         if cooling:
@@ -140,9 +154,16 @@ class Desk:
             await self.publish(Topic.PORTFOLIO_UPDATES, PositionClosed(position=position), Priority.HIGH)
 
     async def exits(self, snapshot: MarketSnapshot) -> list[Execution]:
-        """Stop-loss, take-profit and trailing exits the candles since the last run triggered."""
+        """Stop-loss, take-profit and trailing exits since the last run: on a live account those the
+        exchange filled, on paper those the candles triggered."""
+        mine = [p for p in self.positions if p.symbol == snapshot.symbol]
+        if self.broker.protects_on_exchange:
+            done = self.broker.exchange_exits(mine, self.at)
+            for execution in done:
+                await self.settle(execution)
+            return done
         executions = []
-        for position in [p for p in self.positions if p.symbol == snapshot.symbol]:
+        for position in mine:
             trigger = find_exit(position, snapshot.candles, self.trailing)
             if trigger is None:
                 self._trail(position, snapshot)

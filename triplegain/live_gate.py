@@ -6,7 +6,8 @@ An account trades live only when all of these hold, each checked here and each n
 2. the environment says so: TRIPLEGAIN_TRADING_MODE=live;
 3. the operator confirmed it: TRIPLEGAIN_CONFIRM_LIVE_TRADING=I_UNDERSTAND_THE_RISKS;
 4. exchange keys exist (an `ExchangeKeys` block, or TRIPLEGAIN_EXCHANGE_API_KEY and _SECRET);
-5. the database holds no paper account (a live account keeps its own database, and a paper run refuses a
+5. no setting the live broker cannot honour yet (a trailing stop: the exchange's stop is not moved);
+6. the database holds no paper account (a live account keeps its own database, and a paper run refuses a
    database that holds a live one).
 
 Settings and environment disagreeing is refused as well: a stray TRIPLEGAIN_TRADING_MODE=live under paper
@@ -101,6 +102,15 @@ def authorize_live(
                 "exchange keys",
                 None,
                 f"an ExchangeKeys block (triplegain blocks register), or {KEY_ENV} and {SECRET_ENV}",
+            )
+        )
+    if settings.watch.trailing_stop:
+        problems.append(
+            ConfigProblem(
+                "watch.trailing_stop",
+                True,
+                "false on a live account: a trailing stop is not yet moved on the exchange, so the stop "
+                "resting there would not be the one the account believes in",
             )
         )
     mismatch = database_mode_problem("live", modes_in_database)

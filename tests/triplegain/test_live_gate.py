@@ -95,3 +95,10 @@ def test_paper_and_live_never_share_a_database() -> None:
 def test_a_bad_execution_setting_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"execution\.mode"):
         load_settings(execution={"mode": "yolo"})
+
+
+def test_a_trailing_stop_is_refused_live_until_the_exchange_stop_follows_it() -> None:
+    settings = load_settings(execution={"mode": "live"}, watch={"trailing_stop": True})
+
+    with pytest.raises(LiveTradingRefused, match="trailing stop is not yet moved on the exchange"):
+        authorize_live(settings, LIVE_ENV, KEYS, set())

@@ -1,6 +1,62 @@
-"""Order execution: the paper broker; the live broker's order discipline (`broker.live`, not yet wired into
-the cycle: issue 16)."""
+"""Order execution: the paper broker, and the exchange broker on a live account (`broker.exchange`, on ccxt
+through `broker.live`; the flows do not use it yet: issue 16). Both answer the desk through `Broker`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
 
 from triplegain.broker.paper import PaperBroker, client_order_id
+from triplegain.models.cycle import Execution
+from triplegain.models.trading import Position, TradeProposal
 
-__all__ = ["PaperBroker", "client_order_id"]
+
+class Broker(Protocol):
+    """What the desk asks of a broker; `PaperBroker` and `ExchangeBroker` answer it the same way."""
+
+    protects_on_exchange: bool  # stop-losses and take-profits rest on the exchange (live), or the desk
+    # watches the candles for them (paper)
+    urgent: list[str]  # URGENT problems met on the way (an unprotected position), for the report
+    follow_ups: list[Execution]  # orders the broker made on its own account (closing an unprotected position)
+
+    @property
+    def balances(self) -> dict[str, Decimal]: ...
+
+    def open(
+        self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
+    ) -> Execution: ...
+
+    def close(
+        self,
+        positions: Sequence[Position],
+        order_id: str,
+        cycle_id: str,
+        price: Decimal,
+        at: datetime,
+        reason: str,
+        slippage: bool = True,
+    ) -> Execution: ...
+
+    def rebalance(
+        self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
+    ) -> Execution: ...
+
+    def reduce(
+        self,
+        position: Position,
+        pct: Decimal,
+        order_id: str,
+        cycle_id: str,
+        price: Decimal,
+        at: datetime,
+        reason: str,
+    ) -> Execution: ...
+
+    def exchange_exits(self, positions: Sequence[Position], at: datetime) -> list[Execution]:
+        """The positions' protection orders that filled on the exchange since the last run, as closes."""
+        ...
+
+
+__all__ = ["Broker", "PaperBroker", "client_order_id"]

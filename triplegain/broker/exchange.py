@@ -43,6 +43,8 @@ def exchange_client_id(order_id: str) -> str:
 class ExchangeBroker:
     """Executes approved proposals on the exchange; the caller persists the results, as with paper."""
 
+    protects_on_exchange = True
+
     def __init__(
         self,
         live: LiveBroker,
@@ -205,6 +207,40 @@ class ExchangeBroker:
                 reduced_positions=[rest],
             )
         )
+
+    def exchange_exits(self, positions: Sequence[Position], at: datetime) -> list[Execution]:
+        """Each protected position whose stop-loss or take-profit filled on the exchange since the last
+        run: the other order cancelled, the position closed by the fill, with its fee."""
+        executions = []
+        for position in positions:
+            protection = self.protections.get(position.id)
+            if protection is None:
+                continue
+            outcome = self.protection.settle(protection)
+            self.urgent += outcome.urgent
+            if outcome.closed_by is None:
+                self.protections[position.id] = outcome.protection
+                continue
+            del self.protections[position.id]
+            fill = outcome.fills[0].model_copy(update={"filled_at": at})
+            base, quote = split_symbol(position.symbol)
+            self._balances[base] = self._balances.get(base, Decimal(0)) - fill.size
+            fee = fill.fee if fill.fee_asset == quote else Decimal(0)
+            self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fee
+            order = _order(
+                fill.client_order_id,
+                position.cycle_id,
+                position.symbol,
+                Side.SELL,
+                Intent.CLOSE,
+                fill.size,
+                fill.price,
+                at,
+                position.id,
+            ).model_copy(update={"status": OrderStatus.FILLED})
+            closed = closed_position(position, fill, fill.size, at, outcome.closed_by)
+            executions.append(Execution(order=order, fill=fill, closed_positions=[closed]))
+        return executions
 
     # --- underneath -------------------------------------------------------------------------------------
     def _market(self, order: Order, purpose: str) -> OrderState:

@@ -239,6 +239,14 @@ class LiveBroker:
             self.journal.save(state, "intent stored before sending")
         return self._send(state)
 
+    def price_tick(self, symbol: str) -> Decimal | None:
+        """The exchange's price step for `symbol` (ccxt's market precision), or None when it gives none."""
+        if not getattr(self.exchange, "markets", None):
+            self.budget.wait()
+            self.exchange.load_markets()
+        step = (self.exchange.markets.get(symbol) or {}).get("precision", {}).get("price")
+        return Decimal(str(step)) if step else None
+
     def lookup(self, state: OrderState) -> OrderState:
         """An order never confirmed, settled without sending anything: found by its client id, or, if it
         was never sent (the run stopped between storing the intent and sending it), closed as an error

@@ -30,6 +30,8 @@ def client_order_id(cycle_id: str, *parts: str) -> str:
 class PaperBroker:
     """Executes approved proposals against in-memory balances; the caller persists the results."""
 
+    protects_on_exchange = False  # the desk finds stop-loss and take-profit exits in the candles
+
     def __init__(
         self, balances: dict[str, Decimal], settings: BrokerSettings, specs: dict[str, SymbolSpec]
     ) -> None:
@@ -37,11 +39,17 @@ class PaperBroker:
         self._settings = settings
         self._specs = specs
         self._executed: dict[str, Execution] = {}
+        self.urgent: list[str] = []  # a paper account meets nothing urgent
+        self.follow_ups: list[Execution] = []
 
     @property
     def balances(self) -> dict[str, Decimal]:
         """A copy of the current balances."""
         return dict(self._balances)
+
+    def exchange_exits(self, positions: Sequence[Position], at: datetime) -> list[Execution]:
+        """Nothing rests on an exchange for a paper account."""
+        return []
 
     def open(
         self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime

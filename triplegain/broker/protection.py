@@ -18,11 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from triplegain.broker.live import LiveBroker, OrderIntent, OrderState, OrderUnresolved, live_client_id
+from triplegain.broker.live import (
+    LiveBroker,
+    OrderIntent,
+    OrderJournal,
+    OrderState,
+    OrderUnresolved,
+    live_client_id,
+)
 from triplegain.models.enums import OrderStatus, Side
-from triplegain.models.trading import Fill, split_symbol
+from triplegain.models.trading import Fill, Position, split_symbol
 
 FILLED = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
 
@@ -91,6 +98,10 @@ class ProtectionDesk:
                 f"position {position_id}: the stop ({stop_price}) must lie below the take-profit "
                 f"({take_price}), both positive"
             )
+        tick = self.broker.price_tick(symbol)
+        if tick is not None:  # on the exchange's grid, each rounded towards the price: never more risk
+            stop_price = (stop_price / tick).to_integral_value(ROUND_CEILING) * tick
+            take_price = (take_price / tick).to_integral_value(ROUND_FLOOR) * tick
         placed: list[OrderState] = []
         for purpose, kind, price in (
             ("stop_loss", "stop-loss", stop_price),
@@ -199,3 +210,34 @@ def _fill(state: OrderState) -> Fill:
         slippage_pct=slippage.quantize(Decimal("0.000001")),
         filled_at=datetime.now(UTC),
     )
+
+
+def recover_protections(journal: OrderJournal, positions: list[Position]) -> dict[str, Protection]:
+    """Each open position's protection as the journal holds it: the newest generation whose orders were
+    journalled (their client ids derive from the position and the generation), so a new process carries on
+    where the last one stopped. A position without journalled protection is left out (reconciliation
+    reports it as unprotected)."""
+    found: dict[str, Protection] = {}
+    for position in positions:
+        latest = None
+        generation = 0
+        while True:
+            stop = journal.get(live_client_id(position.id, "stop_loss", str(generation)))
+            take = journal.get(live_client_id(position.id, "take_profit", str(generation)))
+            if stop is None or take is None:
+                break
+            latest = Protection(
+                position.id,
+                stop.intent.cycle_id,
+                position.symbol,
+                stop.intent.amount,
+                stop.intent.price or Decimal(0),
+                take.intent.price or Decimal(0),
+                stop,
+                take,
+                generation,
+            )
+            generation += 1
+        if latest is not None:
+            found[position.id] = latest
+    return found
