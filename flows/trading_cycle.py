@@ -12,7 +12,7 @@ From a notebook:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 
 from flows.conflict_resolution import resolve_conflicts
+from flows.live import live_keys
 from flows.llm_setup import LLMSetup, gateway_for, llm_setup
 from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, stored_report
 from flows.settings import load_run_settings
@@ -36,6 +37,7 @@ from tasks.agents import (
 )
 from tasks.coordination import coordinate
 from tasks.events import emit_coordinator_events, emit_degradation_events
+from tasks.live import emit_reconciliation_event, reconcile_account
 from tasks.market import fetch_snapshot
 from tasks.storage import (
     load_account,
@@ -63,6 +65,7 @@ from triplegain.cycle import (
 )
 from triplegain.cycle_types import AccountState, Coordination, CoordinationInput, SymbolAnalysis
 from triplegain.errors import CycleError, MarketDataError, MarketDataUnavailable
+from triplegain.live_gate import ExchangeKeys
 from triplegain.llm.gateway import LLMGateway, LLMRunResult
 from triplegain.llm.models import ProviderConfig
 from triplegain.models.analysis import AgentReport
@@ -129,7 +132,17 @@ def trading_cycle(
                     or "coordinator is HALTED: no trading cycle runs until it is resumed with confirmation"
                 )
                 return skip(run, skipped_report(cycle_id, at, account, why, _prices(settings, at)), why)
-            cycle = _run(settings, at, cycle_id, started, account, run.id)
+            keys = live_keys(settings)
+            if keys is not None:
+                reconciliation = reconcile_account(settings, keys, account)
+                emit_reconciliation_event(reconciliation, cycle_id)
+                if not reconciliation.trading_allowed:
+                    why = "reconciliation found what it cannot explain: no trading this run"
+                    report = skipped_report(
+                        cycle_id, at, account, f"{why}\n{reconciliation.report()}", _prices(settings, at)
+                    )
+                    return skip(run, report.model_copy(update={"mode": "live"}), why)
+            cycle = _run(settings, at, cycle_id, started, account, run.id, keys)
             emit_coordinator_events(settings)
             emit_degradation_events(cycle.result.degradation_changes)
             publish_artifacts(cycle.report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
@@ -148,14 +161,21 @@ def _prices(settings: Settings, at: datetime) -> dict[str, Decimal]:
 
 
 def _run(
-    settings: Settings, at: datetime, cycle_id: str, started: datetime, account: AccountState, run_id: int
+    settings: Settings,
+    at: datetime,
+    cycle_id: str,
+    started: datetime,
+    account: AccountState,
+    run_id: int,
+    keys: ExchangeKeys | None = None,
 ) -> CycleRun:
-    """The cycle at the account's degradation level, committed in one transaction at the end."""
+    """The cycle at the account's degradation level, committed in one transaction at the end; on the
+    exchange with `keys` (a live account, reconciled), on paper otherwise."""
     level = account.health.level
     failures = load_unreported_failures(settings)
     changes = load_unpublished_changes(settings)
     setup = llm_setup(settings) if level.uses_llms else None
-    steps = TaskSteps(settings, setup, _voting(settings, account, cycle_id, setup), cycle_id)
+    steps = TaskSteps(settings, setup, _voting(settings, account, cycle_id, setup), cycle_id, keys)
     plan = CyclePlan(
         cycle_id=cycle_id,
         at=at,
@@ -167,6 +187,8 @@ def _run(
         require_analysis=True,
     )
     cycle = assemble_cycle(plan, steps, settings)
+    if keys is not None:
+        cycle = replace(cycle, report=cycle.report.model_copy(update={"mode": "live"}))
     record = CycleRecord(
         cycle.report,
         cycle.analyses,
@@ -210,6 +232,7 @@ class TaskSteps:
     setup: LLMSetup | None
     voting: Voting | None
     cycle_id: str
+    keys: ExchangeKeys | None = None  # a live account's: coordination trades on the exchange
 
     def analyze(self, plan: CyclePlan) -> tuple[list[SymbolAnalysis], LLMRunResult]:
         """Submit every symbol's chain; collect them, turning data errors into skipped symbols."""
@@ -267,8 +290,8 @@ class TaskSteps:
         )
 
     def coordinate(self, request: CoordinationInput) -> Coordination:
-        """The coordinator task."""
-        return coordinate(request, self.settings)
+        """The coordinator task (on the exchange for a live account)."""
+        return coordinate(request, self.settings, self.keys)
 
 
 def _collect(

@@ -6,8 +6,9 @@ An account trades live only when all of these hold, each checked here and each n
 2. the environment says so: TRIPLEGAIN_TRADING_MODE=live;
 3. the operator confirmed it: TRIPLEGAIN_CONFIRM_LIVE_TRADING=I_UNDERSTAND_THE_RISKS;
 4. exchange keys exist (an `ExchangeKeys` block, or TRIPLEGAIN_EXCHANGE_API_KEY and _SECRET);
-5. no setting the live broker cannot honour yet (a trailing stop: the exchange's stop is not moved);
-6. the database holds no paper account (a live account keeps its own database, and a paper run refuses a
+5. the market data comes from the exchange (`market.source: ccxt`), never a replay;
+6. no setting the live broker cannot honour yet (a trailing stop: the exchange's stop is not moved);
+7. the database holds no paper account (a live account keeps its own database, and a paper run refuses a
    database that holds a live one).
 
 Settings and environment disagreeing is refused as well: a stray TRIPLEGAIN_TRADING_MODE=live under paper
@@ -102,6 +103,12 @@ def authorize_live(
                 "exchange keys",
                 None,
                 f"an ExchangeKeys block (triplegain blocks register), or {KEY_ENV} and {SECRET_ENV}",
+            )
+        )
+    if settings.market.source != "ccxt":
+        problems.append(
+            ConfigProblem(
+                "market.source", settings.market.source, "ccxt on a live account: real orders on real prices"
             )
         )
     if settings.watch.trailing_stop:

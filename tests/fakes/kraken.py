@@ -29,6 +29,8 @@ from urllib.parse import parse_qs, urlparse
 
 import ccxt
 
+from triplegain.models.market import CandleSeries
+
 API_KEY = "fake-kraken-key"
 API_SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="  # base64, as Kraken's secrets are
 TAKER_FEE_PCT = Decimal("0.26")
@@ -146,9 +148,15 @@ class FakeOrder:
 class FakeKraken:
     """The fake exchange and its HTTP server; use as a context manager."""
 
-    def __init__(self, balances: dict[str, str] | None = None, prices: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        balances: dict[str, str] | None = None,
+        prices: dict[str, str] | None = None,
+        candles: dict[str, CandleSeries] | None = None,
+    ) -> None:
         self.balances = {k: Decimal(v) for k, v in (balances or {"USDT": "10000"}).items()}
         self.prices = {k: Decimal(v) for k, v in (prices or {"XBTUSDT": "60000", "XRPUSDT": "0.5"}).items()}
+        self.candles = dict(candles or {})  # by pair: what the OHLC endpoint serves
         self.orders: dict[str, FakeOrder] = {}
         self.trades: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
@@ -369,6 +377,28 @@ class FakeKraken:
 
     def _available(self, asset: str) -> Decimal:
         return self.balances.get(asset, Decimal(0)) - self._held(asset)
+
+    def _api_OHLC(self, fields: dict[str, str], fault: Fault | None) -> Any:
+        """Hourly candles from `since`, at most 720 (Kraken's cap), as Kraken lists them."""
+        pair = fields["pair"]
+        series = self.candles.get(pair)
+        if series is None:
+            raise _KrakenError("EQuery:Unknown asset pair")
+        since = int(fields.get("since", 0))
+        rows = [
+            [int(t), f"{o}", f"{h}", f"{lo}", f"{c}", f"{c}", f"{v}", 1]
+            for t, o, h, lo, c, v in zip(
+                series.timestamps,
+                series.open,
+                series.high,
+                series.low,
+                series.close,
+                series.volume,
+                strict=True,
+            )
+            if t > since
+        ][:720]
+        return {pair: rows, "last": rows[-1][0] if rows else since}
 
     def _api_BalanceEx(self, fields: dict[str, str], fault: Fault | None) -> Any:
         return {

@@ -67,3 +67,11 @@ def test_a_shared_loop_still_raises_and_stays_usable() -> None:
         with pytest.raises(KeyError):
             run_sync(boom())
         assert run_sync(answer()) == 42
+
+
+def test_a_shared_loop_inside_a_running_loop_changes_nothing_as_in_a_notebook() -> None:
+    async def cell() -> int:
+        with shared_loop():
+            return run_sync(answer()) + run_sync(answer())
+
+    assert asyncio.run(cell()) == 84

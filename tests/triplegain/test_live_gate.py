@@ -21,7 +21,7 @@ KEYS = ExchangeKeys(SecretStr("key"), SecretStr("secret"), "block:kraken")
 
 
 def live_settings():  # type: ignore[no-untyped-def]
-    return load_settings(execution={"mode": "live"})
+    return load_settings(execution={"mode": "live"}, market={"source": "ccxt"})
 
 
 def test_paper_is_the_default_and_needs_nothing() -> None:
@@ -45,6 +45,7 @@ def test_every_missing_condition_is_named_at_once() -> None:
         "TRIPLEGAIN_TRADING_MODE",
         "TRIPLEGAIN_CONFIRM_LIVE_TRADING",
         "exchange keys",
+        "market.source",
         "database_url",
     ]
     assert isinstance(refused.value, ConfigError)
@@ -98,7 +99,9 @@ def test_a_bad_execution_setting_names_the_key() -> None:
 
 
 def test_a_trailing_stop_is_refused_live_until_the_exchange_stop_follows_it() -> None:
-    settings = load_settings(execution={"mode": "live"}, watch={"trailing_stop": True})
+    settings = load_settings(
+        execution={"mode": "live"}, market={"source": "ccxt"}, watch={"trailing_stop": True}
+    )
 
     with pytest.raises(LiveTradingRefused, match="trailing stop is not yet moved on the exchange"):
         authorize_live(settings, LIVE_ENV, KEYS, set())

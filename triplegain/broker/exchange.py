@@ -226,7 +226,9 @@ class ExchangeBroker:
             base, quote = split_symbol(position.symbol)
             self._balances[base] = self._balances.get(base, Decimal(0)) - fill.size
             fee = fill.fee if fill.fee_asset == quote else Decimal(0)
-            self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fee
+            done = outcome.protection.stop if outcome.closed_by == "stop_loss" else outcome.protection.take
+            cost = done.cost or fill.notional  # the exchange's own figure
+            self._balances[quote] = self._balances.get(quote, Decimal(0)) + cost - fee
             order = _order(
                 fill.client_order_id,
                 position.cycle_id,
@@ -279,7 +281,8 @@ class ExchangeBroker:
         sign = 1 if order.side is Side.BUY else -1
         self._balances[base] = self._balances.get(base, Decimal(0)) + sign * fill.size
         fee_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)
-        self._balances[quote] = self._balances.get(quote, Decimal(0)) - sign * fill.notional - fee_in_quote
+        cost = state.cost or fill.notional  # the exchange's own figure, so the books match its balances
+        self._balances[quote] = self._balances.get(quote, Decimal(0)) - sign * cost - fee_in_quote
         return fill
 
     def _protect(

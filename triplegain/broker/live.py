@@ -87,6 +87,7 @@ class OrderState:
     exchange_id: str | None = None
     filled: Decimal = Decimal(0)
     average_price: Decimal | None = None
+    cost: Decimal = Decimal(0)  # what the filled part cost in the quote asset, as the exchange reports it
     fee: Decimal = Decimal(0)
     fee_asset: str | None = None
     note: str | None = None
@@ -361,6 +362,7 @@ class LiveBroker:
             status=_status(answer.get("status"), filled),
             filled=filled,
             average_price=_decimal(answer.get("average")),
+            cost=_decimal(answer.get("cost")) or Decimal(0),
             fee=_decimal(fee.get("cost")) or Decimal(0),
             fee_asset=fee.get("currency"),
             note=None,

@@ -11,16 +11,16 @@ from triplegain.settings import MarketSettings
 def source_from_settings(settings: MarketSettings) -> MarketDataSource:
     """The configured source: a replay of CSV files (default) or a ccxt exchange."""
     if settings.source == "ccxt":
-        return CcxtSource.create(settings.exchange, settings.exchange_timeout_ms)
+        return CcxtSource.create(settings.exchange, settings.exchange_timeout_ms, settings.api_url)
     return ReplaySource(settings.data_dir)
 
 
-_shared: dict[tuple[str, Path | None, str], MarketDataSource] = {}
+_shared: dict[tuple[str, Path | None, str, str | None], MarketDataSource] = {}
 
 
 def shared_source(settings: MarketSettings) -> MarketDataSource:
     """The configured source, one per process and configuration, so a replay parses each file once."""
-    key = (settings.source, settings.data_dir, settings.exchange)
+    key = (settings.source, settings.data_dir, settings.exchange, settings.api_url)
     if key not in _shared:
         _shared[key] = source_from_settings(settings)
     return _shared[key]

@@ -15,6 +15,19 @@ from triplegain.models.market import CANDLE_SECONDS, CandleSeries
 TRANSIENT = (ccxt.NetworkError, ccxt.ExchangeNotAvailable, ccxt.RequestTimeout, ccxt.RateLimitExceeded)
 
 
+def ccxt_exchange(exchange_id: str, options: dict[str, Any], api_url: str | None, key: str) -> Any:
+    """A ccxt exchange object with its rate limiter on; every REST endpoint at `api_url` when given.
+    ConfigError (naming `key`) for an id ccxt does not know."""
+    factory = getattr(ccxt, exchange_id, None)
+    if factory is None or exchange_id not in ccxt.exchanges:
+        raise ConfigError([ConfigProblem(key, exchange_id, "an exchange id known to ccxt")])
+    exchange = factory({"enableRateLimit": True, **options})
+    if api_url:
+        api = exchange.urls.get("api")
+        exchange.urls["api"] = dict.fromkeys(api, api_url) if isinstance(api, dict) else api_url
+    return exchange
+
+
 class CcxtSource(MarketDataSource):
     """OHLCV and ticker from any ccxt exchange object (a fake one in tests)."""
 
@@ -23,12 +36,10 @@ class CcxtSource(MarketDataSource):
         self.name = f"ccxt:{exchange.id}"
 
     @classmethod
-    def create(cls, exchange_id: str, timeout_ms: int) -> CcxtSource:
-        """A source on the public API of `exchange_id` (no keys needed for candles and tickers)."""
-        factory = getattr(ccxt, exchange_id, None)
-        if factory is None or exchange_id not in ccxt.exchanges:
-            raise ConfigError([ConfigProblem("market.exchange", exchange_id, "an exchange id known to ccxt")])
-        return cls(factory({"enableRateLimit": True, "timeout": timeout_ms}))
+    def create(cls, exchange_id: str, timeout_ms: int, api_url: str | None = None) -> CcxtSource:
+        """A source on the public API of `exchange_id` (no keys needed for candles and tickers), at
+        `api_url` instead of ccxt's when given."""
+        return cls(ccxt_exchange(exchange_id, {"timeout": timeout_ms}, api_url, "market.exchange"))
 
     def candles(self, symbol: str, until: datetime, limit: int) -> CandleSeries:
         """Up to `limit` closed hourly candles; the candle still forming at `until` is dropped."""

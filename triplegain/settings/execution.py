@@ -17,6 +17,9 @@ class ExecutionSettings(BaseModel):
 
     mode: Literal["paper", "live"] = Field("paper", description="paper (simulated fills) or live")
     exchange: str = Field("kraken", description="The ccxt exchange id live orders go to")
+    api_url: str | None = Field(
+        None, description="The exchange's REST base URL instead of ccxt's (a sandbox; a local fake in tests)"
+    )
     order_type: Literal["market", "limit"] = Field(
         "market", description="Entries and exits at market (the reference's choice) or as limits"
     )

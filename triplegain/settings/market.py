@@ -38,6 +38,9 @@ class MarketSettings(BaseModel):
     source: Literal["replay", "ccxt"] = "replay"
     data_dir: Path | None = Field(None, description="CSV directory for replay; None means the bundled sample")
     exchange: str = "kraken"
+    api_url: str | None = Field(
+        None, description="The exchange's REST base URL instead of ccxt's (a sandbox; a local fake in tests)"
+    )
     exchange_timeout_ms: int = Field(10_000, gt=0, le=600_000)
     lookback_candles: int = Field(
         1000,

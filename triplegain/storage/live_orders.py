@@ -46,6 +46,7 @@ class SqlOrderJournal:
             row.exchange_id = state.exchange_id
             row.filled = state.filled
             row.average_price = state.average_price
+            row.cost = state.cost
             row.fee = state.fee
             row.fee_asset = state.fee_asset
             row.note = state.note
@@ -63,6 +64,12 @@ class SqlOrderJournal:
                 .order_by(LiveOrderLogRow.id)
             )
             return [StatusChange(r.client_id, r.at, OrderStatus(r.status), r.note) for r in rows]
+
+    def orders(self) -> list[OrderState]:
+        """Every order the journal holds, oldest first (reconciliation tells its fills from others')."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(LiveOrderRow).order_by(LiveOrderRow.created_at))
+            return [_state(r) for r in rows]
 
     def unsettled(self) -> list[OrderState]:
         """Orders the exchange may still act on, or whose outcome is unknown: what reconciliation asks
@@ -102,6 +109,7 @@ def _state(row: LiveOrderRow) -> OrderState:
         exchange_id=row.exchange_id,
         filled=row.filled,
         average_price=row.average_price,
+        cost=row.cost,
         fee=row.fee,
         fee_asset=row.fee_asset,
         note=row.note,

@@ -422,6 +422,7 @@ class LiveOrderRow(Base):
     exchange_id: Mapped[str | None] = mapped_column(String(64))
     filled: Mapped[Decimal]
     average_price: Mapped[Decimal | None]
+    cost: Mapped[Decimal] = mapped_column(default=Decimal(0))
     fee: Mapped[Decimal]
     fee_asset: Mapped[str | None] = mapped_column(String(10))
     note: Mapped[str | None] = mapped_column(Text)

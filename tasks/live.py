@@ -1,0 +1,49 @@
+"""Live-account tasks (issue 16): the reconciliation a live run makes before it may trade, and its event.
+
+The keys travel as `ExchangeKeys` (SecretStr, shown masked); the exchange client is built inside the task,
+never passed to it."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from tasks.storage import engine_for
+from triplegain.broker.reconcile import Reconciliation
+from triplegain.broker.session import reconcile_account as reconcile_with_exchange
+from triplegain.cycle_types import AccountState
+from triplegain.live_gate import ExchangeKeys
+from triplegain.settings import Settings
+from triplegain.storage.live_orders import modes_held
+
+RECONCILIATION_RESOURCE = {
+    "prefect.resource.id": "triplegain.reconciliation",
+    "prefect.resource.name": "TripleGain live account reconciliation",
+}
+
+
+@task(name="load-account-modes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def load_account_modes(settings: Settings) -> set[str]:
+    """The account modes the project database holds (paper, live): the two never share one."""
+    return modes_held(engine_for(settings))
+
+
+@task(name="reconcile-account", cache_policy=NO_CACHE)
+def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountState) -> Reconciliation:
+    """The account against the exchange; not retried (it is asked again by the next run, and a half-run
+    reconciliation stops trading anyway)."""
+    return reconcile_with_exchange(settings, keys, account)
+
+
+@task(name="emit-reconciliation-event", cache_policy=NO_CACHE)
+def emit_reconciliation_event(result: Reconciliation, run_key: str) -> None:
+    """triplegain.reconciliation.failed when anything is unexplained (trading stopped), .passed otherwise."""
+    emit_event(
+        event="triplegain.reconciliation." + ("passed" if result.trading_allowed else "failed"),
+        resource={**RECONCILIATION_RESOURCE, "triplegain.run": run_key},
+        payload={
+            "trading_allowed": result.trading_allowed,
+            "differences": [str(d) for d in result.differences],
+        },
+    )

@@ -1,0 +1,84 @@
+"""The trading-cycle flow on a live account against the fake Kraken (market data and orders over HTTP):
+the gate first, reconciliation before any trade, the exchange's orders journalled, and a difference it
+cannot explain stopping the run before any order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from flows.trading_cycle import trading_cycle
+from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken
+from triplegain.cycle import parse_time
+from triplegain.live_gate import CONFIRMATION, LiveTradingRefused
+from triplegain.market import ReplaySource
+from triplegain.models.enums import CycleStatus
+from triplegain.storage import create_db_engine
+from triplegain.storage.live_orders import SqlOrderJournal, modes_held
+
+BUYING_HOUR = "2024-06-30T20:00Z"
+
+
+@pytest.fixture
+def kraken(replay: ReplaySource, monkeypatch: pytest.MonkeyPatch, project_db: str) -> Iterator[FakeKraken]:
+    """The fake exchange serving the bundled candles, and the environment of an authorized live account."""
+    candles = {"XBTUSDT": replay.series("BTC/USDT"), "XRPUSDT": replay.series("XRP/USDT")}
+    with FakeKraken(balances={"USDT": "10000"}, candles=candles) as fake:
+        for name, value in {
+            "TRIPLEGAIN_EXECUTION__MODE": "live",
+            "TRIPLEGAIN_TRADING_MODE": "live",
+            "TRIPLEGAIN_CONFIRM_LIVE_TRADING": CONFIRMATION,
+            "TRIPLEGAIN_EXCHANGE_API_KEY": API_KEY,
+            "TRIPLEGAIN_EXCHANGE_SECRET": API_SECRET,
+            "TRIPLEGAIN_EXCHANGE_BLOCK": "no-such-block",
+            "TRIPLEGAIN_MARKET__SOURCE": "ccxt",
+            "TRIPLEGAIN_MARKET__API_URL": fake.url,
+            "TRIPLEGAIN_EXECUTION__API_URL": fake.url,
+            "TRIPLEGAIN_MARKET__LOOKBACK_CANDLES": "720",  # Kraken serves the newest 720 hourly candles
+        }.items():
+            monkeypatch.setenv(name, value)
+        for pair, symbol in {"XBTUSDT": "BTC/USDT", "XRPUSDT": "XRP/USDT"}.items():
+            close = replay.candles(symbol, parse_time(BUYING_HOUR), 1).close[-1]
+            fake.set_price(pair, repr(float(close)))  # the ticker at the hour's close
+        yield fake
+
+
+def test_a_live_cycle_reconciles_first_then_trades_on_the_exchange(
+    kraken: FakeKraken, project_db: str
+) -> None:
+    report = trading_cycle(at=BUYING_HOUR)
+
+    assert report.status is CycleStatus.COMPLETED and report.mode == "live"
+    assert "AddOrder" in {r.method for r in kraken.requests}  # the hour buys, as on paper
+    methods = [r.method for r in kraken.requests]
+    first_order = methods.index("AddOrder") if "AddOrder" in methods else len(methods)
+    assert {"OpenOrders", "TradesHistory", "BalanceEx"} <= set(methods[:first_order])  # reconciled first
+    journal = SqlOrderJournal(create_db_engine(project_db))
+    orders = journal.orders()
+    assert len(orders) == sum(r.method == "AddOrder" for r in kraken.requests)  # every order journalled
+    assert modes_held(create_db_engine(project_db)) == {"live"}
+    balances = report.portfolio.balances
+    assert balances["USDT"] == kraken.balances["USDT"]
+    assert balances.get("BTC", Decimal(0)) == kraken.balances.get("XXBT", Decimal(0))
+
+
+def test_an_order_placed_by_hand_stops_the_run_before_any_order(kraken: FakeKraken) -> None:
+    kraken.add_order("XBTUSDT", "buy", "limit", "0.001", "1000")
+
+    report = trading_cycle(at=BUYING_HOUR)
+
+    assert report.status is CycleStatus.SKIPPED and report.mode == "live"
+    assert "external_order" in report.notes[0] and "no trading this run" in report.notes[0]
+    assert [r for r in kraken.requests if r.method == "AddOrder"] == []
+
+
+def test_live_without_the_confirmation_fails_naming_it(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRIPLEGAIN_CONFIRM_LIVE_TRADING")
+
+    with pytest.raises(LiveTradingRefused, match="TRIPLEGAIN_CONFIRM_LIVE_TRADING"):
+        trading_cycle(at=BUYING_HOUR)
+    assert kraken.requests == []  # nothing asked of the exchange
