@@ -413,6 +413,41 @@ def reset_breaker(
 
 
 @app.command()
+def reconcile(
+    accept: Annotated[
+        bool, typer.Option("--accept", help="Resolve the differences on your word (needs --reason)")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-r", help="Why (recorded with who asked)")
+    ] = None,
+    by: By = None,
+    config: Config = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> None:
+    """A live account against its exchange: every difference, and whether trading may go on (exit code 3
+    when it may not). --accept resolves what you vouch for and compares again."""
+    result = _call_flow(
+        "flows/reconcile.py:reconcile", verbose, accept=accept, reason=reason, by=by, config_file=config
+    )
+    if as_json:
+        show_json(
+            {
+                "trading_allowed": result.trading_allowed,
+                "differences": [
+                    {"kind": d.kind, "subject": d.subject, "detail": d.detail, "explained": d.explained}
+                    for d in result.differences
+                ],
+                "exchange_balances": {k: str(v) for k, v in result.exchange_balances.items()},
+            }
+        )
+    else:
+        say(result.report())
+    if not result.trading_allowed:
+        raise typer.Exit(code=3)
+
+
+@app.command()
 def status(config: Config = None, as_json: AsJson = False, verbose: Verbose = False) -> None:
     """State, degradation, breakers, each flow's last run, balances and open positions with P&L."""
     try:

@@ -8,10 +8,14 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from typer.testing import CliRunner
 
+from flows.cli import app
+from flows.reconcile import reconcile
 from flows.trading_cycle import trading_cycle
 from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken
 from triplegain.cycle import parse_time
+from triplegain.errors import ConfigError
 from triplegain.live_gate import CONFIRMATION, LiveTradingRefused
 from triplegain.market import ReplaySource
 from triplegain.models.enums import CycleStatus
@@ -37,6 +41,8 @@ def kraken(replay: ReplaySource, monkeypatch: pytest.MonkeyPatch, project_db: st
             "TRIPLEGAIN_MARKET__API_URL": fake.url,
             "TRIPLEGAIN_EXECUTION__API_URL": fake.url,
             "TRIPLEGAIN_MARKET__LOOKBACK_CANDLES": "720",  # Kraken serves the newest 720 hourly candles
+            "TRIPLEGAIN_MARKET__RATE_LIMIT_MS": "1",  # the fake has no limit to respect
+            "TRIPLEGAIN_EXECUTION__RATE_LIMIT_MS": "1",
         }.items():
             monkeypatch.setenv(name, value)
         for pair, symbol in {"XBTUSDT": "BTC/USDT", "XRPUSDT": "XRP/USDT"}.items():
@@ -82,3 +88,44 @@ def test_live_without_the_confirmation_fails_naming_it(
     with pytest.raises(LiveTradingRefused, match="TRIPLEGAIN_CONFIRM_LIVE_TRADING"):
         trading_cycle(at=BUYING_HOUR)
     assert kraken.requests == []  # nothing asked of the exchange
+
+
+def test_reconcile_shows_what_stops_trading_until_the_operator_accepts_it(kraken: FakeKraken) -> None:
+    kraken.add_order("XBTUSDT", "buy", "limit", "0.001", "1000")  # a bid placed by hand on the website
+
+    shown = CliRunner().invoke(app, ["reconcile"])
+    still = reconcile()
+
+    assert shown.exit_code == 3, shown.output
+    assert "TRADING STOPPED" in shown.stdout and "external_order" in shown.stdout
+    assert not still.trading_allowed  # adopted, but unexplained until the operator's word
+    with pytest.raises(ConfigError, match="reason"):
+        reconcile(accept=True)
+
+    accepted = CliRunner().invoke(app, ["reconcile", "--accept", "--reason", "my bid", "--by", "ops"])
+
+    assert accepted.exit_code == 0, accepted.output
+    assert "trading allowed" in accepted.stdout
+    assert trading_cycle(at=BUYING_HOUR).status is CycleStatus.COMPLETED
+
+
+def test_an_accepted_balance_difference_becomes_the_accounts_balances(
+    kraken: FakeKraken, project_db: str
+) -> None:
+    kraken.add_order("XBTUSDT", "buy", "market", "0.001")  # bought by hand: a fill the journal never saw
+
+    before = reconcile()
+    after = reconcile(accept=True, reason="bought by hand", by="ops")
+
+    assert {d.kind for d in before.unexplained} == {"external_fill", "balance"}
+    assert after.trading_allowed
+    report = trading_cycle(at=BUYING_HOUR)
+    assert report.portfolio.balances["USDT"] == kraken.balances["USDT"]
+    assert report.portfolio.balances["BTC"] == kraken.balances["XXBT"]
+
+
+def test_reconcile_refuses_a_paper_account(monkeypatch: pytest.MonkeyPatch, project_db: str) -> None:
+    monkeypatch.delenv("TRIPLEGAIN_TRADING_MODE", raising=False)
+
+    with pytest.raises(ConfigError, match="reconcile compares a live account"):
+        reconcile()

@@ -365,7 +365,7 @@ class LiveBroker:
             cost=_decimal(answer.get("cost")) or Decimal(0),
             fee=_decimal(fee.get("cost")) or Decimal(0),
             fee_asset=fee.get("currency"),
-            note=None,
+            note=state.note if state.intent.purpose == "external" else None,  # the operator's bookkeeping
         )
         if updated != state:
             self.journal.save(updated, f"{how}: {updated.status}, filled {updated.filled}")

@@ -7,7 +7,8 @@ What is compared, in this order:
    or by its client id when no reply ever came; what changed while no run was going (a stop that filled) is
    *explained* and applied; an order the exchange does not know is *unexplained* (lost);
 2. every order open on the exchange: one the journal does not know is adopted as external (journalled as
-   such, never ignored) and is unexplained until the operator accepts it;
+   such, never ignored) and stays unexplained, run after run, until the operator accepts it
+   (`accept_external`, `triplegain reconcile --accept`);
 3. every fill since the last sync: one of an order the journal does not know is unexplained;
 4. every protected position: its stop-loss and take-profit must be open on the exchange;
 5. the balances: what the database expects, moved by the explained fills, against the exchange's.
@@ -33,6 +34,7 @@ from triplegain.broker.protection import Protection
 from triplegain.models.enums import OrderStatus, Side
 from triplegain.models.trading import split_symbol
 
+AWAITING = "adopted as external: awaiting the operator's word"
 QUOTE_TOLERANCE = Decimal("0.01")  # a cent of rounding in fees and costs
 BASE_TOLERANCE = Decimal("0.00000001")  # one unit of the smallest lot Kraken has
 
@@ -56,6 +58,7 @@ class Difference:
     subject: str
     detail: str
     explained: bool = False
+    trade: dict[str, str] | None = None  # an external fill's order, symbol, side, amount and price
 
     def __str__(self) -> str:
         mark = "explained" if self.explained else "UNEXPLAINED"
@@ -168,6 +171,16 @@ def _adopt_external(
     exchange_ids = {o.exchange_id for o in mine if o.exchange_id}
     client_ids = {o.intent.client_id for o in mine}
     adopted = []
+    for state in mine:  # adopted by an earlier run, still waiting for the operator
+        if state.intent.purpose == "external" and state.note == AWAITING and not state.done:
+            differences.append(
+                Difference(
+                    "external_order",
+                    str(state.exchange_id),
+                    f"{state.intent.side} {state.intent.amount} {state.intent.symbol} adopted as external, "
+                    "awaiting the operator's word (triplegain reconcile --accept)",
+                )
+            )
     for order in open_orders:
         if str(order["id"]) in exchange_ids or order.get("clientOrderId") in client_ids:
             continue
@@ -198,6 +211,7 @@ def _external_fills(
                     str(trade.get("id")),
                     f"{trade.get('side')} {trade.get('amount')} {trade.get('symbol')} at "
                     f"{trade.get('price')} of order {trade.get('order')}, unknown to the journal",
+                    trade={k: str(trade.get(k)) for k in ("order", "symbol", "side", "amount", "price")},
                 )
             )
 
@@ -304,4 +318,39 @@ def _external(order: dict[str, Any]) -> OrderState:
         average_price=Decimal(str(order["average"])) if order.get("average") else None,
         fee=Decimal(str(fee.get("cost") or 0)),
         fee_asset=fee.get("currency"),
+        note=AWAITING,
     )
+
+
+def accept_external(
+    journal: OrderJournal,
+    orders: Iterable[OrderState],
+    by: str,
+    reason: str,
+    fills: Iterable[Difference] = (),
+) -> list[OrderState]:
+    """The operator's word on adopted external orders and on external fills: both stay journalled as
+    external orders (so their fills are known from now on), no longer a difference. Returns those
+    accepted."""
+    accepted = []
+    for difference in fills:
+        if difference.trade is None:
+            continue
+        t = difference.trade
+        order = {"id": t["order"], "symbol": t["symbol"], "side": t["side"], "amount": t["amount"]}
+        state = replace(
+            _external({**order, "type": "market"}),
+            status=OrderStatus.FILLED,
+            filled=Decimal(t["amount"]),
+            average_price=Decimal(t["price"]),
+            note=None,
+        )
+        if journal.get(state.intent.client_id) is None:
+            journal.save(state, f"external fill accepted by {by}: {reason}")
+            accepted.append(state)
+    for state in orders:
+        if state.intent.purpose == "external" and state.note == AWAITING:
+            done = replace(state, note=None)
+            journal.save(done, f"accepted by {by}: {reason}")
+            accepted.append(done)
+    return accepted

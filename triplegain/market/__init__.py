@@ -11,7 +11,9 @@ from triplegain.settings import MarketSettings
 def source_from_settings(settings: MarketSettings) -> MarketDataSource:
     """The configured source: a replay of CSV files (default) or a ccxt exchange."""
     if settings.source == "ccxt":
-        return CcxtSource.create(settings.exchange, settings.exchange_timeout_ms, settings.api_url)
+        return CcxtSource.create(
+            settings.exchange, settings.exchange_timeout_ms, settings.api_url, settings.rate_limit_ms
+        )
     return ReplaySource(settings.data_dir)
 
 

@@ -36,10 +36,15 @@ class CcxtSource(MarketDataSource):
         self.name = f"ccxt:{exchange.id}"
 
     @classmethod
-    def create(cls, exchange_id: str, timeout_ms: int, api_url: str | None = None) -> CcxtSource:
+    def create(
+        cls, exchange_id: str, timeout_ms: int, api_url: str | None = None, rate_limit_ms: int | None = None
+    ) -> CcxtSource:
         """A source on the public API of `exchange_id` (no keys needed for candles and tickers), at
         `api_url` instead of ccxt's when given."""
-        return cls(ccxt_exchange(exchange_id, {"timeout": timeout_ms}, api_url, "market.exchange"))
+        options: dict[str, Any] = {"timeout": timeout_ms}
+        if rate_limit_ms is not None:
+            options["rateLimit"] = rate_limit_ms
+        return cls(ccxt_exchange(exchange_id, options, api_url, "market.exchange"))
 
     def candles(self, symbol: str, until: datetime, limit: int) -> CandleSeries:
         """Up to `limit` closed hourly candles; the candle still forming at `until` is dropped."""

@@ -28,6 +28,13 @@ class ExecutionSettings(BaseModel):
     calls_per_minute: int = Field(60, ge=1, le=6_000, description="Exchange calls in any minute")
     orders_per_minute: int = Field(30, ge=1, le=6_000, description="Orders placed in any minute")
     timeout_seconds: Seconds = Field(10.0, description="One exchange call's timeout")
+    rate_limit_ms: int | None = Field(
+        None,
+        ge=1,
+        le=60_000,
+        description="ccxt's limiter: milliseconds per unit of call cost (None keeps the exchange's own, "
+        "Kraken 1000; a higher account tier may allow less)",
+    )
     lookup_attempts: int = Field(
         4,
         ge=1,

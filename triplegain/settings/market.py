@@ -42,6 +42,9 @@ class MarketSettings(BaseModel):
         None, description="The exchange's REST base URL instead of ccxt's (a sandbox; a local fake in tests)"
     )
     exchange_timeout_ms: int = Field(10_000, gt=0, le=600_000)
+    rate_limit_ms: int | None = Field(
+        None, ge=1, le=60_000, description="ccxt's limiter for candles and tickers (None: the exchange's own)"
+    )
     lookback_candles: int = Field(
         1000,
         ge=50,

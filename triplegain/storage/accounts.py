@@ -21,8 +21,9 @@ from triplegain.hodl import HodlState
 from triplegain.llm.breaker import ProviderBreaker
 from triplegain.models.analysis import RegimeState
 from triplegain.models.enums import CoordinatorState
+from triplegain.models.trading import Portfolio
 from triplegain.risk.state import RiskState
-from triplegain.storage.positions import latest_snapshot, load_open_positions
+from triplegain.storage.positions import latest_snapshot, load_open_positions, snapshot_row
 from triplegain.storage.tables import CoordinatorEventRow, CoordinatorStateRow, CycleRow
 
 STATE_ROW_ID = 1
@@ -239,3 +240,26 @@ def load_state_at(session: Session, at: datetime) -> CoordinatorState:
         .limit(1)
     ).first()
     return CoordinatorState(row) if row else CoordinatorState.RUNNING
+
+
+def accept_balances(
+    session: Session, account: AccountState, balances: dict[str, Decimal], at: datetime
+) -> None:
+    """The operator's word on a reconciliation: the account holds what the exchange holds. A new snapshot
+    with those balances (the last prices kept), and the account's version moved on, so a run that loaded
+    the account before this commits nothing on stale balances (ConcurrentCycleError)."""
+    previous = latest_snapshot(session)
+    prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
+    portfolio = Portfolio(balances=balances, prices=prices, positions=account.positions, as_of=at)
+    row = snapshot_row("", portfolio)
+    row.cycle_id = None
+    session.add(row)
+    if account.version == 0:
+        return  # a fresh account: no cycle has claimed it yet, nothing to move on
+    claimed = session.execute(
+        update(CoordinatorStateRow)
+        .where(CoordinatorStateRow.id == STATE_ROW_ID, CoordinatorStateRow.version == account.version)
+        .values(version=account.version + 1, updated_at=datetime.now(UTC))
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentCycleError("the account changed while the reconciliation was accepted: run it again")

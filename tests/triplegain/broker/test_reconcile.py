@@ -17,7 +17,7 @@ from triplegain.broker.live import (
     live_client_id,
 )
 from triplegain.broker.protection import Protection, ProtectionDesk
-from triplegain.broker.reconcile import LocalBook, Reconciliation, reconcile
+from triplegain.broker.reconcile import LocalBook, Reconciliation, accept_external, reconcile
 from triplegain.models.enums import OrderStatus, Side
 
 CYCLE = "cycle-20240601T1200Z"
@@ -111,7 +111,12 @@ def test_an_order_placed_by_hand_is_adopted_as_external_and_stops_trading(kraken
     (adopted,) = result.adopted
     assert adopted.exchange_id == txid and adopted.intent.purpose == "external"
     assert account.journal.get(adopted.intent.client_id) == adopted  # journalled, never ignored
-    assert account.reconcile().differences == []  # once adopted, it is known
+    assert kinds(account.reconcile()) == [("external_order", False)]  # until the operator's word
+
+    (accepted,) = accept_external(account.journal, account.journal.states.values(), "ops", "my manual bid")
+
+    assert accepted.exchange_id == txid and account.reconcile().differences == []
+    assert account.journal.log[-1].note == "accepted by ops: my manual bid"
 
 
 def test_a_fill_made_outside_and_its_balance_are_reported(kraken: FakeKraken) -> None:

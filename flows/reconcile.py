@@ -1,0 +1,69 @@
+"""`triplegain reconcile`: a live account against its exchange, and the operator's word on what differs.
+
+Every trading cycle of a live account reconciles first and trades only when nothing is unexplained; this
+flow shows the same comparison at any time, and with `accept=True` resolves what the operator vouches for:
+adopted external orders accepted, lost orders declared never placed, the balances set to the exchange's.
+A missing protection order or an exchange that did not answer cannot be accepted: act on them first.
+
+From a notebook:
+
+    from flows.reconcile import reconcile
+    result = reconcile()
+    print(result.report())
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+
+from flows.live import live_keys
+from flows.settings import load_run_settings
+from tasks.live import emit_reconciliation_event, reconcile_account
+from tasks.storage import load_account
+from triplegain.broker.reconcile import Reconciliation
+from triplegain.broker.session import accept_reconciliation
+from triplegain.errors import ConfigError, ConfigProblem
+
+
+@flow(name="reconcile", log_prints=False)
+def reconcile(
+    accept: bool = False, reason: str | None = None, by: str | None = None, config_file: str | None = None
+) -> Reconciliation:
+    """Compare the live account with the exchange; with `accept`, resolve the differences on the operator's
+    word (`reason` required) and compare again. Returns the (last) comparison."""
+    logger = get_run_logger()
+    settings = load_run_settings(config_file, None)
+    keys = live_keys(settings)
+    if keys is None:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "execution.mode", "paper", "live: reconcile compares a live account with its exchange"
+                )
+            ]
+        )
+    if accept and not (reason or "").strip():
+        raise ConfigError([ConfigProblem("reason", reason, "why the differences are accepted (recorded)")])
+    account = load_account(settings)
+    result = reconcile_account(settings, keys, account)
+    run_key = f"reconcile-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    emit_reconciliation_event(result, run_key)
+    logger.info("%s", result.report())
+    if not accept or result.trading_allowed:
+        return result
+    who = by or _user()
+    for line in accept_reconciliation(settings, result, account, who, reason or ""):
+        logger.warning("accepted by %s: %s", who, line)
+    again = reconcile_account(settings, keys, load_account(settings))
+    emit_reconciliation_event(again, run_key)
+    return again
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except OSError:
+        return "unknown"
