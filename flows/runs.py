@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.live import live_keys
 from tasks.coordination import coordinate
+from tasks.live import emit_reconciliation_event, reconcile_account
 from tasks.market import fetch_snapshot
 from tasks.storage import load_account, load_report, save_cycle
 from triplegain.cycle import build_report
@@ -86,12 +88,24 @@ def settle_account(
 ) -> tuple[CycleReport, Coordination]:
     """A run that analyses nothing (market watch, DCA batch): prices, exits, breakers and `trades` through
     the coordinator, committed in one transaction with the run's end (`flow_run_id`); it does not become
-    the account's last cycle."""
+    the account's last cycle. On a live account it reconciles first and fails (CycleError, changing
+    nothing) when something is unexplained; its orders and exits are the exchange's."""
     started = datetime.now(UTC)
+    keys = live_keys(settings)
+    if keys is not None:
+        reconciliation = reconcile_account(settings, keys, account)
+        emit_reconciliation_event(reconciliation, run_key)
+        if not reconciliation.trading_allowed:
+            raise CycleError(
+                f"{run_key}: reconciliation found what it cannot explain, nothing done: "
+                + "; ".join(str(d) for d in reconciliation.unexplained)
+            )
     analyses = price_snapshots(settings, at, settings.market.symbols)
     request = CoordinationInput(run_key, at, account, analyses, notices=notices, rebalance=trades)
-    result = coordinate(request, settings)
+    result = coordinate(request, settings, keys)
     report = build_report(run_key, at, started, analyses, result, decided_by=decided_by)
+    if keys is not None:
+        report = report.model_copy(update={"mode": "live"})
     record = CycleRecord(
         report,
         analyses,

@@ -11,11 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.market_watch import market_watch
 from flows.reconcile import reconcile
 from flows.trading_cycle import trading_cycle
 from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken
 from triplegain.cycle import parse_time
-from triplegain.errors import ConfigError
+from triplegain.errors import ConfigError, CycleError
 from triplegain.live_gate import CONFIRMATION, LiveTradingRefused
 from triplegain.market import ReplaySource
 from triplegain.models.enums import CycleStatus
@@ -129,3 +130,27 @@ def test_reconcile_refuses_a_paper_account(monkeypatch: pytest.MonkeyPatch, proj
 
     with pytest.raises(ConfigError, match="reconcile compares a live account"):
         reconcile()
+
+
+def test_a_market_watch_on_a_live_account_reconciles_and_takes_the_exchanges_exits(
+    kraken: FakeKraken,
+) -> None:
+    trading_cycle(at=BUYING_HOUR)
+    (stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss" and o.status == "open"]
+    kraken.set_price("XBTUSDT", str(stop.price - 1))  # the exchange sells between two runs
+
+    report = market_watch(at="2024-06-30T20:30Z")
+
+    assert report.mode == "live"
+    (exit_,) = [e for o in report.symbols for e in o.exits]
+    assert exit_.closed_positions[0].close_reason == "stop_loss"
+    assert report.portfolio.balances["USDT"] == kraken.balances["USDT"]
+    assert not [o for o in kraken.orders.values() if o.status == "open"]  # the take-profit was cancelled
+
+
+def test_a_market_watch_with_something_unexplained_changes_nothing(kraken: FakeKraken) -> None:
+    kraken.add_order("XBTUSDT", "buy", "limit", "0.001", "1000")
+
+    with pytest.raises(CycleError, match="reconciliation found what it cannot explain"):
+        market_watch(at="2024-06-30T20:30Z")
+    assert [r for r in kraken.requests if r.method == "AddOrder"] == []
