@@ -307,7 +307,7 @@ app.add_typer(blocks, name="blocks")
 
 @blocks.command("register")
 def blocks_register(verbose: Verbose = False) -> None:
-    """Register the block types (database, LLM provider) with the Prefect server."""
+    """Register the block types (database, LLM provider, exchange keys) with the Prefect server."""
     _prepare_prefect_env(verbose)
     try:
         from flows.serve import register_blocks
