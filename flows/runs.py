@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.live import live_keys
 from tasks.coordination import coordinate
-from tasks.live import emit_reconciliation_event, reconcile_account
+from tasks.live import emit_reconciliation_event, reconcile_account, record_exchange_health
 from tasks.market import fetch_snapshot
 from tasks.storage import load_account, load_report, save_cycle
 from triplegain.cycle import build_report
@@ -95,6 +95,7 @@ def settle_account(
     if keys is not None:
         reconciliation = reconcile_account(settings, keys, account)
         emit_reconciliation_event(reconciliation, run_key)
+        record_exchange_health(settings, reconciliation)
         if not reconciliation.trading_allowed:
             raise CycleError(
                 f"{run_key}: reconciliation found what it cannot explain, nothing done: "

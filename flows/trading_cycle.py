@@ -37,7 +37,7 @@ from tasks.agents import (
 )
 from tasks.coordination import coordinate
 from tasks.events import emit_coordinator_events, emit_degradation_events
-from tasks.live import emit_reconciliation_event, reconcile_account
+from tasks.live import emit_reconciliation_event, reconcile_account, record_exchange_health
 from tasks.market import fetch_snapshot
 from tasks.storage import (
     load_account,
@@ -136,6 +136,7 @@ def trading_cycle(
             if keys is not None:
                 reconciliation = reconcile_account(settings, keys, account)
                 emit_reconciliation_event(reconciliation, cycle_id)
+                record_exchange_health(settings, reconciliation)
                 if not reconciliation.trading_allowed:
                     why = "reconciliation found what it cannot explain: no trading this run"
                     report = skipped_report(

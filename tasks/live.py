@@ -5,6 +5,8 @@ never passed to it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
@@ -13,8 +15,11 @@ from tasks.storage import engine_for
 from triplegain.broker.reconcile import Reconciliation
 from triplegain.broker.session import reconcile_account as reconcile_with_exchange
 from triplegain.cycle_types import AccountState
+from triplegain.degradation import HealthOutcome, HealthUpdate
 from triplegain.live_gate import ExchangeKeys
 from triplegain.settings import Settings
+from triplegain.storage import unit_of_work
+from triplegain.storage.accounts import update_health
 from triplegain.storage.live_orders import modes_held
 
 RECONCILIATION_RESOURCE = {
@@ -34,6 +39,21 @@ def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountSt
     """The account against the exchange; not retried (it is asked again by the next run, and a half-run
     reconciliation stops trading anyway)."""
     return reconcile_with_exchange(settings, keys, account)
+
+
+@task(name="record-exchange-health", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def record_exchange_health(settings: Settings, result: Reconciliation) -> None:
+    """The reconciliation's calls as one API outcome for the degradation monitor: a failure when the
+    exchange left any unanswered (its private API down while its market data may still answer), a success
+    otherwise."""
+    unanswered = [d for d in result.differences if d.kind == "exchange_unanswered"]
+    what = (
+        "exchange: " + "; ".join(f"{d.subject} unanswered" for d in unanswered) if unanswered else "exchange"
+    )
+    outcome = HealthOutcome(kind="api", ok=not unanswered, what=what[:200])
+    change = HealthUpdate((outcome,), settings.degradation, datetime.now(UTC))
+    with unit_of_work(engine_for(settings)) as session:
+        update_health(session, change)
 
 
 @task(name="emit-reconciliation-event", cache_policy=NO_CACHE)

@@ -14,13 +14,14 @@ from flows.cli import app
 from flows.market_watch import market_watch
 from flows.reconcile import reconcile
 from flows.trading_cycle import trading_cycle
-from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken
+from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken, Fault
 from triplegain.cycle import parse_time
 from triplegain.errors import ConfigError, CycleError
 from triplegain.live_gate import CONFIRMATION, LiveTradingRefused
 from triplegain.market import ReplaySource
 from triplegain.models.enums import CycleStatus
-from triplegain.storage import create_db_engine
+from triplegain.storage import create_db_engine, unit_of_work
+from triplegain.storage.accounts import load_account
 from triplegain.storage.live_orders import SqlOrderJournal, modes_held
 
 BUYING_HOUR = "2024-06-30T20:00Z"
@@ -154,3 +155,19 @@ def test_a_market_watch_with_something_unexplained_changes_nothing(kraken: FakeK
     with pytest.raises(CycleError, match="reconciliation found what it cannot explain"):
         market_watch(at="2024-06-30T20:30Z")
     assert [r for r in kraken.requests if r.method == "AddOrder"] == []
+
+
+def test_an_exchange_that_does_not_answer_places_nothing_and_counts_towards_degradation(
+    kraken: FakeKraken, project_db: str
+) -> None:
+    trading_cycle(at=BUYING_HOUR)
+    placed = len(kraken.calls("AddOrder"))
+    kraken.script("BalanceEx", Fault.http(503))  # the private API is down, market data still answers
+
+    report = trading_cycle(at="2024-06-30T21:00Z")
+
+    assert report.status is CycleStatus.SKIPPED and "exchange_unanswered balances" in report.notes[0]
+    assert len(kraken.calls("AddOrder")) == placed
+    with unit_of_work(create_db_engine(project_db)) as session:
+        health = load_account(session, {}).health
+    assert health.api_failures == 1

@@ -10,8 +10,11 @@ from triplegain.settings.section import SECTION, Seconds
 
 
 class ExecutionSettings(BaseModel):
-    """Where orders go. Live needs all of `mode: live`, TRIPLEGAIN_TRADING_MODE=live,
-    TRIPLEGAIN_CONFIRM_LIVE_TRADING=I_UNDERSTAND_THE_RISKS and exchange keys (`triplegain.live_gate`)."""
+    """Where orders go. Orders are market orders, as on paper (the decisions were measured on those fills);
+    the position limits (2 a symbol, 5 in all) are the risk engine's (`risk.max_positions_per_symbol`,
+    `risk.max_open_positions`), for paper and live alike. Live needs all of `mode: live`,
+    TRIPLEGAIN_TRADING_MODE=live, TRIPLEGAIN_CONFIRM_LIVE_TRADING=I_UNDERSTAND_THE_RISKS and exchange keys,
+    among others (`triplegain.live_gate`)."""
 
     model_config = SECTION
 
@@ -20,11 +23,6 @@ class ExecutionSettings(BaseModel):
     api_url: str | None = Field(
         None, description="The exchange's REST base URL instead of ccxt's (a sandbox; a local fake in tests)"
     )
-    order_type: Literal["market", "limit"] = Field(
-        "market", description="Entries and exits at market (the reference's choice) or as limits"
-    )
-    max_positions_per_symbol: int = Field(2, ge=1, le=20, description="Reference spec 4.7")
-    max_positions_total: int = Field(5, ge=1, le=100, description="Reference spec 4.7")
     calls_per_minute: int = Field(60, ge=1, le=6_000, description="Exchange calls in any minute")
     orders_per_minute: int = Field(30, ge=1, le=6_000, description="Orders placed in any minute")
     timeout_seconds: Seconds = Field(10.0, description="One exchange call's timeout")
