@@ -1,5 +1,6 @@
 """Alerts the Prefect way: automations on the Prefect server that notify someone when the account halts, a
-circuit breaker trips, the system degrades, or a run crashes.
+circuit breaker trips, the system degrades, a run crashes, or a live account's reconciliation stops trading
+or meets something URGENT.
 
 `install_automations` saves one notification block (a webhook, or a Slack incoming webhook) and creates,
 or updates in place, one automation per alert; running it again changes nothing but what was asked. The
@@ -81,6 +82,18 @@ ALERTS = [
         "TripleGain degraded",
         frozenset({"triplegain.degradation.increased"}),
         {"prefect.resource.id": "triplegain.degradation"},
+    ),
+    Alert(
+        "triplegain-reconciliation-failed",
+        "TripleGain live account: reconciliation found what it cannot explain, trading stopped",
+        frozenset({"triplegain.reconciliation.failed"}),
+        {"prefect.resource.id": "triplegain.reconciliation"},
+    ),
+    Alert(
+        "triplegain-urgent",
+        "TripleGain URGENT: a live position needs you (unprotected, or sold twice)",
+        frozenset({"triplegain.risk.urgent"}),
+        {"prefect.resource.id": "triplegain.risk"},
     ),
     Alert(
         "triplegain-run-crashed",

@@ -11,7 +11,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.live import live_keys
 from tasks.coordination import coordinate
-from tasks.live import emit_reconciliation_event, reconcile_account, record_exchange_health
+from tasks.live import (
+    emit_reconciliation_event,
+    emit_urgent_events,
+    reconcile_account,
+    record_exchange_health,
+)
 from tasks.market import fetch_snapshot
 from tasks.storage import load_account, load_report, save_cycle
 from triplegain.cycle import build_report
@@ -107,6 +112,7 @@ def settle_account(
     report = build_report(run_key, at, started, analyses, result, decided_by=decided_by)
     if keys is not None:
         report = report.model_copy(update={"mode": "live"})
+        emit_urgent_events(report.notes, run_key)
     record = CycleRecord(
         report,
         analyses,

@@ -37,7 +37,12 @@ from tasks.agents import (
 )
 from tasks.coordination import coordinate
 from tasks.events import emit_coordinator_events, emit_degradation_events
-from tasks.live import emit_reconciliation_event, reconcile_account, record_exchange_health
+from tasks.live import (
+    emit_reconciliation_event,
+    emit_urgent_events,
+    reconcile_account,
+    record_exchange_health,
+)
 from tasks.market import fetch_snapshot
 from tasks.storage import (
     load_account,
@@ -144,6 +149,8 @@ def trading_cycle(
                     )
                     return skip(run, report.model_copy(update={"mode": "live"}), why)
             cycle = _run(settings, at, cycle_id, started, account, run.id, keys)
+            if keys is not None:
+                emit_urgent_events(cycle.report.notes, cycle_id)
             emit_coordinator_events(settings)
             emit_degradation_events(cycle.result.degradation_changes)
             publish_artifacts(cycle.report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)

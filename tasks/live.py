@@ -59,11 +59,38 @@ def record_exchange_health(settings: Settings, result: Reconciliation) -> None:
 @task(name="emit-reconciliation-event", cache_policy=NO_CACHE)
 def emit_reconciliation_event(result: Reconciliation, run_key: str) -> None:
     """triplegain.reconciliation.failed when anything is unexplained (trading stopped), .passed otherwise."""
+    reasons = "; ".join(str(d) for d in result.unexplained)
     emit_event(
         event="triplegain.reconciliation." + ("passed" if result.trading_allowed else "failed"),
-        resource={**RECONCILIATION_RESOURCE, "triplegain.run": run_key},
+        resource={
+            **RECONCILIATION_RESOURCE,
+            "triplegain.run": run_key,
+            "triplegain.actor": "reconciliation",
+            "triplegain.reason": reasons[:500] or "the account agrees with the exchange",
+        },
         payload={
             "trading_allowed": result.trading_allowed,
             "differences": [str(d) for d in result.differences],
         },
     )
+
+
+RISK_RESOURCE = {"prefect.resource.id": "triplegain.risk", "prefect.resource.name": "TripleGain live risk"}
+
+
+@task(name="emit-urgent-events", cache_policy=NO_CACHE)
+def emit_urgent_events(notes: list[str], run_key: str) -> int:
+    """triplegain.risk.urgent for every URGENT line of a run's report (a position left unprotected on the
+    exchange, both protection orders filled); returns how many."""
+    urgent = [n for n in notes if n.startswith("URGENT")]
+    for note in urgent:
+        emit_event(
+            event="triplegain.risk.urgent",
+            resource={
+                **RISK_RESOURCE,
+                "triplegain.run": run_key,
+                "triplegain.actor": "exchange-broker",
+                "triplegain.reason": note[:500],
+            },
+        )
+    return len(urgent)

@@ -78,7 +78,9 @@ def test_a_halt_reaches_the_webhook_through_a_prefect_automation(
             "triplegain-breaker-tripped",
             "triplegain-degraded",
             "triplegain-halted",
+            "triplegain-reconciliation-failed",
             "triplegain-run-crashed",
+            "triplegain-urgent",
         ], names
         assert "triplegain-halted" in installed.stdout
 

@@ -171,3 +171,22 @@ def test_an_exchange_that_does_not_answer_places_nothing_and_counts_towards_degr
     with unit_of_work(create_db_engine(project_db)) as session:
         health = load_account(session, {}).health
     assert health.api_failures == 1
+
+
+def test_a_stop_the_exchange_refuses_closes_the_position_and_raises_an_urgent_event(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, dict[str, str]]] = []
+    monkeypatch.setattr("tasks.live.emit_event", lambda event, resource, **_: sent.append((event, resource)))
+    kraken.script("AddOrder", Fault.ok(), Fault.kraken_error("EOrder:Invalid price"))  # entry, then its stop
+
+    report = trading_cycle(at=BUYING_HOUR)
+
+    urgent = [n for n in report.notes if n.startswith("URGENT")]
+    assert urgent and "is not protected on the exchange" in urgent[0]
+    assert report.portfolio.positions == []  # closed at once
+    assert kraken.balances.get("XXBT", Decimal(0)) == 0
+    assert [r["triplegain.reason"] for e, r in sent if e == "triplegain.risk.urgent"] == urgent
+    assert ("triplegain.reconciliation.passed", "the account agrees with the exchange") in [
+        (e, r["triplegain.reason"]) for e, r in sent
+    ]

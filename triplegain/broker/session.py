@@ -52,7 +52,14 @@ def exchange_broker(settings: Settings, keys: ExchangeKeys, account: AccountStat
     live = live_broker(settings, keys)
     assert isinstance(live.journal, SqlOrderJournal)
     protections = recover_protections(live.journal, list(account.positions))
-    return ExchangeBroker(live, account.balances, settings.broker, settings.market.symbol_specs, protections)
+    return ExchangeBroker(
+        live,
+        account.balances,
+        settings.broker,
+        settings.market.symbol_specs,
+        protections,
+        close_unprotected=settings.execution.close_unprotected,
+    )
 
 
 def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountState) -> Reconciliation:

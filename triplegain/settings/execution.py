@@ -33,6 +33,11 @@ class ExecutionSettings(BaseModel):
         description="ccxt's limiter: milliseconds per unit of call cost (None keeps the exchange's own, "
         "Kraken 1000; a higher account tier may allow less)",
     )
+    close_unprotected: bool = Field(
+        True,
+        description="Close a position at once when its stop-loss or take-profit cannot be placed on the "
+        "exchange (URGENT either way); false keeps it open, unprotected, on the operator's word",
+    )
     lookup_attempts: int = Field(
         4,
         ge=1,
