@@ -35,7 +35,7 @@ class FlakySource(MarketDataSource):
 
 @pytest.fixture
 def install(settings: Settings) -> Iterator[object]:
-    key = (settings.market.source, settings.market.data_dir, settings.market.exchange)
+    key = triplegain.market.source_key(settings.market)
 
     def put(source: MarketDataSource) -> MarketDataSource:
         triplegain.market._shared[key] = source

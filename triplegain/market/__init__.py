@@ -17,12 +17,18 @@ def source_from_settings(settings: MarketSettings) -> MarketDataSource:
     return ReplaySource(settings.data_dir)
 
 
-_shared: dict[tuple[str, Path | None, str, str | None], MarketDataSource] = {}
+SourceKey = tuple[str, Path | None, str, str | None]
+_shared: dict[SourceKey, MarketDataSource] = {}
+
+
+def source_key(settings: MarketSettings) -> SourceKey:
+    """What makes two configured sources the same one (`shared_source` keeps one per key)."""
+    return (settings.source, settings.data_dir, settings.exchange, settings.api_url)
 
 
 def shared_source(settings: MarketSettings) -> MarketDataSource:
     """The configured source, one per process and configuration, so a replay parses each file once."""
-    key = (settings.source, settings.data_dir, settings.exchange, settings.api_url)
+    key = source_key(settings)
     if key not in _shared:
         _shared[key] = source_from_settings(settings)
     return _shared[key]
@@ -37,4 +43,5 @@ __all__ = [
     "replay_clock",
     "shared_source",
     "source_from_settings",
+    "source_key",
 ]
