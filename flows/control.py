@@ -70,7 +70,9 @@ def reset_breaker(reason: str, actor: str | None = None, config_file: str | None
     with unit_of_work(engine) as session:
         from triplegain import commands  # `status` never needs it, and starts faster without it
 
-        done = commands.reset_drawdown(session, balances, actor or _user(), reason.strip(), datetime.now(UTC))
+        done = commands.reset_drawdown(
+            session, balances, actor or current_user(), reason.strip(), datetime.now(UTC)
+        )
         current = load_account(session, balances).coordinator
     if done and prefect_api_url():
         _emit_pending_events(engine)
@@ -99,7 +101,7 @@ def _apply(
             session,
             settings.broker.initial_balances,
             command,
-            actor or _user(),
+            actor or current_user(),
             reason,
             datetime.now(UTC),
             confirm,
@@ -145,7 +147,8 @@ def _emit_pending_events(engine: Engine) -> None:
         worker_log.setLevel(level)
 
 
-def _user() -> str:
+def current_user() -> str:
+    """Who runs this command, for the record (the login name; 'unknown' when there is none)."""
     try:
         return getpass.getuser()
     except OSError:

@@ -14,11 +14,11 @@ From a notebook:
 
 from __future__ import annotations
 
-import getpass
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 
+from flows.control import current_user
 from flows.live import live_keys
 from flows.settings import load_run_settings
 from tasks.live import emit_reconciliation_event, reconcile_account
@@ -54,16 +54,9 @@ def reconcile(
     logger.info("%s", result.report())
     if not accept or result.trading_allowed:
         return result
-    who = by or _user()
+    who = by or current_user()
     for line in accept_reconciliation(settings, result, account, who, reason or ""):
         logger.warning("accepted by %s: %s", who, line)
     again = reconcile_account(settings, keys, load_account(settings))
     emit_reconciliation_event(again, run_key)
     return again
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except OSError:
-        return "unknown"

@@ -9,14 +9,9 @@ from datetime import UTC, datetime
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.live import live_keys
+from flows.live import live_keys, reconciled
 from tasks.coordination import coordinate
-from tasks.live import (
-    emit_reconciliation_event,
-    emit_urgent_events,
-    reconcile_account,
-    record_exchange_health,
-)
+from tasks.live import emit_urgent_events
 from tasks.market import fetch_snapshot
 from tasks.storage import load_account, load_report, save_cycle
 from triplegain.cycle import build_report
@@ -98,9 +93,7 @@ def settle_account(
     started = datetime.now(UTC)
     keys = live_keys(settings)
     if keys is not None:
-        reconciliation = reconcile_account(settings, keys, account)
-        emit_reconciliation_event(reconciliation, run_key)
-        record_exchange_health(settings, reconciliation)
+        reconciliation = reconciled(settings, keys, account, run_key)
         if not reconciliation.trading_allowed:
             raise CycleError(
                 f"{run_key}: reconciliation found what it cannot explain, nothing done: "

@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 
 from flows.conflict_resolution import resolve_conflicts
-from flows.live import live_keys
+from flows.live import live_keys, reconciled
 from flows.llm_setup import LLMSetup, gateway_for, llm_setup
 from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, stored_report
 from flows.settings import load_run_settings
@@ -37,12 +37,7 @@ from tasks.agents import (
 )
 from tasks.coordination import coordinate
 from tasks.events import emit_coordinator_events, emit_degradation_events
-from tasks.live import (
-    emit_reconciliation_event,
-    emit_urgent_events,
-    reconcile_account,
-    record_exchange_health,
-)
+from tasks.live import emit_urgent_events
 from tasks.market import fetch_snapshot
 from tasks.storage import (
     load_account,
@@ -139,9 +134,7 @@ def trading_cycle(
                 return skip(run, skipped_report(cycle_id, at, account, why, _prices(settings, at)), why)
             keys = live_keys(settings)
             if keys is not None:
-                reconciliation = reconcile_account(settings, keys, account)
-                emit_reconciliation_event(reconciliation, cycle_id)
-                record_exchange_health(settings, reconciliation)
+                reconciliation = reconciled(settings, keys, account, cycle_id)
                 if not reconciliation.trading_allowed:
                     why = "reconciliation found what it cannot explain: no trading this run"
                     report = skipped_report(

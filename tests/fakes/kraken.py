@@ -21,6 +21,7 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ from urllib.parse import parse_qs, urlparse
 
 import ccxt
 
+from triplegain.broker.live import CallBudget, LiveBroker, MemoryJournal, OrderJournal
 from triplegain.models.market import CandleSeries
 
 API_KEY = "fake-kraken-key"
@@ -202,6 +204,18 @@ class FakeKraken:
     def url(self) -> str:
         assert self._server is not None, "the server is not started"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def live_broker(
+        self,
+        journal: OrderJournal | None = None,
+        sleep: Callable[[float], None] | None = None,
+        timeout_ms: int = 2000,
+    ) -> LiveBroker:
+        """A `LiveBroker` on this exchange that never waits: its budget's and backoff's sleeps go to `sleep`
+        (recorded by a test, or dropped)."""
+        nap = sleep or (lambda seconds: None)
+        exchange = self.client(timeout_ms)
+        return LiveBroker(exchange, journal or MemoryJournal(), budget=CallBudget(sleep=nap), sleep=nap)
 
     def client(self, timeout_ms: int = 2000, **options: Any) -> Any:
         """A ccxt.kraken pointed at this server, with the fake's keys."""

@@ -1,5 +1,5 @@
 """Order execution: the paper broker, and the exchange broker on a live account (`broker.exchange`, on ccxt
-through `broker.live`; the flows do not use it yet: issue 16). Both answer the desk through `Broker`."""
+through `broker.live`). Both answer the desk through `Broker`; `broker.orders` is what they share."""
 
 from __future__ import annotations
 

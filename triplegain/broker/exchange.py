@@ -1,4 +1,4 @@
-"""The paper broker's interface on a live exchange account (issue 16, part 1; the cycle does not use it yet).
+"""The paper broker's interface on a live exchange account.
 
 `ExchangeBroker` answers `open`, `close`, `rebalance` and `reduce` with the same `Execution` values as
 `PaperBroker`, so the desk, the coordinator and the reports need not know which one trades. Underneath:
@@ -21,18 +21,26 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
-from triplegain.broker.live import LiveBroker, OrderIntent, OrderState
-from triplegain.broker.paper import afford_problem, closed_position, minimum_problem, rejected
+from triplegain.broker.live import FILLED, LiveBroker, OrderIntent, fill_from
+from triplegain.broker.orders import (
+    HUNDRED,
+    afford_problem,
+    closed_position,
+    holding_problem,
+    minimum_problem,
+    new_order,
+    opened_position,
+    rejected,
+    round_size,
+    split_position,
+)
 from triplegain.broker.protection import Protection, ProtectionDesk, ProtectionFailed
 from triplegain.models.cycle import Execution
 from triplegain.models.enums import Intent, OrderStatus, Side
 from triplegain.models.trading import Fill, Order, Position, TradeProposal, split_symbol
 from triplegain.settings import BrokerSettings, SymbolSpec
-
-HUNDRED = Decimal(100)
-FILLED = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
 
 
 def exchange_client_id(order_id: str) -> str:
@@ -76,32 +84,18 @@ class ExchangeBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
-        size = _sized(proposal.size_usd / price, spec)
+        size = round_size(proposal.size_usd / price, spec)
         order = _order(order_id, cycle_id, proposal.symbol, Side.BUY, Intent.OPEN, size, price, at)
-        problem = self._minimum_problem(size, price, spec) or self._afford_problem(
-            proposal.symbol, size * price
+        problem = minimum_problem(size, price, spec, self._settings) or afford_problem(
+            self._balances, proposal.symbol, size * price, self._settings
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        state = self._market(order, "open")
-        if state.filled <= 0:  # a cancelled remainder still traded what filled
-            return self._remember(Execution(order=_as(order, state)))
-        fill = self._settle(order, state, at)
-        position = Position(
-            id=order_id,
-            symbol=proposal.symbol,
-            size=fill.size,
-            entry_price=fill.price,
-            leverage=proposal.leverage,
-            stop_loss=proposal.stop_loss,
-            take_profit=proposal.take_profit,
-            opened_at=at,
-            fees_paid=fill.fee,
-            cycle_id=cycle_id,
-        )
-        execution = self._remember(
-            Execution(order=_as(order, state, fill.size), fill=fill, opened_position=position)
-        )
+        done, fill = self._at_market(order, "open", at)
+        if fill is None:
+            return self._remember(Execution(order=done))
+        position = opened_position(proposal, order_id, fill, cycle_id, at)
+        execution = self._remember(Execution(order=done, fill=fill, opened_position=position))
         self._protect(position, cycle_id, price, at)
         return execution
 
@@ -123,20 +117,14 @@ class ExchangeBroker:
             self._release(position)
         size = sum((p.size for p in positions), Decimal(0))
         order = _order(order_id, cycle_id, symbol, Side.SELL, Intent.CLOSE, size, price, at, positions[0].id)
-        base, _ = split_symbol(symbol)
-        held = self._balances.get(base, Decimal(0))
-        if held < size:
-            return self._remember(
-                Execution(order=rejected(order, f"insufficient {base}: selling {size}, holding {held}"))
-            )
-        state = self._market(order, "close")
-        if state.filled <= 0:  # a cancelled remainder still traded what filled
-            return self._remember(Execution(order=_as(order, state)))
-        fill = self._settle(order, state, at)
+        problem = holding_problem(self._balances, split_symbol(symbol)[0], size)
+        if problem:
+            return self._remember(Execution(order=rejected(order, problem)))
+        done, fill = self._at_market(order, "close", at)
+        if fill is None:
+            return self._remember(Execution(order=done))
         closed = [closed_position(p, fill, size, at, reason) for p in positions]
-        return self._remember(
-            Execution(order=_as(order, state, fill.size), fill=fill, closed_positions=closed)
-        )
+        return self._remember(Execution(order=done, fill=fill, closed_positions=closed))
 
     def rebalance(
         self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
@@ -145,21 +133,17 @@ class ExchangeBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
-        base, _ = split_symbol(proposal.symbol)
-        size = _sized(proposal.size_usd / price, spec)
+        size = round_size(proposal.size_usd / price, spec)
         order = _order(order_id, cycle_id, proposal.symbol, proposal.side, Intent.REBALANCE, size, price, at)
-        problem = self._minimum_problem(size, price, spec)
+        problem = minimum_problem(size, price, spec, self._settings)
         if problem is None and proposal.side is Side.BUY:
-            problem = self._afford_problem(proposal.symbol, size * price)
-        if problem is None and proposal.side is Side.SELL and self._balances.get(base, Decimal(0)) < size:
-            problem = f"insufficient {base}: selling {size}, holding {self._balances.get(base, Decimal(0))}"
+            problem = afford_problem(self._balances, proposal.symbol, size * price, self._settings)
+        if problem is None and proposal.side is Side.SELL:
+            problem = holding_problem(self._balances, split_symbol(proposal.symbol)[0], size)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        state = self._market(order, "rebalance")
-        if state.filled <= 0:  # a cancelled remainder still traded what filled
-            return self._remember(Execution(order=_as(order, state)))
-        fill = self._settle(order, state, at)
-        return self._remember(Execution(order=_as(order, state, fill.size), fill=fill))
+        done, fill = self._at_market(order, "rebalance", at)
+        return self._remember(Execution(order=done, fill=fill))
 
     def reduce(
         self,
@@ -176,36 +160,25 @@ class ExchangeBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[position.symbol]
-        sold = _sized(position.size * pct / HUNDRED, spec)
+        sold = round_size(position.size * pct / HUNDRED, spec)
         if sold >= position.size or min(sold, position.size - sold) < spec.min_order_size:
             return self.close([position], order_id, cycle_id, price, at, reason)
         protection = self.protections.get(position.id)
-        if protection is not None:  # a sell of part of it needs the asset the stop would sell
+        if protection is not None:  # cancelled first, resized to what is left after the sale
             self.protection.release(protection)
         order = _order(
             order_id, cycle_id, position.symbol, Side.SELL, Intent.CLOSE, sold, price, at, position.id
         )
-        state = self._market(order, "reduce")
-        if state.filled <= 0:  # a cancelled remainder still traded what filled
+        done, fill = self._at_market(order, "reduce", at)
+        if fill is None:
             if protection is not None:
                 self._protect(position, cycle_id, price, at, protection.generation + 1)
-            return self._remember(Execution(order=_as(order, state)))
-        fill = self._settle(order, state, at)
-        part = position.model_copy(update={"id": order_id, "size": fill.size})
-        share = (position.fees_paid * (fill.size / position.size)).quantize(Decimal("0.00000001"))
-        part = part.model_copy(update={"fees_paid": share})
-        rest = position.model_copy(
-            update={"size": position.size - fill.size, "fees_paid": position.fees_paid - share}
-        )
+            return self._remember(Execution(order=done))
+        closed, rest = split_position(position, fill.size, order_id, fill, at, reason)
         if protection is not None:
             self._protect(rest, cycle_id, price, at, protection.generation + 1)
         return self._remember(
-            Execution(
-                order=_as(order, state, fill.size),
-                fill=fill,
-                closed_positions=[closed_position(part, fill, fill.size, at, reason)],
-                reduced_positions=[rest],
-            )
+            Execution(order=done, fill=fill, closed_positions=[closed], reduced_positions=[rest])
         )
 
     def exchange_exits(self, positions: Sequence[Position], at: datetime) -> list[Execution]:
@@ -222,13 +195,9 @@ class ExchangeBroker:
                 self.protections[position.id] = outcome.protection
                 continue
             del self.protections[position.id]
-            fill = outcome.fills[0].model_copy(update={"filled_at": at})
-            base, quote = split_symbol(position.symbol)
-            self._balances[base] = self._balances.get(base, Decimal(0)) - fill.size
-            fee = fill.fee if fill.fee_asset == quote else Decimal(0)
             done = outcome.protection.stop if outcome.closed_by == "stop_loss" else outcome.protection.take
-            cost = done.cost or fill.notional  # the exchange's own figure
-            self._balances[quote] = self._balances.get(quote, Decimal(0)) + cost - fee
+            fill = outcome.fills[0].model_copy(update={"filled_at": at})
+            self._move(fill, done.cost)
             order = _order(
                 fill.client_order_id,
                 position.cycle_id,
@@ -239,14 +208,16 @@ class ExchangeBroker:
                 fill.price,
                 at,
                 position.id,
-            ).model_copy(update={"status": OrderStatus.FILLED})
+                OrderStatus.FILLED,
+            )
             closed = closed_position(position, fill, fill.size, at, outcome.closed_by)
             executions.append(Execution(order=order, fill=fill, closed_positions=[closed]))
         return executions
 
     # --- underneath -------------------------------------------------------------------------------------
-    def _market(self, order: Order, purpose: str) -> OrderState:
-        """The order at market through the live broker; what did not fill of it is cancelled."""
+    def _at_market(self, order: Order, purpose: str, at: datetime) -> tuple[Order, Fill | None]:
+        """The order at market through the live broker, what did not fill of it cancelled: the order with
+        its outcome (filled for what filled; why not, when nothing did) and the fill, the balances moved."""
         intent = OrderIntent(
             client_id=exchange_client_id(order.client_order_id),
             cycle_id=order.cycle_id,
@@ -259,31 +230,23 @@ class ExchangeBroker:
         state = self.live.submit(intent)
         if state.status is OrderStatus.PARTIALLY_FILLED or state.status is OrderStatus.OPEN:
             state = self.live.cancel(state)
-        return state
+        if state.filled <= 0:
+            reason = state.note or f"the exchange left it {state.status} with nothing filled"
+            return order.model_copy(update={"status": state.status, "reason": reason}), None
+        fill = fill_from(state, order.client_order_id, order.reference_price, at)
+        self._move(fill, state.cost)
+        return order.model_copy(update={"status": OrderStatus.FILLED, "size": fill.size}), fill
 
-    def _settle(self, order: Order, state: OrderState, at: datetime) -> Fill:
-        """The fill of what filled, the balances moved by it."""
-        base, quote = split_symbol(order.symbol)
-        price = state.average_price or order.reference_price
-        fill = Fill(
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            price=price,
-            size=state.filled,
-            fee=state.fee,
-            fee_asset=state.fee_asset or quote,
-            slippage_pct=(abs(price - order.reference_price) / order.reference_price * HUNDRED).quantize(
-                Decimal("0.000001")
-            ),
-            filled_at=at,
-        )
-        sign = 1 if order.side is Side.BUY else -1
-        self._balances[base] = self._balances.get(base, Decimal(0)) + sign * fill.size
+    def _move(self, fill: Fill, cost: Decimal) -> None:
+        """The balances after `fill`, by the exchange's own `cost` of it when it gave one, so that the books
+        match its balances."""
+        base, quote = split_symbol(fill.symbol)
+        sign = 1 if fill.side is Side.BUY else -1
         fee_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)
-        cost = state.cost or fill.notional  # the exchange's own figure, so the books match its balances
-        self._balances[quote] = self._balances.get(quote, Decimal(0)) - sign * cost - fee_in_quote
-        return fill
+        self._balances[base] = self._balances.get(base, Decimal(0)) + sign * fill.size
+        self._balances[quote] = (
+            self._balances.get(quote, Decimal(0)) - sign * (cost or fill.notional) - fee_in_quote
+        )
 
     def _protect(
         self, position: Position, cycle_id: str, price: Decimal, at: datetime, generation: int = 0
@@ -321,19 +284,9 @@ class ExchangeBroker:
                 "reconcile before trading on"
             )
 
-    def _minimum_problem(self, size: Decimal, price: Decimal, spec: SymbolSpec) -> str | None:
-        return minimum_problem(size, price, spec, self._settings)
-
-    def _afford_problem(self, symbol: str, notional: Decimal) -> str | None:
-        return afford_problem(self._balances, symbol, notional, self._settings)
-
     def _remember(self, execution: Execution) -> Execution:
         self._executed[execution.order.client_order_id] = execution
         return execution
-
-
-def _sized(size: Decimal, spec: SymbolSpec) -> Decimal:
-    return size.quantize(Decimal(1).scaleb(-spec.size_decimals), ROUND_DOWN)
 
 
 def _order(
@@ -346,24 +299,7 @@ def _order(
     price: Decimal,
     at: datetime,
     position_id: str | None = None,
+    status: OrderStatus = OrderStatus.PENDING,
 ) -> Order:
-    return Order(
-        client_order_id=order_id,
-        cycle_id=cycle_id,
-        symbol=symbol,
-        side=side,
-        intent=intent,
-        size=size,
-        reference_price=price,
-        status=OrderStatus.PENDING,
-        created_at=at,
-        position_id=position_id,
-    )
-
-
-def _as(order: Order, state: OrderState, filled: Decimal | None = None) -> Order:
-    """The order with the exchange's outcome: filled (the size is what filled) or why not."""
-    if filled is not None:
-        return order.model_copy(update={"status": OrderStatus.FILLED, "size": filled})
-    reason = state.note or f"the exchange left it {state.status} with nothing filled"
-    return order.model_copy(update={"status": state.status, "reason": reason})
+    """An order before the exchange's answer (pending), or one the exchange already filled."""
+    return new_order(order_id, cycle_id, symbol, side, intent, size, price, at, status, position_id)

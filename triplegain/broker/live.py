@@ -1,4 +1,4 @@
-"""Orders on a real exchange through ccxt that can be neither lost nor doubled (issue 16, first part).
+"""Orders on a real exchange through ccxt that can be neither lost nor doubled.
 
 The discipline, after where live trading systems lose money (hummingbot #3374: an accepted order whose reply
 was lost, marked failed and placed again six times):
@@ -16,9 +16,8 @@ was lost, marked failed and placed again six times):
    partially_filled, filled, cancelled, expired, rejected, error). Partial fills are fills.
 5. Calls are budgeted as the reference does (60 calls and 30 orders a minute), beside ccxt's own limiter.
 
-Not yet here (issue 16 stays open until they are): the live broker behind the paper broker's interface in
-the cycle, protection orders on the exchange, reconciliation before a run trades, `triplegain reconcile`,
-and the live-mode gate's use by the flows.
+`broker.exchange` puts this behind the paper broker's interface, `broker.protection` keeps stop-losses and
+take-profits on the exchange, `broker.reconcile` checks the account before a run trades.
 """
 
 from __future__ import annotations
@@ -37,7 +36,9 @@ from typing import Any, Protocol
 import ccxt
 
 from triplegain.models.enums import OrderStatus, Side
+from triplegain.models.trading import Fill, split_symbol
 
+FILLED = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)  # something traded
 TERMINAL = frozenset(
     {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED, OrderStatus.ERROR}
 )
@@ -365,7 +366,9 @@ class LiveBroker:
             cost=_decimal(answer.get("cost")) or Decimal(0),
             fee=_decimal(fee.get("cost")) or Decimal(0),
             fee_asset=fee.get("currency"),
-            note=state.note if state.intent.purpose == "external" else None,  # the operator's bookkeeping
+            # a note on an order never confirmed says why its outcome was unknown: the answer settles it;
+            # an order the exchange knew keeps its note (an adopted order waiting for the operator)
+            note=None if state.exchange_id is None else state.note,
         )
         if updated != state:
             self.journal.save(updated, f"{how}: {updated.status}, filled {updated.filled}")
@@ -375,6 +378,24 @@ class LiveBroker:
         done = replace(state, status=status, note=note)
         self.journal.save(done, note)
         return done
+
+
+def fill_from(state: OrderState, client_order_id: str, reference: Decimal, at: datetime) -> Fill:
+    """What filled of an exchange order, as the paper broker records fills: at the exchange's average
+    price (`reference` when it gave none), its slippage against `reference`, its fee."""
+    _, quote = split_symbol(state.intent.symbol)
+    price = state.average_price or reference
+    return Fill(
+        client_order_id=client_order_id,
+        symbol=state.intent.symbol,
+        side=state.intent.side,
+        price=price,
+        size=state.filled,
+        fee=state.fee,
+        fee_asset=state.fee_asset or quote,
+        slippage_pct=(abs(price - reference) / reference * 100).quantize(Decimal("0.000001")),
+        filled_at=at,
+    )
 
 
 def _status(raw: str | None, filled: Decimal) -> OrderStatus:

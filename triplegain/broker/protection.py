@@ -21,17 +21,17 @@ from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from triplegain.broker.live import (
+    FILLED,
     LiveBroker,
     OrderIntent,
     OrderJournal,
     OrderState,
     OrderUnresolved,
+    fill_from,
     live_client_id,
 )
 from triplegain.models.enums import OrderStatus, Side
-from triplegain.models.trading import Fill, Position, split_symbol
-
-FILLED = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)
+from triplegain.models.trading import Fill, Position
 
 
 @dataclass(frozen=True)
@@ -193,23 +193,10 @@ class ProtectionDesk:
 
 
 def _fill(state: OrderState) -> Fill:
-    """An exchange-side fill of a protection order, as the paper broker's fills are recorded."""
-    intent = state.intent
-    _, quote = split_symbol(intent.symbol)
-    price = state.average_price or intent.price or Decimal(0)
-    reference = intent.price or price
-    slippage = abs(price - reference) / reference * 100 if reference else Decimal(0)
-    return Fill(
-        client_order_id=intent.client_id,
-        symbol=intent.symbol,
-        side=intent.side,
-        price=price,
-        size=state.filled,
-        fee=state.fee,
-        fee_asset=state.fee_asset or quote,
-        slippage_pct=slippage.quantize(Decimal("0.000001")),
-        filled_at=datetime.now(UTC),
-    )
+    """An exchange-side fill of a protection order, against its trigger price."""
+    trigger = state.intent.price
+    assert trigger is not None, "a stop-loss or take-profit intent always has its trigger price"
+    return fill_from(state, state.intent.client_id, trigger, datetime.now(UTC))
 
 
 def recover_protections(journal: OrderJournal, positions: list[Position]) -> dict[str, Protection]:

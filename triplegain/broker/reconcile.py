@@ -1,5 +1,5 @@
-"""Reconciliation before any trade: the database's view of the live account against the exchange's (issue 16,
-part 4; the domain half: the flows' use of it and `triplegain reconcile` come next).
+"""Reconciliation before any trade: the database's view of the live account against the exchange's (run
+by every live cycle, market watch and DCA batch first, and by `triplegain reconcile`).
 
 What is compared, in this order:
 
@@ -73,7 +73,6 @@ class Reconciliation:
     updated: list[OrderState]
     adopted: list[OrderState]
     exchange_balances: dict[str, Decimal]
-    synced_at_ms: int
 
     @property
     def trading_allowed(self) -> bool:
@@ -91,11 +90,6 @@ class Reconciliation:
         lines = [f"reconciliation: {len(self.differences)} difference(s), {verdict}"]
         return "\n".join([*lines, *(f"  {d}" for d in self.differences)])
 
-    def accepted(self, book: LocalBook) -> LocalBook:
-        """The book as it stands once the operator accepts the exchange's view (`triplegain reconcile
-        --accept`): the exchange's balances, this sync's time."""
-        return replace(book, balances=dict(self.exchange_balances), last_sync_ms=self.synced_at_ms)
-
 
 def reconcile(
     broker: LiveBroker,
@@ -108,7 +102,6 @@ def reconcile(
     journal's orders not yet done, `known` every order it holds (for telling our fills from others')."""
     differences: list[Difference] = []
     exchange = broker.exchange
-    synced_at = int(exchange.milliseconds())
     changes = _orders_now(broker, unsettled, differences)
     updated = [now for _, now in changes]
     mine = [*known, *updated]
@@ -129,7 +122,7 @@ def reconcile(
             if amount is not None
         }
         _balance_gaps(_moved(book.balances, changes), exchange_balances, differences)
-    return Reconciliation(differences, updated, adopted, exchange_balances, synced_at)
+    return Reconciliation(differences, updated, adopted, exchange_balances)
 
 
 def _orders_now(

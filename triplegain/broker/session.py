@@ -35,12 +35,12 @@ def exchange_client(settings: Settings, keys: ExchangeKeys) -> Any:
     return ccxt_exchange(s.exchange, options, s.api_url, "execution.exchange")
 
 
-def live_broker(settings: Settings, keys: ExchangeKeys) -> LiveBroker:
+def live_broker(settings: Settings, keys: ExchangeKeys, journal: SqlOrderJournal) -> LiveBroker:
     """Orders on the exchange, journalled in the project database, within the configured budgets."""
     s = settings.execution
     return LiveBroker(
         exchange_client(settings, keys),
-        SqlOrderJournal(engine_for(settings)),
+        journal,
         budget=CallBudget(s.calls_per_minute, s.orders_per_minute),
         lookup=Backoff(first=1.0, cap=8.0, attempts=s.lookup_attempts),
     )
@@ -49,9 +49,9 @@ def live_broker(settings: Settings, keys: ExchangeKeys) -> LiveBroker:
 def exchange_broker(settings: Settings, keys: ExchangeKeys, account: AccountState) -> ExchangeBroker:
     """The broker a live run's coordination trades on: the account's balances, its positions' protection
     as the journal holds it."""
-    live = live_broker(settings, keys)
-    assert isinstance(live.journal, SqlOrderJournal)
-    protections = recover_protections(live.journal, list(account.positions))
+    journal = SqlOrderJournal(engine_for(settings))
+    live = live_broker(settings, keys, journal)
+    protections = recover_protections(journal, list(account.positions))
     return ExchangeBroker(
         live,
         account.balances,
@@ -66,17 +66,15 @@ def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountSt
     """The account against the exchange before a run trades: the journal's unsettled orders, the open
     orders, the fills since the account was last settled (an hour of margin), the protection, the
     balances."""
-    live = live_broker(settings, keys)
-    journal = live.journal
-    assert isinstance(journal, SqlOrderJournal)
+    journal = SqlOrderJournal(engine_for(settings))
+    live = live_broker(settings, keys, journal)
     since = account.marked_at - timedelta(hours=1) if account.marked_at else None
     book = LocalBook(
         balances=account.balances,
         protections=list(recover_protections(journal, list(account.positions)).values()),
         last_sync_ms=int(since.timestamp() * 1000) if since else None,
     )
-    unsettled = journal.unsettled()
-    return reconcile(live, journal, unsettled, journal.orders(), book)
+    return reconcile(live, journal, journal.unsettled(), journal.orders(), book)
 
 
 def accept_reconciliation(

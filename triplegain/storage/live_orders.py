@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
-from triplegain.broker.live import OrderIntent, OrderState, StatusChange
+from triplegain.broker.live import TERMINAL, OrderIntent, OrderState, StatusChange
 from triplegain.models.enums import OrderStatus, Side
 from triplegain.storage.tables import CycleRow, LiveOrderLogRow, LiveOrderRow
 
@@ -67,28 +67,17 @@ class SqlOrderJournal:
 
     def orders(self) -> list[OrderState]:
         """Every order the journal holds, oldest first (reconciliation tells its fills from others')."""
-        with Session(self.engine) as session:
-            rows = session.scalars(select(LiveOrderRow).order_by(LiveOrderRow.created_at))
-            return [_state(r) for r in rows]
+        return self._states(select(LiveOrderRow))
 
     def unsettled(self) -> list[OrderState]:
         """Orders the exchange may still act on, or whose outcome is unknown: what reconciliation asks
         about first."""
-        done = [
-            s.value
-            for s in (
-                OrderStatus.FILLED,
-                OrderStatus.CANCELLED,
-                OrderStatus.EXPIRED,
-                OrderStatus.REJECTED,
-                OrderStatus.ERROR,
-            )
-        ]
+        done = [s.value for s in TERMINAL]
+        return self._states(select(LiveOrderRow).where(LiveOrderRow.status.not_in(done)))
+
+    def _states(self, query: Select[LiveOrderRow]) -> list[OrderState]:
         with Session(self.engine) as session:
-            rows = session.scalars(
-                select(LiveOrderRow).where(LiveOrderRow.status.not_in(done)).order_by(LiveOrderRow.created_at)
-            )
-            return [_state(r) for r in rows]
+            return [_state(r) for r in session.scalars(query.order_by(LiveOrderRow.created_at))]
 
 
 def _state(row: LiveOrderRow) -> OrderState:

@@ -12,7 +12,6 @@ from tests.fakes.kraken import FakeKraken
 from tests.triplegain.factories import AT
 from triplegain.broker import PaperBroker
 from triplegain.broker.exchange import ExchangeBroker
-from triplegain.broker.live import CallBudget, LiveBroker, MemoryJournal
 from triplegain.models.enums import OrderStatus, PositionStatus, Side
 from triplegain.models.trading import TradeProposal
 from triplegain.settings import BrokerSettings, load_settings
@@ -28,10 +27,7 @@ def broker(request: pytest.FixtureRequest) -> Iterator[PaperBroker | ExchangeBro
         yield PaperBroker({"USDT": Decimal(10000)}, SETTINGS, SPECS)
         return
     with FakeKraken(balances={"USDT": "10000"}, prices={"XBTUSDT": "60000", "XRPUSDT": "0.5"}) as kraken:
-        live = LiveBroker(
-            kraken.client(), MemoryJournal(), budget=CallBudget(sleep=lambda s: None), sleep=lambda s: None
-        )
-        yield ExchangeBroker(live, {"USDT": Decimal(10000)}, SETTINGS, SPECS)
+        yield ExchangeBroker(kraken.live_broker(), {"USDT": Decimal(10000)}, SETTINGS, SPECS)
 
 
 def buy(usd: str = "1000") -> TradeProposal:

@@ -12,7 +12,6 @@ from tests.fakes.kraken import FakeKraken, Fault
 from tests.triplegain.broker.test_contract import PRICE, SETTINGS, SPECS, buy
 from tests.triplegain.factories import AT
 from triplegain.broker.exchange import ExchangeBroker, exchange_client_id
-from triplegain.broker.live import CallBudget, LiveBroker, MemoryJournal
 from triplegain.models.enums import OrderStatus, PositionStatus
 
 
@@ -23,9 +22,7 @@ def kraken() -> Iterator[FakeKraken]:
 
 
 def broker_on(kraken: FakeKraken, close_unprotected: bool = True) -> ExchangeBroker:
-    live = LiveBroker(
-        kraken.client(), MemoryJournal(), budget=CallBudget(sleep=lambda s: None), sleep=lambda s: None
-    )
+    live = kraken.live_broker()
     return ExchangeBroker(
         live, {"USDT": Decimal(10000)}, SETTINGS, SPECS, close_unprotected=close_unprotected
     )

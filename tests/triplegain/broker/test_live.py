@@ -52,9 +52,7 @@ def broker_for(
     kraken: FakeKraken, journal: MemoryJournal, timeout_ms: int = 2000
 ) -> tuple[LiveBroker, Sleeps]:
     sleeps = Sleeps()
-    exchange = kraken.client(timeout_ms=timeout_ms)
-    budget = CallBudget(sleep=sleeps)
-    return LiveBroker(exchange, journal, budget=budget, sleep=sleeps), sleeps
+    return kraken.live_broker(journal, sleeps, timeout_ms), sleeps
 
 
 def test_a_market_buy_is_journalled_before_it_is_sent_and_filled_once(kraken: FakeKraken) -> None:

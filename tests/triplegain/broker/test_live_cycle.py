@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakes.kraken import FakeKraken
 from triplegain.broker.exchange import ExchangeBroker
-from triplegain.broker.live import CallBudget, LiveBroker, MemoryJournal
+from triplegain.broker.live import MemoryJournal
 from triplegain.broker.protection import recover_protections
 from triplegain.cycle import CyclePlan, PlainSteps, assemble_cycle, cycle_id_for
 from triplegain.cycle_types import AccountState, fresh_account, next_account
@@ -39,9 +39,7 @@ class LiveAccount:
         self.account = fresh_account(self.settings)
 
     def broker(self, account: AccountState) -> ExchangeBroker:
-        live = LiveBroker(
-            self.kraken.client(), self.journal, budget=CallBudget(sleep=lambda s: None), sleep=lambda s: None
-        )
+        live = self.kraken.live_broker(self.journal)
         protections = recover_protections(self.journal, list(account.positions))
         s = self.settings
         return ExchangeBroker(live, account.balances, s.broker, s.market.symbol_specs, protections)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from tests.fakes.kraken import FakeKraken, Fault
-from triplegain.broker.live import CallBudget, LiveBroker, MemoryJournal, OrderIntent, live_client_id
+from triplegain.broker.live import OrderIntent, live_client_id
 from triplegain.broker.protection import ProtectionDesk, ProtectionFailed
 from triplegain.models.enums import OrderStatus, Side
 
@@ -23,9 +23,7 @@ def kraken() -> FakeKraken:
 
 def entered(kraken: FakeKraken) -> tuple[ProtectionDesk, str]:
     """A filled 0.01 BTC entry at 60,000 and the desk that protects it."""
-    broker = LiveBroker(
-        kraken.client(), MemoryJournal(), budget=CallBudget(sleep=lambda s: None), sleep=lambda s: None
-    )
+    broker = kraken.live_broker()
     entry = broker.submit(
         OrderIntent(
             live_client_id(CYCLE, "BTC/USDT", "open"),

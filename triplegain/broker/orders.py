@@ -1,0 +1,129 @@
+"""What the paper broker and the exchange broker share: how an order is sized, checked and written, and
+how a fill opens, splits and closes a position. Each broker differs only in how an order fills."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
+
+from triplegain.models.enums import Intent, OrderStatus, PositionStatus, Side
+from triplegain.models.trading import Fill, Order, Position, TradeProposal, split_symbol
+from triplegain.settings import BrokerSettings, SymbolSpec
+
+HUNDRED = Decimal(100)
+EIGHT_PLACES = Decimal("0.00000001")
+
+
+def round_size(quantity: Decimal, spec: SymbolSpec) -> Decimal:
+    """A base-asset quantity rounded down to the symbol's size step."""
+    return quantity.quantize(Decimal(1).scaleb(-spec.size_decimals), ROUND_DOWN)
+
+
+def new_order(
+    order_id: str,
+    cycle_id: str,
+    symbol: str,
+    side: Side,
+    intent: Intent,
+    size: Decimal,
+    price: Decimal,
+    at: datetime,
+    status: OrderStatus,
+    position_id: str | None = None,
+) -> Order:
+    """An order at reference `price`, in `status`."""
+    return Order(
+        client_order_id=order_id,
+        cycle_id=cycle_id,
+        symbol=symbol,
+        side=side,
+        intent=intent,
+        size=size,
+        reference_price=price,
+        status=status,
+        created_at=at,
+        position_id=position_id,
+    )
+
+
+def rejected(order: Order, reason: str) -> Order:
+    """The order refused, with why."""
+    return order.model_copy(update={"status": OrderStatus.REJECTED, "reason": reason})
+
+
+def minimum_problem(size: Decimal, price: Decimal, spec: SymbolSpec, settings: BrokerSettings) -> str | None:
+    """Why an order of `size` at `price` is below the symbol's or the account's minimum, or None (paper and
+    live check the same minimums before any order)."""
+    if size < spec.min_order_size:
+        return f"size {size} below the minimum order size {spec.min_order_size}"
+    if size * price < settings.min_notional_usd:
+        return f"notional {size * price:.2f} below the minimum {settings.min_notional_usd}"
+    return None
+
+
+def afford_problem(
+    balances: dict[str, Decimal], symbol: str, notional: Decimal, settings: BrokerSettings
+) -> str | None:
+    """Why the quote balance cannot pay for `notional` with fees, or None."""
+    _, quote = split_symbol(symbol)
+    needed = notional * (1 + settings.fee_pct / HUNDRED)
+    available = balances.get(quote, Decimal(0))
+    if needed > available:
+        return f"insufficient {quote}: order needs {needed:.2f} with fees, balance is {available:.2f}"
+    return None
+
+
+def holding_problem(balances: dict[str, Decimal], asset: str, size: Decimal) -> str | None:
+    """Why `size` of `asset` cannot be sold from `balances`, or None."""
+    held = balances.get(asset, Decimal(0))
+    return f"insufficient {asset}: selling {size}, holding {held}" if held < size else None
+
+
+def opened_position(
+    proposal: TradeProposal, order_id: str, fill: Fill, cycle_id: str, at: datetime
+) -> Position:
+    """The long position a filled buy opens, under the order's id."""
+    return Position(
+        id=order_id,
+        symbol=proposal.symbol,
+        size=fill.size,
+        entry_price=fill.price,
+        leverage=proposal.leverage,
+        stop_loss=proposal.stop_loss,
+        take_profit=proposal.take_profit,
+        opened_at=at,
+        fees_paid=fill.fee,
+        cycle_id=cycle_id,
+    )
+
+
+def split_position(
+    position: Position, sold: Decimal, order_id: str, fill: Fill, at: datetime, reason: str
+) -> tuple[Position, Position]:
+    """The part of a position sold (closed, under the order's id) and the rest that stays open, each with
+    its share of the entry fee."""
+    entry_fee = (position.fees_paid * (sold / position.size)).quantize(EIGHT_PLACES)
+    part = position.model_copy(update={"id": order_id, "size": sold, "fees_paid": entry_fee})
+    rest = position.model_copy(
+        update={"size": position.size - sold, "fees_paid": position.fees_paid - entry_fee}
+    )
+    return closed_position(part, fill, sold, at, reason), rest
+
+
+def closed_position(
+    position: Position, fill: Fill, total_size: Decimal, at: datetime, reason: str
+) -> Position:
+    """`position` closed by its share of `fill` (of `total_size` in all): exit price, fees and P&L."""
+    share = position.size / total_size
+    exit_fee = fill.fee * share
+    pnl = (fill.price - position.entry_price) * position.size - position.fees_paid - exit_fee
+    return position.model_copy(
+        update={
+            "status": PositionStatus.CLOSED,
+            "closed_at": at,
+            "exit_price": fill.price,
+            "realized_pnl": pnl.quantize(EIGHT_PLACES),
+            "fees_paid": position.fees_paid + exit_fee,
+            "close_reason": reason,
+        }
+    )
