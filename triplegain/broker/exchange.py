@@ -85,7 +85,17 @@ class ExchangeBroker:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
         size = round_size(proposal.size_usd / price, spec)
-        order = _order(order_id, cycle_id, proposal.symbol, Side.BUY, Intent.OPEN, size, price, at)
+        order = new_order(
+            order_id,
+            cycle_id,
+            proposal.symbol,
+            Side.BUY,
+            Intent.OPEN,
+            size,
+            price,
+            at,
+            status=OrderStatus.PENDING,
+        )
         problem = minimum_problem(size, price, spec, self._settings) or afford_problem(
             self._balances, proposal.symbol, size * price, self._settings
         )
@@ -116,7 +126,18 @@ class ExchangeBroker:
         for position in positions:
             self._release(position)
         size = sum((p.size for p in positions), Decimal(0))
-        order = _order(order_id, cycle_id, symbol, Side.SELL, Intent.CLOSE, size, price, at, positions[0].id)
+        order = new_order(
+            order_id,
+            cycle_id,
+            symbol,
+            Side.SELL,
+            Intent.CLOSE,
+            size,
+            price,
+            at,
+            positions[0].id,
+            status=OrderStatus.PENDING,
+        )
         problem = holding_problem(self._balances, split_symbol(symbol)[0], size)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
@@ -134,7 +155,17 @@ class ExchangeBroker:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
         size = round_size(proposal.size_usd / price, spec)
-        order = _order(order_id, cycle_id, proposal.symbol, proposal.side, Intent.REBALANCE, size, price, at)
+        order = new_order(
+            order_id,
+            cycle_id,
+            proposal.symbol,
+            proposal.side,
+            Intent.REBALANCE,
+            size,
+            price,
+            at,
+            status=OrderStatus.PENDING,
+        )
         problem = minimum_problem(size, price, spec, self._settings)
         if problem is None and proposal.side is Side.BUY:
             problem = afford_problem(self._balances, proposal.symbol, size * price, self._settings)
@@ -166,8 +197,17 @@ class ExchangeBroker:
         protection = self.protections.get(position.id)
         if protection is not None:  # cancelled first, resized to what is left after the sale
             self.protection.release(protection)
-        order = _order(
-            order_id, cycle_id, position.symbol, Side.SELL, Intent.CLOSE, sold, price, at, position.id
+        order = new_order(
+            order_id,
+            cycle_id,
+            position.symbol,
+            Side.SELL,
+            Intent.CLOSE,
+            sold,
+            price,
+            at,
+            position.id,
+            status=OrderStatus.PENDING,
         )
         done, fill = self._at_market(order, "reduce", at)
         if fill is None:
@@ -198,7 +238,7 @@ class ExchangeBroker:
             done = outcome.protection.stop if outcome.closed_by == "stop_loss" else outcome.protection.take
             fill = outcome.fills[0].model_copy(update={"filled_at": at})
             self._move(fill, done.cost)
-            order = _order(
+            order = new_order(
                 fill.client_order_id,
                 position.cycle_id,
                 position.symbol,
@@ -208,7 +248,7 @@ class ExchangeBroker:
                 fill.price,
                 at,
                 position.id,
-                OrderStatus.FILLED,
+                status=OrderStatus.FILLED,
             )
             closed = closed_position(position, fill, fill.size, at, outcome.closed_by)
             executions.append(Execution(order=order, fill=fill, closed_positions=[closed]))
@@ -287,19 +327,3 @@ class ExchangeBroker:
     def _remember(self, execution: Execution) -> Execution:
         self._executed[execution.order.client_order_id] = execution
         return execution
-
-
-def _order(
-    order_id: str,
-    cycle_id: str,
-    symbol: str,
-    side: Side,
-    intent: Intent,
-    size: Decimal,
-    price: Decimal,
-    at: datetime,
-    position_id: str | None = None,
-    status: OrderStatus = OrderStatus.PENDING,
-) -> Order:
-    """An order before the exchange's answer (pending), or one the exchange already filled."""
-    return new_order(order_id, cycle_id, symbol, side, intent, size, price, at, status, position_id)

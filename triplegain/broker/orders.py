@@ -28,10 +28,12 @@ def new_order(
     size: Decimal,
     price: Decimal,
     at: datetime,
-    status: OrderStatus,
     position_id: str | None = None,
+    *,
+    status: OrderStatus,
 ) -> Order:
-    """An order at reference `price`, in `status`."""
+    """An order at reference `price`, in `status` (a paper order is written filled, a live one pending
+    until the exchange answers)."""
     return Order(
         client_order_id=order_id,
         cycle_id=cycle_id,

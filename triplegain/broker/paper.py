@@ -69,7 +69,17 @@ class PaperBroker:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
         size = round_size(proposal.size_usd / price, spec)
-        order = self._order(order_id, cycle_id, proposal.symbol, Side.BUY, Intent.OPEN, size, price, at)
+        order = new_order(
+            order_id,
+            cycle_id,
+            proposal.symbol,
+            Side.BUY,
+            Intent.OPEN,
+            size,
+            price,
+            at,
+            status=OrderStatus.FILLED,
+        )
         fill_price = self._slipped(order_id, price, Side.BUY, spec)
         problem = minimum_problem(size, fill_price, spec, self._settings) or afford_problem(
             self._balances, proposal.symbol, size * fill_price, self._settings
@@ -99,8 +109,17 @@ class PaperBroker:
         symbol = positions[0].symbol
         spec = self._specs[symbol]
         size = sum((p.size for p in positions), Decimal(0))
-        order = self._order(
-            order_id, cycle_id, symbol, Side.SELL, Intent.CLOSE, size, price, at, positions[0].id
+        order = new_order(
+            order_id,
+            cycle_id,
+            symbol,
+            Side.SELL,
+            Intent.CLOSE,
+            size,
+            price,
+            at,
+            positions[0].id,
+            status=OrderStatus.FILLED,
         )
         base, quote = split_symbol(symbol)
         problem = holding_problem(self._balances, base, size)
@@ -122,8 +141,16 @@ class PaperBroker:
         spec = self._specs[proposal.symbol]
         base, quote = split_symbol(proposal.symbol)
         size = round_size(proposal.size_usd / price, spec)
-        order = self._order(
-            order_id, cycle_id, proposal.symbol, proposal.side, Intent.REBALANCE, size, price, at
+        order = new_order(
+            order_id,
+            cycle_id,
+            proposal.symbol,
+            proposal.side,
+            Intent.REBALANCE,
+            size,
+            price,
+            at,
+            status=OrderStatus.FILLED,
         )
         fill_price = self._slipped(order_id, price, proposal.side, spec)
         problem = minimum_problem(size, fill_price, spec, self._settings)
@@ -161,8 +188,17 @@ class PaperBroker:
         if sold >= position.size or min(sold, position.size - sold) < spec.min_order_size:
             return self.close([position], order_id, cycle_id, price, at, reason)
         base, quote = split_symbol(position.symbol)
-        order = self._order(
-            order_id, cycle_id, position.symbol, Side.SELL, Intent.CLOSE, sold, price, at, position.id
+        order = new_order(
+            order_id,
+            cycle_id,
+            position.symbol,
+            Side.SELL,
+            Intent.CLOSE,
+            sold,
+            price,
+            at,
+            position.id,
+            status=OrderStatus.FILLED,
         )
         problem = holding_problem(self._balances, base, sold)
         if problem:
@@ -181,23 +217,6 @@ class PaperBroker:
         pct = s.max_slippage_pct * Decimal(repr(draw))
         moved = price * (1 + pct / HUNDRED) if side is Side.BUY else price * (1 - pct / HUNDRED)
         return moved.quantize(Decimal(1).scaleb(-spec.price_decimals), ROUND_HALF_EVEN)
-
-    def _order(
-        self,
-        order_id: str,
-        cycle_id: str,
-        symbol: str,
-        side: Side,
-        intent: Intent,
-        size: Decimal,
-        price: Decimal,
-        at: datetime,
-        position_id: str | None = None,
-    ) -> Order:
-        """A paper market order fills at once: it is written filled (`rejected` when a check fails)."""
-        return new_order(
-            order_id, cycle_id, symbol, side, intent, size, price, at, OrderStatus.FILLED, position_id
-        )
 
     def _fill(self, order: Order, price: Decimal, at: datetime) -> Fill:
         _, quote = split_symbol(order.symbol)
