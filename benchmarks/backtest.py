@@ -5,7 +5,8 @@
 Prints the wall time per run, hours per second, the time per simulated hour (cycle + portfolio check), the
 speed-up on the engine as of issue 13, and the floor this design cannot go below: the TA-Lib work that
 defines one hour's indicators and evidence (every hour recomputes them over its own `lookback_candles`
-window, so that a backtest sees exactly what a live cycle would).
+window, so that a backtest sees exactly what a live cycle would), and the peak memory (tracemalloc) of a
+quarter of the window against the whole: what grows with the length of history is the curve it returns.
 Needs the shared data for a full year (the bundled sample holds three months; it is used when --days fits).
 """
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -83,6 +85,19 @@ def indicator_floor(source: ReplaySource, settings: Settings, at: datetime, repe
     return (time.perf_counter() - began) / repeats
 
 
+def peak_memory(data: Path, start: datetime, end: datetime, settings: Settings) -> tuple[float, int]:
+    """Peak traced bytes of one backtest (its data already read), and its simulated hours."""
+    source = ReplaySource(data)
+    for symbol in settings.market.symbols:
+        source.series(symbol)
+    tracemalloc.start()
+    try:
+        result = run_backtest(source, start, end, settings)
+        return tracemalloc.get_traced_memory()[1], result.hours
+    finally:
+        tracemalloc.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -91,6 +106,7 @@ def main() -> None:
     parser.add_argument(
         "--reference", default=REFERENCE, help="git revision to time the same run on ('' to skip)"
     )
+    parser.add_argument("--no-memory", action="store_true", help="skip the two traced-memory runs")
     args = parser.parse_args()
     settings = load_settings(market={"data_dir": str(args.data)})
     source = ReplaySource(args.data)
@@ -123,6 +139,13 @@ def main() -> None:
         f"  indicators and evidence alone: {floor * 1000:.2f} ms per hour, so at most {1 / floor:,.0f} "
         "hours/s while each hour recomputes its own window"
     )
+    if not args.no_memory:
+        quarter, quarter_hours = peak_memory(args.data, end - (end - start) / 4, end, settings)
+        whole, whole_hours = peak_memory(args.data, start, end, settings)
+        print(
+            f"  peak memory: {quarter / 1e6:.1f} MB for {quarter_hours} hours, {whole / 1e6:.1f} MB for "
+            f"{whole_hours}: {(whole - quarter) / (whole_hours - quarter_hours):,.0f} bytes per extra hour"
+        )
     print(
         f"  strategy {result.metrics.total_return_pct:+.1f}%, {result.metrics.trades} trades; "
         f"buy and hold {result.baselines['buy_and_hold'].total_return_pct:+.1f}%"

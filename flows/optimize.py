@@ -147,9 +147,17 @@ def _optimize(
         space.objective,
     )
 
-    def run(params: list[dict[str, Any]], start: datetime, end: datetime) -> list[Metrics | BaseException]:
-        """Backtests of `params` on Dask, in the order given; a backtest that raised is its exception."""
-        futures = [trial_backtest.submit(p, start, end, config_file, symbols, data_dir) for p in params]
+    def run(
+        params: list[tuple[str, dict[str, Any]]], start: datetime, end: datetime
+    ) -> list[Metrics | BaseException]:
+        """Backtests of the (task run name, settings) pairs on Dask, in the order given; a backtest that
+        raised is its exception."""
+        futures = [
+            trial_backtest.with_options(task_run_name=name).submit(
+                p, start, end, config_file, symbols, data_dir
+            )
+            for name, p in params
+        ]
         outcomes: list[Metrics | BaseException] = []
         for future in futures:
             try:
@@ -178,13 +186,18 @@ def _optimize(
             search(
                 current,
                 space,
-                lambda p, w=window: run(p, w.train_start, w.train_end),
+                lambda batch, w=window: run(
+                    [(f"w{w.index}-trial-{p.number}", p.params) for p in batch], w.train_start, w.train_end
+                ),
                 window.index,
                 done,
                 start_with=configured(setup.settings, space),
             )
             best = best_trial(current, space)
-            checked = run([*([best.params] if best else []), {}], window.test_start, window.test_end)
+            tests = [(f"w{window.index}-test-configured", {})]
+            if best is not None:
+                tests.insert(0, (f"w{window.index}-test-trial-{best.number}", best.params))
+            checked = run(tests, window.test_start, window.test_end)
             failed = next((o for o in checked if isinstance(o, BaseException)), None)
             if failed is not None:
                 raise RuntimeError(f"window {window.index}: a test backtest failed: {failed}") from failed

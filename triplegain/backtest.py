@@ -13,6 +13,7 @@ target allocation and holding it, and the target allocation rebalanced by the dr
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -72,10 +73,11 @@ from triplegain.rebalance import (
 )
 from triplegain.resolution import AGENT as RESOLUTION_AGENT
 from triplegain.resolution import ResolutionAnswer, resolve
-from triplegain.scoring import ModelScore, leaderboard, score_vote
+from triplegain.scoring import HORIZONS, Leaderboard, ModelScore, score_vote
 from triplegain.settings import Settings
 
 Progress = Callable[[int, int], None]
+Vote = tuple[datetime, str, str, Action, float]  # cast at, symbol, model, action, price
 POLICY_ACTOR = "backtest-policy"
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -261,7 +263,8 @@ class _Simulation:
     exposure: list[float] = field(default_factory=list)
     decisions: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    votes: list[tuple[datetime, str, str, Action, float]] = field(default_factory=list)
+    board: Leaderboard = field(default_factory=Leaderboard)  # the votes scored so far, as running sums
+    unscored: deque[Vote] = field(default_factory=deque)  # the last day's votes, oldest first
     trades: int = 0
     fees: Decimal = Decimal(0)
     skipped: int = 0
@@ -291,6 +294,7 @@ class _Simulation:
         report, result = run.report, run.result
         self.account = next_account(self.account, result)
         self._count(at, report)
+        self._score(steps.source, until=at)
         self._resume_after_halt(at, settings)
         self.notes += [f"{at:%Y-%m-%d %H:%M} {e}" for e in result.notes if _worth_keeping(e)]
         if rebalancing:
@@ -335,7 +339,7 @@ class _Simulation:
         return [t for b in due if why_batch_skipped(b.scheduled_at, state, state) is None for t in b.trades]
 
     def _count(self, at: datetime, report: CycleReport) -> None:
-        """Who decided, the votes to score later, the fills and their fees, skipped hours."""
+        """Who decided, the votes to score, the fills and their fees, skipped hours."""
         if all(o.error is not None for o in report.symbols):
             self.skipped += 1
         for outcome in report.symbols:
@@ -343,15 +347,24 @@ class _Simulation:
                 by = outcome.signal.decided_by
                 self.decisions[by] = self.decisions.get(by, 0) + 1
                 if outcome.price is not None:
-                    self.votes += [
+                    self.unscored.extend(
                         (at, outcome.symbol, v.model, v.action, float(outcome.price))
                         for v in outcome.signal.model_votes
                         if not v.abstained
-                    ]
+                    )
             for execution in outcome.executions():
                 if execution.order.status is OrderStatus.FILLED and execution.fill is not None:
                     self.trades += 1
                     self.fees += execution.fill.fee
+
+    def _score(self, source: MarketDataSource, until: datetime | None = None) -> None:
+        """Score the votes whose every horizon has closed by `until` (all of them when None), in the order
+        they were cast: no vote is kept longer than its longest horizon, and no price after `until` is read
+        (the run reads nothing of the future; the votes still open when it ends are scored after it)."""
+        latest = timedelta(hours=max(HORIZONS))
+        while self.unscored and (until is None or self.unscored[0][0] + latest <= until):
+            at, symbol, model, action, price = self.unscored.popleft()
+            self.board.add(score_vote(at, symbol, model, action, price, lambda s, t: close_at(source, s, t)))
 
     def _check_portfolio(
         self, at: datetime, prices: dict[str, Decimal], settings: Settings, limits: Ceilings | None
@@ -383,11 +396,11 @@ class _Simulation:
         caller: ReplayCaller | None,
     ) -> BacktestResult:
         """The metrics of the curve against the baselines, and the leaderboard of the votes."""
+        self._score(source)
         closes = {s: hourly_closes(source, s, self.times) for s in settings.market.symbols}
         runs = baselines(closes, settings, float(sum(settings.broker.initial_balances.values(), Decimal(0))))
-        scored = [score_vote(*vote, lambda symbol, t: close_at(source, symbol, t)) for vote in self.votes]
         return BacktestResult(
-            leaderboard=leaderboard(scored),
+            leaderboard=self.board.rows(),
             decisions=self.decisions,
             replayed_answers=caller.hits if caller else 0,
             missing_answers=caller.misses if caller else 0,

@@ -267,9 +267,18 @@ def feasible(metrics: Metrics, space: SearchSpace) -> bool:
     return space.max_drawdown_pct is None or metrics.max_drawdown_pct <= space.max_drawdown_pct
 
 
-# The backtests of a batch of proposed settings on the training window, in the order given: each a Metrics,
-# or the exception its backtest raised.
-Evaluate = Callable[[list[dict[str, Any]]], Sequence[Metrics | BaseException]]
+@dataclass(frozen=True)
+class Proposal:
+    """One trial Optuna proposed: its number in the window's study (what the progress and the logs name it
+    by) and its settings (dotted keys)."""
+
+    number: int
+    params: dict[str, Any]
+
+
+# The backtests of a batch of proposals on the training window, in the order given: each a Metrics, or the
+# exception its backtest raised.
+Evaluate = Callable[[list[Proposal]], Sequence[Metrics | BaseException]]
 
 
 def open_study(
@@ -362,7 +371,7 @@ def search(
         study.enqueue_trial(start_with)
     while (done := len(finished(study))) < space.trials:
         asked = [study.ask(distributions) for _ in range(min(space.batch, space.trials - done))]
-        outcomes = evaluate([dict(t.params) for t in asked])
+        outcomes = evaluate([Proposal(t.number, dict(t.params)) for t in asked])
         if len(outcomes) != len(asked):
             raise RuntimeError(f"evaluated {len(outcomes)} trials of a batch of {len(asked)}")
         for trial, outcome in zip(asked, outcomes, strict=True):

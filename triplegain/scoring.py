@@ -9,7 +9,8 @@ Votes whose later price is not known yet are left unscored at that horizon.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -82,34 +83,74 @@ def score_vote(
     return ScoredVote(at=at, symbol=symbol, model=model, action=action, price=price, moves_pct=moves)
 
 
-def leaderboard(votes: Sequence[ScoredVote]) -> list[ModelScore]:
-    """Models ranked by accuracy (then by mean 4-hour outcome); models without scored votes last."""
-    rows = []
-    for model in dict.fromkeys(v.model for v in votes):
-        mine = [v for v in votes if v.model == model]
-        judged = [v.correct for v in mine if v.correct is not None]
-        means: dict[int, float | None] = {}
+@dataclass
+class _Line:
+    """One model's running sums: what its leaderboard row is computed from."""
+
+    votes: int = 0
+    actions: dict[str, int] = field(default_factory=dict)
+    judged: int = 0
+    right: int = 0
+    outcome_sums: dict[int, float] = field(default_factory=lambda: dict.fromkeys(HORIZONS, 0.0))
+    outcome_counts: dict[int, int] = field(default_factory=lambda: dict.fromkeys(HORIZONS, 0))
+
+
+class Leaderboard:
+    """The leaderboard kept as votes are scored: running sums per model, so its memory stays the same
+    however many votes it has seen (a backtest of years scores each vote as it is cast and keeps none)."""
+
+    def __init__(self) -> None:
+        self._lines: dict[str, _Line] = {}  # in the order models first voted
+
+    def add(self, vote: ScoredVote) -> None:
+        """Count one scored vote."""
+        line = self._lines.setdefault(vote.model, _Line())
+        line.votes += 1
+        line.actions[vote.action.value] = line.actions.get(vote.action.value, 0) + 1
+        correct = vote.correct
+        if correct is not None:
+            line.judged += 1
+            line.right += correct
         for hours in HORIZONS:
-            outcomes = [o for v in mine if (o := v.outcome_pct(hours)) is not None]
-            means[hours] = sum(outcomes) / len(outcomes) if outcomes else None
-        actions: dict[str, int] = {}
-        for v in mine:
-            actions[v.action.value] = actions.get(v.action.value, 0) + 1
-        rows.append(
+            outcome = vote.outcome_pct(hours)
+            if outcome is not None:
+                # in vote order from 0, as sum() over the list adds them: the same mean to the last bit
+                line.outcome_sums[hours] += outcome
+                line.outcome_counts[hours] += 1
+
+    def __len__(self) -> int:
+        """How many models have voted."""
+        return len(self._lines)
+
+    def rows(self) -> list[ModelScore]:
+        """Models ranked by accuracy (then by mean 4-hour outcome); models without scored votes last."""
+        rows = [
             ModelScore(
                 model=model,
-                votes=len(mine),
-                actions=actions,
-                scored=len(judged),
-                accuracy_pct=sum(judged) / len(judged) * 100 if judged else None,
-                mean_outcome_pct=means,
+                votes=line.votes,
+                actions=dict(line.actions),
+                scored=line.judged,
+                accuracy_pct=line.right / line.judged * 100 if line.judged else None,
+                mean_outcome_pct={
+                    h: line.outcome_sums[h] / line.outcome_counts[h] if line.outcome_counts[h] else None
+                    for h in HORIZONS
+                },
             )
+            for model, line in self._lines.items()
+        ]
+        return sorted(
+            rows,
+            key=lambda r: (
+                r.accuracy_pct is None,
+                -(r.accuracy_pct or 0),
+                -(r.mean_outcome_pct.get(JUDGED_AT) or 0),
+            ),
         )
-    return sorted(
-        rows,
-        key=lambda r: (
-            r.accuracy_pct is None,
-            -(r.accuracy_pct or 0),
-            -(r.mean_outcome_pct.get(JUDGED_AT) or 0),
-        ),
-    )
+
+
+def leaderboard(votes: Iterable[ScoredVote]) -> list[ModelScore]:
+    """Models ranked by accuracy (then by mean 4-hour outcome); models without scored votes last."""
+    board = Leaderboard()
+    for vote in votes:
+        board.add(vote)
+    return board.rows()

@@ -3,6 +3,7 @@ the same result), outputs and artifacts, a failing trial, a resumed study, and t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,12 @@ def test_trials_run_on_two_dask_workers_as_on_one_with_outputs_and_artifacts(
         )
     assert run.name == "optimize-two"
     # Every trial and test backtest ran as a task of this flow run, recorded by the workers in this API.
-    trial_runs = [t for t in tasks if t.name.startswith("optimize-trial")]
+    # Each named as the logs and the progress name it: its window and Optuna's trial number.
+    names = {t.name for t in tasks}
+    trials = {f"w{w}-trial-{n}" for w in range(3) for n in range(4)}
+    tested = {n for n in names if re.fullmatch(r"w[0-2]-test-(configured|trial-[0-3])", n)}
+    assert trials <= names and len(tested) == 3 * 2
+    trial_runs = [t for t in tasks if t.name in trials | tested]
     assert len(trial_runs) == 3 * (4 + 2) and all(t.state_type.value == "COMPLETED" for t in trial_runs)
     assert any(a.data == 100.0 for a in progress)
     assert any("optimize two" in (a.description or "") for a in table)

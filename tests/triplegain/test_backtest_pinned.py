@@ -22,14 +22,18 @@ SHARED_MARKET = Path(__file__).resolve().parents[3] / "shared" / "data" / "marke
 
 
 def figures(result: BacktestResult) -> dict[str, object]:
-    """End equity, trades and fees to the cent, and a digest of the hourly equity curve in cents."""
+    """End equity, trades and fees to the cent, a digest of the hourly equity curve in cents, and one of the
+    votes' leaderboard (pinned from the engine that scored every vote after the run: issue 15 scores them as
+    their horizons close, keeping none)."""
     cents = ",".join(f"{v:.2f}" for v in result.equity)
+    board = repr([row.model_dump() for row in result.leaderboard])
     return {
         "end": f"{result.equity[-1]:.2f}",
         "trades": result.metrics.trades,
         "fees": f"{result.metrics.fees_paid:.2f}",
         "curve": hashlib.sha256(cents.encode()).hexdigest()[:16],
         "events": len(result.notes),
+        "leaderboard": hashlib.sha256(board.encode()).hexdigest()[:16],
     }
 
 
@@ -47,6 +51,7 @@ def test_the_default_30_day_backtest_is_unchanged(default_decisions: None) -> No
         "fees": "17.30",
         "curve": "8e358b1eff698bdf",
         "events": 1,
+        "leaderboard": "a726e508300306e9",
     }
 
 
@@ -69,6 +74,7 @@ def test_the_may_2022_backtest_with_breakers_and_rebalancing_is_unchanged(
         "fees": "25.19",
         "curve": "c5a52b0e9cf752d0",
         "events": 15,
+        "leaderboard": "57cebf6d298e0e8b",
     }
 
 
@@ -89,4 +95,5 @@ def test_the_benchmark_year_under_the_trading_profile_is_unchanged() -> None:
         "fees": "1406.13",
         "curve": "e8dbf11863f41c96",
         "events": 58,
+        "leaderboard": "9692152ade6ddda7",
     }

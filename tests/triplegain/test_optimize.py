@@ -17,6 +17,7 @@ from triplegain.backtest_metrics import Metrics
 from triplegain.optimize import (
     INTERRUPTED,
     OptimizationResult,
+    Proposal,
     SearchSpace,
     SearchSpaceError,
     Window,
@@ -167,15 +168,18 @@ def test_the_search_spends_its_budget_in_batches_and_learns() -> None:
     s = space(trials=12, batch=3)
     study = memory_study(s)
     batches: list[int] = []
+    numbers: list[int] = []
     reports: list[int] = []
 
-    def evaluate(batch: list[dict[str, Any]]) -> list[Metrics | BaseException]:
+    def evaluate(batch: list[Proposal]) -> list[Metrics | BaseException]:
         batches.append(len(batch))
-        return [fake_backtest(p) for p in batch]
+        numbers.extend(p.number for p in batch)
+        return [fake_backtest(p.params) for p in batch]
 
     search(study, s, evaluate, on_trial=lambda done: reports.append(done.finished))
 
     assert batches == [3, 3, 3, 3] and reports == list(range(1, 13))
+    assert numbers == [t.number for t in study.trials]  # the numbers the study, the logs and the UI show
     best = best_trial(study, s)
     assert best is not None and best.params["portfolio.drift_threshold_pct"] < 20  # within the limit
     assert best.user_attrs["sharpe"] == best.value
@@ -187,9 +191,9 @@ def test_the_same_seed_gives_the_same_trials_whatever_order_the_batch_finishes_i
     def run(reverse: bool) -> list[tuple[dict[str, Any], float | None]]:
         study = memory_study(s)
 
-        def evaluate(batch: list[dict[str, Any]]) -> list[Metrics | BaseException]:
+        def evaluate(batch: list[Proposal]) -> list[Metrics | BaseException]:
             order = list(reversed(batch)) if reverse else batch  # workers finish in any order
-            done = {id(p): fake_backtest(p) for p in order}
+            done = {id(p): fake_backtest(p.params) for p in order}
             return [done[id(p)] for p in batch]
 
         search(study, s, evaluate)
@@ -202,7 +206,7 @@ def test_the_same_seed_gives_the_same_trials_whatever_order_the_batch_finishes_i
 def _other_seed(s: SearchSpace) -> optuna.Study:
     other = s.model_copy(update={"seed": s.seed + 1})
     study = memory_study(other)
-    search(study, other, lambda batch: [fake_backtest(p) for p in batch])
+    search(study, other, lambda batch: [fake_backtest(p.params) for p in batch])
     return study
 
 
@@ -211,8 +215,8 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_study_goes_on() -> No
     study = memory_study(s)
     errors: list[str | None] = []
 
-    def evaluate(batch: list[dict[str, Any]]) -> list[Metrics | BaseException]:
-        out: list[Metrics | BaseException] = [fake_backtest(p) for p in batch]
+    def evaluate(batch: list[Proposal]) -> list[Metrics | BaseException]:
+        out: list[Metrics | BaseException] = [fake_backtest(p.params) for p in batch]
         if len(study.trials) <= 2:
             out[0] = RuntimeError("no candles")
         return out
@@ -228,20 +232,20 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_study_goes_on() -> No
 def test_an_interrupted_search_resumes_without_losing_or_rerunning_a_finished_trial(tmp_path: Path) -> None:
     s = space(trials=6, batch=2)
     settings = load_settings(database_url=f"sqlite:///{tmp_path / 'tg.db'}")
-    calls: list[dict[str, Any]] = []
+    calls: list[Proposal] = []
 
-    def dies_in_the_second_batch(batch: list[dict[str, Any]]) -> list[Metrics | BaseException]:
+    def dies_in_the_second_batch(batch: list[Proposal]) -> list[Metrics | BaseException]:
         if calls:
             raise KeyboardInterrupt  # the process is stopped while the batch runs
         calls.extend(batch)
-        return [fake_backtest(p) for p in batch]
+        return [fake_backtest(p.params) for p in batch]
 
     with study_storage(settings) as storage, pytest.raises(KeyboardInterrupt):
         search(open_study("s", storage, s, 0), s, dies_in_the_second_batch)
     with study_storage(settings) as storage:  # a new process: the study from the database
         first = [(t.number, t.params, t.value) for t in finished(open_study("s", storage, s, 0))]
         resumed = open_study("s", storage, s, 0)
-        search(resumed, s, lambda batch: [fake_backtest(p) for p in batch])
+        search(resumed, s, lambda batch: [fake_backtest(p.params) for p in batch])
         trials = resumed.trials
 
     assert first == [(t.number, t.params, t.value) for t in trials[:2]]  # kept, not run again
@@ -256,14 +260,18 @@ def test_the_configured_first_trial_interrupted_is_run_again_on_resume() -> None
     storage = optuna.storages.InMemoryStorage()
     start = {"portfolio.drift_threshold_pct": 10.0, "technical.min_net_votes": 4}
 
-    def dies(batch: list[dict[str, Any]]) -> list[Metrics | BaseException]:
+    def dies(batch: list[Proposal]) -> list[Metrics | BaseException]:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         search(open_study("s", storage, s, 0), s, dies, start_with=start)
     resumed = open_study("s", storage, s, 0)
-    search(resumed, s, lambda batch: [fake_backtest(p) for p in batch], start_with=start)
-    search(resumed, s, lambda batch: [fake_backtest(p) for p in batch], start_with=start)  # done: no-op
+
+    def evaluate(batch: list[Proposal]) -> list[Metrics | BaseException]:
+        return [fake_backtest(p.params) for p in batch]
+
+    search(resumed, s, evaluate, start_with=start)
+    search(resumed, s, evaluate, start_with=start)  # done: no-op
 
     done = finished(resumed)
     assert len(done) == 4 and done[0].params == start  # the configured settings were measured after all
@@ -298,7 +306,7 @@ def test_the_chosen_settings_are_a_config_file_on_top_of_the_base(
     window = Window(0, *(datetime(2024, 1, d, tzinfo=UTC) for d in (1, 5, 6, 8)))
     s = space()
     study = memory_study(s)
-    search(study, s, lambda batch: [fake_backtest(p) for p in batch])
+    search(study, s, lambda batch: [fake_backtest(p.params) for p in batch])
     chosen = best_trial(study, s)
     assert chosen is not None
     result = OptimizationResult(
@@ -340,7 +348,7 @@ def test_studies_on_postgresql_live_in_their_own_schema_of_the_project_database(
     settings = load_settings(database_url=postgres_server_url)
 
     with study_storage(settings) as storage:
-        search(open_study("pg", storage, s, 0), s, lambda batch: [fake_backtest(p) for p in batch])
+        search(open_study("pg", storage, s, 0), s, lambda batch: [fake_backtest(p.params) for p in batch])
     with study_storage(settings) as storage:
         assert len(finished(open_study("pg", storage, s, 0))) == 2
 
@@ -361,7 +369,7 @@ def test_every_window_starts_from_the_configured_settings_where_they_lie_in_the_
     start = configured(settings, s)
     study = memory_study(s)
 
-    search(study, s, lambda batch: [fake_backtest(p) for p in batch], start_with=start)
+    search(study, s, lambda batch: [fake_backtest(p.params) for p in batch], start_with=start)
 
     assert start == {
         "portfolio.drift_threshold_pct": 10.0,
