@@ -97,7 +97,8 @@ class _Line:
 
 class Leaderboard:
     """The leaderboard kept as votes are scored: running sums per model, so its memory stays the same
-    however many votes it has seen (a backtest of years scores each vote as it is cast and keeps none)."""
+    however many votes it has seen (a backtest of years scores each vote once its horizons have closed and
+    keeps none)."""
 
     def __init__(self) -> None:
         self._lines: dict[str, _Line] = {}  # in the order models first voted

@@ -64,7 +64,10 @@ def test_a_failing_resolver_leaves_a_row_per_request_and_a_resolution(
     assert resolution is not None and resolution.decided_by == "v2"  # the fallback answered
     primary = [c.outcome for c in calls if c.provider == "v1"]
     if failure == "hang":
-        assert primary == ["cancelled"]  # the request the fallback's answer made moot, recorded
+        # The request the fallback's answer made moot is recorded as cancelled. On a loaded machine the
+        # fallback, started 2 s in, can answer before the primary's request has left: then there is none.
+        reached = [r for r in sent if r.body["model"] == "model-a"]
+        assert primary == ["cancelled"] * len(reached) and len(reached) <= 1
     else:  # the first request failed; its retry, if it went out before the fallback won, failed too (on a
         # loaded machine the fallback, started 2 s in, can win before the primary's first request leaves)
         assert set(primary) <= {"unavailable", "cancelled"} and primary[:1] in (
