@@ -103,21 +103,21 @@ def indicator_floor(
     """Seconds per simulated hour spent on the indicators and the evidence, every symbol, and of that the
     time inside TA-Lib's functions (the arithmetic no rewrite of the Python around it can remove)."""
     windows = [source.candles(s, at, settings.market.lookback_candles) for s in settings.market.symbols]
-    began = time.perf_counter()
-    for _ in range(repeats):
-        for candles in windows:
-            series = TaSeries(candles)
-            compute_indicators(candles, settings.indicators, series)
-            gather_evidence(candles, settings.indicators, settings.technical, series)
-    whole = (time.perf_counter() - began) / repeats
-    timed = _TimedTalib(indicators.talib)
-    indicators.talib = timed  # type: ignore[assignment]
-    try:
+
+    def analyse() -> float:
+        began = time.perf_counter()
         for _ in range(repeats):
             for candles in windows:
                 series = TaSeries(candles)
                 compute_indicators(candles, settings.indicators, series)
                 gather_evidence(candles, settings.indicators, settings.technical, series)
+        return (time.perf_counter() - began) / repeats
+
+    whole = analyse()
+    timed = _TimedTalib(indicators.talib)
+    indicators.talib = timed  # type: ignore[assignment]
+    try:
+        analyse()
     finally:
         indicators.talib = timed.real
     return whole, timed.seconds / repeats

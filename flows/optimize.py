@@ -148,15 +148,15 @@ def _optimize(
     )
 
     def run(
-        params: list[tuple[str, dict[str, Any]]], start: datetime, end: datetime
+        named: list[tuple[str, dict[str, Any]]], start: datetime, end: datetime
     ) -> list[Metrics | BaseException]:
         """Backtests of the (task run name, settings) pairs on Dask, in the order given; a backtest that
         raised is its exception."""
         futures = [
             trial_backtest.with_options(task_run_name=name).submit(
-                p, start, end, config_file, symbols, data_dir
+                params, start, end, config_file, symbols, data_dir
             )
-            for name, p in params
+            for name, params in named
         ]
         outcomes: list[Metrics | BaseException] = []
         for future in futures:
@@ -194,9 +194,10 @@ def _optimize(
                 start_with=configured(setup.settings, space),
             )
             best = best_trial(current, space)
-            tests = [(f"w{window.index}-test-configured", {})]
-            if best is not None:
-                tests.insert(0, (f"w{window.index}-test-trial-{best.number}", best.params))
+            tests = [
+                *([(f"w{window.index}-test-trial-{best.number}", best.params)] if best else []),
+                (f"w{window.index}-test-configured", {}),
+            ]
             checked = run(tests, window.test_start, window.test_end)
             failed = next((o for o in checked if isinstance(o, BaseException)), None)
             if failed is not None:

@@ -362,9 +362,12 @@ class _Simulation:
         they were cast: no vote is kept longer than its longest horizon, and no price after `until` is read
         (the run reads nothing of the future; the votes still open when it ends are scored after it)."""
         latest = timedelta(hours=max(HORIZONS))
+
+        def later(symbol: str, at: datetime) -> float | None:
+            return close_at(source, symbol, at)
+
         while self.unscored and (until is None or self.unscored[0][0] + latest <= until):
-            at, symbol, model, action, price = self.unscored.popleft()
-            self.board.add(score_vote(at, symbol, model, action, price, lambda s, t: close_at(source, s, t)))
+            self.board.add(score_vote(*self.unscored.popleft(), later))
 
     def _check_portfolio(
         self, at: datetime, prices: dict[str, Decimal], settings: Settings, limits: Ceilings | None

@@ -119,10 +119,6 @@ class Leaderboard:
                 line.outcome_sums[hours] += outcome
                 line.outcome_counts[hours] += 1
 
-    def __len__(self) -> int:
-        """How many models have voted."""
-        return len(self._lines)
-
     def rows(self) -> list[ModelScore]:
         """Models ranked by accuracy (then by mean 4-hour outcome); models without scored votes last."""
         rows = [

@@ -30,7 +30,15 @@ from urllib.parse import parse_qs, urlparse
 
 import ccxt
 
-from triplegain.broker.live import CallBudget, LiveBroker, MemoryJournal, OrderJournal
+from triplegain.broker.live import (
+    CallBudget,
+    LiveBroker,
+    MemoryJournal,
+    OrderIntent,
+    OrderJournal,
+    live_client_id,
+)
+from triplegain.models.enums import Side
 from triplegain.models.market import CandleSeries
 
 API_KEY = "fake-kraken-key"
@@ -42,6 +50,20 @@ PAIRS = {
     "XRPUSDT": {"base": "XXRP", "quote": "USDT", "wsname": "XRP/USDT", "pair_decimals": 5, "lot_decimals": 8},
 }
 ASSETS = {"XXBT": ("XBT", 10), "XXRP": ("XRP", 8), "USDT": ("USDT", 8)}
+CYCLE = "cycle-20240601T1200Z"  # the cycle the broker tests trade in
+
+
+def market_buy(amount: str = "0.01", purpose: str = "open", cycle: str = CYCLE) -> OrderIntent:
+    """A market buy of BTC/USDT as a cycle's broker journals it (its client id from cycle and purpose)."""
+    return OrderIntent(
+        client_id=live_client_id(cycle, "BTC/USDT", purpose),
+        cycle_id=cycle,
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        type="market",
+        amount=Decimal(amount),
+        purpose=purpose,
+    )
 
 
 @dataclass

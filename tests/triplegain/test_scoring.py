@@ -66,7 +66,7 @@ def test_a_running_leaderboard_keeps_one_line_per_model_and_means_as_exact_as_a_
     for vote in votes:
         board.add(vote)
 
-    assert len(board) == 2
+    assert len(board.rows()) == 2  # one line per model, not per vote
     m0 = [v for v in votes if v.model == "m0"]
     outcomes = [o for v in m0 if (o := v.outcome_pct(24)) is not None]
     row = next(r for r in board.rows() if r.model == "m0")

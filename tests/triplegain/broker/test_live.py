@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.fakes.kraken import FakeKraken, Fault
+from tests.fakes.kraken import FakeKraken, Fault, market_buy
 from triplegain.broker.live import (
     Backoff,
     CallBudget,
@@ -28,18 +28,6 @@ class Sleeps:
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-
-
-def buy(amount: str = "0.01", purpose: str = "open", cycle: str = "cycle-20240601T1200Z") -> OrderIntent:
-    return OrderIntent(
-        client_id=live_client_id(cycle, "BTC/USDT", purpose),
-        cycle_id=cycle,
-        symbol="BTC/USDT",
-        side=Side.BUY,
-        type="market",
-        amount=Decimal(amount),
-        purpose=purpose,
-    )
 
 
 @pytest.fixture
@@ -67,7 +55,7 @@ def test_a_market_buy_is_journalled_before_it_is_sent_and_filled_once(kraken: Fa
 
     kraken._api_AddOrder = spy  # type: ignore[method-assign]
     broker, _ = broker_for(kraken, journal)
-    intent = buy()
+    intent = market_buy()
 
     state = broker.submit(intent)
 
@@ -88,9 +76,9 @@ def test_a_market_buy_is_journalled_before_it_is_sent_and_filled_once(kraken: Fa
 def test_a_retried_run_gets_the_order_it_placed_and_sends_nothing(kraken: FakeKraken) -> None:
     journal = MemoryJournal()
     broker, _ = broker_for(kraken, journal)
-    first = broker.submit(buy())
+    first = broker.submit(market_buy())
 
-    again = broker.submit(buy())
+    again = broker.submit(market_buy())
 
     assert again == first
     assert len(kraken.calls("AddOrder")) == 1
@@ -101,7 +89,7 @@ def test_a_lost_reply_is_resolved_by_the_client_id_never_by_sending_again(kraken
     journal = MemoryJournal()
     broker, _ = broker_for(kraken, journal, timeout_ms=300)
 
-    state = broker.submit(buy())
+    state = broker.submit(market_buy())
 
     assert state.status is OrderStatus.FILLED and state.exchange_id == next(iter(kraken.orders))
     assert len(kraken.calls("AddOrder")) == 1
@@ -115,7 +103,7 @@ def test_an_order_the_exchange_shows_late_is_found_after_backing_off(kraken: Fak
     journal = MemoryJournal()
     broker, sleeps = broker_for(kraken, journal, timeout_ms=300)
 
-    state = broker.submit(buy())
+    state = broker.submit(market_buy())
 
     assert state.status is OrderStatus.FILLED
     assert len(kraken.calls("AddOrder")) == 1
@@ -130,10 +118,11 @@ def test_an_order_never_found_stops_the_run_and_is_not_sent_again(kraken: FakeKr
     broker, _ = broker_for(kraken, journal, timeout_ms=300)
 
     with pytest.raises(OrderUnresolved, match="not sent again: reconciliation decides"):
-        broker.submit(buy())
-    assert journal.get(buy().client_id).status is OrderStatus.PENDING  # type: ignore[union-attr]
+        broker.submit(market_buy())
+    assert journal.get(market_buy().client_id).status is OrderStatus.PENDING  # type: ignore[union-attr]
 
-    state = broker.submit(buy())  # the next run asks again (the exchange has caught up) and sends nothing
+    # the next run asks again (the exchange has caught up) and sends nothing
+    state = broker.submit(market_buy())
 
     assert state.status is OrderStatus.FILLED
     assert len(kraken.calls("AddOrder")) == 1 and len(kraken.orders) == 1
@@ -144,7 +133,7 @@ def test_429_then_418_back_off_and_the_order_is_placed_once(kraken: FakeKraken) 
     journal = MemoryJournal()
     broker, sleeps = broker_for(kraken, journal)
 
-    state = broker.submit(buy())
+    state = broker.submit(market_buy())
 
     assert state.status is OrderStatus.FILLED and state.sends == 3
     assert sleeps.waits == [1.0, 2.0]
@@ -157,7 +146,7 @@ def test_refused_every_time_ends_in_error_after_the_budgeted_attempts(kraken: Fa
     journal = MemoryJournal()
     broker, sleeps = broker_for(kraken, journal)
 
-    state = broker.submit(buy())
+    state = broker.submit(market_buy())
 
     assert state.status is OrderStatus.ERROR and "refused 5 times" in (state.note or "")
     assert sleeps.waits == [1.0, 2.0, 4.0, 8.0] and not kraken.orders
@@ -167,7 +156,7 @@ def test_a_partial_fill_is_a_fill_and_the_rest_stays_open(kraken: FakeKraken) ->
     kraken.script("AddOrder", Fault.partial("0.4"))
     broker, _ = broker_for(kraken, MemoryJournal())
 
-    state = broker.submit(buy("0.01"))
+    state = broker.submit(market_buy("0.01"))
 
     assert state.status is OrderStatus.PARTIALLY_FILLED and state.filled == Decimal("0.004")
     assert kraken.balances["XXBT"] == Decimal("0.004")
@@ -179,7 +168,7 @@ def test_insufficient_funds_is_a_rejection_with_the_reason(kraken: FakeKraken) -
     kraken.script("AddOrder", Fault.kraken_error("EOrder:Insufficient funds"))
     broker, _ = broker_for(kraken, MemoryJournal())
 
-    state = broker.submit(buy())
+    state = broker.submit(market_buy())
 
     assert state.status is OrderStatus.REJECTED and "insufficient funds" in (state.note or "")
     assert not kraken.orders
@@ -188,7 +177,7 @@ def test_insufficient_funds_is_a_rejection_with_the_reason(kraken: FakeKraken) -
 def test_a_stop_loss_rests_on_the_exchange_and_its_fill_is_recorded_with_its_fee(kraken: FakeKraken) -> None:
     journal = MemoryJournal()
     broker, _ = broker_for(kraken, journal)
-    broker.submit(buy())
+    broker.submit(market_buy())
     stop = OrderIntent(
         client_id=live_client_id("cycle-20240601T1200Z", "BTC/USDT", "stop_loss"),
         cycle_id="cycle-20240601T1200Z",
@@ -211,10 +200,10 @@ def test_a_stop_loss_rests_on_the_exchange_and_its_fill_is_recorded_with_its_fee
 
 def test_a_client_id_reused_for_another_order_is_refused(kraken: FakeKraken) -> None:
     broker, _ = broker_for(kraken, MemoryJournal())
-    broker.submit(buy("0.01"))
+    broker.submit(market_buy("0.01"))
 
     with pytest.raises(ValueError, match="already used for another order"):
-        broker.submit(buy("0.02"))
+        broker.submit(market_buy("0.02"))
 
 
 @pytest.mark.parametrize(
@@ -226,7 +215,7 @@ def test_a_client_id_reused_for_another_order_is_refused(kraken: FakeKraken) -> 
     ],
 )
 def test_a_malformed_intent_is_refused_before_anything_is_stored(changes: dict, message: str) -> None:
-    fields = {**buy().__dict__, **changes}
+    fields = {**market_buy().__dict__, **changes}
     with pytest.raises(ValueError, match=message):
         OrderIntent(**fields)
 

@@ -7,12 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from tests.fakes.kraken import FakeKraken, Fault
-from triplegain.broker.live import OrderIntent, live_client_id
+from tests.fakes.kraken import CYCLE, FakeKraken, Fault, market_buy
 from triplegain.broker.protection import ProtectionDesk, ProtectionFailed
 from triplegain.models.enums import OrderStatus, Side
-
-CYCLE = "cycle-20240601T1200Z"
 
 
 @pytest.fixture
@@ -24,17 +21,7 @@ def kraken() -> FakeKraken:
 def entered(kraken: FakeKraken) -> tuple[ProtectionDesk, str]:
     """A filled 0.01 BTC entry at 60,000 and the desk that protects it."""
     broker = kraken.live_broker()
-    entry = broker.submit(
-        OrderIntent(
-            live_client_id(CYCLE, "BTC/USDT", "open"),
-            CYCLE,
-            "BTC/USDT",
-            Side.BUY,
-            "market",
-            Decimal("0.01"),
-            "open",
-        )
-    )
+    entry = broker.submit(market_buy())
     assert entry.status is OrderStatus.FILLED
     return ProtectionDesk(broker), entry.intent.client_id
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.fakes.kraken import FakeKraken, Fault
+from tests.fakes.kraken import CYCLE, FakeKraken, Fault, market_buy
 from triplegain.broker.live import (
     MemoryJournal,
     OrderIntent,
@@ -18,7 +18,6 @@ from triplegain.broker.protection import Protection, ProtectionDesk
 from triplegain.broker.reconcile import LocalBook, Reconciliation, accept_external, reconcile
 from triplegain.models.enums import OrderStatus, Side
 
-CYCLE = "cycle-20240601T1200Z"
 START = {"USDT": Decimal("10000")}
 
 
@@ -39,16 +38,7 @@ class Account:
         self.protections: list[Protection] = []
 
     def buy_and_protect(self) -> Protection:
-        intent = OrderIntent(
-            live_client_id(CYCLE, "BTC/USDT", "open"),
-            CYCLE,
-            "BTC/USDT",
-            Side.BUY,
-            "market",
-            Decimal("0.01"),
-            "open",
-        )
-        entry = self.broker.submit(intent)
+        entry = self.broker.submit(market_buy())
         self.balances["USDT"] -= entry.filled * (entry.average_price or 0) + entry.fee
         self.balances["BTC"] = self.balances.get("BTC", Decimal(0)) + entry.filled
         protection = ProtectionDesk(self.broker).protect(
