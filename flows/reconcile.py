@@ -2,7 +2,8 @@
 
 Every trading cycle of a live account reconciles first and trades only when nothing is unexplained; this
 flow shows the same comparison at any time, and with `accept=True` resolves what the operator vouches for:
-adopted external orders accepted, lost orders declared never placed, the balances set to the exchange's.
+adopted external orders accepted, lost orders declared never placed, a killed run's filled orders recorded
+(as its broker journalled them), the balances set to the exchange's.
 A missing protection order or an exchange that did not answer cannot be accepted: act on them first.
 
 From a notebook:

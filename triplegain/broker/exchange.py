@@ -13,6 +13,9 @@
   or a partial close, they are cancelled or resized. A protection order that cannot be placed is URGENT: the
   position is closed at once unless `close_unprotected` is off, and the message is kept in `urgent`.
 - An order whose outcome stays unknown (`OrderUnresolved`) stops the run: it propagates.
+- What each filled order did (its `Execution`) is journalled the moment the fill is known, before anything
+  else is sent: a run killed before it records its work leaves it for reconciliation
+  (`broker.reconcile`), which the operator's word turns into the account's orders and positions.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from triplegain.broker.live import FILLED, LiveBroker, OrderIntent, fill_from
+from triplegain.broker.live import (
+    FILLED,
+    JournalledExecution,
+    LiveBroker,
+    OrderIntent,
+    fill_from,
+    moved_by_fill,
+)
 from triplegain.broker.orders import (
     HUNDRED,
     afford_problem,
@@ -71,6 +81,7 @@ class ExchangeBroker:
         self.urgent: list[str] = []
         self.follow_ups: list[Execution] = []  # executions made on the broker's own account (protective)
         self._executed: dict[str, Execution] = {}
+        self._costs: dict[str, Decimal] = {}  # the exchange's cost of each filled order, by order id
 
     @property
     def balances(self) -> dict[str, Decimal]:
@@ -215,11 +226,12 @@ class ExchangeBroker:
                 self._protect(position, cycle_id, price, at, protection.generation + 1)
             return self._remember(Execution(order=done))
         closed, rest = split_position(position, fill.size, order_id, fill, at, reason)
-        if protection is not None:
-            self._protect(rest, cycle_id, price, at, protection.generation + 1)
-        return self._remember(
+        execution = self._remember(
             Execution(order=done, fill=fill, closed_positions=[closed], reduced_positions=[rest])
         )
+        if protection is not None:
+            self._protect(rest, cycle_id, price, at, protection.generation + 1)
+        return execution
 
     def exchange_exits(self, positions: Sequence[Position], at: datetime) -> list[Execution]:
         """Each protected position whose stop-loss or take-profit filled on the exchange since the last
@@ -251,7 +263,9 @@ class ExchangeBroker:
                 status=OrderStatus.FILLED,
             )
             closed = closed_position(position, fill, fill.size, at, outcome.closed_by)
-            executions.append(Execution(order=order, fill=fill, closed_positions=[closed]))
+            execution = Execution(order=order, fill=fill, closed_positions=[closed])
+            self.live.journal.save_execution(JournalledExecution(order.cycle_id, execution, done.cost))
+            executions.append(execution)
         return executions
 
     # --- underneath -------------------------------------------------------------------------------------
@@ -275,18 +289,11 @@ class ExchangeBroker:
             return order.model_copy(update={"status": state.status, "reason": reason}), None
         fill = fill_from(state, order.client_order_id, order.reference_price, at)
         self._move(fill, state.cost)
+        self._costs[order.client_order_id] = state.cost
         return order.model_copy(update={"status": OrderStatus.FILLED, "size": fill.size}), fill
 
     def _move(self, fill: Fill, cost: Decimal) -> None:
-        """The balances after `fill`, by the exchange's own `cost` of it when it gave one, so that the books
-        match its balances."""
-        base, quote = split_symbol(fill.symbol)
-        sign = 1 if fill.side is Side.BUY else -1
-        fee_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)
-        self._balances[base] = self._balances.get(base, Decimal(0)) + sign * fill.size
-        self._balances[quote] = (
-            self._balances.get(quote, Decimal(0)) - sign * (cost or fill.notional) - fee_in_quote
-        )
+        self._balances = moved_by_fill(self._balances, fill, cost)
 
     def _protect(
         self, position: Position, cycle_id: str, price: Decimal, at: datetime, generation: int = 0
@@ -325,5 +332,10 @@ class ExchangeBroker:
             )
 
     def _remember(self, execution: Execution) -> Execution:
-        self._executed[execution.order.client_order_id] = execution
+        """Kept for a retried call with the same order id; journalled when it filled."""
+        order_id = execution.order.client_order_id
+        self._executed[order_id] = execution
+        if execution.fill is not None:
+            cost = self._costs.get(order_id, Decimal(0))
+            self.live.journal.save_execution(JournalledExecution(execution.order.cycle_id, execution, cost))
         return execution

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import ccxt
 
+from triplegain.models.cycle import Execution
 from triplegain.models.enums import OrderStatus, Side
 from triplegain.models.trading import Fill, split_symbol
 
@@ -101,6 +102,17 @@ class OrderState:
 
 
 @dataclass(frozen=True)
+class JournalledExecution:
+    """What a live order did (`Execution`: the order, its fill, the position it opened, reduced or
+    closed), journalled by the broker the moment the fill was known, before the run records its work."""
+
+    run_id: str
+    execution: Execution
+    cost: Decimal  # the fill's cost in the quote asset as the exchange reported it; 0 when it gave none
+    journalled_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
 class StatusChange:
     """One line of an order's status log."""
 
@@ -123,6 +135,11 @@ class OrderJournal(Protocol):
         when it returns."""
         ...
 
+    def save_execution(self, done: JournalledExecution) -> None:
+        """Store what a filled order did, before its run records it; durable when it returns (a run
+        killed before its commit leaves it for reconciliation to find)."""
+        ...
+
 
 class MemoryJournal:
     """An in-memory journal: tests and the contract suite."""
@@ -130,6 +147,7 @@ class MemoryJournal:
     def __init__(self) -> None:
         self.states: dict[str, OrderState] = {}
         self.log: list[StatusChange] = []
+        self.executions: dict[str, JournalledExecution] = {}  # by the desk's order id
 
     def get(self, client_id: str) -> OrderState | None:
         return self.states.get(client_id)
@@ -137,6 +155,9 @@ class MemoryJournal:
     def save(self, state: OrderState, note: str) -> None:
         self.states[state.intent.client_id] = state
         self.log.append(StatusChange(state.intent.client_id, datetime.now(UTC), state.status, note))
+
+    def save_execution(self, done: JournalledExecution) -> None:
+        self.executions[done.execution.order.client_order_id] = done
 
 
 class OrderUnresolved(RuntimeError):
@@ -396,6 +417,18 @@ def fill_from(state: OrderState, client_order_id: str, reference: Decimal, at: d
         slippage_pct=(abs(price - reference) / reference * 100).quantize(Decimal("0.000001")),
         filled_at=at,
     )
+
+
+def moved_by_fill(balances: dict[str, Decimal], fill: Fill, cost: Decimal) -> dict[str, Decimal]:
+    """The balances after `fill`, by the exchange's own `cost` of it when it gave one (the books then
+    match its balances), a fee in the quote asset taken from the quote."""
+    base, quote = split_symbol(fill.symbol)
+    sign = 1 if fill.side is Side.BUY else -1
+    fee_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)
+    moved = dict(balances)
+    moved[base] = moved.get(base, Decimal(0)) + sign * fill.size
+    moved[quote] = moved.get(quote, Decimal(0)) - sign * (cost or fill.notional) - fee_in_quote
+    return moved
 
 
 def _status(raw: str | None, filled: Decimal) -> OrderStatus:

@@ -11,7 +11,11 @@ What is compared, in this order:
    (`accept_external`, `triplegain reconcile --accept`);
 3. every fill since the last sync: one of an order the journal does not know is unexplained;
 4. every protected position: its stop-loss and take-profit must be open on the exchange;
-5. the balances: what the database expects, moved by the explained fills, against the exchange's.
+5. every execution the broker journalled that no run recorded (a run killed, or its commit failed, after
+   an order filled): unexplained until the operator's word records it (`triplegain reconcile --accept`:
+   the order, the fill and the position it opened, reduced or closed, exactly as the broker made them);
+6. the balances: what the database expects, moved by those executions and the explained fills, against
+   the exchange's.
 
 Anything unexplained means no trading this run (fail closed). A report the exchange did not give (a call that
 failed) is never read as "nothing there": it is a difference of its own, and trading stops.
@@ -29,10 +33,19 @@ from typing import Any
 
 import ccxt
 
-from triplegain.broker.live import LiveBroker, OrderIntent, OrderJournal, OrderState, OrderUnresolved
+from triplegain.broker.live import (
+    JournalledExecution,
+    LiveBroker,
+    OrderIntent,
+    OrderJournal,
+    OrderState,
+    OrderUnresolved,
+    moved_by_fill,
+)
 from triplegain.broker.protection import Protection
-from triplegain.models.enums import OrderStatus, Side
-from triplegain.models.trading import split_symbol
+from triplegain.models.cycle import CycleReport, Execution, SymbolOutcome
+from triplegain.models.enums import CycleStatus, OrderStatus, Side
+from triplegain.models.trading import Portfolio, Position, split_symbol
 
 AWAITING = "adopted as external: awaiting the operator's word"
 QUOTE_TOLERANCE = Decimal("0.01")  # a cent of rounding in fees and costs
@@ -41,12 +54,14 @@ BASE_TOLERANCE = Decimal("0.00000001")  # one unit of the smallest lot Kraken ha
 
 @dataclass(frozen=True)
 class LocalBook:
-    """What the database says the exchange account holds: its balances, the protected positions, and the
-    time of the last reconciliation (exchange milliseconds; None before the first)."""
+    """What the database says the exchange account holds: its balances, the protected positions, the
+    time of the last reconciliation (exchange milliseconds; None before the first), and the executions
+    the broker journalled that no run recorded."""
 
     balances: dict[str, Decimal]
     protections: list[Protection] = field(default_factory=list)
     last_sync_ms: int | None = None
+    unrecorded: list[JournalledExecution] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,7 @@ class Difference:
     """One thing the two views disagree on; `explained` ones are applied without asking anyone."""
 
     kind: str  # order_changed | order_lost | external_order | external_fill | protection_missing
-    # | balance | exchange_unanswered
+    # | unrecorded_execution | balance | exchange_unanswered
     subject: str
     detail: str
     explained: bool = False
@@ -113,6 +128,7 @@ def reconcile(
     _external_fills(trades or [], mine, differences)
     if open_orders is not None:  # unanswered: already a difference, and no proof of a missing order
         _protection_gaps(book.protections, updated, {str(o["id"]) for o in open_orders}, differences)
+    expected = _unrecorded(book.balances, book.unrecorded, differences)
     balances = _ask(exchange.fetch_balance, "balances", differences)
     exchange_balances: dict[str, Decimal] = {}
     if balances is not None:
@@ -121,7 +137,7 @@ def reconcile(
             for asset, amount in (balances.get("total") or {}).items()
             if amount is not None
         }
-        _balance_gaps(_moved(book.balances, changes), exchange_balances, differences)
+        _balance_gaps(_moved(expected, changes), exchange_balances, differences)
     return Reconciliation(differences, updated, adopted, exchange_balances)
 
 
@@ -230,6 +246,32 @@ def _protection_gaps(
                     "the position is unprotected (URGENT)",
                 )
             )
+
+
+def _unrecorded(
+    balances: dict[str, Decimal], unrecorded: list[JournalledExecution], differences: list[Difference]
+) -> dict[str, Decimal]:
+    """Each journalled execution no run recorded, as a difference; the balances moved by their fills."""
+    for done in unrecorded:
+        e = done.execution
+        if e.fill is None:
+            continue
+        balances = moved_by_fill(balances, e.fill, done.cost)
+        effect = [
+            *([f"opened position {e.opened_position.id}"] if e.opened_position else []),
+            *(f"reduced position {p.id} to {p.size}" for p in e.reduced_positions),
+            *(f"closed position {p.id} ({p.close_reason})" for p in e.closed_positions),
+        ]
+        differences.append(
+            Difference(
+                "unrecorded_execution",
+                e.order.client_order_id,
+                f"{e.fill.side} {e.fill.size} {e.fill.symbol} at {e.fill.price} filled in run {done.run_id}"
+                f"{', which ' + ' and '.join(effect) if effect else ''}; the run never recorded it (killed "
+                "or failed after the fill): triplegain reconcile --accept records it",
+            )
+        )
+    return balances
 
 
 def _balance_gaps(
@@ -347,3 +389,62 @@ def accept_external(
             journal.save(done, f"accepted by {by}: {reason}")
             accepted.append(done)
     return accepted
+
+
+def positions_after(positions: Iterable[Position], executions: Iterable[Execution]) -> list[Position]:
+    """The open positions once `executions` are applied: those they opened added, those they reduced
+    resized, those they closed gone."""
+    open_now = {p.id: p for p in positions}
+    for e in executions:
+        if e.opened_position is not None:
+            open_now[e.opened_position.id] = e.opened_position
+        for rest in e.reduced_positions:
+            open_now[rest.id] = rest
+        for closed in e.closed_positions:
+            open_now.pop(closed.id, None)
+    return list(open_now.values())
+
+
+def recovery_report(
+    run_id: str,
+    journalled: list[JournalledExecution],
+    before: Portfolio,
+    balances: dict[str, Decimal],
+    note: str,
+    at: datetime,
+) -> CycleReport:
+    """The report stored for a run that filled orders and was killed before it recorded them: what its
+    journalled executions did (by symbol), the account before (`before`, at its last prices) and after
+    (the exchange's `balances`), status failed, and `note` saying who recorded it and why. A later run with
+    the same id reads it back instead of trading again."""
+    executions = [j.execution for j in journalled]
+    prices = dict(before.prices)
+    for e in executions:
+        if e.fill is not None:
+            prices[e.fill.symbol] = e.fill.price
+    after = Portfolio(
+        balances=balances, prices=prices, positions=positions_after(before.positions, executions), as_of=at
+    )
+    outcomes: dict[str, SymbolOutcome] = {}
+    for e in executions:
+        current = outcomes.get(e.order.symbol) or SymbolOutcome(symbol=e.order.symbol)
+        if e.closed_positions and not e.opened_position:
+            current = current.model_copy(update={"exits": [*current.exits, e]})
+        elif current.execution is None:
+            current = current.model_copy(update={"execution": e})
+        else:
+            current = current.model_copy(update={"allocation_trades": [*current.allocation_trades, e]})
+        outcomes[e.order.symbol] = current
+    return CycleReport(
+        cycle_id=run_id,
+        timestamp=min(j.execution.fill.filled_at if j.execution.fill else at for j in journalled),
+        started_at=min(j.journalled_at for j in journalled),
+        finished_at=at,
+        status=CycleStatus.FAILED,
+        mode="live",
+        decided_by="recovery",
+        symbols=list(outcomes.values()),
+        portfolio=after,
+        starting_equity=before.equity,
+        notes=[note],
+    )

@@ -6,20 +6,33 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from triplegain.broker.exchange import ExchangeBroker
-from triplegain.broker.live import Backoff, CallBudget, LiveBroker
+from triplegain.broker.live import Backoff, CallBudget, JournalledExecution, LiveBroker
 from triplegain.broker.protection import recover_protections
-from triplegain.broker.reconcile import LocalBook, Reconciliation, accept_external, reconcile
+from triplegain.broker.reconcile import (
+    LocalBook,
+    Reconciliation,
+    accept_external,
+    positions_after,
+    reconcile,
+    recovery_report,
+)
 from triplegain.cycle_types import AccountState
 from triplegain.live_gate import ExchangeKeys
 from triplegain.market.exchange import ccxt_exchange
 from triplegain.models.enums import OrderStatus
+from triplegain.models.trading import Portfolio
 from triplegain.settings import Settings
 from triplegain.storage import engine_for, unit_of_work
 from triplegain.storage.accounts import accept_balances
+from triplegain.storage.cycles import record_recovered_run
 from triplegain.storage.live_orders import SqlOrderJournal
+from triplegain.storage.positions import latest_snapshot
 
 
 def exchange_client(settings: Settings, keys: ExchangeKeys) -> Any:
@@ -65,14 +78,18 @@ def exchange_broker(settings: Settings, keys: ExchangeKeys, account: AccountStat
 def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountState) -> Reconciliation:
     """The account against the exchange before a run trades: the journal's unsettled orders, the open
     orders, the fills since the account was last settled (an hour of margin), the protection, the
-    balances."""
+    executions no run recorded, the balances."""
     journal = SqlOrderJournal(engine_for(settings))
     live = live_broker(settings, keys, journal)
     since = account.marked_at - timedelta(hours=1) if account.marked_at else None
+    unrecorded = journal.unrecorded_executions()
+    # the positions as they will be once what no run recorded is: those it closed need no protection
+    positions = positions_after(account.positions, [j.execution for j in unrecorded])
     book = LocalBook(
         balances=account.balances,
-        protections=list(recover_protections(journal, list(account.positions)).values()),
+        protections=list(recover_protections(journal, positions).values()),
         last_sync_ms=int(since.timestamp() * 1000) if since else None,
+        unrecorded=unrecorded,
     )
     return reconcile(live, journal, journal.unsettled(), journal.orders(), book)
 
@@ -81,9 +98,10 @@ def accept_reconciliation(
     settings: Settings, result: Reconciliation, account: AccountState, by: str, reason: str
 ) -> list[str]:
     """The operator's word on a reconciliation's differences (`triplegain reconcile --accept`): adopted
-    external orders accepted, lost orders declared never placed, the account's balances set to the
-    exchange's. A missing protection cannot be accepted (re-protect or close the position), nor can an
-    answer the exchange never gave. Returns what was done, one line each."""
+    external orders accepted, lost orders declared never placed, the executions of a run killed after its
+    orders filled recorded (its orders, fills and positions, as the broker journalled them), the
+    account's balances set to the exchange's. A missing protection cannot be accepted (re-protect or close
+    the position), nor can an answer the exchange never gave. Returns what was done, one line each."""
     unacceptable = [d for d in result.unexplained if d.kind in ("protection_missing", "exchange_unanswered")]
     if unacceptable:
         raise ValueError("cannot be accepted, act on it first: " + "; ".join(str(d) for d in unacceptable))
@@ -100,11 +118,56 @@ def accept_reconciliation(
             note = f"declared never placed by {by}: {reason}"
             journal.save(replace(state, status=OrderStatus.ERROR, note=note), note)
             done.append(f"order {difference.subject} declared never placed")
-    if any(d.kind in ("balance", "external_fill") for d in result.unexplained):
+    unrecorded = {d.subject for d in result.unexplained if d.kind == "unrecorded_execution"}
+    recovered = [
+        j for j in journal.unrecorded_executions() if j.execution.order.client_order_id in unrecorded
+    ]
+    if recovered or any(d.kind in ("balance", "external_fill") for d in result.unexplained):
+        now = datetime.now(UTC)
+        # as of the market time the account was last moved, or of the recovered runs' fills: an
+        # operator's word is not a run, and must not move the account's clock past its runs
+        times = [account.marked_at, *(j.execution.fill.filled_at for j in recovered if j.execution.fill)]
+        as_of = max((t for t in times if t is not None), default=now)
         with unit_of_work(engine) as session:
-            accept_balances(session, account, result.exchange_balances, datetime.now(UTC))
+            if recovered:
+                account, lines = _record_recovered(session, account, recovered, result, by, reason, now)
+                done += lines
+            accept_balances(session, account, result.exchange_balances, as_of)
         done.append(
             "balances set to the exchange's: "
             + ", ".join(f"{a} {v}" for a, v in sorted(result.exchange_balances.items()))
         )
     return done
+
+
+def _record_recovered(
+    session: Session,
+    account: AccountState,
+    recovered: list[JournalledExecution],
+    result: Reconciliation,
+    by: str,
+    reason: str,
+    at: datetime,
+) -> tuple[AccountState, list[str]]:
+    """Each killed run's journalled executions recorded under its id (`storage.cycles.record_recovered_run`);
+    the account as it is after them. Returns it, and what was recorded, a line each."""
+    previous = latest_snapshot(session)
+    prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
+    runs: dict[str, list[JournalledExecution]] = {}
+    for j in recovered:
+        runs.setdefault(j.run_id, []).append(j)
+    lines = []
+    for run_id, journalled in runs.items():
+        before = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
+        note = f"recorded by {by} after the run was killed before it recorded its filled orders: {reason}"
+        report = recovery_report(run_id, journalled, before, result.exchange_balances, note, at)
+        executions = [j.execution for j in journalled]
+        record_recovered_run(session, report, executions)
+        account = replace(account, positions=positions_after(account.positions, executions))
+        prices = dict(report.portfolio.prices)
+        lines += [
+            f"order {e.order.client_order_id} of run {run_id} recorded ({e.order.side} {e.order.size} "
+            f"{e.order.symbol})"
+            for e in executions
+        ]
+    return account, lines

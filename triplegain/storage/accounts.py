@@ -246,8 +246,9 @@ def accept_balances(
     session: Session, account: AccountState, balances: dict[str, Decimal], at: datetime
 ) -> None:
     """The operator's word on a reconciliation: the account holds what the exchange holds. A new snapshot
-    with those balances (the last prices kept), and the account's version moved on, so a run that loaded
-    the account before this commits nothing on stale balances (ConcurrentCycleError)."""
+    with those balances (the last prices kept) as of market time `at`, and the account's version moved
+    on, so a run that loaded the account before this commits nothing on stale balances
+    (ConcurrentCycleError)."""
     previous = latest_snapshot(session)
     prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
     portfolio = Portfolio(balances=balances, prices=prices, positions=account.positions, as_of=at)

@@ -21,9 +21,10 @@ from triplegain.errors import ConcurrentCycleError
 from triplegain.llm.gateway import LLMRunResult
 from triplegain.models.analysis import AgentReport, RegimeAssessment, TechnicalReport
 from triplegain.models.conflicts import Resolution
-from triplegain.models.cycle import CycleReport
+from triplegain.models.cycle import CycleReport, Execution
 from triplegain.models.decision import TradingSignal
 from triplegain.models.enums import Action
+from triplegain.rebalance import batch_run_id
 from triplegain.storage.accounts import claim_account, event_row, mark_published, update_health
 from triplegain.storage.dca import finish_batch
 from triplegain.storage.hodl import hodl_rows
@@ -34,6 +35,7 @@ from triplegain.storage.tables import (
     AgentOutputRow,
     ConflictResolutionRow,
     CycleRow,
+    DcaBatchRow,
     DeadLetterRow,
     MessageRow,
     ModelVoteRow,
@@ -98,6 +100,30 @@ def save_cycle(session: Session, record: CycleRecord) -> None:
         raise ConcurrentCycleError(
             f"{report.cycle_id}: already stored, or conflicting rows exist ({e.orig})"
         ) from e
+
+
+def record_recovered_run(session: Session, report: CycleReport, executions: list[Execution]) -> None:
+    """The orders, fills and positions of a run killed after its orders filled, as its broker journalled
+    them, under the run's own id: `report` (`broker.reconcile.recovery_report`) becomes the run's row when
+    it has none, and a DCA batch the run was executing is settled as executed, so it never runs twice.
+    The caller commits it with the account's balances (`accounts.accept_balances`)."""
+    if session.get(CycleRow, report.cycle_id) is None:
+        session.add(_cycle_row(report))
+        session.flush()
+    save_executions(session, report.cycle_id, executions, [])
+    pending = session.scalars(select(DcaBatchRow).where(DcaBatchRow.status == "pending"))
+    for batch in list(pending):
+        if batch_run_id(batch.plan_id, batch.batch_index) == report.cycle_id:
+            finish_batch(
+                session,
+                batch.plan_id,
+                batch.batch_index,
+                "executed",
+                report.cycle_id,
+                report.finished_at,
+                "orders placed; recorded after the run was killed: " + "; ".join(report.notes),
+            )
+    session.flush()
 
 
 def _save_decisions(session: Session, record: CycleRecord, llm: LLMRunResult) -> None:

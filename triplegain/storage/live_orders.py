@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
-from triplegain.broker.live import TERMINAL, OrderIntent, OrderState, StatusChange
+from triplegain.broker.live import TERMINAL, JournalledExecution, OrderIntent, OrderState, StatusChange
+from triplegain.models.cycle import Execution
 from triplegain.models.enums import OrderStatus, Side
-from triplegain.storage.tables import CycleRow, LiveOrderLogRow, LiveOrderRow
+from triplegain.storage.tables import CycleRow, LiveExecutionRow, LiveOrderLogRow, LiveOrderRow, OrderRow
 
 
 class SqlOrderJournal:
@@ -54,6 +55,39 @@ class SqlOrderJournal:
             row.updated_at = now
             session.flush()  # the order row exists before its first log line refers to it
             session.add(LiveOrderLogRow(client_id=intent.client_id, at=now, status=row.status, note=note))
+
+    def save_execution(self, done: JournalledExecution) -> None:
+        execution = done.execution
+        with Session(self.engine) as session, session.begin():
+            if session.get(LiveExecutionRow, execution.order.client_order_id) is not None:
+                return  # journalled already: the same order id is the same execution
+            session.add(
+                LiveExecutionRow(
+                    order_id=execution.order.client_order_id,
+                    run_id=done.run_id,
+                    symbol=execution.order.symbol,
+                    cost=done.cost,
+                    execution=execution.model_dump(mode="json"),
+                    journalled_at=done.journalled_at,
+                )
+            )
+
+    def unrecorded_executions(self) -> list[JournalledExecution]:
+        """Executions journalled by a run that never recorded them (their order is not in `orders`: the
+        run was killed, or its commit failed, after the fill), oldest first."""
+        recorded = select(OrderRow.client_order_id).where(
+            OrderRow.client_order_id == LiveExecutionRow.order_id
+        )
+        query = (
+            select(LiveExecutionRow)
+            .where(~recorded.exists())
+            .order_by(LiveExecutionRow.journalled_at, LiveExecutionRow.order_id)
+        )
+        with Session(self.engine) as session:
+            return [
+                JournalledExecution(r.run_id, Execution.model_validate(r.execution), r.cost, r.journalled_at)
+                for r in session.scalars(query)
+            ]
 
     def log(self, client_id: str) -> list[StatusChange]:
         """The order's status log, oldest first."""

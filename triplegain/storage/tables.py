@@ -440,3 +440,19 @@ class LiveOrderLogRow(Base):
     at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text)
+
+
+class LiveExecutionRow(Base):
+    """What a live order did, journalled the moment its fill was known (the order, its fill, the position
+    it opened, reduced or closed), before the run records it with the rest of its work. A run killed
+    between the two leaves a row whose order the `orders` table lacks: reconciliation finds it, and the
+    operator's word records it (`triplegain reconcile --accept`)."""
+
+    __tablename__ = "live_executions"
+
+    order_id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the desk's client order id
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    symbol: Mapped[str] = mapped_column(String(20))
+    cost: Mapped[Decimal]  # what the fill cost in the quote asset, as the exchange reported it (0: unknown)
+    execution: Mapped[dict[str, Any]]
+    journalled_at: Mapped[datetime]

@@ -12,6 +12,7 @@ from tests.fakes.kraken import FakeKraken, Fault
 from tests.triplegain.broker.test_contract import PRICE, SETTINGS, SPECS, buy
 from tests.triplegain.factories import AT
 from triplegain.broker.exchange import ExchangeBroker, exchange_client_id
+from triplegain.broker.live import MemoryJournal
 from triplegain.models.enums import OrderStatus, PositionStatus
 
 
@@ -98,3 +99,49 @@ def test_the_operator_may_keep_an_unprotected_position(kraken: FakeKraken) -> No
 
     assert broker.follow_ups == [] and broker.urgent
     assert kraken.balances["XXBT"] > 0
+
+
+def killed(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt("killed")
+
+
+def test_an_entry_is_journalled_as_it_fills_before_its_protection_is_sent(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = MemoryJournal()
+    broker = ExchangeBroker(kraken.live_broker(journal), {"USDT": Decimal(10000)}, SETTINGS, SPECS)
+    monkeypatch.setattr(broker.protection, "protect", killed)  # the process dies placing the stop
+
+    with pytest.raises(KeyboardInterrupt):
+        broker.open(buy(), "tg-1", "c1", PRICE, AT)
+
+    (done,) = journal.executions.values()
+    entry = next(o for o in kraken.orders.values() if o.ordertype == "market")
+    assert done.run_id == "c1" and done.execution.opened_position.id == "tg-1"  # type: ignore[union-attr]
+    assert done.execution.fill.size == entry.vol_exec and done.cost == entry.cost  # type: ignore[union-attr]
+
+
+def test_a_reduce_is_journalled_before_the_rest_is_protected_again(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = MemoryJournal()
+    broker = ExchangeBroker(kraken.live_broker(journal), {"USDT": Decimal(10000)}, SETTINGS, SPECS)
+    position = broker.open(buy(), "tg-1", "c1", PRICE, AT).opened_position
+    monkeypatch.setattr(broker.protection, "protect", killed)  # dies placing the smaller pair
+
+    with pytest.raises(KeyboardInterrupt):
+        broker.reduce(position, Decimal(50), "tg-3", "c2", PRICE, AT, "circuit_breaker")  # type: ignore[arg-type]
+
+    reduced = journal.executions["tg-3"].execution
+    assert journal.executions["tg-3"].run_id == "c2"
+    assert reduced.reduced_positions[0].size == position.size - reduced.fill.size  # type: ignore[union-attr]
+
+
+def test_an_order_that_did_not_fill_is_not_journalled_as_an_execution(kraken: FakeKraken) -> None:
+    journal = MemoryJournal()
+    broker = ExchangeBroker(kraken.live_broker(journal), {"USDT": Decimal(10000)}, SETTINGS, SPECS)
+    kraken.script("AddOrder", Fault.kraken_error("EOrder:Insufficient funds"))
+
+    done = broker.open(buy(), "tg-1", "c1", PRICE, AT)
+
+    assert done.fill is None and journal.executions == {}

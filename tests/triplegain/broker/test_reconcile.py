@@ -8,6 +8,9 @@ from decimal import Decimal
 import pytest
 
 from tests.fakes.kraken import CYCLE, FakeKraken, Fault, market_buy
+from tests.triplegain.broker.test_contract import PRICE, SETTINGS, SPECS, buy
+from tests.triplegain.factories import AT
+from triplegain.broker.exchange import ExchangeBroker
 from triplegain.broker.live import (
     MemoryJournal,
     OrderIntent,
@@ -178,3 +181,18 @@ def test_a_sent_order_the_exchange_never_knew_is_lost_and_one_never_sent_is_clos
     assert kinds(result) == [("order_lost", False), ("order_changed", True)]
     assert account.journal.get(never.client_id).status is OrderStatus.ERROR  # type: ignore[union-attr]
     assert not kraken.calls("AddOrder")  # reconciliation never sends an order
+
+
+def test_a_fill_no_run_recorded_explains_the_balances_but_stops_trading(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
+    desk.open(buy(), "tg-1", CYCLE, PRICE, AT)  # then the run is killed: the book still holds START
+    book = LocalBook(dict(START), [], None, list(account.journal.executions.values()))
+    states = list(account.journal.states.values())
+
+    found = reconcile(kraken.live_broker(account.journal), account.journal, [], states, book)
+    unaware = reconcile(kraken.live_broker(account.journal), account.journal, [], states, LocalBook(START))
+
+    assert kinds(found) == [("unrecorded_execution", False)]  # the balances agree once it is counted
+    assert found.unexplained[0].subject == "tg-1" and "opened position tg-1" in found.unexplained[0].detail
+    assert ("balance", False) in kinds(unaware)

@@ -14,10 +14,19 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from tests.fakes.kraken import FakeKraken, Fault
-from triplegain.broker.live import LiveBroker, OrderIntent, OrderState, live_client_id
-from triplegain.models.enums import OrderStatus, Side
-from triplegain.storage import create_db_engine, migrate
+from tests.triplegain.broker.test_contract import PRICE, SETTINGS, SPECS, buy
+from tests.triplegain.factories import AT
+from triplegain.broker.exchange import ExchangeBroker
+from triplegain.broker.live import JournalledExecution, LiveBroker, OrderIntent, OrderState, live_client_id
+from triplegain.broker.reconcile import recovery_report
+from triplegain.models.enums import CycleStatus, OrderStatus, Side
+from triplegain.models.trading import Portfolio
+from triplegain.rebalance import Allocation, Batch, RebalanceDecision, RebalanceTrade, batch_run_id
+from triplegain.storage import create_db_engine, migrate, unit_of_work
+from triplegain.storage.cycles import load_report, record_recovered_run
+from triplegain.storage.dca import load_batch, save_plan
 from triplegain.storage.live_orders import SqlOrderJournal, modes_held
+from triplegain.storage.positions import load_open_positions
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -125,3 +134,39 @@ def test_the_database_says_which_account_modes_it_holds(engine: Engine) -> None:
     SqlOrderJournal(engine).save(OrderState(intent()), "intent stored before sending")
 
     assert modes_held(engine) == {"live"}
+
+
+def test_an_execution_no_run_recorded_is_found_until_the_operator_records_it(engine: Engine) -> None:
+    run = batch_run_id("plan1", 0)  # a DCA batch's run, killed after its order filled
+    trade = RebalanceTrade(symbol="BTC/USDT", side=Side.BUY, amount_usd=Decimal(100))
+    decision = RebalanceDecision(
+        at=AT,
+        allocation=Allocation(equity_usd=Decimal(1), assets=[]),
+        action="rebalance",
+        reason="r",
+        trades=[trade],
+    )
+    with unit_of_work(engine) as session:
+        save_plan(session, "plan1", decision, [Batch(index=0, scheduled_at=AT, trades=[trade])], AT)
+    journal = SqlOrderJournal(engine)
+    with FakeKraken(balances={"USDT": "10000"}) as kraken:
+        broker = ExchangeBroker(kraken.live_broker(journal), {"USDT": Decimal(10000)}, SETTINGS, SPECS)
+        done = broker.open(buy(), "tg-1", run, PRICE, AT)  # then the run is killed
+    journal.save_execution(JournalledExecution(run, done, Decimal(0)))  # a retry: kept once, as first
+
+    (found,) = journal.unrecorded_executions()
+
+    assert found.execution == done and found.run_id == run and found.cost > 0
+    before = Portfolio(balances={"USDT": Decimal(10000)}, prices={}, as_of=AT)
+    report = recovery_report(run, [found], before, broker.balances, "recorded by ops: killed", AT)
+    with unit_of_work(engine) as session:
+        record_recovered_run(session, report, [found.execution])
+    assert journal.unrecorded_executions() == []
+    with unit_of_work(engine) as session:
+        (position,) = load_open_positions(session)
+        stored = load_report(session, run)
+        batch = load_batch(session, "plan1", 0)
+    assert position == done.opened_position
+    assert stored is not None and stored.status is CycleStatus.FAILED and stored.decided_by == "recovery"
+    assert stored.symbols[0].execution == done and stored.portfolio.positions == [position]
+    assert batch is not None and batch.status == "executed" and batch.run_key == run  # never runs again
