@@ -12,6 +12,7 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from triplegain.broker import Broker
+from triplegain.broker.orders import positions_after
 from triplegain.broker.paper import PaperBroker, client_order_id
 from triplegain.bus import MessageBus, Priority, Topic
 from triplegain.control import StateChange
@@ -134,12 +135,9 @@ class Desk:
             await self.publish(Topic.EXECUTION_EVENTS, OrderRejected(order=execution.order), Priority.HIGH)
             return
         await self.publish(Topic.EXECUTION_EVENTS, OrderFilled(order=execution.order, fill=execution.fill))
+        self.positions = positions_after(self.positions, [execution])
         if execution.opened_position is not None:
-            self.positions.append(execution.opened_position)
             await self.publish(Topic.PORTFOLIO_UPDATES, PositionOpened(position=execution.opened_position))
-        reduced = {p.id: p for p in execution.reduced_positions}
-        closed_ids = {p.id for p in execution.closed_positions}
-        self.positions = [reduced.get(p.id, p) for p in self.positions if p.id not in closed_ids]
         for position in execution.closed_positions:
             self.closed.append(position)
             pnl = position.realized_pnl or Decimal(0)

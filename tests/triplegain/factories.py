@@ -10,8 +10,9 @@ import numpy as np
 
 from triplegain.models.analysis import Indicators, RegimeAssessment, RegimeState, TechnicalReport
 from triplegain.models.decision import ModelVote
-from triplegain.models.enums import Action, Bias, Regime, TrendDirection
+from triplegain.models.enums import Action, Bias, Regime, Side, TrendDirection
 from triplegain.models.market import CandleSeries, MarketSnapshot
+from triplegain.rebalance import Allocation, RebalanceDecision, RebalanceTrade
 from triplegain.settings import RegimeSettings
 
 AT = datetime(2024, 6, 1, 12, tzinfo=UTC)
@@ -118,4 +119,16 @@ def vote(action: Action, confidence: float = 0.7, model: str = "m", **prices: An
         confidence=confidence,
         reasoning=f"{model} says",
         **prices,
+    )
+
+
+def rebalance_decision(at: datetime = AT) -> RebalanceDecision:
+    """A rebalance that buys 100 USD of BTC: the one trade of a DCA plan's batches (`decision.trades`)."""
+    trade = RebalanceTrade(symbol="BTC/USDT", side=Side.BUY, amount_usd=Decimal(100))
+    return RebalanceDecision(
+        at=at,
+        allocation=Allocation(equity_usd=Decimal(1), assets=[]),
+        action="rebalance",
+        reason="r",
+        trades=[trade],
     )

@@ -26,25 +26,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from triplegain.broker.live import (
-    FILLED,
-    JournalledExecution,
-    LiveBroker,
-    OrderIntent,
-    fill_from,
-    moved_by_fill,
-)
+from triplegain.broker.live import FILLED, JournalledExecution, LiveBroker, OrderIntent, fill_from
 from triplegain.broker.orders import (
     HUNDRED,
-    afford_problem,
     closed_position,
     holding_problem,
-    minimum_problem,
+    moved_by_fill,
     new_order,
     opened_position,
     rejected,
     round_size,
     split_position,
+    trade_problem,
 )
 from triplegain.broker.protection import Protection, ProtectionDesk, ProtectionFailed
 from triplegain.models.cycle import Execution
@@ -81,7 +74,6 @@ class ExchangeBroker:
         self.urgent: list[str] = []
         self.follow_ups: list[Execution] = []  # executions made on the broker's own account (protective)
         self._executed: dict[str, Execution] = {}
-        self._costs: dict[str, Decimal] = {}  # the exchange's cost of each filled order, by order id
 
     @property
     def balances(self) -> dict[str, Decimal]:
@@ -107,16 +99,14 @@ class ExchangeBroker:
             at,
             status=OrderStatus.PENDING,
         )
-        problem = minimum_problem(size, price, spec, self._settings) or afford_problem(
-            self._balances, proposal.symbol, size * price, self._settings
-        )
+        problem = trade_problem(self._balances, proposal.symbol, Side.BUY, size, price, spec, self._settings)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        done, fill = self._at_market(order, "open", at)
+        done, fill, cost = self._at_market(order, "open", at)
         if fill is None:
             return self._remember(Execution(order=done))
         position = opened_position(proposal, order_id, fill, cycle_id, at)
-        execution = self._remember(Execution(order=done, fill=fill, opened_position=position))
+        execution = self._remember(Execution(order=done, fill=fill, opened_position=position), cost)
         self._protect(position, cycle_id, price, at)
         return execution
 
@@ -152,11 +142,11 @@ class ExchangeBroker:
         problem = holding_problem(self._balances, split_symbol(symbol)[0], size)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        done, fill = self._at_market(order, "close", at)
+        done, fill, cost = self._at_market(order, "close", at)
         if fill is None:
             return self._remember(Execution(order=done))
         closed = [closed_position(p, fill, size, at, reason) for p in positions]
-        return self._remember(Execution(order=done, fill=fill, closed_positions=closed))
+        return self._remember(Execution(order=done, fill=fill, closed_positions=closed), cost)
 
     def rebalance(
         self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
@@ -177,15 +167,13 @@ class ExchangeBroker:
             at,
             status=OrderStatus.PENDING,
         )
-        problem = minimum_problem(size, price, spec, self._settings)
-        if problem is None and proposal.side is Side.BUY:
-            problem = afford_problem(self._balances, proposal.symbol, size * price, self._settings)
-        if problem is None and proposal.side is Side.SELL:
-            problem = holding_problem(self._balances, split_symbol(proposal.symbol)[0], size)
+        problem = trade_problem(
+            self._balances, proposal.symbol, proposal.side, size, price, spec, self._settings
+        )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        done, fill = self._at_market(order, "rebalance", at)
-        return self._remember(Execution(order=done, fill=fill))
+        done, fill, cost = self._at_market(order, "rebalance", at)
+        return self._remember(Execution(order=done, fill=fill), cost)
 
     def reduce(
         self,
@@ -220,14 +208,14 @@ class ExchangeBroker:
             position.id,
             status=OrderStatus.PENDING,
         )
-        done, fill = self._at_market(order, "reduce", at)
+        done, fill, cost = self._at_market(order, "reduce", at)
         if fill is None:
             if protection is not None:
                 self._protect(position, cycle_id, price, at, protection.generation + 1)
             return self._remember(Execution(order=done))
         closed, rest = split_position(position, fill.size, order_id, fill, at, reason)
         execution = self._remember(
-            Execution(order=done, fill=fill, closed_positions=[closed], reduced_positions=[rest])
+            Execution(order=done, fill=fill, closed_positions=[closed], reduced_positions=[rest]), cost
         )
         if protection is not None:
             self._protect(rest, cycle_id, price, at, protection.generation + 1)
@@ -263,15 +251,16 @@ class ExchangeBroker:
                 status=OrderStatus.FILLED,
             )
             closed = closed_position(position, fill, fill.size, at, outcome.closed_by)
-            execution = Execution(order=order, fill=fill, closed_positions=[closed])
-            self.live.journal.save_execution(JournalledExecution(order.cycle_id, execution, done.cost))
-            executions.append(execution)
+            executions.append(
+                self._journal(Execution(order=order, fill=fill, closed_positions=[closed]), done.cost)
+            )
         return executions
 
     # --- underneath -------------------------------------------------------------------------------------
-    def _at_market(self, order: Order, purpose: str, at: datetime) -> tuple[Order, Fill | None]:
+    def _at_market(self, order: Order, purpose: str, at: datetime) -> tuple[Order, Fill | None, Decimal]:
         """The order at market through the live broker, what did not fill of it cancelled: the order with
-        its outcome (filled for what filled; why not, when nothing did) and the fill, the balances moved."""
+        its outcome (filled for what filled; why not, when nothing did), the fill and the exchange's cost
+        of it, the balances moved."""
         intent = OrderIntent(
             client_id=exchange_client_id(order.client_order_id),
             cycle_id=order.cycle_id,
@@ -286,11 +275,10 @@ class ExchangeBroker:
             state = self.live.cancel(state)
         if state.filled <= 0:
             reason = state.note or f"the exchange left it {state.status} with nothing filled"
-            return order.model_copy(update={"status": state.status, "reason": reason}), None
+            return order.model_copy(update={"status": state.status, "reason": reason}), None, Decimal(0)
         fill = fill_from(state, order.client_order_id, order.reference_price, at)
         self._move(fill, state.cost)
-        self._costs[order.client_order_id] = state.cost
-        return order.model_copy(update={"status": OrderStatus.FILLED, "size": fill.size}), fill
+        return order.model_copy(update={"status": OrderStatus.FILLED, "size": fill.size}), fill, state.cost
 
     def _move(self, fill: Fill, cost: Decimal) -> None:
         self._balances = moved_by_fill(self._balances, fill, cost)
@@ -331,11 +319,13 @@ class ExchangeBroker:
                 "reconcile before trading on"
             )
 
-    def _remember(self, execution: Execution) -> Execution:
-        """Kept for a retried call with the same order id; journalled when it filled."""
-        order_id = execution.order.client_order_id
-        self._executed[order_id] = execution
-        if execution.fill is not None:
-            cost = self._costs.get(order_id, Decimal(0))
-            self.live.journal.save_execution(JournalledExecution(execution.order.cycle_id, execution, cost))
+    def _remember(self, execution: Execution, cost: Decimal = Decimal(0)) -> Execution:
+        """Kept for a retried call with the same order id; journalled when it filled (at `cost`, the
+        exchange's)."""
+        self._executed[execution.order.client_order_id] = execution
+        return self._journal(execution, cost) if execution.fill is not None else execution
+
+    def _journal(self, execution: Execution, cost: Decimal) -> Execution:
+        """What a filled order did, journalled before anything else is sent (see the module docstring)."""
+        self.live.journal.save_execution(JournalledExecution(execution.order.cycle_id, execution, cost))
         return execution

@@ -419,18 +419,6 @@ def fill_from(state: OrderState, client_order_id: str, reference: Decimal, at: d
     )
 
 
-def moved_by_fill(balances: dict[str, Decimal], fill: Fill, cost: Decimal) -> dict[str, Decimal]:
-    """The balances after `fill`, by the exchange's own `cost` of it when it gave one (the books then
-    match its balances), a fee in the quote asset taken from the quote."""
-    base, quote = split_symbol(fill.symbol)
-    sign = 1 if fill.side is Side.BUY else -1
-    fee_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)
-    moved = dict(balances)
-    moved[base] = moved.get(base, Decimal(0)) + sign * fill.size
-    moved[quote] = moved.get(quote, Decimal(0)) - sign * (cost or fill.notional) - fee_in_quote
-    return moved
-
-
 def _status(raw: str | None, filled: Decimal) -> OrderStatus:
     """ccxt's unified status (open, closed, canceled, expired, rejected) in the reference's vocabulary."""
     if raw == "open":

@@ -1,11 +1,14 @@
-"""What the paper broker and the exchange broker share: how an order is sized, checked and written, and
-how a fill opens, splits and closes a position. Each broker differs only in how an order fills."""
+"""What the paper broker and the exchange broker share: how an order is sized, checked and written, how a
+fill moves the balances, and how it opens, splits and closes a position (and what is open after it). Each
+broker differs only in how an order fills."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
+from triplegain.models.cycle import Execution
 from triplegain.models.enums import Intent, OrderStatus, PositionStatus, Side
 from triplegain.models.trading import Fill, Order, Position, TradeProposal, split_symbol
 from triplegain.settings import BrokerSettings, SymbolSpec
@@ -79,6 +82,50 @@ def holding_problem(balances: dict[str, Decimal], asset: str, size: Decimal) -> 
     """Why `size` of `asset` cannot be sold from `balances`, or None."""
     held = balances.get(asset, Decimal(0))
     return f"insufficient {asset}: selling {size}, holding {held}" if held < size else None
+
+
+def trade_problem(
+    balances: dict[str, Decimal],
+    symbol: str,
+    side: Side,
+    size: Decimal,
+    price: Decimal,
+    spec: SymbolSpec,
+    settings: BrokerSettings,
+) -> str | None:
+    """Why a spot trade of `size` at `price` cannot be made, or None: below a minimum, then a buy the quote
+    balance cannot pay for with fees, or a sale of more than is held."""
+    problem = minimum_problem(size, price, spec, settings)
+    if problem is None and side is Side.BUY:
+        problem = afford_problem(balances, symbol, size * price, settings)
+    if problem is None and side is Side.SELL:
+        problem = holding_problem(balances, split_symbol(symbol)[0], size)
+    return problem
+
+
+def moved_by_fill(balances: dict[str, Decimal], fill: Fill, cost: Decimal = Decimal(0)) -> dict[str, Decimal]:
+    """The balances after `fill`: valued at the exchange's own `cost` of it when it gave one (the books then
+    match its balances), else at its notional; a fee in the quote asset taken from the quote."""
+    base, quote = split_symbol(fill.symbol)
+    sign = 1 if fill.side is Side.BUY else -1
+    fee_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)
+    moved = dict(balances)
+    moved[base] = moved.get(base, Decimal(0)) + sign * fill.size
+    moved[quote] = moved.get(quote, Decimal(0)) - sign * (cost or fill.notional) - fee_in_quote
+    return moved
+
+
+def positions_after(positions: Iterable[Position], executions: Iterable[Execution]) -> list[Position]:
+    """The open positions once `executions` are applied, in order: those they opened added, those they
+    reduced resized, those they closed gone."""
+    open_now = list(positions)
+    for e in executions:
+        if e.opened_position is not None:
+            open_now.append(e.opened_position)
+        reduced = {p.id: p for p in e.reduced_positions}
+        closed = {p.id for p in e.closed_positions}
+        open_now = [reduced.get(p.id, p) for p in open_now if p.id not in closed]
+    return open_now
 
 
 def opened_position(

@@ -15,15 +15,15 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from triplegain.broker.orders import (
     HUNDRED,
-    afford_problem,
     closed_position,
     holding_problem,
-    minimum_problem,
+    moved_by_fill,
     new_order,
     opened_position,
     rejected,
     round_size,
     split_position,
+    trade_problem,
 )
 from triplegain.models.cycle import Execution
 from triplegain.models.enums import Intent, OrderStatus, Side
@@ -81,15 +81,12 @@ class PaperBroker:
             status=OrderStatus.FILLED,
         )
         fill_price = self._slipped(order_id, price, Side.BUY, spec)
-        problem = minimum_problem(size, fill_price, spec, self._settings) or afford_problem(
-            self._balances, proposal.symbol, size * fill_price, self._settings
+        problem = trade_problem(
+            self._balances, proposal.symbol, Side.BUY, size, fill_price, spec, self._settings
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
         fill = self._fill(order, fill_price, at)
-        base, quote = split_symbol(proposal.symbol)
-        self._balances[quote] -= fill.notional + fill.fee
-        self._balances[base] = self._balances.get(base, Decimal(0)) + size
         position = opened_position(proposal, order_id, fill, cycle_id, at)
         return self._remember(Execution(order=order, fill=fill, opened_position=position))
 
@@ -121,14 +118,11 @@ class PaperBroker:
             positions[0].id,
             status=OrderStatus.FILLED,
         )
-        base, quote = split_symbol(symbol)
-        problem = holding_problem(self._balances, base, size)
+        problem = holding_problem(self._balances, split_symbol(symbol)[0], size)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
         fill_price = self._slipped(order_id, price, Side.SELL, spec) if slippage else price
         fill = self._fill(order, fill_price, at)
-        self._balances[base] -= size
-        self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fill.fee
         closed = [closed_position(p, fill, size, at, reason) for p in positions]
         return self._remember(Execution(order=order, fill=fill, closed_positions=closed))
 
@@ -139,7 +133,6 @@ class PaperBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
-        base, quote = split_symbol(proposal.symbol)
         size = round_size(proposal.size_usd / price, spec)
         order = new_order(
             order_id,
@@ -153,17 +146,12 @@ class PaperBroker:
             status=OrderStatus.FILLED,
         )
         fill_price = self._slipped(order_id, price, proposal.side, spec)
-        problem = minimum_problem(size, fill_price, spec, self._settings)
-        if problem is None and proposal.side is Side.BUY:
-            problem = afford_problem(self._balances, proposal.symbol, size * fill_price, self._settings)
-        if problem is None and proposal.side is Side.SELL:
-            problem = holding_problem(self._balances, base, size)
+        problem = trade_problem(
+            self._balances, proposal.symbol, proposal.side, size, fill_price, spec, self._settings
+        )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
         fill = self._fill(order, fill_price, at)
-        sign = 1 if proposal.side is Side.BUY else -1
-        self._balances[base] = self._balances.get(base, Decimal(0)) + sign * size
-        self._balances[quote] = self._balances.get(quote, Decimal(0)) - sign * fill.notional - fill.fee
         return self._remember(Execution(order=order, fill=fill))
 
     def reduce(
@@ -187,7 +175,6 @@ class PaperBroker:
         sold = round_size(position.size * pct / HUNDRED, spec)
         if sold >= position.size or min(sold, position.size - sold) < spec.min_order_size:
             return self.close([position], order_id, cycle_id, price, at, reason)
-        base, quote = split_symbol(position.symbol)
         order = new_order(
             order_id,
             cycle_id,
@@ -200,12 +187,10 @@ class PaperBroker:
             position.id,
             status=OrderStatus.FILLED,
         )
-        problem = holding_problem(self._balances, base, sold)
+        problem = holding_problem(self._balances, split_symbol(position.symbol)[0], sold)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
         fill = self._fill(order, self._slipped(order_id, price, Side.SELL, spec), at)
-        self._balances[base] -= sold
-        self._balances[quote] = self._balances.get(quote, Decimal(0)) + fill.notional - fill.fee
         closed, rest = split_position(position, sold, order_id, fill, at, reason)
         return self._remember(
             Execution(order=order, fill=fill, closed_positions=[closed], reduced_positions=[rest])
@@ -219,10 +204,11 @@ class PaperBroker:
         return moved.quantize(Decimal(1).scaleb(-spec.price_decimals), ROUND_HALF_EVEN)
 
     def _fill(self, order: Order, price: Decimal, at: datetime) -> Fill:
+        """The order filled at `price` with the paper fee, the balances moved by it."""
         _, quote = split_symbol(order.symbol)
         fee = (price * order.size * self._settings.fee_pct / HUNDRED).quantize(Decimal("0.00000001"))
         slippage = abs(price - order.reference_price) / order.reference_price * HUNDRED
-        return Fill(
+        fill = Fill(
             client_order_id=order.client_order_id,
             symbol=order.symbol,
             side=order.side,
@@ -233,6 +219,8 @@ class PaperBroker:
             slippage_pct=slippage.quantize(Decimal("0.000001")),
             filled_at=at,
         )
+        self._balances = moved_by_fill(self._balances, fill)
+        return fill
 
     def _remember(self, execution: Execution) -> Execution:
         self._executed[execution.order.client_order_id] = execution

@@ -40,12 +40,12 @@ from triplegain.broker.live import (
     OrderJournal,
     OrderState,
     OrderUnresolved,
-    moved_by_fill,
 )
+from triplegain.broker.orders import moved_by_fill, positions_after
 from triplegain.broker.protection import Protection
-from triplegain.models.cycle import CycleReport, Execution, SymbolOutcome
+from triplegain.models.cycle import CycleReport, SymbolOutcome
 from triplegain.models.enums import CycleStatus, OrderStatus, Side
-from triplegain.models.trading import Portfolio, Position, split_symbol
+from triplegain.models.trading import Portfolio, split_symbol
 
 AWAITING = "adopted as external: awaiting the operator's word"
 QUOTE_TOLERANCE = Decimal("0.01")  # a cent of rounding in fees and costs
@@ -389,20 +389,6 @@ def accept_external(
             journal.save(done, f"accepted by {by}: {reason}")
             accepted.append(done)
     return accepted
-
-
-def positions_after(positions: Iterable[Position], executions: Iterable[Execution]) -> list[Position]:
-    """The open positions once `executions` are applied: those they opened added, those they reduced
-    resized, those they closed gone."""
-    open_now = {p.id: p for p in positions}
-    for e in executions:
-        if e.opened_position is not None:
-            open_now[e.opened_position.id] = e.opened_position
-        for rest in e.reduced_positions:
-            open_now[rest.id] = rest
-        for closed in e.closed_positions:
-            open_now.pop(closed.id, None)
-    return list(open_now.values())
 
 
 def recovery_report(

@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 
 from triplegain.broker.exchange import ExchangeBroker
 from triplegain.broker.live import Backoff, CallBudget, JournalledExecution, LiveBroker
+from triplegain.broker.orders import positions_after
 from triplegain.broker.protection import recover_protections
 from triplegain.broker.reconcile import (
     LocalBook,
     Reconciliation,
     accept_external,
-    positions_after,
     reconcile,
     recovery_report,
 )

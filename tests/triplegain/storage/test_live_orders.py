@@ -15,13 +15,13 @@ from sqlalchemy import Engine
 
 from tests.fakes.kraken import FakeKraken, Fault
 from tests.triplegain.broker.test_contract import PRICE, SETTINGS, SPECS, buy
-from tests.triplegain.factories import AT
+from tests.triplegain.factories import AT, rebalance_decision
 from triplegain.broker.exchange import ExchangeBroker
 from triplegain.broker.live import JournalledExecution, LiveBroker, OrderIntent, OrderState, live_client_id
 from triplegain.broker.reconcile import recovery_report
 from triplegain.models.enums import CycleStatus, OrderStatus, Side
 from triplegain.models.trading import Portfolio
-from triplegain.rebalance import Allocation, Batch, RebalanceDecision, RebalanceTrade, batch_run_id
+from triplegain.rebalance import Batch, batch_run_id
 from triplegain.storage import create_db_engine, migrate, unit_of_work
 from triplegain.storage.cycles import load_report, record_recovered_run
 from triplegain.storage.dca import load_batch, save_plan
@@ -138,16 +138,9 @@ def test_the_database_says_which_account_modes_it_holds(engine: Engine) -> None:
 
 def test_an_execution_no_run_recorded_is_found_until_the_operator_records_it(engine: Engine) -> None:
     run = batch_run_id("plan1", 0)  # a DCA batch's run, killed after its order filled
-    trade = RebalanceTrade(symbol="BTC/USDT", side=Side.BUY, amount_usd=Decimal(100))
-    decision = RebalanceDecision(
-        at=AT,
-        allocation=Allocation(equity_usd=Decimal(1), assets=[]),
-        action="rebalance",
-        reason="r",
-        trades=[trade],
-    )
+    decision = rebalance_decision(AT)
     with unit_of_work(engine) as session:
-        save_plan(session, "plan1", decision, [Batch(index=0, scheduled_at=AT, trades=[trade])], AT)
+        save_plan(session, "plan1", decision, [Batch(index=0, scheduled_at=AT, trades=decision.trades)], AT)
     journal = SqlOrderJournal(engine)
     with FakeKraken(balances={"USDT": "10000"}) as kraken:
         broker = ExchangeBroker(kraken.live_broker(journal), {"USDT": Decimal(10000)}, SETTINGS, SPECS)

@@ -172,24 +172,18 @@ def test_failed_and_cut_off_runs_are_reported_once(engine: Engine, replay: Repla
 def test_plans_supersede_and_batches_settle_exactly_once(engine: Engine) -> None:
     import pytest
 
+    from tests.triplegain.factories import rebalance_decision
     from triplegain.control import StateChange
     from triplegain.errors import ConcurrentCycleError
-    from triplegain.models.enums import Side
-    from triplegain.rebalance import Allocation, Batch, RebalanceDecision, RebalanceTrade
+    from triplegain.rebalance import Batch
     from triplegain.storage.accounts import load_state_at, record_state_change
     from triplegain.storage.dca import load_due_batches, load_plans, save_plan, skip_batch
 
     now = datetime.now(UTC)
-    trade = RebalanceTrade(symbol="BTC/USDT", side=Side.BUY, amount_usd=Decimal(100))
-    decision = RebalanceDecision(
-        at=now,
-        allocation=Allocation(equity_usd=Decimal(1), assets=[]),
-        action="rebalance",
-        reason="r",
-        trades=[trade],
-    )
+    decision = rebalance_decision(now)
     batches = [
-        Batch(index=i, scheduled_at=now + timedelta(hours=4 * i - 1), trades=[trade]) for i in range(3)
+        Batch(index=i, scheduled_at=now + timedelta(hours=4 * i - 1), trades=decision.trades)
+        for i in range(3)
     ]
     with unit_of_work(engine) as s:
         assert save_plan(s, "plan1", decision, batches, now) == []
