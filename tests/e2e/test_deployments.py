@@ -110,11 +110,12 @@ def test_served_deployments_run_a_cycle_and_a_dca_batch_through_the_api(
         cycle = run("trading-cycle", {"at": "2024-06-30T20:00Z"})
         assert client.get(f"/flow_runs/{cycle['id']}").json()["name"] == "cycle-20240630T2000Z"
 
-        def shipped() -> list[dict[str, Any]] | None:  # the runner ships logs in batches
+        def shipped() -> list[dict[str, Any]] | None:  # the runner ships logs in batches: wait for them all
             found = client.post(
                 "/logs/filter", json={"logs": {"flow_run_id": {"any_": [cycle["id"]]}}}
             ).json()
-            return found if any("cycle cycle-20240630T2000Z" in log["message"] for log in found) else None
+            named = any("cycle cycle-20240630T2000Z" in log["message"] for log in found)
+            return found if named and len(found) >= 10 else None
 
         cycle_logs = wait_for("the cycle's logs on the server", shipped, 60, logs)
         assert len(cycle_logs) >= 10 and {log["level"] for log in cycle_logs} >= {20}  # INFO reaches the API
