@@ -375,17 +375,33 @@ class LiveBroker:
             params["takeProfitPrice"] = float(intent.price or 0)
         return params
 
+    def asset_step(self, code: str | None) -> Decimal | None:
+        """The smallest amount of asset `code` the exchange's ledger holds (ccxt's currency precision), or
+        None when it gives none."""
+        currencies = getattr(self.exchange, "currencies", None) or {}
+        step = (currencies.get(code) or {}).get("precision") if code else None
+        return Decimal(str(step)) if step else None
+
+    def _amount(self, value: Any, code: str | None) -> Decimal | None:
+        """An amount of asset `code` from ccxt, at the ledger's decimals. ccxt computes a Kraken order's cost
+        as filled times average price in floats (Kraken's own cost field is truncated), so a fill that cost
+        999.73976218 arrives as 999.7397621800001: the books would take a float's last digit."""
+        amount = _decimal(value)
+        step = self.asset_step(code)
+        return amount if amount is None or step is None else amount.quantize(step)
+
     def _record(self, state: OrderState, answer: dict[str, Any], how: str) -> OrderState:
         filled = _decimal(answer.get("filled")) or Decimal(0)
         fee = answer.get("fee") or {}
+        _, quote = split_symbol(state.intent.symbol)
         updated = replace(
             state,
             exchange_id=str(answer.get("id") or state.exchange_id),
             status=_status(answer.get("status"), filled),
             filled=filled,
             average_price=_decimal(answer.get("average")),
-            cost=_decimal(answer.get("cost")) or Decimal(0),
-            fee=_decimal(fee.get("cost")) or Decimal(0),
+            cost=self._amount(answer.get("cost"), quote) or Decimal(0),
+            fee=self._amount(fee.get("cost"), fee.get("currency") or quote) or Decimal(0),
             fee_asset=fee.get("currency"),
             # a note on an order never confirmed says why its outcome was unknown: the answer settles it;
             # an order the exchange knew keeps its note (an adopted order waiting for the operator)

@@ -174,6 +174,20 @@ def test_insufficient_funds_is_a_rejection_with_the_reason(kraken: FakeKraken) -
     assert not kraken.orders
 
 
+def test_a_fills_cost_and_fee_are_the_exchanges_to_the_last_decimal(kraken: FakeKraken) -> None:
+    """ccxt hands a Kraken order's cost as filled times average price in floats: this fill's 1000.00027606
+    arrives as 1000.0002760599998. The journal (and the books after it) keeps the ledger's 8 decimals."""
+    kraken.set_price("XBTUSDT", "66394.6")
+    broker, _ = broker_for(kraken, MemoryJournal())
+
+    state = broker.submit(market_buy("0.01506147"))
+
+    (order,) = kraken.orders.values()
+    assert order.cost == Decimal("1000.00027606")  # what the exchange's ledger moved
+    assert state.cost == order.cost and state.fee == order.fee
+    assert kraken.balances["USDT"] == Decimal(10000) - state.cost - state.fee
+
+
 def test_a_stop_loss_rests_on_the_exchange_and_its_fill_is_recorded_with_its_fee(kraken: FakeKraken) -> None:
     journal = MemoryJournal()
     broker, _ = broker_for(kraken, journal)
