@@ -459,6 +459,49 @@ def status(config: Config = None, as_json: AsJson = False, verbose: Verbose = Fa
     show_status(current, as_json)
 
 
+candles_app = typer.Typer(
+    no_args_is_help=True,
+    help="The exchange's candle history kept for live runs (Kraken serves only its newest 720 hours).",
+)
+app.add_typer(candles_app, name="candles")
+
+
+@candles_app.command("import")
+def candles_import(
+    path: Annotated[Path, typer.Argument(help="Hourly candles: Kraken's OHLCVT XBTUSDT_60.csv or our CSV")],
+    symbol: Annotated[str, typer.Option("--symbol", "-s", help="e.g. BTC/USDT")],
+    config: Config = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> None:
+    """Keep a downloaded hourly history as the configured exchange's candles of SYMBOL, so live runs
+    analyse the full lookback from the first run."""
+    try:
+        from flows.candles import import_candles
+
+        kept = import_candles(path, symbol, config)
+    except Exception as e:
+        _fail(e, verbose)
+    show_json(kept) if as_json else say(kept.summary())
+
+
+@candles_app.command("show")
+def candles_show(
+    symbol: Annotated[str, typer.Option("--symbol", "-s", help="e.g. BTC/USDT")],
+    config: Config = None,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> None:
+    """How many of SYMBOL's candles are kept, and the spans of time they cover."""
+    try:
+        from flows.candles import kept_candles
+
+        kept = kept_candles(symbol, config)
+    except Exception as e:
+        _fail(e, verbose)
+    show_json(kept) if as_json else say(kept.summary())
+
+
 def _default_backtest_path(result: BacktestResult) -> Path:
     """backtests/backtest-<start>-<end>.json in the TripleGain data directory (beside the default
     database), never the working directory: a backtest run in a checkout leaves it clean."""

@@ -23,12 +23,14 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import ccxt
+import numpy as np
 
 from triplegain.broker.live import (
     CallBudget,
@@ -181,6 +183,9 @@ class FakeKraken:
         self.balances = {k: Decimal(v) for k, v in (balances or {"USDT": "10000"}).items()}
         self.prices = {k: Decimal(v) for k, v in (prices or {"XBTUSDT": "60000", "XRPUSDT": "0.5"}).items()}
         self.candles = dict(candles or {})  # by pair: what the OHLC endpoint serves
+        # The exchange's clock for OHLC: set, the endpoint serves as Kraken does, the newest 720 candles
+        # opened by then (whatever `since` asks for older); None, the first 720 after `since`.
+        self.now: datetime | None = None
         self.orders: dict[str, FakeOrder] = {}
         self.trades: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
@@ -415,12 +420,16 @@ class FakeKraken:
         return self.balances.get(asset, Decimal(0)) - self._held(asset)
 
     def _api_OHLC(self, fields: dict[str, str], fault: Fault | None) -> Any:
-        """Hourly candles from `since`, at most 720 (Kraken's cap), as Kraken lists them."""
+        """Hourly candles after `since`, at most 720 (Kraken's cap), as Kraken lists them; with a clock
+        (`now`), only the newest 720 opened by then, as Kraken serves: older ones cannot be had."""
         pair = fields["pair"]
         series = self.candles.get(pair)
         if series is None:
             raise _KrakenError("EQuery:Unknown asset pair")
         since = int(fields.get("since", 0))
+        if self.now is not None:
+            newest = series.slice(0, int(np.searchsorted(series.timestamps, self.now.timestamp(), "right")))
+            series = newest.slice(max(0, len(newest) - 720), len(newest))
         rows = [
             [int(t), f"{o}", f"{h}", f"{lo}", f"{c}", f"{c}", f"{v}", 1]
             for t, o, h, lo, c, v in zip(

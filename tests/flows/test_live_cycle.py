@@ -43,7 +43,7 @@ def kraken(replay: ReplaySource, monkeypatch: pytest.MonkeyPatch, project_db: st
             "TRIPLEGAIN_MARKET__SOURCE": "ccxt",
             "TRIPLEGAIN_MARKET__API_URL": fake.url,
             "TRIPLEGAIN_EXECUTION__API_URL": fake.url,
-            "TRIPLEGAIN_MARKET__LOOKBACK_CANDLES": "720",  # Kraken serves the newest 720 hourly candles
+            "TRIPLEGAIN_MARKET__LOOKBACK_CANDLES": "720",  # what the fake (no clock) serves; see test_candles
             "TRIPLEGAIN_MARKET__RATE_LIMIT_MS": "1",  # the fake has no limit to respect
             "TRIPLEGAIN_EXECUTION__RATE_LIMIT_MS": "1",
         }.items():

@@ -27,7 +27,7 @@ def csv_path(data_dir: Path, symbol: str) -> Path:
 
 def read_candles_csv(path: Path) -> CandleSeries:
     """Parse and validate one CSV file; MarketDataError names the file and line of the first problem."""
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
     header = next(reader, None)
     if header != HEADER:
         raise MarketDataError(f"{path}:1: header must be {','.join(HEADER)}, got {header}")
@@ -37,7 +37,7 @@ def read_candles_csv(path: Path) -> CandleSeries:
     return series_from_rows(rows, lambda i: f"{path}:{i + 2}")
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """The file as UTF-8 text; MarketDataError naming the file (and the line of a byte that is not UTF-8)."""
     try:
         raw = path.read_bytes()

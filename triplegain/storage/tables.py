@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from triplegain.storage.types import ExactDecimal, JSONDocument, UTCDateTime
@@ -456,3 +456,33 @@ class LiveExecutionRow(Base):
     cost: Mapped[Decimal]  # what the fill cost in the quote asset, as the exchange reported it (0: unknown)
     execution: Mapped[dict[str, Any]]
     journalled_at: Mapped[datetime]
+
+
+class CandleRow(Base):
+    """An hourly candle as an exchange served it (`triplegain.market.history`): a live run completes the
+    exchange's newest candles to its lookback from these."""
+
+    __tablename__ = "candles"
+
+    source: Mapped[str] = mapped_column(String(60), primary_key=True)  # e.g. ccxt:kraken
+    symbol: Mapped[str] = mapped_column(String(20), primary_key=True)
+    open_time: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # epoch s
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float] = mapped_column(Double)
+
+
+class CandleSpanRow(Base):
+    """A span of time whose candles were kept whole (one fetch, one imported file): kept candles are joined
+    to a fetch only across covered time, never across a hole."""
+
+    __tablename__ = "candle_spans"
+    __table_args__ = (Index("ix_candle_spans_source_symbol", "source", "symbol"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(60))
+    symbol: Mapped[str] = mapped_column(String(20))
+    first_open: Mapped[int] = mapped_column(BigInteger)
+    last_open: Mapped[int] = mapped_column(BigInteger)
