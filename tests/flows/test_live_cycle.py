@@ -4,9 +4,15 @@ cannot explain stopping the run before any order."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +22,7 @@ from flows.market_watch import market_watch
 from flows.reconcile import reconcile
 from flows.trading_cycle import trading_cycle
 from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken, Fault
+from tests.flows.fresh_process import PROBE
 from triplegain.cycle import parse_time
 from triplegain.errors import ConfigError, CycleError
 from triplegain.live_gate import CONFIRMATION, LiveTradingRefused
@@ -26,6 +33,7 @@ from triplegain.storage.accounts import load_account
 from triplegain.storage.live_orders import SqlOrderJournal, modes_held
 
 BUYING_HOUR = "2024-06-30T20:00Z"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -265,3 +273,62 @@ def test_a_watch_killed_after_the_exchange_sold_a_position_records_the_exit_on_t
     assert account.positions == []
     assert account.balances["USDT"] == kraken.balances["USDT"]
     assert trading_cycle(at="2024-06-30T21:00Z").status is CycleStatus.COMPLETED
+
+
+def test_a_cycle_process_killed_placing_the_entrys_stop_loses_nothing(
+    kraken: FakeKraken, project_db: str, tmp_path: Path
+) -> None:
+    """A real SIGKILL of `triplegain run` in its own process: the entry filled, the stop-loss was accepted
+    by the exchange and its reply is held back; the process dies there, before the take-profit and before
+    the run records anything."""
+    kraken.script("AddOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-c", PROBE, "run", "--at", BUYING_HOUR],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while len(kraken.calls("AddOrder")) < 2 and run.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(kraken.calls("AddOrder")) == 2, f"the run never placed its stop: {log.read_text()}"
+            run.send_signal(signal.SIGKILL)
+            assert run.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    engine = create_db_engine(project_db)
+    journal = SqlOrderJournal(engine)
+    (entry,) = journal.unrecorded_executions()  # journalled as it filled, before the stop was sent
+    (stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
+    assert not [o for o in kraken.orders.values() if o.ordertype == "take-profit"]  # died before it
+
+    found = reconcile()
+
+    position = entry.execution.opened_position
+    assert position is not None
+    assert [(d.kind, d.explained) for d in found.differences] == [
+        ("order_changed", True),  # the stop whose reply was lost: found by its client id, open
+        ("unrecorded_execution", False),
+        ("protection_placed", True),  # the take-profit the run never placed
+    ]
+    (take,) = [o for o in kraken.orders.values() if o.ordertype == "take-profit"]
+    assert take.volume == stop.volume == position.size and take.status == stop.status == "open"
+    assert reconcile().differences == [found.differences[1]]  # placed once: whole from now on
+    assert reconcile(accept=True, reason="the 20:00 run was killed", by="ops").trading_allowed
+    later = trading_cycle(at="2024-06-30T21:00Z")
+    assert later.status is CycleStatus.COMPLETED
+    assert [p.cycle_id for p in later.portfolio.positions] == ["cycle-20240630T2000Z", "cycle-20240630T2100Z"]
+    protective = [o for o in kraken.orders.values() if o.ordertype != "market"]
+    assert len(protective) == 4 and all(o.status == "open" for o in protective)  # a pair per position
+    kraken.set_price("XBTUSDT", str(take.price + 1))  # the recovered position's take-profit fills
+    watched = market_watch(at="2024-06-30T21:30Z")
+    assert watched.status is CycleStatus.COMPLETED, watched.notes
+    assert take.status == "closed" and stop.status == "canceled"  # its stop released, none orphaned

@@ -202,8 +202,8 @@ def _fill(state: OrderState) -> Fill:
 def recover_protections(journal: OrderJournal, positions: list[Position]) -> dict[str, Protection]:
     """Each open position's protection as the journal holds it: the newest generation whose orders were
     journalled (their client ids derive from the position and the generation), so a new process carries on
-    where the last one stopped. A position without journalled protection is left out (reconciliation
-    reports it as unprotected)."""
+    where the last one stopped. A position without a whole generation is left out:
+    `unfinished_protections` finds it, and reconciliation places what it lacks (or says URGENT)."""
     found: dict[str, Protection] = {}
     for position in positions:
         latest = None
@@ -228,3 +228,61 @@ def recover_protections(journal: OrderJournal, positions: list[Position]) -> dic
         if latest is not None:
             found[position.id] = latest
     return found
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A position whose protection a run was placing when it stopped: after the entry filled and before
+    its stop-loss (nothing journalled), or between the stop-loss and the take-profit (half a generation)."""
+
+    position: Position
+    generation: int
+    cycle_id: str  # the run that was placing it (the position's own run when nothing was journalled)
+    stop: OrderState | None
+    take: OrderState | None
+
+    @property
+    def missing(self) -> str:
+        """What was never placed, e.g. 'take_profit' or 'stop_loss and take_profit'."""
+        return " and ".join(p for p, s in (("stop_loss", self.stop), ("take_profit", self.take)) if s is None)
+
+
+def unfinished_protections(journal: OrderJournal, positions: list[Position]) -> list[Unfinished]:
+    """The open positions with stop and take-profit levels whose newest protection generation the journal
+    does not hold whole: `recover_protections` leaves them out, so nothing else would notice."""
+    found = []
+    for position in positions:
+        if position.stop_loss is None or position.take_profit is None:
+            continue
+        generation = 0
+        while True:
+            stop = journal.get(live_client_id(position.id, "stop_loss", str(generation)))
+            take = journal.get(live_client_id(position.id, "take_profit", str(generation)))
+            if stop is not None and take is not None:
+                generation += 1
+                continue
+            if stop is None and take is None and generation > 0:
+                break  # the newest generation is whole
+            placed = stop or take
+            cycle_id = placed.intent.cycle_id if placed is not None else position.cycle_id
+            found.append(Unfinished(position, generation, cycle_id, stop, take))
+            break
+    return found
+
+
+def finish_protection(desk: ProtectionDesk, unfinished: Unfinished) -> Protection:
+    """Place what `unfinished` lacks, under the client ids the stopped run would have used: the half it
+    placed is found in the journal and not sent again. ProtectionFailed when it cannot be placed."""
+    position, stop, take = unfinished.position, unfinished.stop, unfinished.take
+    placed = stop or take
+    if position.stop_loss is None or position.take_profit is None:
+        raise ValueError(f"position {position.id} has no stop-loss and take-profit levels to protect it with")
+    return desk.protect(
+        position.id,
+        unfinished.cycle_id,
+        position.symbol,
+        placed.intent.amount if placed is not None else position.size,
+        (stop.intent.price if stop is not None else None) or position.stop_loss,
+        (take.intent.price if take is not None else None) or position.take_profit,
+        unfinished.generation,
+    )

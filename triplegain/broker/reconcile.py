@@ -15,7 +15,11 @@ What is compared, in this order:
    an order filled): unexplained until the operator's word records it (`triplegain reconcile --accept`:
    the order, the fill and the position it opened, reduced or closed, exactly as the broker made them);
 6. the balances: what the database expects, moved by those executions and the explained fills, against
-   the exchange's.
+   the exchange's;
+7. every open position whose protection a stopped run never finished placing (killed after the entry
+   filled, or between its stop-loss and take-profit): placed now under the client ids that run would have
+   used (`finish_protections`), explained; URGENT and unexplained when it cannot be placed, or when the
+   exchange left a question unanswered or the position's asset balance is in question.
 
 Anything unexplained means no trading this run (fail closed). A report the exchange did not give (a call that
 failed) is never read as "nothing there": it is a difference of its own, and trading stops.
@@ -42,7 +46,13 @@ from triplegain.broker.live import (
     OrderUnresolved,
 )
 from triplegain.broker.orders import moved_by_fill, positions_after
-from triplegain.broker.protection import Protection
+from triplegain.broker.protection import (
+    Protection,
+    ProtectionDesk,
+    ProtectionFailed,
+    Unfinished,
+    finish_protection,
+)
 from triplegain.models.cycle import CycleReport, SymbolOutcome
 from triplegain.models.enums import CycleStatus, OrderStatus, Side
 from triplegain.models.trading import Portfolio, split_symbol
@@ -69,7 +79,7 @@ class Difference:
     """One thing the two views disagree on; `explained` ones are applied without asking anyone."""
 
     kind: str  # order_changed | order_lost | external_order | external_fill | protection_missing
-    # | unrecorded_execution | balance | exchange_unanswered
+    # | protection_placed | unrecorded_execution | balance | exchange_unanswered
     subject: str
     detail: str
     explained: bool = False
@@ -434,3 +444,38 @@ def recovery_report(
         starting_equity=before.equity,
         notes=[note],
     )
+
+
+def finish_protections(
+    desk: ProtectionDesk, unfinished: Iterable[Unfinished], found: Reconciliation
+) -> Reconciliation:
+    """`found` with the protection a stopped run never finished placing placed now (`protection_placed`,
+    explained: the position is held, only its protection was missing). Not placed, and URGENT
+    (`protection_missing`), when the exchange left a question unanswered or the position's asset balance
+    is in question (it may no longer be held), or when placing fails."""
+    unanswered = any(d.kind == "exchange_unanswered" for d in found.differences)
+    in_question = {d.subject for d in found.unexplained if d.kind == "balance"}
+    added = []
+    for u in unfinished:
+        base, _ = split_symbol(u.position.symbol)
+        never = f"its {u.missing} was never placed (a run stopped before placing it)"
+        problem = None
+        if unanswered or base in in_question:
+            problem = f"not placed now: the exchange's {base} balance is in question"
+        else:
+            try:
+                finish_protection(desk, u)
+            except (ProtectionFailed, ValueError, ccxt.BaseError) as e:
+                problem = f"placing it now failed: {str(e)[:200]}"
+        if problem is None:
+            placed = Difference("protection_placed", u.position.id, f"{never}: placed now", explained=True)
+            added.append(placed)
+        else:
+            added.append(
+                Difference(
+                    "protection_missing",
+                    u.position.id,
+                    f"{never}; {problem}: the position is unprotected (URGENT)",
+                )
+            )
+    return replace(found, differences=[*found.differences, *added])

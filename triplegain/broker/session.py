@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 from triplegain.broker.exchange import ExchangeBroker
 from triplegain.broker.live import Backoff, CallBudget, JournalledExecution, LiveBroker
 from triplegain.broker.orders import positions_after
-from triplegain.broker.protection import recover_protections
+from triplegain.broker.protection import ProtectionDesk, recover_protections, unfinished_protections
 from triplegain.broker.reconcile import (
     LocalBook,
     Reconciliation,
     accept_external,
+    finish_protections,
     reconcile,
     recovery_report,
 )
@@ -91,7 +92,8 @@ def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountSt
         last_sync_ms=int(since.timestamp() * 1000) if since else None,
         unrecorded=unrecorded,
     )
-    return reconcile(live, journal, journal.unsettled(), journal.orders(), book)
+    found = reconcile(live, journal, journal.unsettled(), journal.orders(), book)
+    return finish_protections(ProtectionDesk(live), unfinished_protections(journal, positions), found)
 
 
 def accept_reconciliation(

@@ -4,6 +4,7 @@ applied, anything unexplained stops trading, an unanswered call is never read as
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,16 @@ from triplegain.broker.live import (
     OrderState,
     live_client_id,
 )
-from triplegain.broker.protection import Protection, ProtectionDesk
-from triplegain.broker.reconcile import LocalBook, Reconciliation, accept_external, reconcile
+from triplegain.broker.protection import Protection, ProtectionDesk, unfinished_protections
+from triplegain.broker.reconcile import (
+    LocalBook,
+    Reconciliation,
+    accept_external,
+    finish_protections,
+    reconcile,
+)
 from triplegain.models.enums import OrderStatus, Side
+from triplegain.models.trading import Position
 
 START = {"USDT": Decimal("10000")}
 
@@ -196,3 +204,100 @@ def test_a_fill_no_run_recorded_explains_the_balances_but_stops_trading(kraken: 
     assert kinds(found) == [("unrecorded_execution", False)]  # the balances agree once it is counted
     assert found.unexplained[0].subject == "tg-1" and "opened position tg-1" in found.unexplained[0].detail
     assert ("balance", False) in kinds(unaware)
+
+
+def killed_after_its_entry(account: Account, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A run's entry filled and was journalled; the process died placing its stop-loss."""
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed")
+
+    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
+    monkeypatch.setattr(desk.protection, "protect", killed)
+    with pytest.raises(KeyboardInterrupt):
+        desk.open(buy(), "tg-1", CYCLE, PRICE, AT)
+    (done,) = account.journal.executions.values()
+    return done
+
+
+def finished(account: Account, book: LocalBook, positions: list[Position]) -> Reconciliation:
+    """Reconciliation as a live run does it: compare, then finish the protection a stopped run left."""
+    broker = account.kraken.live_broker(account.journal)
+    states = list(account.journal.states.values())
+    found = reconcile(broker, account.journal, [s for s in states if not s.done], states, book)
+    return finish_protections(
+        ProtectionDesk(broker), unfinished_protections(account.journal, positions), found
+    )
+
+
+def test_protection_a_killed_run_never_placed_is_placed_by_the_next_reconciliation(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = Account(kraken)
+    done = killed_after_its_entry(account, monkeypatch)
+    position = done.execution.opened_position
+    assert [o.ordertype for o in kraken.orders.values()] == ["market"]  # unprotected on the exchange
+
+    result = finished(account, LocalBook(dict(START), [], None, [done]), [position])
+
+    assert kinds(result) == [("unrecorded_execution", False), ("protection_placed", True)]
+    assert "stop_loss and take_profit was never placed" in result.differences[1].detail
+    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
+    assert set(resting) == {"stop-loss", "take-profit"}
+    assert all(o.volume == position.size for o in resting.values())
+    assert resting["stop-loss"].price >= position.stop_loss  # on the exchange's grid, towards the price
+    assert resting["take-profit"].price <= position.take_profit
+    assert unfinished_protections(account.journal, [position]) == []  # whole: nothing placed twice
+    assert kinds(finished(account, LocalBook(dict(START), [], None, [done]), [position])) == [
+        ("unrecorded_execution", False)
+    ]
+
+
+def test_protection_is_not_placed_when_the_positions_asset_is_in_question(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = Account(kraken)
+    done = killed_after_its_entry(account, monkeypatch)
+
+    result = finished(account, LocalBook(dict(START)), [done.execution.opened_position])  # unaware of it
+
+    assert ("balance", False) in kinds(result) and ("protection_missing", False) in kinds(result)
+    assert "BTC balance is in question" in str(result.unexplained[-1])
+    assert [o.ordertype for o in kraken.orders.values()] == ["market"]  # nothing sent
+
+
+def test_protection_the_exchange_refuses_is_urgent_and_stops_trading(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = Account(kraken)
+    done = killed_after_its_entry(account, monkeypatch)
+    kraken.script("AddOrder", Fault.kraken_error("EOrder:Invalid price"))
+
+    result = finished(account, LocalBook(dict(START), [], None, [done]), [done.execution.opened_position])
+
+    assert kinds(result)[-1] == ("protection_missing", False) and not result.trading_allowed
+    assert "placing it now failed" in str(result.unexplained[-1]) and "URGENT" in str(result.unexplained[-1])
+
+
+def test_only_positions_with_levels_and_an_unfinished_generation_are_unfinished(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = Account(kraken)
+    protected = account.buy_and_protect()
+    whole = Position.model_validate(
+        {
+            **killed_after_its_entry(account, monkeypatch).execution.opened_position.model_dump(),
+            "id": protected.position_id,
+        }
+    )
+    bare = whole.model_copy(update={"id": "tg-bare", "stop_loss": None, "take_profit": None})
+    half = whole.model_copy(update={"id": "tg-half"})
+    ProtectionDesk(account.broker).protect(
+        "tg-half", CYCLE, "BTC/USDT", whole.size, Decimal("55000"), Decimal("70000")
+    )
+    account.journal.states.pop(live_client_id("tg-half", "take_profit", "0"))  # died before the take-profit
+
+    (unfinished,) = unfinished_protections(account.journal, [whole, bare, half])
+
+    assert unfinished.position.id == "tg-half" and unfinished.missing == "take_profit"
+    assert unfinished.stop is not None and unfinished.generation == 0
