@@ -417,6 +417,12 @@ def reconcile(
     accept: Annotated[
         bool, typer.Option("--accept", help="Resolve the differences on your word (needs --reason)")
     ] = False,
+    protect: Annotated[
+        bool,
+        typer.Option(
+            "--protect", help="First place a new stop-loss and take-profit where one is gone (needs --reason)"
+        ),
+    ] = False,
     reason: Annotated[
         str | None, typer.Option("--reason", "-r", help="Why (recorded with who asked)")
     ] = None,
@@ -426,9 +432,16 @@ def reconcile(
     verbose: Verbose = False,
 ) -> None:
     """A live account against its exchange: every difference, and whether trading may go on (exit code 3
-    when it may not). --accept resolves what you vouch for and compares again."""
+    when it may not). --protect places a new protection pair where one is gone; --accept resolves what you
+    vouch for and compares again."""
     result = _call_flow(
-        "flows/reconcile.py:reconcile", verbose, accept=accept, reason=reason, by=by, config_file=config
+        "flows/reconcile.py:reconcile",
+        verbose,
+        accept=accept,
+        reason=reason,
+        by=by,
+        config_file=config,
+        protect=protect,
     )
     if as_json:
         show_json(

@@ -4,7 +4,9 @@ Every trading cycle of a live account reconciles first and trades only when noth
 flow shows the same comparison at any time, and with `accept=True` resolves what the operator vouches for:
 adopted external orders accepted, lost orders declared never placed, a killed run's filled orders recorded
 (as its broker journalled them), the balances set to the exchange's.
-A missing protection order or an exchange that did not answer cannot be accepted: act on them first.
+A missing protection order cannot be accepted: `protect=True` places a new pair for each position whose
+stop-loss or take-profit is no longer open (cancelled by hand, expired), on the operator's word. An exchange
+that did not answer cannot be accepted either: ask again.
 
 From a notebook:
 
@@ -25,16 +27,22 @@ from flows.settings import load_run_settings
 from tasks.live import emit_reconciliation_event, reconcile_account
 from tasks.storage import load_account
 from triplegain.broker.reconcile import Reconciliation
-from triplegain.broker.session import accept_reconciliation
+from triplegain.broker.session import accept_reconciliation, protect_again
 from triplegain.errors import ConfigError, ConfigProblem
 
 
 @flow(name="reconcile", log_prints=False)
 def reconcile(
-    accept: bool = False, reason: str | None = None, by: str | None = None, config_file: str | None = None
+    accept: bool = False,
+    reason: str | None = None,
+    by: str | None = None,
+    config_file: str | None = None,
+    protect: bool = False,
 ) -> Reconciliation:
-    """Compare the live account with the exchange; with `accept`, resolve the differences on the operator's
-    word (`reason` required) and compare again. Returns the (last) comparison."""
+    """Compare the live account with the exchange; with `protect`, first place a new protection pair for
+    each position whose stop-loss or take-profit is no longer open; with `accept`, resolve the differences
+    on the operator's word and compare again (`reason` required for either). Returns the (last)
+    comparison."""
     logger = get_run_logger()
     settings = load_run_settings(config_file, None)
     keys = live_keys(settings)
@@ -46,16 +54,19 @@ def reconcile(
                 )
             ]
         )
-    if accept and not (reason or "").strip():
-        raise ConfigError([ConfigProblem("reason", reason, "why the differences are accepted (recorded)")])
+    if (accept or protect) and not (reason or "").strip():
+        raise ConfigError([ConfigProblem("reason", reason, "why, recorded with who asked")])
+    who = by or current_user()
     account = load_account(settings)
-    result = reconcile_account(settings, keys, account)
     run_key = f"reconcile-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    if protect:
+        for line in protect_again(settings, keys, account, who, reason or ""):
+            logger.warning("on the word of %s: %s", who, line)
+    result = reconcile_account(settings, keys, account)
     emit_reconciliation_event(result, run_key)
     logger.info("%s", result.report())
     if not accept or result.trading_allowed:
         return result
-    who = by or current_user()
     for line in accept_reconciliation(settings, result, account, who, reason or ""):
         logger.warning("accepted by %s: %s", who, line)
     again = reconcile_account(settings, keys, load_account(settings))

@@ -332,3 +332,37 @@ def test_a_cycle_process_killed_placing_the_entrys_stop_loses_nothing(
     watched = market_watch(at="2024-06-30T21:30Z")
     assert watched.status is CycleStatus.COMPLETED, watched.notes
     assert take.status == "closed" and stop.status == "canceled"  # its stop released, none orphaned
+
+
+def test_protection_cancelled_by_hand_is_placed_again_on_the_operators_word(
+    kraken: FakeKraken, project_db: str
+) -> None:
+    trading_cycle(at=BUYING_HOUR)
+    (stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
+    (take,) = [o for o in kraken.orders.values() if o.ordertype == "take-profit"]
+    take.status = "canceled"  # cancelled by hand on the exchange's website
+
+    found = reconcile()
+
+    assert [d.kind for d in found.unexplained] == ["protection_missing"]
+    assert trading_cycle(at="2024-06-30T21:00Z").status is CycleStatus.SKIPPED
+    with pytest.raises(ValueError, match="reconcile --protect"):
+        reconcile(accept=True, reason="fine", by="ops")  # cannot be accepted away
+    with pytest.raises(ConfigError, match="reason"):
+        reconcile(protect=True)
+
+    after = reconcile(protect=True, reason="the take-profit was cancelled by mistake", by="ops")
+
+    assert after.trading_allowed, after.report()
+    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    assert sorted(o.ordertype for o in resting) == ["stop-loss", "take-profit"]
+    assert stop.status == "canceled" and all(o.volume == stop.volume for o in resting)  # a new pair
+    assert {o.price for o in resting} == {stop.price, take.price}  # at the position's levels
+    journal = SqlOrderJournal(create_db_engine(project_db))
+    placed = [s for s in journal.orders() if s.exchange_id in {o.txid for o in resting}]
+    assert all(
+        any("on the word of ops" in line.note for line in journal.log(s.intent.client_id)) for s in placed
+    )
+    assert reconcile(protect=True, reason="again", by="ops").differences == []  # nothing more to place
+    assert len([o for o in kraken.orders.values() if o.ordertype != "market"]) == 4
+    assert trading_cycle(at="2024-06-30T22:00Z").status is CycleStatus.COMPLETED

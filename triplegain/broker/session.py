@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from triplegain.broker.exchange import ExchangeBroker
-from triplegain.broker.live import Backoff, CallBudget, JournalledExecution, LiveBroker
+from triplegain.broker.live import FILLED, Backoff, CallBudget, JournalledExecution, LiveBroker
 from triplegain.broker.orders import positions_after
 from triplegain.broker.protection import ProtectionDesk, recover_protections, unfinished_protections
 from triplegain.broker.reconcile import (
@@ -96,17 +96,58 @@ def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountSt
     return finish_protections(ProtectionDesk(live), unfinished_protections(journal, positions), found)
 
 
+def protect_again(
+    settings: Settings, keys: ExchangeKeys, account: AccountState, by: str, reason: str
+) -> list[str]:
+    """The operator's word on missing protection (`triplegain reconcile --protect`): each open position
+    whose stop-loss or take-profit is no longer open on the exchange (cancelled by hand, expired, rejected)
+    gets a new pair, the next generation, at its levels and for its size, once what is left of the old
+    pair is cancelled. A position one of whose orders filled is left for the next run, which records the
+    exit. ProtectionFailed (URGENT) when the new pair cannot be placed. Returns what was done."""
+    journal = SqlOrderJournal(engine_for(settings))
+    live = live_broker(settings, keys, journal)
+    desk = ProtectionDesk(live)
+    positions = positions_after(account.positions, [j.execution for j in journal.unrecorded_executions()])
+    done = []
+    for protection in recover_protections(journal, positions).values():
+        current = replace(protection, stop=live.refresh(protection.stop), take=live.refresh(protection.take))
+        if all(o.status is OrderStatus.OPEN for o in current.orders):
+            continue
+        outcome = None
+        if not any(o.status in FILLED for o in current.orders):
+            outcome = desk.resize(current, current.size)
+        if outcome is None or outcome.closed_by is not None:
+            done.append(
+                f"position {protection.position_id} not protected again: one of its orders filled (the next "
+                "run records the exit)"
+            )
+            continue
+        renewed = outcome.protection
+        for order in renewed.orders:
+            journal.save(order, f"placed on the word of {by}: {reason}")
+        done.append(
+            f"position {protection.position_id} ({protection.symbol}) protected again: stop-loss "
+            f"{renewed.stop_price}, take-profit {renewed.take_price}, for {renewed.size} "
+            f"(generation {renewed.generation})"
+        )
+    return done
+
+
 def accept_reconciliation(
     settings: Settings, result: Reconciliation, account: AccountState, by: str, reason: str
 ) -> list[str]:
     """The operator's word on a reconciliation's differences (`triplegain reconcile --accept`): adopted
     external orders accepted, lost orders declared never placed, the executions of a run killed after its
     orders filled recorded (its orders, fills and positions, as the broker journalled them), the
-    account's balances set to the exchange's. A missing protection cannot be accepted (re-protect or close
-    the position), nor can an answer the exchange never gave. Returns what was done, one line each."""
+    account's balances set to the exchange's. A missing protection cannot be accepted (`protect_again`),
+    nor can an answer the exchange never gave. Returns what was done, one line each."""
     unacceptable = [d for d in result.unexplained if d.kind in ("protection_missing", "exchange_unanswered")]
     if unacceptable:
-        raise ValueError("cannot be accepted, act on it first: " + "; ".join(str(d) for d in unacceptable))
+        raise ValueError(
+            "cannot be accepted, act on it first (a missing protection: `triplegain reconcile --protect "
+            "--reason ...` places a new pair; an unanswered call: ask again): "
+            + "; ".join(str(d) for d in unacceptable)
+        )
     engine = engine_for(settings)
     journal = SqlOrderJournal(engine)
     fills = [d for d in result.unexplained if d.kind == "external_fill"]
