@@ -67,7 +67,7 @@ def reconcile(
     logger.info("%s", result.report())
     if not accept or result.trading_allowed:
         return result
-    for line in accept_reconciliation(settings, result, account, who, reason or ""):
+    for line in accept_reconciliation(settings, keys, result, account, who, reason or ""):
         logger.warning("accepted by %s: %s", who, line)
     again = reconcile_account(settings, keys, load_account(settings))
     emit_reconciliation_event(again, run_key)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -30,7 +31,9 @@ from triplegain.market import ReplaySource
 from triplegain.models.enums import CycleStatus
 from triplegain.storage import create_db_engine, unit_of_work
 from triplegain.storage.accounts import load_account
+from triplegain.storage.cycles import load_report
 from triplegain.storage.live_orders import SqlOrderJournal, modes_held
+from triplegain.storage.tables import CycleRow
 
 BUYING_HOUR = "2024-06-30T20:00Z"
 ROOT = Path(__file__).resolve().parents[2]
@@ -366,3 +369,38 @@ def test_protection_cancelled_by_hand_is_placed_again_on_the_operators_word(
     assert reconcile(protect=True, reason="again", by="ops").differences == []  # nothing more to place
     assert len([o for o in kraken.orders.values() if o.ordertype != "market"]) == 4
     assert trading_cycle(at="2024-06-30T22:00Z").status is CycleStatus.COMPLETED
+
+
+def test_a_position_sold_by_hand_is_closed_on_the_operators_word_and_its_protection_cancelled(
+    kraken: FakeKraken, project_db: str
+) -> None:
+    first = trading_cycle(at=BUYING_HOUR)
+    (position,) = first.portfolio.positions
+    kraken.add_order("XBTUSDT", "sell", "market", str(kraken.balances["XXBT"]))  # sold by hand
+    (sale,) = [o for o in kraken.orders.values() if o.ordertype == "market" and o.side == "sell"]
+
+    found = reconcile()
+
+    kinds = sorted(d.kind for d in found.unexplained)
+    assert kinds == ["balance", "balance", "external_fill", "position_unheld"]  # not trading on a ghost
+    assert trading_cycle(at="2024-06-30T21:00Z").status is CycleStatus.SKIPPED
+
+    after = reconcile(accept=True, reason="sold it myself", by="ops")
+
+    assert after.trading_allowed, after.report()
+    engine = create_db_engine(project_db)
+    with unit_of_work(engine) as session:
+        account = load_account(session, {})
+    assert account.positions == [] and account.balances["USDT"] == kraken.balances["USDT"]
+    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    assert resting == []  # its stop-loss and take-profit cancelled: they would sell later positions' BTC
+    with unit_of_work(engine) as session:
+        (run_id,) = session.scalars(select(CycleRow.id).where(CycleRow.id.like("outside-%")))
+        closed = load_report(session, run_id)
+    assert closed is not None and "sold it myself" in closed.notes[0]
+    (exit_,) = closed.symbols[0].exits
+    assert exit_.fill is not None and exit_.fill.price == Decimal(kraken.trades[sale.trades[0]]["price"])
+    assert exit_.closed_positions[0].id == position.id
+    later = trading_cycle(at="2024-06-30T22:00Z")
+    assert later.status is CycleStatus.COMPLETED
+    assert all(p.cycle_id == "cycle-20240630T2200Z" for p in later.portfolio.positions)

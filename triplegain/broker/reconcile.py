@@ -15,7 +15,8 @@ What is compared, in this order:
    an order filled): unexplained until the operator's word records it (`triplegain reconcile --accept`:
    the order, the fill and the position it opened, reduced or closed, exactly as the broker made them);
 6. the balances: what the database expects, moved by those executions and the explained fills, against
-   the exchange's;
+   the exchange's; and the open positions against what the exchange account holds of their assets (a
+   position sold outside TripleGain is unexplained until the operator's word closes it);
 7. every open position whose protection a stopped run never finished placing (killed after the entry
    filled, or between its stop-loss and take-profit): placed now under the client ids that run would have
    used (`finish_protections`), explained; URGENT and unexplained when it cannot be placed, or when the
@@ -38,6 +39,7 @@ from typing import Any
 import ccxt
 
 from triplegain.broker.live import (
+    FILLED,
     JournalledExecution,
     LiveBroker,
     OrderIntent,
@@ -45,7 +47,7 @@ from triplegain.broker.live import (
     OrderState,
     OrderUnresolved,
 )
-from triplegain.broker.orders import moved_by_fill, positions_after
+from triplegain.broker.orders import closed_position, moved_by_fill, new_order, positions_after
 from triplegain.broker.protection import (
     Protection,
     ProtectionDesk,
@@ -53,9 +55,9 @@ from triplegain.broker.protection import (
     Unfinished,
     finish_protection,
 )
-from triplegain.models.cycle import CycleReport, SymbolOutcome
-from triplegain.models.enums import CycleStatus, OrderStatus, Side
-from triplegain.models.trading import Portfolio, split_symbol
+from triplegain.models.cycle import CycleReport, Execution, SymbolOutcome
+from triplegain.models.enums import CycleStatus, Intent, OrderStatus, Side
+from triplegain.models.trading import Fill, Portfolio, Position, split_symbol
 
 AWAITING = "adopted as external: awaiting the operator's word"
 QUOTE_TOLERANCE = Decimal("0.01")  # a cent of rounding in fees and costs
@@ -72,6 +74,7 @@ class LocalBook:
     protections: list[Protection] = field(default_factory=list)
     last_sync_ms: int | None = None
     unrecorded: list[JournalledExecution] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)  # open, once the unrecorded are recorded
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,13 @@ class Difference:
     """One thing the two views disagree on; `explained` ones are applied without asking anyone."""
 
     kind: str  # order_changed | order_lost | external_order | external_fill | protection_missing
-    # | protection_placed | unrecorded_execution | balance | exchange_unanswered
+    # | protection_placed | unrecorded_execution | balance | position_unheld | exchange_unanswered
     subject: str
     detail: str
     explained: bool = False
     trade: dict[str, str] | None = None  # an external fill's order, symbol, side, amount and price
+    held: Decimal | None = None  # position_unheld: what the exchange account holds of the asset
+    positions: tuple[str, ...] = ()  # position_unheld: the open positions of the asset
 
     def __str__(self) -> str:
         mark = "explained" if self.explained else "UNEXPLAINED"
@@ -148,6 +153,7 @@ def reconcile(
             if amount is not None
         }
         _balance_gaps(_moved(expected, changes), exchange_balances, differences)
+        _unheld(book.positions, _settling(book.protections, updated), exchange_balances, differences)
     return Reconciliation(differences, updated, adopted, exchange_balances)
 
 
@@ -256,6 +262,102 @@ def _protection_gaps(
                     "the position is unprotected (URGENT)",
                 )
             )
+
+
+def _settling(protections: list[Protection], updated: list[OrderState]) -> set[str]:
+    """The positions one of whose protection orders filled: the run that settles them records the exit."""
+    now = {o.intent.client_id: o for o in updated}
+    return {
+        p.position_id
+        for p in protections
+        if any(now.get(o.intent.client_id, o).status in FILLED for o in p.orders)
+    }
+
+
+def _unheld(
+    positions: list[Position], settling: set[str], exchange: dict[str, Decimal], differences: list[Difference]
+) -> None:
+    """Open positions holding more of an asset than the exchange account does: sold outside TripleGain (by
+    hand, or by another program). Trading on would manage positions that are not there, and their
+    protection orders would sell what later positions hold."""
+    held: dict[str, list[Position]] = {}
+    for p in positions:
+        if p.id not in settling:
+            held.setdefault(split_symbol(p.symbol)[0], []).append(p)
+    for asset, open_positions in sorted(held.items()):
+        want, have = sum(p.size for p in open_positions), exchange.get(asset, Decimal(0))
+        if want - have > BASE_TOLERANCE:
+            differences.append(
+                Difference(
+                    "position_unheld",
+                    asset,
+                    f"open positions hold {want} {asset} ({', '.join(p.id for p in open_positions)}), the "
+                    f"exchange account {have}: sold outside TripleGain? `triplegain reconcile --accept` "
+                    "closes the newest of them until the rest is held, and cancels their protection",
+                    held=have,
+                    positions=tuple(p.id for p in open_positions),
+                )
+            )
+
+
+def closed_outside(
+    positions: list[Position],
+    found: Reconciliation,
+    prices: dict[str, Decimal],
+    run_id: str,
+    at: datetime,
+    note: str,
+) -> list[Execution]:
+    """The operator's word on `position_unheld`: for each asset the exchange account holds less of than its
+    open positions, the newest of them closed until the rest is held, each by a sale outside TripleGain
+    (recorded under `run_id`) at the average price of the external sales of its symbol `found` lists (else
+    its last price in `prices`, else its entry price), with no fee of ours (the exchange's balances,
+    accepted, carry it)."""
+    unheld = [d for d in found.unexplained if d.kind == "position_unheld"]
+    sales: dict[str, list[tuple[Decimal, Decimal]]] = {}
+    for d in found.unexplained:
+        if d.kind == "external_fill" and d.trade and d.trade.get("side") == "sell":
+            sale = (Decimal(d.trade["amount"]), Decimal(d.trade["price"]))
+            sales.setdefault(d.trade["symbol"], []).append(sale)
+    executions = []
+    for d in unheld:
+        have = d.held or Decimal(0)
+        mine = sorted((p for p in positions if p.id in d.positions), key=lambda p: p.opened_at)
+        while mine and sum(p.size for p in mine) - have > BASE_TOLERANCE:
+            position = mine.pop()
+            sold = sales.get(position.symbol)
+            price = (
+                sum((a * px for a, px in sold), Decimal(0)) / sum((a for a, _ in sold), Decimal(0))
+                if sold
+                else prices.get(position.symbol) or position.entry_price
+            )
+            order_id = f"{position.id}-outside"
+            order = new_order(
+                order_id,
+                run_id,
+                position.symbol,
+                Side.SELL,
+                Intent.CLOSE,
+                position.size,
+                price,
+                at,
+                position.id,
+                status=OrderStatus.FILLED,
+            )
+            fill = Fill(
+                client_order_id=order_id,
+                symbol=position.symbol,
+                side=Side.SELL,
+                price=price,
+                size=position.size,
+                fee=Decimal(0),
+                fee_asset=split_symbol(position.symbol)[1],
+                slippage_pct=Decimal(0),
+                filled_at=at,
+            )
+            closed = closed_position(position, fill, position.size, at, note)
+            executions.append(Execution(order=order, fill=fill, closed_positions=[closed]))
+    return executions
 
 
 def _unrecorded(
@@ -408,6 +510,7 @@ def recovery_report(
     balances: dict[str, Decimal],
     note: str,
     at: datetime,
+    status: CycleStatus = CycleStatus.FAILED,
 ) -> CycleReport:
     """The report stored for a run that filled orders and was killed before it recorded them: what its
     journalled executions did (by symbol), the account before (`before`, at its last prices) and after
@@ -436,7 +539,7 @@ def recovery_report(
         timestamp=min(j.execution.fill.filled_at if j.execution.fill else at for j in journalled),
         started_at=min(j.journalled_at for j in journalled),
         finished_at=at,
-        status=CycleStatus.FAILED,
+        status=status,
         mode="live",
         decided_by="recovery",
         symbols=list(outcomes.values()),

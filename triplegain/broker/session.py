@@ -19,6 +19,7 @@ from triplegain.broker.reconcile import (
     LocalBook,
     Reconciliation,
     accept_external,
+    closed_outside,
     finish_protections,
     reconcile,
     recovery_report,
@@ -26,8 +27,9 @@ from triplegain.broker.reconcile import (
 from triplegain.cycle_types import AccountState
 from triplegain.live_gate import ExchangeKeys
 from triplegain.market.exchange import ccxt_exchange
-from triplegain.models.enums import OrderStatus
-from triplegain.models.trading import Portfolio
+from triplegain.models.cycle import Execution
+from triplegain.models.enums import CycleStatus, OrderStatus
+from triplegain.models.trading import Portfolio, Position
 from triplegain.settings import Settings
 from triplegain.storage import engine_for, unit_of_work
 from triplegain.storage.accounts import accept_balances
@@ -91,6 +93,7 @@ def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountSt
         protections=list(recover_protections(journal, positions).values()),
         last_sync_ms=int(since.timestamp() * 1000) if since else None,
         unrecorded=unrecorded,
+        positions=positions,
     )
     found = reconcile(live, journal, journal.unsettled(), journal.orders(), book)
     return finish_protections(ProtectionDesk(live), unfinished_protections(journal, positions), found)
@@ -134,24 +137,47 @@ def protect_again(
 
 
 def accept_reconciliation(
-    settings: Settings, result: Reconciliation, account: AccountState, by: str, reason: str
+    settings: Settings,
+    keys: ExchangeKeys,
+    result: Reconciliation,
+    account: AccountState,
+    by: str,
+    reason: str,
 ) -> list[str]:
     """The operator's word on a reconciliation's differences (`triplegain reconcile --accept`): adopted
     external orders accepted, lost orders declared never placed, the executions of a run killed after its
-    orders filled recorded (its orders, fills and positions, as the broker journalled them), the
-    account's balances set to the exchange's. A missing protection cannot be accepted (`protect_again`),
-    nor can an answer the exchange never gave. Returns what was done, one line each."""
-    unacceptable = [d for d in result.unexplained if d.kind in ("protection_missing", "exchange_unanswered")]
+    orders filled recorded (its orders, fills and positions, as the broker journalled them), positions sold
+    outside TripleGain closed (their protection cancelled on the exchange first), the account's balances
+    set to the exchange's. A missing protection cannot be accepted (`protect_again`) unless its position
+    is being closed, nor can an answer the exchange never gave. Returns what was done, one line each."""
+    engine = engine_for(settings)
+    journal = SqlOrderJournal(engine)
+    unrecorded = {d.subject for d in result.unexplained if d.kind == "unrecorded_execution"}
+    recovered = [
+        j for j in journal.unrecorded_executions() if j.execution.order.client_order_id in unrecorded
+    ]
+    now = datetime.now(UTC)
+    # as of the market time the account was last moved, or of the recovered runs' fills: an operator's word
+    # is not a run, and must not move the account's clock past its runs
+    times = [account.marked_at, *(j.execution.fill.filled_at for j in recovered if j.execution.fill)]
+    as_of = max((t for t in times if t is not None), default=now)
+    run_id = f"outside-{now:%Y%m%dT%H%M%SZ}"  # where closes of positions sold outside are recorded
+    closes = _closed_outside(engine, account, recovered, result, run_id, as_of, by, reason)
+    closing = {p.id for e in closes for p in e.closed_positions}
+    unacceptable = [
+        d
+        for d in result.unexplained
+        if d.kind == "exchange_unanswered" or (d.kind == "protection_missing" and d.subject not in closing)
+    ]
     if unacceptable:
         raise ValueError(
             "cannot be accepted, act on it first (a missing protection: `triplegain reconcile --protect "
             "--reason ...` places a new pair; an unanswered call: ask again): "
             + "; ".join(str(d) for d in unacceptable)
         )
-    engine = engine_for(settings)
-    journal = SqlOrderJournal(engine)
+    done = _release(settings, keys, journal, [e.closed_positions[0] for e in closes])
     fills = [d for d in result.unexplained if d.kind == "external_fill"]
-    done = [
+    done += [
         f"external order {s.exchange_id} accepted"
         for s in accept_external(journal, journal.orders(), by, reason, fills)
     ]
@@ -161,26 +187,90 @@ def accept_reconciliation(
             note = f"declared never placed by {by}: {reason}"
             journal.save(replace(state, status=OrderStatus.ERROR, note=note), note)
             done.append(f"order {difference.subject} declared never placed")
-    unrecorded = {d.subject for d in result.unexplained if d.kind == "unrecorded_execution"}
-    recovered = [
-        j for j in journal.unrecorded_executions() if j.execution.order.client_order_id in unrecorded
-    ]
-    if recovered or any(d.kind in ("balance", "external_fill") for d in result.unexplained):
-        now = datetime.now(UTC)
-        # as of the market time the account was last moved, or of the recovered runs' fills: an
-        # operator's word is not a run, and must not move the account's clock past its runs
-        times = [account.marked_at, *(j.execution.fill.filled_at for j in recovered if j.execution.fill)]
-        as_of = max((t for t in times if t is not None), default=now)
+    if recovered or closes or any(d.kind in ("balance", "external_fill") for d in result.unexplained):
         with unit_of_work(engine) as session:
             if recovered:
                 account, lines = _record_recovered(session, account, recovered, result, by, reason, now)
                 done += lines
+            if closes:
+                account = _record_closed(session, account, closes, result, by, reason, as_of)
+                done += [
+                    f"position {p.id} ({p.symbol}, {p.size}) closed outside TripleGain at {p.exit_price}"
+                    for e in closes
+                    for p in e.closed_positions
+                ]
             accept_balances(session, account, result.exchange_balances, as_of)
         done.append(
             "balances set to the exchange's: "
             + ", ".join(f"{a} {v}" for a, v in sorted(result.exchange_balances.items()))
         )
     return done
+
+
+def _closed_outside(
+    engine: Any,
+    account: AccountState,
+    recovered: list[JournalledExecution],
+    result: Reconciliation,
+    run_id: str,
+    at: datetime,
+    by: str,
+    reason: str,
+) -> list[Execution]:
+    """The positions `result` found unheld, closed by a sale outside TripleGain (`closed_outside`)."""
+    if not any(d.kind == "position_unheld" for d in result.unexplained):
+        return []
+    with unit_of_work(engine) as session:
+        previous = latest_snapshot(session)
+    prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
+    positions = positions_after(account.positions, [j.execution for j in recovered])
+    note = f"closed outside TripleGain, recorded by {by}: {reason}"
+    return closed_outside(positions, result, prices, run_id, at, note)
+
+
+def _release(
+    settings: Settings, keys: ExchangeKeys, journal: SqlOrderJournal, positions: list[Position]
+) -> list[str]:
+    """Cancel the protection of positions sold outside TripleGain, on the exchange: left resting, their
+    orders would sell what later positions hold. ValueError when one filled meanwhile (reconcile again)."""
+    if not positions:
+        return []
+    desk = ProtectionDesk(live_broker(settings, keys, journal))
+    done = []
+    for position_id, protection in recover_protections(journal, positions).items():
+        released = desk.release(protection)
+        filled = [o.intent.purpose for o in released.orders if o.status in FILLED]
+        if filled:
+            raise ValueError(
+                f"position {position_id}: its {' and '.join(filled)} filled while its protection was being "
+                "cancelled: reconcile again"
+            )
+        done.append(f"protection of position {position_id} cancelled on the exchange")
+    return done
+
+
+def _record_closed(
+    session: Session,
+    account: AccountState,
+    closes: list[Execution],
+    result: Reconciliation,
+    by: str,
+    reason: str,
+    at: datetime,
+) -> AccountState:
+    """The closes recorded as one run of the operator's (`outside-<wall-clock time>`); the account after
+    them."""
+    previous = latest_snapshot(session)
+    prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
+    before = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
+    run_id = closes[0].order.cycle_id
+    note = f"positions sold outside TripleGain, closed on the word of {by}: {reason}"
+    journalled = [JournalledExecution(run_id, e, Decimal(0)) for e in closes]
+    report = recovery_report(
+        run_id, journalled, before, result.exchange_balances, note, at, status=CycleStatus.COMPLETED
+    )
+    record_recovered_run(session, report, closes)
+    return replace(account, positions=positions_after(account.positions, closes))
 
 
 def _record_recovered(

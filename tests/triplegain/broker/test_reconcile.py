@@ -3,6 +3,7 @@ applied, anything unexplained stops trading, an unanswered call is never read as
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from triplegain.broker.reconcile import (
     LocalBook,
     Reconciliation,
     accept_external,
+    closed_outside,
     finish_protections,
     reconcile,
 )
@@ -60,10 +62,12 @@ class Account:
 
     def reconcile(self, last_sync_ms: int | None = None) -> Reconciliation:
         """As a restarted run would: a new broker on the same journal."""
+        return self.reconcile_book(LocalBook(dict(self.balances), list(self.protections), last_sync_ms))
+
+    def reconcile_book(self, book: LocalBook) -> Reconciliation:
         broker = self.kraken.live_broker(self.journal)
         states = list(self.journal.states.values())
         unsettled = [s for s in states if not s.done]
-        book = LocalBook(dict(self.balances), list(self.protections), last_sync_ms)
         return reconcile(broker, self.journal, unsettled, states, book)
 
 
@@ -301,3 +305,80 @@ def test_only_positions_with_levels_and_an_unfinished_generation_are_unfinished(
 
     assert unfinished.position.id == "tg-half" and unfinished.missing == "take_profit"
     assert unfinished.stop is not None and unfinished.generation == 0
+
+
+def held_position(protection: Protection, position_id: str | None = None, hours: int = 0) -> Position:
+    """The open position a protection guards, as the database holds it."""
+    return Position(
+        id=position_id or protection.position_id,
+        symbol=protection.symbol,
+        side="long",
+        size=protection.size,
+        entry_price=Decimal("60000"),
+        stop_loss=protection.stop_price,
+        take_profit=protection.take_price,
+        opened_at=AT + timedelta(hours=hours),
+        cycle_id=CYCLE,
+    )
+
+
+def book_of(account: Account, positions: list[Position]) -> LocalBook:
+    return LocalBook(dict(account.balances), list(account.protections), None, [], positions)
+
+
+def test_positions_the_exchange_account_holds_are_no_difference(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    position = held_position(account.buy_and_protect())
+
+    assert account.reconcile_book(book_of(account, [position])).differences == []
+
+
+def test_a_position_sold_outside_is_unheld_and_stops_trading(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    position = held_position(account.buy_and_protect())
+    kraken.add_order("XBTUSDT", "sell", "market", "0.01")  # by hand
+
+    result = account.reconcile_book(book_of(account, [position]))
+
+    (unheld,) = [d for d in result.unexplained if d.kind == "position_unheld"]
+    assert unheld.subject == "BTC" and unheld.held == 0 and unheld.positions == (position.id,)
+    assert "sold outside TripleGain?" in unheld.detail and not result.trading_allowed
+
+
+def test_a_position_whose_stop_filled_while_down_is_not_unheld(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    position = held_position(account.buy_and_protect())
+    kraken.set_price("XBTUSDT", "54000")  # the stop sells on the exchange; the next run records the exit
+
+    result = account.reconcile_book(book_of(account, [position]))
+
+    assert "position_unheld" not in [d.kind for d in result.differences]
+
+
+def test_the_newest_unheld_positions_are_closed_at_the_outside_sales_price(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    protection = account.buy_and_protect()
+    older, newer = held_position(protection, "tg-old"), held_position(protection, "tg-new", hours=1)
+    kraken.add_order("XBTUSDT", "buy", "market", "0.01")  # both positions' BTC, as the book expects
+    account.balances["BTC"] = Decimal("0.02")
+    kraken.set_price("XBTUSDT", "61000")
+    kraken.add_order("XBTUSDT", "sell", "market", "0.01")  # one position's worth sold by hand
+    found = account.reconcile_book(LocalBook(dict(account.balances), [], None, [], [older, newer]))
+
+    (close,) = closed_outside([older, newer], found, {}, "outside-1", AT, "sold by hand")
+
+    (closed,) = close.closed_positions
+    assert closed.id == "tg-new" and closed.exit_price == Decimal("61000") and closed.size == newer.size
+    assert close.order.cycle_id == "outside-1" and close.fill is not None and close.fill.fee == 0
+    assert closed.realized_pnl == (Decimal("61000") - Decimal("60000")) * newer.size
+
+
+def test_without_an_outside_sale_the_last_price_values_the_close(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    position = held_position(account.buy_and_protect())
+    kraken.balances["XXBT"] = Decimal(0)  # withdrawn: no trade to price it
+    found = account.reconcile_book(book_of(account, [position]))
+
+    (close,) = closed_outside([position], found, {"BTC/USDT": Decimal("59000")}, "outside-1", AT, "withdrawn")
+
+    assert close.fill is not None and close.fill.price == Decimal("59000")
