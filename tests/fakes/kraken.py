@@ -135,6 +135,8 @@ class FakeOrder:
     fee: Decimal = Decimal(0)
     closed: float | None = None
     trades: list[str] = field(default_factory=list)
+    oflags: str = ""  # as sent: fciq / fcib choose the fee's currency
+    fee_in_base: bool = False  # how its fills were charged (Kraken: fcib, the default when selling)
 
     def as_kraken(self) -> dict[str, Any]:
         average = self.cost / self.vol_exec if self.vol_exec else Decimal(0)
@@ -166,7 +168,7 @@ class FakeOrder:
             "stopprice": "0",
             "limitprice": "0",
             "misc": "",
-            "oflags": "fciq",
+            "oflags": "fcib" if self.fee_in_base else "fciq",
             "trades": list(self.trades),
         }
 
@@ -220,11 +222,18 @@ class FakeKraken:
         volume: str,
         price: str | None = None,
         cl_ord_id: str | None = None,
+        oflags: str = "",
     ) -> str:
         """An order placed outside the system under test (by hand on the website, by another program)."""
         with self._lock:
             return self._add(
-                pair, side, ordertype, Decimal(volume), Decimal(price) if price else None, cl_ord_id
+                pair,
+                side,
+                ordertype,
+                Decimal(volume),
+                Decimal(price) if price else None,
+                cl_ord_id,
+                oflags=oflags,
             )
 
     @property
@@ -466,7 +475,7 @@ class FakeKraken:
         if side == "sell" and ordertype in ("market", "limit") and volume > self._available(base):
             raise _KrakenError("EOrder:Insufficient funds")  # trigger orders hold nothing until triggered
         fraction = fault.fraction if fault is not None and fault.kind == "partial" else Decimal(1)
-        txid = self._add(pair, side, ordertype, volume, price, cl_ord_id, fraction)
+        txid = self._add(pair, side, ordertype, volume, price, cl_ord_id, fraction, fields.get("oflags", ""))
         return {
             "descr": {"order": _describe(side, Decimal(fields["volume"]), pair, ordertype, price)},
             "txid": [txid],
@@ -524,9 +533,10 @@ class FakeKraken:
         price: Decimal | None,
         cl_ord_id: str | None,
         fraction: Decimal = Decimal(1),
+        oflags: str = "",
     ) -> str:
         txid = f"O{next(self._ids):05d}-FAKE-KRKN"
-        order = FakeOrder(txid, pair, side, ordertype, volume, price, cl_ord_id, time.time())
+        order = FakeOrder(txid, pair, side, ordertype, volume, price, cl_ord_id, time.time(), oflags=oflags)
         self.orders[txid] = order
         if ordertype == "market":
             self._fill(order, (volume * fraction).quantize(Decimal("1e-8")), self.prices[pair])
@@ -572,8 +582,19 @@ class FakeKraken:
         if order.side == "sell" and self.balances.get(base, Decimal(0)) < volume:
             order.status, order.closed = "canceled", time.time()
             return
+        # Kraken's fee currency: fcib prefers the base, fciq the quote; without either, the base when
+        # selling (when the base left covers it) and the quote when buying
+        fee_base = (volume * TAKER_FEE_PCT / 100).quantize(Decimal("1e-8"))
+        prefers_base = "fcib" in order.oflags or (order.side == "sell" and "fciq" not in order.oflags)
+        order.fee_in_base = prefers_base and self.balances.get(base, Decimal(0)) - volume >= fee_base
+        if order.fee_in_base:
+            fee = fee_base
         self.balances[base] = self.balances.get(base, Decimal(0)) + sign * volume
-        self.balances[quote] = self.balances.get(quote, Decimal(0)) - sign * cost - fee
+        if order.fee_in_base:
+            self.balances[base] -= fee
+        self.balances[quote] = (
+            self.balances.get(quote, Decimal(0)) - sign * cost - (Decimal(0) if order.fee_in_base else fee)
+        )
         trade_id = f"T{next(self._ids):05d}-FAKE-KRKN"
         self.trades[trade_id] = {
             "ordertxid": order.txid,

@@ -4,6 +4,7 @@ cannot explain stopping the run before any order."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -404,3 +405,18 @@ def test_a_position_sold_by_hand_is_closed_on_the_operators_word_and_its_protect
     later = trading_cycle(at="2024-06-30T22:00Z")
     assert later.status is CycleStatus.COMPLETED
     assert all(p.cycle_id == "cycle-20240630T2200Z" for p in later.portfolio.positions)
+
+
+def test_a_position_partly_sold_by_hand_is_closed_and_what_is_left_said_unguarded(
+    kraken: FakeKraken, project_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    trading_cycle(at=BUYING_HOUR)
+    kraken.add_order("XBTUSDT", "sell", "market", "0.01")  # part of it, its fee in BTC (Kraken's default)
+    left = kraken.balances["XXBT"]
+
+    with caplog.at_level(logging.WARNING):
+        after = reconcile(accept=True, reason="sold some myself", by="ops")
+
+    assert after.trading_allowed, after.report()
+    assert f"{left} BTC stays in the account in no position" in caplog.text
+    assert [o for o in kraken.orders.values() if o.status == "open"] == []

@@ -369,6 +369,11 @@ class LiveBroker:
 
     def _params(self, intent: OrderIntent) -> dict[str, Any]:
         params: dict[str, Any] = {"clientOrderId": intent.client_id}
+        if getattr(self.exchange, "id", None) == "kraken":
+            # fees in the quote asset, as the books (and the paper broker) keep them: Kraken charges a
+            # sale's fee in the base asset by default, so what is left of a reduced position would not all
+            # be held, and its stop-loss, sized for the position, could not sell it
+            params["oflags"] = "fciq"
         if intent.type == "stop-loss":
             params["stopLossPrice"] = float(intent.price or 0)
         elif intent.type == "take-profit":

@@ -200,6 +200,13 @@ def accept_reconciliation(
                     for p in e.closed_positions
                 ]
             accept_balances(session, account, result.exchange_balances, as_of)
+        for d in result.unexplained:
+            kept = sum((p.size for p in account.positions if p.id in d.positions), Decimal(0))
+            if d.kind == "position_unheld" and (d.held or 0) - kept > 0:
+                done.append(
+                    f"{(d.held or 0) - kept} {d.subject} stays in the account in no position: no stop-loss "
+                    "or take-profit guards it, and no run will sell it"
+                )
         done.append(
             "balances set to the exchange's: "
             + ", ".join(f"{a} {v}" for a, v in sorted(result.exchange_balances.items()))

@@ -62,6 +62,12 @@ def test_a_reduce_resizes_the_protection_to_what_is_left(kraken: FakeKraken) -> 
     rest = done.reduced_positions[0].size
     assert resting(kraken) == [("stop-loss", rest, Decimal(59000)), ("take-profit", rest, Decimal(62000))]
     assert broker.protections["tg-1"].generation == 1
+    # every order asks for its fee in USDT (Kraken charges a sale's fee in BTC by default): what is left
+    # is all held, and its stop-loss can sell it
+    assert all("fciq" in c.fields.get("oflags", "") for c in kraken.calls("AddOrder"))
+    assert kraken.balances["XXBT"] == rest and done.fill.fee_asset == "USDT"  # type: ignore[union-attr]
+    kraken.set_price("XBTUSDT", "58000")
+    assert broker.exchange_exits([done.reduced_positions[0]], AT)[0].fill is not None
 
 
 def test_a_partial_fill_is_the_position_and_the_rest_is_cancelled(kraken: FakeKraken) -> None:

@@ -362,7 +362,7 @@ def test_the_newest_unheld_positions_are_closed_at_the_outside_sales_price(krake
     kraken.add_order("XBTUSDT", "buy", "market", "0.01")  # both positions' BTC, as the book expects
     account.balances["BTC"] = Decimal("0.02")
     kraken.set_price("XBTUSDT", "61000")
-    kraken.add_order("XBTUSDT", "sell", "market", "0.01")  # one position's worth sold by hand
+    kraken.add_order("XBTUSDT", "sell", "market", "0.01", oflags="fciq")  # one position's worth, by hand
     found = account.reconcile_book(LocalBook(dict(account.balances), [], None, [], [older, newer]))
 
     (close,) = closed_outside([older, newer], found, {}, "outside-1", AT, "sold by hand")
