@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
+import subprocess
 import threading
 import time
 from collections import defaultdict, deque
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -634,3 +637,25 @@ def _valid_client_id(value: str) -> bool:
 
 class _KrakenError(Exception):
     """An error Kraken answers in its `error` list."""
+
+
+def killed_when(
+    command: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool], timeout: float
+) -> str:
+    """Run `command`, SIGKILL it the moment `ready()` holds (checked every 50 ms), and return its output.
+    Fails the test when it ends, or `timeout` passes, first: it was never killed where the test meant."""
+    output = cwd / f"killed-{time.monotonic_ns()}.log"
+    with output.open("w") as log:
+        run = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready() and run.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert ready(), f"never ready to be killed: {output.read_text()}"
+            run.send_signal(signal.SIGKILL)
+            assert run.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    return output.read_text()

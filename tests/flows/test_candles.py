@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -17,10 +16,10 @@ from flows.candles import import_candles, kept_candles
 from flows.cli import app
 from flows.settings import load_run_settings
 from tasks.market import fetch_snapshot
+from tests.fakes.history import ohlcvt_file, same_candles
 from tests.fakes.kraken import FakeKraken
 from triplegain.market import ReplaySource
 from triplegain.market.replay import csv_path
-from triplegain.models.market import CandleSeries
 
 AT = datetime.fromisoformat("2024-06-30T20:00Z")
 
@@ -38,21 +37,6 @@ def kraken(replay: ReplaySource, monkeypatch: pytest.MonkeyPatch, project_db: st
         yield fake
 
 
-def same(a: CandleSeries, b: CandleSeries) -> bool:
-    return all(
-        np.array_equal(getattr(a, c), getattr(b, c))
-        for c in ("timestamps", "open", "high", "low", "close", "volume")
-    )
-
-
-def kraken_file(path: Path, candles: CandleSeries) -> Path:
-    """Candles as Kraken's downloadable OHLCVT history writes them (no header, a trades column)."""
-    columns = (candles.timestamps, candles.open, candles.high, candles.low, candles.close, candles.volume)
-    rows = zip(*(column.tolist() for column in columns), strict=True)
-    path.write_text("".join(f"{t},{o!r},{h!r},{lo!r},{c!r},{v!r},9\n" for t, o, h, lo, c, v in rows))
-    return path
-
-
 def test_a_live_snapshot_without_history_is_short_and_says_so(
     kraken: FakeKraken, replay: ReplaySource, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -61,7 +45,9 @@ def test_a_live_snapshot_without_history_is_short_and_says_so(
         snapshot = fetch_snapshot("BTC/USDT", AT, settings)
 
     assert kraken.calls("OHLC") and snapshot.source == "ccxt:kraken"
-    assert same(snapshot.candles, replay.candles("BTC/USDT", AT, 719))  # 720 served, the forming one dropped
+    assert same_candles(
+        snapshot.candles, replay.candles("BTC/USDT", AT, 719)
+    )  # 720 served, the forming one dropped
     assert "719 of the 1000 lookback candles" in caplog.text and "triplegain candles import" in caplog.text
     assert kept_candles("BTC/USDT").candles == 719  # what was fetched is kept
 
@@ -70,13 +56,15 @@ def test_after_an_import_a_live_snapshot_has_the_backtests_lookback_exactly(
     kraken: FakeKraken, replay: ReplaySource, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     history = replay.candles("BTC/USDT", AT - timedelta(hours=600), 2000)  # ends before Kraken's 720 start
-    kept = import_candles(kraken_file(tmp_path / "XBTUSDT_60.csv", history), "BTC/USDT")
+    kept = import_candles(ohlcvt_file(tmp_path / "XBTUSDT_60.csv", history), "BTC/USDT")
     assert kept.imported == kept.new == len(history) and len(kept.spans) == 1
 
     with caplog.at_level(logging.WARNING):
         snapshot = fetch_snapshot("BTC/USDT", AT, load_run_settings())
 
-    assert same(snapshot.candles, replay.candles("BTC/USDT", AT, 1000))  # what a backtest of the hour sees
+    assert same_candles(
+        snapshot.candles, replay.candles("BTC/USDT", AT, 1000)
+    )  # what a backtest of the hour sees
     assert "lookback candles" not in caplog.text
     assert kept_candles("BTC/USDT").spans == [(kept.spans[0][0], datetime.fromisoformat("2024-06-30T19:00Z"))]
 

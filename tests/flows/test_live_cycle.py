@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -23,7 +20,7 @@ from flows.cli import app
 from flows.market_watch import market_watch
 from flows.reconcile import reconcile
 from flows.trading_cycle import trading_cycle
-from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken, Fault
+from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken, Fault, killed_when
 from tests.flows.fresh_process import PROBE
 from triplegain.cycle import parse_time
 from triplegain.errors import ConfigError, CycleError
@@ -288,26 +285,13 @@ def test_a_cycle_process_killed_placing_the_entrys_stop_loses_nothing(
     kraken.script("AddOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)}
-    log = tmp_path / "run.log"
-    with log.open("w") as out:
-        run = subprocess.Popen(
-            [sys.executable, "-c", PROBE, "run", "--at", BUYING_HOUR],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 240
-            while len(kraken.calls("AddOrder")) < 2 and run.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert len(kraken.calls("AddOrder")) == 2, f"the run never placed its stop: {log.read_text()}"
-            run.send_signal(signal.SIGKILL)
-            assert run.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+    killed_when(  # while the exchange holds back the reply to its stop-loss
+        [sys.executable, "-c", PROBE, "run", "--at", BUYING_HOUR],
+        env,
+        tmp_path,
+        lambda: len(kraken.calls("AddOrder")) == 2,
+        timeout=240,
+    )
     engine = create_db_engine(project_db)
     journal = SqlOrderJournal(engine)
     (entry,) = journal.unrecorded_executions()  # journalled as it filled, before the stop was sent

@@ -93,15 +93,9 @@ class MemoryCandleStore:
             return 0
         kept = self.rows.setdefault((source, symbol), {})
         new = 0
-        for i, ts in enumerate(candles.timestamps.tolist()):
+        for ts, *values in candles.rows():
             if ts not in kept:
-                kept[ts] = (
-                    float(candles.open[i]),
-                    float(candles.high[i]),
-                    float(candles.low[i]),
-                    float(candles.close[i]),
-                    float(candles.volume[i]),
-                )
+                kept[ts] = (values[0], values[1], values[2], values[3], values[4])
                 new += 1
         span = (int(candles.timestamps[0]), int(candles.timestamps[-1]))
         self.spans[(source, symbol)] = merged([*self.spans.get((source, symbol), []), span])

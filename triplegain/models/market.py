@@ -59,6 +59,11 @@ class CandleSeries:
             self.volume[start:stop],
         )
 
+    def rows(self) -> list[tuple[int, float, float, float, float, float]]:
+        """Each candle as (open time in epoch seconds, open, high, low, close, volume), oldest first."""
+        columns = (self.timestamps, self.open, self.high, self.low, self.close, self.volume)
+        return list(zip(*(column.tolist() for column in columns), strict=True))
+
     def shifted(self, seconds: int) -> CandleSeries:
         """The same candles with every timestamp moved by `seconds` (benchmarks build universes this way)."""
         return CandleSeries(

@@ -13,6 +13,8 @@ from triplegain.market.history import Span, merged, reaching, series_of
 from triplegain.models.market import CandleSeries
 from triplegain.storage.tables import CandleRow, CandleSpanRow
 
+COLUMNS = ("source", "symbol", "open_time", "open", "high", "low", "close", "volume")
+
 
 class SqlCandleStore:
     """Candles and their covered spans in the `candles` and `candle_spans` tables. Each `keep` is one
@@ -33,28 +35,8 @@ class SqlCandleStore:
                     select(CandleRow.open_time).where(*key, CandleRow.open_time.between(first, last))
                 )
             )
-            rows = [
-                {
-                    "source": source,
-                    "symbol": symbol,
-                    "open_time": ts,
-                    "open": o,
-                    "high": h,
-                    "low": lo,
-                    "close": c,
-                    "volume": v,
-                }
-                for ts, o, h, lo, c, v in zip(
-                    candles.timestamps.tolist(),
-                    candles.open.tolist(),
-                    candles.high.tolist(),
-                    candles.low.tolist(),
-                    candles.close.tolist(),
-                    candles.volume.tolist(),
-                    strict=True,
-                )
-                if ts not in known
-            ]
+            rows = [dict(zip(COLUMNS, (source, symbol, *row), strict=True)) for row in candles.rows()]
+            rows = [r for r in rows if r["open_time"] not in known]
             if rows:
                 session.execute(self._insert_ignoring_conflicts(), rows)
             self._cover(session, source, symbol, (first, last))

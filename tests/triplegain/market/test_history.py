@@ -6,14 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.fakes.history import NewestOnly, ohlcvt_file, same_candles
 from triplegain.errors import MarketDataError
 from triplegain.market import ReplaySource
 from triplegain.market.history import KeptCandles, MemoryCandleStore, joined, merged, read_history_file
-from triplegain.market.source import MarketDataSource, closed_until
-from triplegain.models.market import CandleSeries
 from triplegain.settings import MarketSettings
 
 LOOKBACK = MarketSettings().lookback_candles  # 1000
@@ -21,31 +19,12 @@ HOUR = timedelta(hours=1)
 END = datetime.fromisoformat("2024-06-30T20:00Z")
 
 
-class NewestOnly(MarketDataSource):
-    """An exchange like Kraken: whatever is asked, only its newest 720 candles opened by its clock."""
-
-    def __init__(self, replay: ReplaySource, cap: int = 720) -> None:
-        self.replay, self.cap, self.name = replay, cap, "ccxt:kraken"
-        self.asked: list[int] = []
-
-    def candles(self, symbol: str, until: datetime, limit: int) -> CandleSeries:
-        self.asked.append(limit)
-        return closed_until(self.replay.series(symbol), until, min(limit, self.cap))
-
-
-def same(a: CandleSeries, b: CandleSeries) -> bool:
-    return all(
-        np.array_equal(getattr(a, c), getattr(b, c))
-        for c in ("timestamps", "open", "high", "low", "close", "volume")
-    )
-
-
 def test_without_kept_history_a_live_run_sees_only_the_exchanges_720(replay: ReplaySource) -> None:
     source = KeptCandles(NewestOnly(replay), MemoryCandleStore())
 
     candles = source.candles("BTC/USDT", END, LOOKBACK)
 
-    assert len(candles) == 720 and same(candles, replay.candles("BTC/USDT", END, 720))
+    assert len(candles) == 720 and same_candles(candles, replay.candles("BTC/USDT", END, 720))
 
 
 def test_hourly_runs_fill_the_store_until_a_run_gets_exactly_the_backtests_candles(
@@ -58,7 +37,7 @@ def test_hourly_runs_fill_the_store_until_a_run_gets_exactly_the_backtests_candl
 
     assert lengths[0] == 720 and lengths[-1] == LOOKBACK
     assert lengths == [min(720 + h, LOOKBACK) for h in range(281)]  # one more kept candle every hour
-    assert same(source.candles("BTC/USDT", END, LOOKBACK), replay.candles("BTC/USDT", END, LOOKBACK))
+    assert same_candles(source.candles("BTC/USDT", END, LOOKBACK), replay.candles("BTC/USDT", END, LOOKBACK))
 
 
 def test_an_imported_history_gives_the_full_lookback_from_the_first_run(replay: ReplaySource) -> None:
@@ -66,7 +45,7 @@ def test_an_imported_history_gives_the_full_lookback_from_the_first_run(replay: 
     store.keep("ccxt:kraken", "BTC/USDT", replay.candles("BTC/USDT", END - 300 * HOUR, 2000))
     source = KeptCandles(NewestOnly(replay), store)
 
-    assert same(source.candles("BTC/USDT", END, LOOKBACK), replay.candles("BTC/USDT", END, LOOKBACK))
+    assert same_candles(source.candles("BTC/USDT", END, LOOKBACK), replay.candles("BTC/USDT", END, LOOKBACK))
 
 
 def test_candles_kept_before_a_hole_are_not_joined_to_a_fetch_after_it(replay: ReplaySource) -> None:
@@ -95,7 +74,7 @@ def test_a_fetch_as_long_as_the_lookback_is_served_as_fetched(replay: ReplaySour
     exchange = NewestOnly(replay, cap=5000)
     source = KeptCandles(exchange, MemoryCandleStore())
 
-    assert same(source.candles("BTC/USDT", END, LOOKBACK), replay.candles("BTC/USDT", END, LOOKBACK))
+    assert same_candles(source.candles("BTC/USDT", END, LOOKBACK), replay.candles("BTC/USDT", END, LOOKBACK))
 
 
 def test_spans_join_when_they_touch_or_overlap_not_across_a_missing_hour() -> None:
@@ -113,23 +92,9 @@ def test_joining_refuses_series_that_overlap(replay: ReplaySource) -> None:
 
 def test_kraken_ohlcvt_history_files_are_read(tmp_path: Path, replay: ReplaySource) -> None:
     candles = replay.candles("BTC/USDT", END, 3)
-    path = tmp_path / "XBTUSDT_60.csv"
-    path.write_text(
-        "".join(
-            f"{t},{o!r},{h!r},{lo!r},{c!r},{v!r},17\n"
-            for t, o, h, lo, c, v in zip(
-                candles.timestamps.tolist(),
-                candles.open.tolist(),
-                candles.high.tolist(),
-                candles.low.tolist(),
-                candles.close.tolist(),
-                candles.volume.tolist(),
-                strict=True,
-            )
-        )
-    )
+    path = ohlcvt_file(tmp_path / "XBTUSDT_60.csv", candles)
 
-    assert same(read_history_file(path), candles)
+    assert same_candles(read_history_file(path), candles)
 
 
 @pytest.mark.parametrize(
@@ -154,4 +119,4 @@ def test_the_projects_csv_format_is_read_too(replay: ReplaySource) -> None:
     from triplegain.market.replay import csv_path
 
     path = csv_path(replay.data_dir, "XRP/USDT")
-    assert same(read_history_file(path), replay.series("XRP/USDT"))
+    assert same_candles(read_history_file(path), replay.series("XRP/USDT"))

@@ -6,37 +6,16 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-import numpy as np
 from sqlalchemy import Engine
 
+from tests.fakes.history import NewestOnly, same_candles
 from triplegain.market import ReplaySource
 from triplegain.market.history import KeptCandles
-from triplegain.market.source import MarketDataSource, closed_until
-from triplegain.models.market import CandleSeries
 from triplegain.storage.candles import SqlCandleStore
 
 END = datetime.fromisoformat("2024-06-30T20:00Z")
 HOUR = timedelta(hours=1)
 SOURCE = "ccxt:kraken"
-
-
-class NewestOnly(MarketDataSource):
-    """Kraken's OHLC: only the newest 720 candles, whatever is asked."""
-
-    name = SOURCE
-
-    def __init__(self, replay: ReplaySource) -> None:
-        self.replay = replay
-
-    def candles(self, symbol: str, until: datetime, limit: int) -> CandleSeries:
-        return closed_until(self.replay.series(symbol), until, min(limit, 720))
-
-
-def same(a: CandleSeries, b: CandleSeries) -> bool:
-    return all(
-        np.array_equal(getattr(a, c), getattr(b, c))
-        for c in ("timestamps", "open", "high", "low", "close", "volume")
-    )
 
 
 def test_kept_candles_read_back_to_the_last_bit(engine: Engine, replay: ReplaySource) -> None:
@@ -46,7 +25,7 @@ def test_kept_candles_read_back_to_the_last_bit(engine: Engine, replay: ReplaySo
     assert store.keep(SOURCE, "XRP/USDT", candles) == 500
     assert store.keep(SOURCE, "XRP/USDT", candles) == 0  # kept once
     back = store.before(SOURCE, "XRP/USDT", int(candles.timestamps[-1]) + 3600, 500)
-    assert same(back, candles)
+    assert same_candles(back, candles)
     assert store.count(SOURCE, "XRP/USDT") == 500
     assert store.spans(SOURCE, "XRP/USDT") == [(int(candles.timestamps[0]), int(candles.timestamps[-1]))]
 
@@ -61,7 +40,7 @@ def test_a_live_source_on_the_database_reaches_the_backtests_lookback(
         source.candles("BTC/USDT", END - (280 - h) * HOUR, 1000)
 
     assert len(first) == 720
-    assert same(source.candles("BTC/USDT", END, 1000), replay.candles("BTC/USDT", END, 1000))
+    assert same_candles(source.candles("BTC/USDT", END, 1000), replay.candles("BTC/USDT", END, 1000))
     assert len(store.spans(SOURCE, "BTC/USDT")) == 1
 
 

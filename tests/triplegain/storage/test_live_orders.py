@@ -4,16 +4,13 @@ order and its reply places it once; the next run finds it by its client id."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-from tests.fakes.kraken import FakeKraken, Fault
+from tests.fakes.kraken import FakeKraken, Fault, killed_when
 from tests.triplegain.broker.test_contract import PRICE, SETTINGS, SPECS, buy
 from tests.triplegain.factories import AT, rebalance_decision
 from triplegain.broker.exchange import ExchangeBroker
@@ -96,27 +93,15 @@ def test_a_run_killed_between_send_and_reply_places_the_order_once(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'live.db'}"
     engine = create_db_engine(url)
     migrate(engine)
-    output = tmp_path / "run.log"
-    with FakeKraken() as kraken, output.open("w") as log:
+    with FakeKraken() as kraken:
         kraken.script("AddOrder", Fault.accept_then_time_out(seconds=60))
-        run = subprocess.Popen(
+        killed_when(  # killed while waiting for the reply the exchange holds back
             [sys.executable, "-c", KILLED_RUN, url, kraken.url],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            {**os.environ, "PYTHONPATH": str(ROOT)},
+            tmp_path,
+            lambda: bool(kraken.orders),
+            timeout=60,
         )
-        try:
-            deadline = time.monotonic() + 60
-            while not kraken.orders and time.monotonic() < deadline and run.poll() is None:
-                time.sleep(0.05)
-            assert kraken.orders, f"the run never sent its order: {output.read_text()}"
-            run.send_signal(signal.SIGKILL)  # killed while waiting for the reply the exchange holds back
-            assert run.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
         journal = SqlOrderJournal(engine)
         assert journal.get(intent().client_id).status is OrderStatus.PENDING  # type: ignore[union-attr]
 
