@@ -3,11 +3,16 @@
 `live_keys` is what every flow that can trade asks first: None on paper (after refusing a database that
 holds a live account), the exchange keys on live (after the gate: `triplegain.live_gate`). A refused live
 run fails at once, naming each missing condition; it never falls back to paper. A live run then asks
-`reconciled` before it may trade."""
+`reconciled` before it may trade. `live_account_turn` makes the runs of a live account take turns."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
 
 from blocks.exchange import exchange_keys
 from tasks.live import (
@@ -18,6 +23,7 @@ from tasks.live import (
 )
 from triplegain.broker.reconcile import Reconciliation
 from triplegain.cycle_types import AccountState
+from triplegain.errors import CycleError
 from triplegain.live_gate import ExchangeKeys, authorize_live, check_database_mode, trading_mode
 from triplegain.settings import Settings
 
@@ -41,3 +47,40 @@ def reconciled(settings: Settings, keys: ExchangeKeys, account: AccountState, ru
     emit_reconciliation_event(result, run_key)
     record_exchange_health(settings, result)
     return result
+
+
+LIVE_ACCOUNT_LIMIT = "triplegain-live-account"  # a Prefect global concurrency limit of one slot
+
+
+@contextmanager
+def live_account_turn(settings: Settings, what: str) -> Iterator[None]:
+    """On a live account, one run at a time reconciles, acts on the exchange and commits: a trading cycle,
+    a market watch, a DCA batch and `triplegain reconcile` wait for each other's turn (a Prefect global
+    concurrency limit of one slot, held under a lease the holder renews; a run killed holding it frees it
+    when the lease lapses, `execution.account_lease_seconds`). Without it, a run starting while another
+    was between its fills and its commit would find that run's fills unrecorded and stop trading. A run
+    that waits `execution.account_wait_seconds` in vain fails (CycleError), doing nothing. Paper runs take
+    no turn."""
+    if settings.execution.mode != "live":
+        yield
+        return
+    s = settings.execution
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(LIVE_ACCOUNT_LIMIT, 1)
+    holding = False
+    try:
+        with concurrency(
+            LIVE_ACCOUNT_LIMIT,
+            occupy=1,
+            timeout_seconds=s.account_wait_seconds,
+            lease_duration=s.account_lease_seconds,
+            strict=True,
+        ):
+            holding = True
+            yield
+    except TimeoutError as e:
+        if holding:
+            raise
+        raise CycleError(
+            f"{what}: another run held the live account for {s.account_wait_seconds:g} s; nothing done"
+        ) from e

@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.live import live_account_turn
 from flows.runs import default_cycle_time, publish_artifacts, settle_account, stored_report
 from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, name_run, run_name, skip, tracked_run
@@ -96,4 +97,5 @@ def market_watch(
             publish_artifacts(report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
             return report
 
-        return commit_or_settle(attempt, lambda: stored_report(watch_id, settings), watch_id)
+        with live_account_turn(settings, watch_id):
+            return commit_or_settle(attempt, lambda: stored_report(watch_id, settings), watch_id)

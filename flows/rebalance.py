@@ -31,6 +31,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.live import live_account_turn
 from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, settle_account
 from flows.settings import load_run_settings
 from flows.tracking import commit_or_settle, name_run, tracked_run
@@ -185,7 +186,8 @@ def dca_rebalance(plan_id: str, batch_index: int, config_file: str | None = None
             latest = _batch(plan_id, batch_index, settings)
             return latest if latest.status != "pending" else None
 
-        return commit_or_settle(attempt, settled, what)
+        with live_account_turn(settings, what):
+            return commit_or_settle(attempt, settled, what)
 
 
 def _execute(batch: BatchRecord, settings: Settings, flow_run_id: int) -> bool:

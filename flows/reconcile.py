@@ -22,13 +22,15 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 
 from flows.control import current_user
-from flows.live import live_keys
+from flows.live import live_account_turn, live_keys
 from flows.settings import load_run_settings
 from tasks.live import emit_reconciliation_event, reconcile_account
 from tasks.storage import load_account
 from triplegain.broker.reconcile import Reconciliation
 from triplegain.broker.session import accept_reconciliation, protect_again
 from triplegain.errors import ConfigError, ConfigProblem
+from triplegain.live_gate import ExchangeKeys
+from triplegain.settings import Settings
 
 
 @flow(name="reconcile", log_prints=False)
@@ -43,7 +45,6 @@ def reconcile(
     each position whose stop-loss or take-profit is no longer open; with `accept`, resolve the differences
     on the operator's word and compare again (`reason` required for either). Returns the (last)
     comparison."""
-    logger = get_run_logger()
     settings = load_run_settings(config_file, None)
     keys = live_keys(settings)
     if keys is None:
@@ -57,17 +58,32 @@ def reconcile(
     if (accept or protect) and not (reason or "").strip():
         raise ConfigError([ConfigProblem("reason", reason, "why, recorded with who asked")])
     who = by or current_user()
-    account = load_account(settings)
     run_key = f"reconcile-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    with live_account_turn(settings, run_key):
+        return _reconcile(settings, keys, run_key, accept, protect, reason or "", who)
+
+
+def _reconcile(
+    settings: Settings,
+    keys: ExchangeKeys,
+    run_key: str,
+    accept: bool,
+    protect: bool,
+    reason: str,
+    who: str,
+) -> Reconciliation:
+    """The comparison, and what `protect` and `accept` do, in the live account's turn."""
+    logger = get_run_logger()
+    account = load_account(settings)
     if protect:
-        for line in protect_again(settings, keys, account, who, reason or ""):
+        for line in protect_again(settings, keys, account, who, reason):
             logger.warning("on the word of %s: %s", who, line)
     result = reconcile_account(settings, keys, account)
     emit_reconciliation_event(result, run_key)
     logger.info("%s", result.report())
     if not accept or result.trading_allowed:
         return result
-    for line in accept_reconciliation(settings, keys, result, account, who, reason or ""):
+    for line in accept_reconciliation(settings, keys, result, account, who, reason):
         logger.warning("accepted by %s: %s", who, line)
     again = reconcile_account(settings, keys, load_account(settings))
     emit_reconciliation_event(again, run_key)

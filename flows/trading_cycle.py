@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 
 from flows.conflict_resolution import resolve_conflicts
-from flows.live import live_keys, reconciled
+from flows.live import live_account_turn, live_keys, reconciled
 from flows.llm_setup import LLMSetup, gateway_for, llm_setup
 from flows.runs import default_cycle_time, price_snapshots, publish_artifacts, stored_report
 from flows.settings import load_run_settings
@@ -149,7 +149,8 @@ def trading_cycle(
             publish_artifacts(cycle.report, ARTIFACT_KEY, POSITIONS_ARTIFACT_KEY)
             return cycle.report
 
-        return commit_or_settle(attempt, lambda: stored_report(cycle_id, settings), cycle_id)
+        with live_account_turn(settings, cycle_id):
+            return commit_or_settle(attempt, lambda: stored_report(cycle_id, settings), cycle_id)
 
 
 def _prices(settings: Settings, at: datetime) -> dict[str, Decimal]:

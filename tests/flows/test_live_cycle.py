@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +28,7 @@ from triplegain.cycle import parse_time
 from triplegain.errors import ConfigError, CycleError
 from triplegain.live_gate import CONFIRMATION, LiveTradingRefused
 from triplegain.market import ReplaySource
+from triplegain.models.cycle import CycleReport
 from triplegain.models.enums import CycleStatus
 from triplegain.storage import create_db_engine, unit_of_work
 from triplegain.storage.accounts import load_account
@@ -406,3 +409,59 @@ def test_a_position_partly_sold_by_hand_is_closed_and_what_is_left_said_unguarde
     assert after.trading_allowed, after.report()
     assert f"{left} BTC stays in the account in no position" in caplog.text
     assert [o for o in kraken.orders.values() if o.status == "open"] == []
+
+
+def test_a_watch_started_while_a_cycle_trades_waits_its_turn(
+    kraken: FakeKraken, project_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle's entry has filled and its stop-loss's reply is held back when the watch starts: without
+    turns the watch would find the entry unrecorded and fail; it waits, then finds the account whole."""
+    monkeypatch.setenv("TRIPLEGAIN_EXECUTION__TIMEOUT_SECONDS", "8")  # the cycle stays mid-way 8 s
+    kraken.script("AddOrder", Fault.ok(), Fault.accept_then_time_out(seconds=10))
+    results: dict[str, object] = {}
+
+    def run(name: str, call: Callable[[], object]) -> None:
+        try:
+            results[name] = call()
+        except Exception as e:  # reported below
+            results[name] = e
+
+    cycle = threading.Thread(target=run, args=("cycle", lambda: trading_cycle(at=BUYING_HOUR)))
+    cycle.start()
+    deadline = time.monotonic() + 120
+    while len(kraken.calls("AddOrder")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    watch = threading.Thread(target=run, args=("watch", lambda: market_watch(at="2024-06-30T20:05Z")))
+    watch.start()
+    cycle.join(timeout=180)
+    watch.join(timeout=180)
+
+    assert isinstance(results["cycle"], CycleReport) and results["cycle"].status is CycleStatus.COMPLETED
+    assert isinstance(results["watch"], CycleReport), results["watch"]
+    assert results["watch"].status is CycleStatus.COMPLETED
+    methods = [r.method for r in kraken.requests]
+    last_order = len(methods) - 1 - methods[::-1].index("AddOrder")
+    assert "BalanceEx" in methods[last_order:]  # the watch reconciled after the cycle's last order
+
+
+def test_a_run_that_waits_its_turn_in_vain_does_nothing(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.concurrency.sync import concurrency
+
+    from flows.live import LIVE_ACCOUNT_LIMIT
+
+    monkeypatch.setenv("TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS", "1")
+    trading_cycle(at=BUYING_HOUR)  # creates the limit
+    asked = len(kraken.requests)
+
+    with (
+        concurrency(LIVE_ACCOUNT_LIMIT, occupy=1, strict=True),
+        pytest.raises(CycleError, match="held the live"),
+    ):
+        market_watch(at="2024-06-30T20:05Z")  # another run holds the account
+
+    assert len(kraken.requests) == asked  # not even a reconciliation
+    monkeypatch.setenv("TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS", "60")  # a second may not be enough
+    assert market_watch(at="2024-06-30T20:05Z").status is CycleStatus.COMPLETED  # its turn, later
+    assert market_watch(at="2024-06-30T20:05Z").status is CycleStatus.COMPLETED  # its turn, later
