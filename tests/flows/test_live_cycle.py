@@ -451,9 +451,9 @@ def test_a_run_that_waits_its_turn_in_vain_does_nothing(
 
     from flows.live import LIVE_ACCOUNT_LIMIT
 
-    monkeypatch.setenv("TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS", "1")
     trading_cycle(at=BUYING_HOUR)  # creates the limit
     asked = len(kraken.requests)
+    monkeypatch.setenv("TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS", "1")  # a free turn may take 1 s
 
     with (
         concurrency(LIVE_ACCOUNT_LIMIT, occupy=1, strict=True),
