@@ -117,13 +117,14 @@ OFFLINE_COMMANDS = [
     ["dca", "status"],
     ["leaderboard"],
     ["backtest", "--start", "2024-06-28T00:00Z", "--end", "2024-06-28T06:00Z"],
+    ["candles", "show", "--symbol", "BTC/USDT"],
 ]
 
 
 @pytest.mark.parametrize("command", OFFLINE_COMMANDS, ids=lambda c: " ".join(c[:2]))
 def test_commands_that_run_no_flow_never_import_prefect(command: list[str], tmp_path: Path) -> None:
-    """Without a configured API, `status`, `pause`, `dca status`, `leaderboard` and `backtest` neither start
-    a temporary server nor import Prefect at all (it alone costs seconds)."""
+    """Without a configured API, `status`, `pause`, `dca status`, `leaderboard`, `backtest` and `candles`
+    neither start a temporary server nor import Prefect at all (it alone costs seconds)."""
     done = run_cli(command, tmp_path)
 
     assert done.returncode == 0, done.stderr
