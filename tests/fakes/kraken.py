@@ -16,8 +16,10 @@ many orders were sent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -643,10 +645,13 @@ def killed_when(
     command: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool], timeout: float
 ) -> str:
     """Run `command`, SIGKILL it the moment `ready()` holds (checked every 50 ms), and return its output.
-    Fails the test when it ends, or `timeout` passes, first: it was never killed where the test meant."""
+    Fails the test when it ends, or `timeout` passes, first: it was never killed where the test meant.
+    What it started is killed with it (its process group: a temporary Prefect server would outlive it)."""
     output = cwd / f"killed-{time.monotonic_ns()}.log"
     with output.open("w") as log:
-        run = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        run = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + timeout
             while not ready() and run.poll() is None and time.monotonic() < deadline:
@@ -655,7 +660,7 @@ def killed_when(
             run.send_signal(signal.SIGKILL)
             assert run.wait(timeout=10) == -signal.SIGKILL
         finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
     return output.read_text()
