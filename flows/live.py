@@ -11,10 +11,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 
 from blocks.exchange import exchange_keys
+from flows.settings import prefect_api_url
 from tasks.live import (
     emit_reconciliation_event,
     load_account_modes,
@@ -65,6 +67,12 @@ def live_account_turn(settings: Settings, what: str) -> Iterator[None]:
         yield
         return
     s = settings.execution
+    if prefect_api_url() is None:
+        get_run_logger().warning(
+            "%s: no Prefect API configured: this run takes its turn on its own temporary server, not with "
+            "the runs of your deployments; set PREFECT_API_URL to theirs",
+            what,
+        )
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(LIVE_ACCOUNT_LIMIT, 1)
     holding = False

@@ -288,13 +288,14 @@ def test_a_cycle_process_killed_placing_the_entrys_stop_loses_nothing(
     kraken.script("AddOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)}
-    killed_when(  # while the exchange holds back the reply to its stop-loss
+    output = killed_when(  # while the exchange holds back the reply to its stop-loss
         [sys.executable, "-c", PROBE, "run", "--at", BUYING_HOUR],
         env,
         tmp_path,
         lambda: len(kraken.calls("AddOrder")) == 2,
         timeout=240,
     )
+    assert "takes its turn on its own temporary server" in output  # no PREFECT_API_URL: said
     engine = create_db_engine(project_db)
     journal = SqlOrderJournal(engine)
     (entry,) = journal.unrecorded_executions()  # journalled as it filled, before the stop was sent
