@@ -35,7 +35,7 @@ from triplegain.storage import engine_for, unit_of_work
 from triplegain.storage.accounts import accept_balances
 from triplegain.storage.cycles import record_recovered_run
 from triplegain.storage.live_orders import SqlOrderJournal
-from triplegain.storage.positions import latest_snapshot
+from triplegain.storage.positions import latest_prices
 
 
 def exchange_client(settings: Settings, keys: ExchangeKeys) -> Any:
@@ -228,8 +228,7 @@ def _closed_outside(
     if not any(d.kind == "position_unheld" for d in result.unexplained):
         return []
     with unit_of_work(engine) as session:
-        previous = latest_snapshot(session)
-    prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
+        prices = latest_prices(session)
     positions = positions_after(account.positions, [j.execution for j in recovered])
     note = f"closed outside TripleGain, recorded by {by}: {reason}"
     return closed_outside(positions, result, prices, run_id, at, note)
@@ -267,8 +266,7 @@ def _record_closed(
 ) -> AccountState:
     """The closes recorded as one run of the operator's (`outside-<wall-clock time>`); the account after
     them."""
-    previous = latest_snapshot(session)
-    prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
+    prices = latest_prices(session)
     before = Portfolio(balances=account.balances, prices=prices, positions=account.positions, as_of=at)
     run_id = closes[0].order.cycle_id
     note = f"positions sold outside TripleGain, closed on the word of {by}: {reason}"
@@ -291,8 +289,7 @@ def _record_recovered(
 ) -> tuple[AccountState, list[str]]:
     """Each killed run's journalled executions recorded under its id (`storage.cycles.record_recovered_run`);
     the account as it is after them. Returns it, and what was recorded, a line each."""
-    previous = latest_snapshot(session)
-    prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
+    prices = latest_prices(session)
     runs: dict[str, list[JournalledExecution]] = {}
     for j in recovered:
         runs.setdefault(j.run_id, []).append(j)

@@ -23,7 +23,7 @@ from triplegain.models.analysis import RegimeState
 from triplegain.models.enums import CoordinatorState
 from triplegain.models.trading import Portfolio
 from triplegain.risk.state import RiskState
-from triplegain.storage.positions import latest_snapshot, load_open_positions, snapshot_row
+from triplegain.storage.positions import latest_prices, latest_snapshot, load_open_positions, snapshot_row
 from triplegain.storage.tables import CoordinatorEventRow, CoordinatorStateRow, CycleRow
 
 STATE_ROW_ID = 1
@@ -249,8 +249,7 @@ def accept_balances(
     with those balances (the last prices kept) as of market time `at`, and the account's version moved
     on, so a run that loaded the account before this commits nothing on stale balances
     (ConcurrentCycleError)."""
-    previous = latest_snapshot(session)
-    prices = {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
+    prices = latest_prices(session)
     portfolio = Portfolio(balances=balances, prices=prices, positions=account.positions, as_of=at)
     row = snapshot_row("", portfolio)
     row.cycle_id = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -34,6 +35,12 @@ def latest_snapshot(session: Session) -> PortfolioSnapshotRow | None:
     return session.scalars(
         select(PortfolioSnapshotRow).order_by(PortfolioSnapshotRow.id.desc()).limit(1)
     ).first()
+
+
+def latest_prices(session: Session) -> dict[str, Decimal]:
+    """The last prices the newest run's portfolio was valued at (empty before any run)."""
+    previous = latest_snapshot(session)
+    return {k: Decimal(v) for k, v in previous.prices.items()} if previous else {}
 
 
 def save_executions(
