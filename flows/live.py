@@ -12,11 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
 
 from blocks.exchange import exchange_keys
-from flows.settings import prefect_api_url
 from tasks.live import (
     emit_reconciliation_event,
     load_account_modes,
@@ -28,6 +25,8 @@ from triplegain.cycle_types import AccountState
 from triplegain.errors import CycleError
 from triplegain.live_gate import ExchangeKeys, authorize_live, check_database_mode, trading_mode
 from triplegain.settings import Settings
+from triplegain.storage import engine_for
+from triplegain.storage.turns import TurnNotTaken, take_account_turn
 
 
 def live_keys(settings: Settings) -> ExchangeKeys | None:
@@ -51,44 +50,26 @@ def reconciled(settings: Settings, keys: ExchangeKeys, account: AccountState, ru
     return result
 
 
-LIVE_ACCOUNT_LIMIT = "triplegain-live-account"  # a Prefect global concurrency limit of one slot
-
-
 @contextmanager
 def live_account_turn(settings: Settings, what: str) -> Iterator[None]:
     """On a live account, one run at a time reconciles, acts on the exchange and commits: a trading cycle,
-    a market watch, a DCA batch and `triplegain reconcile` wait for each other's turn (a Prefect global
-    concurrency limit of one slot, held under a lease the holder renews; a run killed holding it frees it
-    when the lease lapses, `execution.account_lease_seconds`). Without it, a run starting while another
-    was between its fills and its commit would find that run's fills unrecorded and stop trading. A run
-    that waits `execution.account_wait_seconds` in vain fails (CycleError), doing nothing. Paper runs take
-    no turn."""
+    a market watch, a DCA batch and `triplegain reconcile` wait for each other's turn. The turn is held by
+    the account's database (`triplegain.storage.turns`), which every run of the account shares whether or
+    not it shares a Prefect server; a run killed holding it frees it at once. Without turns, a run starting
+    while another was between its fills and its commit would find that run's fills unrecorded and stop
+    trading. A run that waits `execution.account_wait_seconds` in vain fails (CycleError), doing nothing.
+    Paper runs take no turn."""
     if settings.execution.mode != "live":
         yield
         return
-    s = settings.execution
-    if prefect_api_url() is None:
-        get_run_logger().warning(
-            "%s: no Prefect API configured: this run takes its turn on its own temporary server, not with "
-            "the runs of your deployments; set PREFECT_API_URL to theirs",
-            what,
-        )
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(LIVE_ACCOUNT_LIMIT, 1)
-    holding = False
+    wait = settings.execution.account_wait_seconds
+
+    def waiting() -> None:
+        get_run_logger().info("%s: another run holds the live account; waiting up to %g s", what, wait)
+
     try:
-        with concurrency(
-            LIVE_ACCOUNT_LIMIT,
-            occupy=1,
-            timeout_seconds=s.account_wait_seconds,
-            lease_duration=s.account_lease_seconds,
-            strict=True,
-        ):
-            holding = True
-            yield
-    except TimeoutError as e:
-        if holding:
-            raise
-        raise CycleError(
-            f"{what}: another run held the live account for {s.account_wait_seconds:g} s; nothing done"
-        ) from e
+        turn = take_account_turn(engine_for(settings), wait, on_wait=waiting)
+    except TurnNotTaken as e:
+        raise CycleError(f"{what}: another run held the live account for {wait:g} s; nothing done") from e
+    with turn:
+        yield

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from triplegain.storage.accounts import load_account
 from triplegain.storage.cycles import load_report
 from triplegain.storage.live_orders import SqlOrderJournal, modes_held
 from triplegain.storage.tables import CycleRow
+from triplegain.storage.turns import take_account_turn
 
 BUYING_HOUR = "2024-06-30T20:00Z"
 ROOT = Path(__file__).resolve().parents[2]
@@ -295,8 +297,10 @@ def test_a_cycle_process_killed_placing_the_entrys_stop_loses_nothing(
         lambda: len(kraken.calls("AddOrder")) == 2,
         timeout=240,
     )
-    assert "takes its turn on its own temporary server" in output  # no PREFECT_API_URL: said
+    assert "another run holds the live account" not in output  # the turn was free: it never waited
     engine = create_db_engine(project_db)
+    with take_account_turn(engine, 0):  # its killed holder let go of the account's turn at once
+        pass
     journal = SqlOrderJournal(engine)
     (entry,) = journal.unrecorded_executions()  # journalled as it filled, before the stop was sent
     (stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
@@ -446,23 +450,50 @@ def test_a_watch_started_while_a_cycle_trades_waits_its_turn(
 
 
 def test_a_run_that_waits_its_turn_in_vain_does_nothing(
-    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+    kraken: FakeKraken, project_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from prefect.concurrency.sync import concurrency
-
-    from flows.live import LIVE_ACCOUNT_LIMIT
-
-    trading_cycle(at=BUYING_HOUR)  # creates the limit
+    trading_cycle(at=BUYING_HOUR)
     asked = len(kraken.requests)
-    monkeypatch.setenv("TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS", "1")  # a free turn may take 1 s
+    monkeypatch.setenv("TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS", "1")
 
     with (
-        concurrency(LIVE_ACCOUNT_LIMIT, occupy=1, strict=True),
-        pytest.raises(CycleError, match="held the live"),
+        take_account_turn(create_db_engine(project_db), 0),  # another run holds the account
+        pytest.raises(CycleError, match="held the live account for 1 s; nothing done"),
     ):
-        market_watch(at="2024-06-30T20:05Z")  # another run holds the account
+        market_watch(at="2024-06-30T20:05Z")
 
     assert len(kraken.requests) == asked  # not even a reconciliation
-    monkeypatch.setenv("TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS", "60")  # a second may not be enough
+    monkeypatch.delenv("TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS")
     assert market_watch(at="2024-06-30T20:05Z").status is CycleStatus.COMPLETED  # its turn, later
+
+
+def test_a_run_in_another_process_without_a_prefect_server_waits_for_the_same_turn(
+    kraken: FakeKraken, project_db: str, tmp_path: Path
+) -> None:
+    """`triplegain reconcile` from cron (no PREFECT_API_URL: a temporary Prefect server of its own) while a
+    run of this process holds the account: the turn is the database's, so the command waits, gives up and
+    sends nothing."""
+    trading_cycle(at=BUYING_HOUR)
+    asked = len(kraken.requests)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PYTHONPATH": str(ROOT),
+        "TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS": "1",
+    }
+
+    with take_account_turn(create_db_engine(project_db), 0):
+        waited = subprocess.run(
+            [sys.executable, "-c", PROBE, "reconcile"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    assert "held the live account for 1 s; nothing done" in waited.stdout + waited.stderr
+    assert "exit 0" not in waited.stdout
+    assert len(kraken.requests) == asked  # it sent nothing
+    assert reconcile().trading_allowed  # the turn is free again
     assert market_watch(at="2024-06-30T20:05Z").status is CycleStatus.COMPLETED  # its turn, later

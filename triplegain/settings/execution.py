@@ -49,8 +49,3 @@ class ExecutionSettings(BaseModel):
         description="How long a live run waits for another one (a cycle, a market watch, a DCA batch, a "
         "reconciliation) to finish with the account before it gives up, doing nothing",
     )
-    account_lease_seconds: Seconds = Field(
-        60.0,
-        description="The lease on the live account's turn, renewed while a run holds it: a run killed "
-        "holding it frees it this long after",
-    )

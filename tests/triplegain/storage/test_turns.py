@@ -1,0 +1,108 @@
+"""An account's turn, held by its database on SQLite and PostgreSQL: one holder at a time, across threads
+and processes; a waiter takes it when it is released; a killed holder frees it at once; a PostgreSQL turn
+lost with its connection is said when its holder ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from tests.conftest import POSTGRES_ENV
+from triplegain.storage import create_db_engine
+from triplegain.storage.turns import TurnLost, TurnNotTaken, take_account_turn
+
+ROOT = Path(__file__).resolve().parents[3]
+_HOLD = """
+import sys
+from triplegain.storage import create_db_engine
+from triplegain.storage.turns import take_account_turn
+with take_account_turn(create_db_engine(sys.argv[1]), 0):
+    print("held", flush=True)
+    sys.stdin.readline()  # until killed
+"""
+
+
+def test_one_run_holds_the_turn_at_a_time(engine: Engine) -> None:
+    with take_account_turn(engine, 0), pytest.raises(TurnNotTaken, match="held the account for 0 s"):
+        take_account_turn(engine, 0)
+    with take_account_turn(engine, 0):  # released: free again
+        pass
+
+
+def test_a_waiting_run_takes_the_turn_once_it_is_released(engine: Engine) -> None:
+    events: list[str] = []
+    waiting = threading.Event()
+
+    def second() -> None:
+        with take_account_turn(engine, 60, on_wait=lambda: (events.append("second waits"), waiting.set())):
+            events.append("second holds")
+
+    with take_account_turn(engine, 0):
+        events.append("first holds")
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert waiting.wait(timeout=60)
+        events.append("first releases")
+    thread.join(timeout=60)
+
+    assert events == ["first holds", "second waits", "first releases", "second holds"]
+
+
+def test_a_process_killed_holding_the_turn_frees_it_at_once(engine: Engine) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD, engine.url.render_as_string(hide_password=False)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ) as holder:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(TurnNotTaken):  # another process's turn
+            take_account_turn(engine, 0)
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(timeout=30) == -signal.SIGKILL
+
+        with take_account_turn(engine, 30):  # freed by the kill, not by a lease running out
+            pass
+
+
+def test_a_postgresql_turn_lost_with_its_connection_is_said_when_it_ends(
+    postgres_server_url: str | None,
+) -> None:
+    """(SQLite's turn is a file lock: only its own process can lose it, and then by dying.)"""
+    if postgres_server_url is None:
+        pytest.skip(f"needs PostgreSQL: set {POSTGRES_ENV}")
+    engine = create_db_engine(postgres_server_url)
+    turn = take_account_turn(engine, 0)
+    with engine.connect() as other:  # the server drops the holder's connection (a restart, a kill)
+        other.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid <> pg_backend_pid()"
+            )
+        )
+        other.commit()
+    with take_account_turn(engine, 0):  # meanwhile another run could take it
+        pass
+
+    with pytest.raises(TurnLost, match="reconcile before trading on"), turn:
+        pass
+    engine.dispose()
+
+
+def test_in_memory_sqlite_takes_turns_within_its_process() -> None:
+    engine = create_db_engine("sqlite://")
+    with take_account_turn(engine, 0), pytest.raises(TurnNotTaken):
+        take_account_turn(engine, 0)
+
+
+def test_a_negative_wait_is_refused(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="at least 0"):
+        take_account_turn(engine, -1)

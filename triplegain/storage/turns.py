@@ -1,0 +1,171 @@
+"""One run at a time on an account, held by the account's own database (every run that can act on the
+account shares it, whatever else it shares).
+
+PostgreSQL: a session-level advisory lock on a connection of its own, held for the turn. SQLite on a file:
+an exclusive lock (flock, through `filelock`) on a file beside the database. An in-memory SQLite database
+lives in one process, so a lock of that process's. Either way the operating system or the server frees a
+turn whose holder dies: a killed process closes its connection or its file, and nobody waits for a lease
+to lapse.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import filelock
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from triplegain.errors import DatabaseUnavailable, TripleGainError
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_TURN_KEY = 0x7472_6970_6C67  # the advisory lock key of an account's turn ("tripl" + 1 on migration's)
+_FIRST_POLL_SECONDS = 0.02
+_LONGEST_POLL_SECONDS = 0.5
+_memory_locks: dict[str, threading.Lock] = {}
+_memory_locks_guard = threading.Lock()
+
+
+class TurnNotTaken(TripleGainError):
+    """Another run held the account for the whole wait."""
+
+
+class TurnLost(TripleGainError):
+    """The turn ended before its holder released it (its database connection was lost)."""
+
+
+def take_account_turn(
+    engine: Engine, wait_seconds: float, on_wait: Callable[[], None] | None = None
+) -> AccountTurn:
+    """The account's turn, taken: hold it in a `with` block, which releases it. Waits up to
+    `wait_seconds` for a run that holds it (calling `on_wait` once, when it first finds the turn taken),
+    then raises TurnNotTaken, having done nothing. A turn that a PostgreSQL connection lost mid-way is
+    reported (TurnLost) when the block ends."""
+    if wait_seconds < 0:
+        raise ValueError(f"wait_seconds must be at least 0, got {wait_seconds}")
+    turn = _turn_for(engine)
+    deadline = time.monotonic() + wait_seconds
+    pause, waited = _FIRST_POLL_SECONDS, False
+    try:
+        while not turn.take():
+            if time.monotonic() >= deadline:
+                raise TurnNotTaken(f"another run held the account for {wait_seconds:g} s")
+            if not waited and on_wait is not None:
+                on_wait()
+            waited = True
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, _LONGEST_POLL_SECONDS)
+    except BaseException:
+        turn.give_up()
+        raise
+    return turn
+
+
+def _turn_for(engine: Engine) -> AccountTurn:
+    if engine.dialect.name == "postgresql":
+        return _AdvisoryTurn(engine)
+    database = engine.url.database
+    if (
+        engine.dialect.name == "sqlite"
+        and database
+        and database != ":memory:"
+        and "mode=memory" not in database
+    ):
+        return _FileTurn(Path(database).expanduser().resolve().with_name(Path(database).name + ".turn.lock"))
+    if engine.dialect.name == "sqlite":
+        return _MemoryTurn(engine.url.render_as_string(hide_password=False))
+    raise TypeError(f"no account turn for a {engine.dialect.name} database")
+
+
+class AccountTurn(AbstractContextManager["AccountTurn"]):
+    """An account's turn: taken with `take()` (True when it is ours now), released on leaving the block."""
+
+    def take(self) -> bool:
+        raise NotImplementedError
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def give_up(self) -> None:
+        """Not taken after all: let go of what waiting held (a connection)."""
+
+
+class _AdvisoryTurn(AccountTurn):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+
+    def take(self) -> bool:
+        try:
+            if self.connection is None:
+                self.connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            taken = self.connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": ACCOUNT_TURN_KEY}
+            ).scalar()
+        except SQLAlchemyError as e:
+            self._close()
+            raise DatabaseUnavailable(f"cannot take the account's turn: {e}") from e
+        return bool(taken)
+
+    def release(self) -> None:
+        try:
+            assert self.connection is not None
+            held = self.connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": ACCOUNT_TURN_KEY}
+            ).scalar()
+        except SQLAlchemyError as e:
+            held = False
+            log.error("the account's turn: its connection was lost before the run ended: %s", e)
+        finally:
+            self._close()
+        if not held:
+            raise TurnLost(
+                "the account's turn ended before this run did (its database connection was lost): another "
+                "run may have acted on the account at the same time; reconcile before trading on"
+            )
+
+    def give_up(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        # Never back into the pool: a pooled connection still holding the lock would keep the turn.
+        if self.connection is not None:
+            self.connection.invalidate()
+            self.connection.close()
+            self.connection = None
+
+
+class _FileTurn(AccountTurn):
+    def __init__(self, path: Path) -> None:
+        self.lock = filelock.FileLock(path, fallback_to_soft=False)
+
+    def take(self) -> bool:
+        try:
+            self.lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+class _MemoryTurn(AccountTurn):
+    def __init__(self, key: str) -> None:
+        with _memory_locks_guard:
+            self.lock = _memory_locks.setdefault(key, threading.Lock())
+
+    def take(self) -> bool:
+        return self.lock.acquire(blocking=False)
+
+    def release(self) -> None:
+        self.lock.release()
