@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 import pytest
@@ -401,10 +401,11 @@ def test_a_position_sold_by_hand_is_closed_on_the_operators_word_and_its_protect
     assert all(p.cycle_id == "cycle-20240630T2200Z" for p in later.portfolio.positions)
 
 
-def test_a_position_partly_sold_by_hand_is_closed_and_what_is_left_said_unguarded(
+def test_a_position_partly_sold_by_hand_is_reduced_and_what_is_left_stays_protected(
     kraken: FakeKraken, project_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     trading_cycle(at=BUYING_HOUR)
+    (old_stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
     kraken.add_order("XBTUSDT", "sell", "market", "0.01")  # part of it, its fee in BTC (Kraken's default)
     left = kraken.balances["XXBT"]
 
@@ -412,8 +413,20 @@ def test_a_position_partly_sold_by_hand_is_closed_and_what_is_left_said_unguarde
         after = reconcile(accept=True, reason="sold some myself", by="ops")
 
     assert after.trading_allowed, after.report()
-    assert f"{left} BTC stays in the account in no position" in caplog.text
-    assert [o for o in kraken.orders.values() if o.status == "open"] == []
+    with unit_of_work(create_db_engine(project_db)) as session:
+        (position,) = load_account(session, {}).positions
+    assert position.size == left.quantize(Decimal("0.00000001"), ROUND_DOWN)  # on the lot grid
+    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    assert sorted(o.ordertype for o in resting) == ["stop-loss", "take-profit"]
+    assert all(o.volume == position.size for o in resting) and old_stop.status == "canceled"
+    assert f"reduced to {position.size}" in caplog.text and "in no position" not in caplog.text  # all kept
+    assert reconcile().trading_allowed  # whole now
+    (stop,) = [o for o in resting if o.ordertype == "stop-loss"]
+    kraken.set_price("XBTUSDT", str(stop.price - 1))  # the rest's stop fills on the exchange
+    watched = market_watch(at="2024-06-30T20:30Z")
+    assert watched.status is CycleStatus.COMPLETED, watched.notes
+    with unit_of_work(create_db_engine(project_db)) as session:
+        assert load_account(session, {}).positions == []  # the rest sold by its own stop, recorded
 
 
 def test_a_watch_started_while_a_cycle_trades_waits_its_turn(

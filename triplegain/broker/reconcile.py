@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -47,7 +47,14 @@ from triplegain.broker.live import (
     OrderState,
     OrderUnresolved,
 )
-from triplegain.broker.orders import closed_position, moved_by_fill, new_order, positions_after
+from triplegain.broker.orders import (
+    closed_position,
+    moved_by_fill,
+    new_order,
+    positions_after,
+    round_size,
+    split_position,
+)
 from triplegain.broker.protection import (
     Protection,
     ProtectionDesk,
@@ -58,6 +65,7 @@ from triplegain.broker.protection import (
 from triplegain.models.cycle import CycleReport, Execution, SymbolOutcome
 from triplegain.models.enums import CycleStatus, Intent, OrderStatus, Side
 from triplegain.models.trading import Fill, Portfolio, Position, split_symbol
+from triplegain.settings import SymbolSpec
 
 AWAITING = "adopted as external: awaiting the operator's word"
 QUOTE_TOLERANCE = Decimal("0.01")  # a cent of rounding in fees and costs
@@ -307,12 +315,16 @@ def closed_outside(
     run_id: str,
     at: datetime,
     note: str,
+    specs: Mapping[str, SymbolSpec],
 ) -> list[Execution]:
     """The operator's word on `position_unheld`: for each asset the exchange account holds less of than its
     open positions, the newest of them closed until the rest is held, each by a sale outside TripleGain
     (recorded under `run_id`) at the average price of the external sales of its symbol `found` lists (else
     its last price in `prices`, else its entry price), with no fee of ours (the exchange's balances,
-    accepted, carry it)."""
+    accepted, carry it). The last one, when part of it is still held, is reduced to that part (rounded
+    down to the symbol's size step; closed whole when that is below its minimum order size): an
+    `Execution` with the part sold closed and the rest in `reduced_positions`, whose protection the caller
+    resizes."""
     unheld = [d for d in found.unexplained if d.kind == "position_unheld"]
     sales: dict[str, list[tuple[Decimal, Decimal]]] = {}
     for d in found.unexplained:
@@ -323,12 +335,18 @@ def closed_outside(
     for d in unheld:
         have = d.held or Decimal(0)
         mine = sorted((p for p in positions if p.id in d.positions), key=lambda p: p.opened_at)
-        while mine and sum(p.size for p in mine) - have > BASE_TOLERANCE:
+        while mine and (excess := sum(p.size for p in mine) - have) > BASE_TOLERANCE:
             position = mine.pop()
-            sold = sales.get(position.symbol)
+            sold = position.size
+            spec = specs.get(position.symbol)
+            if spec is not None and excess < position.size:
+                rest = round_size(position.size - excess, spec)
+                if rest >= spec.min_order_size and rest > 0:
+                    sold = position.size - rest
+            sold_at = sales.get(position.symbol)
             price = (
-                sum((a * px for a, px in sold), Decimal(0)) / sum((a for a, _ in sold), Decimal(0))
-                if sold
+                sum((a * px for a, px in sold_at), Decimal(0)) / sum((a for a, _ in sold_at), Decimal(0))
+                if sold_at
                 else prices.get(position.symbol) or position.entry_price
             )
             order_id = f"{position.id}-outside"
@@ -338,7 +356,7 @@ def closed_outside(
                 position.symbol,
                 Side.SELL,
                 Intent.CLOSE,
-                position.size,
+                sold,
                 price,
                 at,
                 position.id,
@@ -349,12 +367,18 @@ def closed_outside(
                 symbol=position.symbol,
                 side=Side.SELL,
                 price=price,
-                size=position.size,
+                size=sold,
                 fee=Decimal(0),
                 fee_asset=split_symbol(position.symbol)[1],
                 slippage_pct=Decimal(0),
                 filled_at=at,
             )
+            if sold < position.size:
+                part, rest_of_it = split_position(position, sold, order_id, fill, at, note)
+                executions.append(
+                    Execution(order=order, fill=fill, closed_positions=[part], reduced_positions=[rest_of_it])
+                )
+                break
             closed = closed_position(position, fill, position.size, at, note)
             executions.append(Execution(order=order, fill=fill, closed_positions=[closed]))
     return executions

@@ -29,7 +29,7 @@ from triplegain.live_gate import ExchangeKeys
 from triplegain.market.exchange import ccxt_exchange
 from triplegain.models.cycle import Execution
 from triplegain.models.enums import CycleStatus, OrderStatus
-from triplegain.models.trading import Portfolio, Position
+from triplegain.models.trading import Portfolio
 from triplegain.settings import Settings
 from triplegain.storage import engine_for, unit_of_work
 from triplegain.storage.accounts import accept_balances
@@ -162,8 +162,8 @@ def accept_reconciliation(
     times = [account.marked_at, *(j.execution.fill.filled_at for j in recovered if j.execution.fill)]
     as_of = max((t for t in times if t is not None), default=now)
     run_id = f"outside-{now:%Y%m%dT%H%M%SZ}"  # where closes of positions sold outside are recorded
-    closes = _closed_outside(engine, account, recovered, result, run_id, as_of, by, reason)
-    closing = {p.id for e in closes for p in e.closed_positions}
+    closes = _closed_outside(settings, account, recovered, result, run_id, as_of, by, reason)
+    closing = {p.id for e in closes for p in [*e.closed_positions, *e.reduced_positions]}
     unacceptable = [
         d
         for d in result.unexplained
@@ -175,7 +175,7 @@ def accept_reconciliation(
             "--reason ...` places a new pair; an unanswered call: ask again): "
             + "; ".join(str(d) for d in unacceptable)
         )
-    done = _release(settings, keys, journal, [e.closed_positions[0] for e in closes])
+    done = _release(settings, keys, journal, closes, by, reason)
     fills = [d for d in result.unexplained if d.kind == "external_fill"]
     done += [
         f"external order {s.exchange_id} accepted"
@@ -197,7 +197,14 @@ def accept_reconciliation(
                 done += [
                     f"position {p.id} ({p.symbol}, {p.size}) closed outside TripleGain at {p.exit_price}"
                     for e in closes
+                    if not e.reduced_positions
                     for p in e.closed_positions
+                ]
+                done += [
+                    f"position {p.id} ({p.symbol}) reduced to {p.size}: {e.order.size} sold outside "
+                    f"TripleGain at {e.closed_positions[0].exit_price}"
+                    for e in closes
+                    for p in e.reduced_positions
                 ]
             accept_balances(session, account, result.exchange_balances, as_of)
         for d in result.unexplained:
@@ -215,7 +222,7 @@ def accept_reconciliation(
 
 
 def _closed_outside(
-    engine: Any,
+    settings: Settings,
     account: AccountState,
     recovered: list[JournalledExecution],
     result: Reconciliation,
@@ -224,34 +231,56 @@ def _closed_outside(
     by: str,
     reason: str,
 ) -> list[Execution]:
-    """The positions `result` found unheld, closed by a sale outside TripleGain (`closed_outside`)."""
+    """The positions `result` found unheld, closed or reduced by a sale outside TripleGain
+    (`closed_outside`)."""
     if not any(d.kind == "position_unheld" for d in result.unexplained):
         return []
-    with unit_of_work(engine) as session:
+    with unit_of_work(engine_for(settings)) as session:
         prices = latest_prices(session)
     positions = positions_after(account.positions, [j.execution for j in recovered])
     note = f"closed outside TripleGain, recorded by {by}: {reason}"
-    return closed_outside(positions, result, prices, run_id, at, note)
+    return closed_outside(positions, result, prices, run_id, at, note, settings.market.symbol_specs)
 
 
 def _release(
-    settings: Settings, keys: ExchangeKeys, journal: SqlOrderJournal, positions: list[Position]
+    settings: Settings,
+    keys: ExchangeKeys,
+    journal: SqlOrderJournal,
+    closes: list[Execution],
+    by: str,
+    reason: str,
 ) -> list[str]:
-    """Cancel the protection of positions sold outside TripleGain, on the exchange: left resting, their
-    orders would sell what later positions hold. ValueError when one filled meanwhile (reconcile again)."""
-    if not positions:
+    """On the exchange, the protection of positions sold outside TripleGain: cancelled for those closed
+    (left resting, their orders would sell what later positions hold), a new pair for what is left of one
+    reduced. ValueError when one of the old orders filled meanwhile (reconcile again)."""
+    if not closes:
         return []
     desk = ProtectionDesk(live_broker(settings, keys, journal))
+    reduced = {p.id: p for e in closes for p in e.reduced_positions}
+    closed = [e.closed_positions[0] for e in closes if not e.reduced_positions]
     done = []
-    for position_id, protection in recover_protections(journal, positions).items():
-        released = desk.release(protection)
-        filled = [o.intent.purpose for o in released.orders if o.status in FILLED]
+    for position_id, protection in recover_protections(journal, [*closed, *reduced.values()]).items():
+        rest = reduced.get(position_id)
+        if rest is None:
+            released, filled = desk.release(protection), None
+        else:
+            outcome = desk.resize(protection, rest.size)
+            released, filled = outcome.protection, outcome.closed_by
+        filled = filled or next((o.intent.purpose for o in released.orders if o.status in FILLED), None)
         if filled:
             raise ValueError(
-                f"position {position_id}: its {' and '.join(filled)} filled while its protection was being "
-                "cancelled: reconcile again"
+                f"position {position_id}: its {filled} filled while its protection was being changed: "
+                "reconcile again"
             )
-        done.append(f"protection of position {position_id} cancelled on the exchange")
+        if rest is None:
+            done.append(f"protection of position {position_id} cancelled on the exchange")
+            continue
+        for order in released.orders:
+            journal.save(order, f"placed on the word of {by}: {reason}")
+        done.append(
+            f"protection of position {position_id} resized to {rest.size} on the exchange: stop-loss "
+            f"{released.stop_price}, take-profit {released.take_price} (generation {released.generation})"
+        )
     return done
 
 

@@ -365,12 +365,41 @@ def test_the_newest_unheld_positions_are_closed_at_the_outside_sales_price(krake
     kraken.add_order("XBTUSDT", "sell", "market", "0.01", oflags="fciq")  # one position's worth, by hand
     found = account.reconcile_book(LocalBook(dict(account.balances), [], None, [], [older, newer]))
 
-    (close,) = closed_outside([older, newer], found, {}, "outside-1", AT, "sold by hand")
+    (close,) = closed_outside([older, newer], found, {}, "outside-1", AT, "sold by hand", SPECS)
 
     (closed,) = close.closed_positions
     assert closed.id == "tg-new" and closed.exit_price == Decimal("61000") and closed.size == newer.size
     assert close.order.cycle_id == "outside-1" and close.fill is not None and close.fill.fee == 0
     assert closed.realized_pnl == (Decimal("61000") - Decimal("60000")) * newer.size
+
+
+def test_a_position_partly_sold_outside_is_reduced_to_what_is_held(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    position = held_position(account.buy_and_protect())
+    kraken.set_price("XBTUSDT", "61000")
+    kraken.add_order("XBTUSDT", "sell", "market", "0.004", oflags="fciq")  # part of it, by hand
+    kraken.balances["XXBT"] += Decimal("0.0000000042")  # dust below the size step, from elsewhere
+    found = account.reconcile_book(book_of(account, [position]))
+
+    (close,) = closed_outside([position], found, {}, "outside-1", AT, "sold some", SPECS)
+
+    (part,), (rest,) = close.closed_positions, close.reduced_positions
+    assert rest.id == position.id and rest.size == position.size - Decimal("0.004")
+    assert part.id == f"{position.id}-outside" and part.size == Decimal("0.004")
+    assert part.exit_price == Decimal("61000") and close.order.size == Decimal("0.004")
+    assert part.realized_pnl == Decimal("1000") * Decimal("0.004")
+
+
+def test_a_rest_below_the_minimum_order_size_is_closed_with_the_position(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    position = held_position(account.buy_and_protect())
+    left = Decimal("0.00005")  # below BTC/USDT's minimum order: no stop-loss could be placed for it
+    kraken.add_order("XBTUSDT", "sell", "market", str(position.size - left), oflags="fciq")
+    found = account.reconcile_book(book_of(account, [position]))
+
+    (close,) = closed_outside([position], found, {}, "outside-1", AT, "sold nearly all", SPECS)
+
+    assert close.reduced_positions == [] and close.closed_positions[0].size == position.size
 
 
 def test_without_an_outside_sale_the_last_price_values_the_close(kraken: FakeKraken) -> None:
@@ -379,6 +408,7 @@ def test_without_an_outside_sale_the_last_price_values_the_close(kraken: FakeKra
     kraken.balances["XXBT"] = Decimal(0)  # withdrawn: no trade to price it
     found = account.reconcile_book(book_of(account, [position]))
 
-    (close,) = closed_outside([position], found, {"BTC/USDT": Decimal("59000")}, "outside-1", AT, "withdrawn")
+    prices = {"BTC/USDT": Decimal("59000")}
+    (close,) = closed_outside([position], found, prices, "outside-1", AT, "withdrawn", SPECS)
 
     assert close.fill is not None and close.fill.price == Decimal("59000")
