@@ -355,7 +355,7 @@ class _Simulation:
             for execution in outcome.executions():
                 if execution.order.status is OrderStatus.FILLED and execution.fill is not None:
                     self.trades += 1
-                    self.fees += execution.fill.fee
+                    self.fees += execution.fill.fee_in_quote
 
     def _score(self, source: MarketDataSource, until: datetime | None = None) -> None:
         """Score the votes whose every horizon has closed by `until` (all of them when None), in the order

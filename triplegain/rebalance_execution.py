@@ -95,11 +95,10 @@ async def buy_hodl_bags(desk: Desk) -> None:
         fill = execution.fill if execution is not None else None
         if fill is None:
             continue
-        desk.hodl, entry = record_purchase(
-            desk.hodl, asset, fill.notional + fill.fee, fill.size, fill.price, desk.at
-        )
+        bought, paid = fill.size - fill.fee_in_base, fill.notional + fill.fee_in_quote
+        desk.hodl, entry = record_purchase(desk.hodl, asset, paid, bought, fill.price, desk.at)
         desk.hodl_entries.append(entry)
-        desk.notes.append(f"hodl bag: bought {fill.size} {asset} for {fill.notional + fill.fee:.2f} USD")
+        desk.notes.append(f"hodl bag: bought {bought} {asset} for {paid:.2f} USD")
 
 
 def _unpriced(desk: Desk) -> list[str]:

@@ -193,6 +193,9 @@ class FakeKraken:
         # The exchange's clock for OHLC: set, the endpoint serves as Kraken does, the newest 720 candles
         # opened by then (whatever `since` asks for older); None, the first 720 after `since`.
         self.now: datetime | None = None
+        # True: fees as exchanges charging the asset received do (Binance): a buy's in the base asset, a
+        # sale's in the quote, whatever the order's oflags ask (reported as Kraken reports fcib and fciq)
+        self.fees_in_received_asset = False
         self.orders: dict[str, FakeOrder] = {}
         self.trades: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
@@ -592,6 +595,8 @@ class FakeKraken:
         fee_base = (volume * TAKER_FEE_PCT / 100).quantize(Decimal("1e-8"))
         prefers_base = "fcib" in order.oflags or (order.side == "sell" and "fciq" not in order.oflags)
         order.fee_in_base = prefers_base and self.balances.get(base, Decimal(0)) - volume >= fee_base
+        if self.fees_in_received_asset:
+            order.fee_in_base = order.side == "buy"
         if order.fee_in_base:
             fee = fee_base
         self.balances[base] = self.balances.get(base, Decimal(0)) + sign * volume

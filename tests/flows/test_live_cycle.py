@@ -87,6 +87,34 @@ def test_a_live_cycle_reconciles_first_then_trades_on_the_exchange(
     assert balances.get("BTC", Decimal(0)) == kraken.balances.get("XXBT", Decimal(0))
 
 
+def test_an_exchange_taking_a_buys_fee_in_the_base_asset_leaves_books_and_protection_whole(
+    kraken: FakeKraken, project_db: str
+) -> None:
+    """Binance charges a buy's fee in the asset bought: the position is what the buy left held, its
+    stop-loss and take-profit sized for that, and the books match the exchange's balances to the last
+    decimal through the entry and the exit."""
+    kraken.fees_in_received_asset = True
+
+    report = trading_cycle(at=BUYING_HOUR)
+
+    assert report.status is CycleStatus.COMPLETED, report.notes
+    (buy,) = [o for o in kraken.orders.values() if o.ordertype == "market"]
+    assert buy.fee_in_base and buy.fee > 0
+    (position,) = report.portfolio.positions
+    assert position.size == buy.vol_exec - buy.fee == kraken.balances["XXBT"]
+    assert report.portfolio.balances == {"USDT": kraken.balances["USDT"], "BTC": kraken.balances["XXBT"]}
+    protective = [o for o in kraken.orders.values() if o.status == "open"]
+    assert len(protective) == 2 and all(o.volume == position.size for o in protective)
+    assert reconcile().differences == []  # nothing to explain
+    (stop,) = [o for o in protective if o.ordertype == "stop-loss"]
+    kraken.set_price("XBTUSDT", str(stop.price - 1))
+    watched = market_watch(at="2024-06-30T20:30Z")
+    assert watched.status is CycleStatus.COMPLETED, watched.notes
+    assert stop.status == "closed" and watched.portfolio.positions == []
+    assert watched.portfolio.balances["USDT"] == kraken.balances["USDT"]
+    assert watched.portfolio.balances.get("BTC", Decimal(0)) == kraken.balances["XXBT"] == 0
+
+
 def test_an_order_placed_by_hand_stops_the_run_before_any_order(kraken: FakeKraken) -> None:
     kraken.add_order("XBTUSDT", "buy", "limit", "0.001", "1000")
 

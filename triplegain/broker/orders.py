@@ -105,12 +105,12 @@ def trade_problem(
 
 def moved_by_fill(balances: dict[str, Decimal], fill: Fill, cost: Decimal = Decimal(0)) -> dict[str, Decimal]:
     """The balances after `fill`: valued at the exchange's own `cost` of it when it gave one (the books then
-    match its balances), else at its notional; a fee in the quote asset taken from the quote."""
+    match its balances), else at its notional; the fee taken from the asset it was charged in."""
     base, quote = split_symbol(fill.symbol)
     sign = 1 if fill.side is Side.BUY else -1
     fee_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)
     moved = dict(balances)
-    moved[base] = moved.get(base, Decimal(0)) + sign * fill.size
+    moved[base] = moved.get(base, Decimal(0)) + sign * fill.size - fill.fee_in_base
     moved[quote] = moved.get(quote, Decimal(0)) - sign * (cost or fill.notional) - fee_in_quote
     return moved
 
@@ -131,17 +131,18 @@ def positions_after(positions: Iterable[Position], executions: Iterable[Executio
 def opened_position(
     proposal: TradeProposal, order_id: str, fill: Fill, cycle_id: str, at: datetime
 ) -> Position:
-    """The long position a filled buy opens, under the order's id."""
+    """The long position a filled buy opens, under the order's id: what the buy left held (its size less a
+    fee taken in the base asset), its fee valued in the quote asset."""
     return Position(
         id=order_id,
         symbol=proposal.symbol,
-        size=fill.size,
+        size=fill.size - fill.fee_in_base,
         entry_price=fill.price,
         leverage=proposal.leverage,
         stop_loss=proposal.stop_loss,
         take_profit=proposal.take_profit,
         opened_at=at,
-        fees_paid=fill.fee,
+        fees_paid=fill.fee_in_quote,
         cycle_id=cycle_id,
     )
 
@@ -164,7 +165,7 @@ def closed_position(
 ) -> Position:
     """`position` closed by its share of `fill` (of `total_size` in all): exit price, fees and P&L."""
     share = position.size / total_size
-    exit_fee = fill.fee * share
+    exit_fee = fill.fee_in_quote * share
     pnl = (fill.price - position.entry_price) * position.size - position.fees_paid - exit_fee
     return position.model_copy(
         update={

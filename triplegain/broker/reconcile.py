@@ -451,8 +451,10 @@ def _moved(balances: dict[str, Decimal], changes: list[tuple[OrderState, OrderSt
         price = after.average_price or Decimal(0)
         cost = after.filled * price - before.filled * (before.average_price or price)
         sign = 1 if after.intent.side is Side.BUY else -1
-        moved[base] = moved.get(base, Decimal(0)) + sign * filled
-        moved[quote] = moved.get(quote, Decimal(0)) - sign * cost - (after.fee - before.fee)
+        fee = after.fee - before.fee
+        in_base = (after.fee_asset or quote) == base  # the fee taken from the asset it was charged in
+        moved[base] = moved.get(base, Decimal(0)) + sign * filled - (fee if in_base else Decimal(0))
+        moved[quote] = moved.get(quote, Decimal(0)) - sign * cost - (Decimal(0) if in_base else fee)
     return moved
 
 

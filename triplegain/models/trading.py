@@ -103,6 +103,9 @@ class Order(BaseModel):
     position_id: str | None = None
 
 
+_CENT_MILLIONTH = Decimal("0.00000001")  # a fee in the base asset, valued in the quote
+
+
 class Fill(BaseModel):
     """The execution of an order."""
 
@@ -122,6 +125,22 @@ class Fill(BaseModel):
     def notional(self) -> Decimal:
         """Price times size, in the quote asset."""
         return self.price * self.size
+
+    @property
+    def fee_in_base(self) -> Decimal:
+        """The fee when the exchange took it from the base asset (Binance on buys, Kraken's `fcib`): what a
+        buy leaves held is `size` less it. Else 0."""
+        return self.fee if self.fee_asset == split_symbol(self.symbol)[0] else Decimal(0)
+
+    @property
+    def fee_in_quote(self) -> Decimal:
+        """The fee valued in the quote asset: as charged when charged in it, at the fill's price when
+        charged in the base asset; 0 when charged in a third asset (BNB, KFEE), which the books do not
+        hold (the exchange's balances, reconciled, show it)."""
+        base, quote = split_symbol(self.symbol)
+        if self.fee_asset == quote:
+            return self.fee
+        return (self.fee * self.price).quantize(_CENT_MILLIONTH) if self.fee_asset == base else Decimal(0)
 
 
 class Position(BaseModel):
