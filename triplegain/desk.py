@@ -116,6 +116,11 @@ class Desk:
         """Apply an order's result to positions and risk memory, publish it, then what the broker did on its
         own account on the way (an unprotected position closed) and anything URGENT it met."""
         await self._apply(execution)
+        await self.settle_follow_ups()
+
+    async def settle_follow_ups(self) -> None:
+        """What the broker did on its own account (an unprotected position closed) and anything URGENT it
+        met: applied, published."""
         while self.broker.follow_ups:
             await self._apply(self.broker.follow_ups.pop(0))
         while self.broker.urgent:
@@ -159,6 +164,20 @@ class Desk:
             done = self.broker.exchange_exits(mine, self.at)
             for execution in done:
                 await self.settle(execution)
+            gone = {p.id for e in done for p in e.closed_positions}
+            for position in [p for p in mine if p.id not in gone]:
+                stop = self._trailed(position, snapshot)
+                if stop is None:
+                    continue
+                price = to_decimal(snapshot.candles.close[-1])
+                exit_ = self.broker.move_stop(position, stop, self.run_id, price, self.at)
+                if exit_ is not None:  # its stop or take-profit filled first: recorded, nothing moved
+                    await self.settle(exit_)
+                    done.append(exit_)
+                elif self.broker.follow_ups or self.broker.urgent:  # no new pair: closed, URGENT
+                    await self.settle_follow_ups()
+                else:
+                    self._moved(position, stop)
             return done
         executions = []
         for position in mine:
@@ -182,16 +201,26 @@ class Desk:
 
     def _trail(self, position: Position, snapshot: MarketSnapshot) -> None:
         """Move a trailing stop up to where the candles since entry put it (never down)."""
+        stop = self._trailed(position, snapshot)
+        if stop is not None:
+            self._moved(position, stop)
+
+    def _trailed(self, position: Position, snapshot: MarketSnapshot) -> Decimal | None:
+        """Where trailing puts the position's stop now, when that is above where it is (else None)."""
         if self.trailing is None:
-            return
+            return None
         stop = trailed_stop(position, snapshot.candles, self.trailing)
         if stop is None:
-            return
+            return None
         spec = self.settings.market.symbol_specs.get(position.symbol)
         if spec is not None:
             stop = stop.quantize(Decimal(1).scaleb(-spec.price_decimals))
         if position.stop_loss is not None and stop <= position.stop_loss:
-            return
+            return None
+        return stop
+
+    def _moved(self, position: Position, stop: Decimal) -> None:
+        """The books' stop of `position` moved to `stop` (saved with the run)."""
         moved = position.model_copy(update={"stop_loss": stop})
         self.positions = [moved if p.id == position.id else p for p in self.positions]
         self.moved_stops[position.id] = moved

@@ -7,8 +7,7 @@ An account trades live only when all of these hold, each checked here and each n
 3. the operator confirmed it: TRIPLEGAIN_CONFIRM_LIVE_TRADING=I_UNDERSTAND_THE_RISKS;
 4. exchange keys exist (an `ExchangeKeys` block, or TRIPLEGAIN_EXCHANGE_API_KEY and _SECRET);
 5. the market data comes from the exchange (`market.source: ccxt`), never a replay;
-6. no setting the live broker cannot honour yet (a trailing stop: the exchange's stop is not moved);
-7. the database holds no paper account (a live account keeps its own database, and a paper run refuses a
+6. the database holds no paper account (a live account keeps its own database, and a paper run refuses a
    database that holds a live one).
 
 Settings and environment disagreeing is refused as well: a stray TRIPLEGAIN_TRADING_MODE=live under paper
@@ -109,15 +108,6 @@ def authorize_live(
         problems.append(
             ConfigProblem(
                 "market.source", settings.market.source, "ccxt on a live account: real orders on real prices"
-            )
-        )
-    if settings.watch.trailing_stop:
-        problems.append(
-            ConfigProblem(
-                "watch.trailing_stop",
-                True,
-                "false on a live account: a trailing stop is not yet moved on the exchange, so the stop "
-                "resting there would not be the one the account believes in",
             )
         )
     mismatch = database_mode_problem("live", modes_in_database)

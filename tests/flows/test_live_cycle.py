@@ -115,6 +115,96 @@ def test_an_exchange_taking_a_buys_fee_in_the_base_asset_leaves_books_and_protec
     assert watched.portfolio.balances.get("BTC", Decimal(0)) == kraken.balances["XXBT"] == 0
 
 
+def test_a_trailing_stop_moves_the_stop_resting_on_the_exchange(
+    kraken: FakeKraken, project_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bought at 62026.83 at 20:00; by 23:30 the closed candles reached 62952.2 (+1.5%): the stop trails
+    1.5% behind, on the exchange as in the books, and it is that stop which sells when the price turns."""
+    monkeypatch.setenv("TRIPLEGAIN_WATCH__TRAILING_STOP", "true")
+    trading_cycle(at=BUYING_HOUR)
+    (old_stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
+    (old_take,) = [o for o in kraken.orders.values() if o.ordertype == "take-profit"]
+    kraken.set_price("XBTUSDT", "62901.01")
+    kraken.now = parse_time("2024-06-30T23:30Z")  # the candles opened by then, the 22:00 one closed
+
+    watched = market_watch(at="2024-06-30T23:30Z")
+
+    assert watched.status is CycleStatus.COMPLETED, watched.notes
+    (position,) = watched.portfolio.positions
+    assert position.stop_loss == Decimal("62007.92")  # 62952.2 less 1.5%, on the symbol's 2 decimals
+    assert old_stop.status == old_take.status == "canceled"
+    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
+    assert resting["stop-loss"].price == Decimal("62008.0")  # the exchange's tick, rounded towards the price
+    assert resting["take-profit"].price == old_take.price  # the take-profit kept
+    assert all(o.volume == position.size for o in resting.values())
+    assert reconcile().differences == []  # the books know the new pair (generation 1)
+    assert market_watch(at="2024-06-30T23:35Z").status is CycleStatus.COMPLETED  # moved once: nothing sent
+    assert len([o for o in kraken.orders.values() if o.ordertype == "stop-loss"]) == 2
+
+    kraken.set_price("XBTUSDT", "62000")  # the price turns: the trailed stop sells, not the first one
+    after = market_watch(at="2024-06-30T23:40Z")
+
+    assert after.portfolio.positions == [] and resting["stop-loss"].status == "closed"
+    assert after.portfolio.balances["USDT"] == kraken.balances["USDT"]
+
+
+def test_a_watch_killed_moving_a_stop_stops_trading_until_the_operator_protects_it_again(
+    kraken: FakeKraken, project_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGKILL of `triplegain watch` between cancelling the old pair (the take-profit's cancel done,
+    its reply held back) and placing the trailed one."""
+    monkeypatch.setenv("TRIPLEGAIN_WATCH__TRAILING_STOP", "true")
+    trading_cycle(at=BUYING_HOUR)
+    kraken.set_price("XBTUSDT", "62901.01")
+    kraken.now = parse_time("2024-06-30T23:30Z")
+    kraken.script("CancelOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)}
+    killed_when(
+        [sys.executable, "-c", PROBE, "watch", "--at", "2024-06-30T23:30Z"],
+        env,
+        tmp_path,
+        lambda: len(kraken.calls("CancelOrder")) == 2,
+        timeout=240,
+    )
+    assert [o.status for o in kraken.orders.values() if o.ordertype != "market"] == ["canceled", "canceled"]
+
+    found = reconcile()
+
+    assert [(d.kind, d.explained) for d in found.differences] == [
+        ("order_changed", True),  # the take-profit's cancel, whose reply the killed run never read
+        ("protection_missing", False),  # URGENT, both orders: not left unguarded in silence
+        ("protection_missing", False),
+    ]
+    assert not found.trading_allowed
+    old_stop = next(o for o in kraken.orders.values() if o.ordertype == "stop-loss")
+    protected = reconcile(protect=True, reason="the 23:30 watch was killed moving its stop", by="ops")
+    assert protected.trading_allowed, protected.report()
+    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
+    assert resting["stop-loss"].price == old_stop.price  # the last levels the journal knew
+    watched = market_watch(at="2024-06-30T23:35Z")  # the next watch trails it again
+    assert watched.status is CycleStatus.COMPLETED, watched.notes
+    (stop,) = [o for o in kraken.orders.values() if o.status == "open" and o.ordertype == "stop-loss"]
+    assert stop.price == Decimal("62008.0")
+
+
+def test_a_trailed_stop_that_cannot_be_placed_closes_the_position_urgently(
+    kraken: FakeKraken, project_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIPLEGAIN_WATCH__TRAILING_STOP", "true")
+    trading_cycle(at=BUYING_HOUR)
+    kraken.set_price("XBTUSDT", "62901.01")
+    kraken.now = parse_time("2024-06-30T23:30Z")
+    kraken.script("AddOrder", Fault.kraken_error("EOrder:Insufficient funds"))  # the new stop-loss
+
+    watched = market_watch(at="2024-06-30T23:30Z")
+
+    assert watched.portfolio.positions == []  # closed at market rather than left unguarded
+    assert any(n.startswith("URGENT") for n in watched.notes), watched.notes
+    assert [o for o in kraken.orders.values() if o.status == "open"] == []
+    assert watched.portfolio.balances.get("BTC", Decimal(0)) == kraken.balances["XXBT"] == 0
+
+
 def test_an_order_placed_by_hand_stops_the_run_before_any_order(kraken: FakeKraken) -> None:
     kraken.add_order("XBTUSDT", "buy", "limit", "0.001", "1000")
 

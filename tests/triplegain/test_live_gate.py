@@ -98,10 +98,9 @@ def test_a_bad_execution_setting_names_the_key() -> None:
         load_settings(execution={"mode": "yolo"})
 
 
-def test_a_trailing_stop_is_refused_live_until_the_exchange_stop_follows_it() -> None:
+def test_a_trailing_stop_is_allowed_live_the_exchange_stop_follows_it() -> None:
     settings = load_settings(
         execution={"mode": "live"}, market={"source": "ccxt"}, watch={"trailing_stop": True}
     )
 
-    with pytest.raises(LiveTradingRefused, match="trailing stop is not yet moved on the exchange"):
-        authorize_live(settings, LIVE_ENV, KEYS, set())
+    assert authorize_live(settings, LIVE_ENV, KEYS, set()).keys == KEYS

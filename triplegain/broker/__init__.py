@@ -58,5 +58,12 @@ class Broker(Protocol):
         """The positions' protection orders that filled on the exchange since the last run, as closes."""
         ...
 
+    def move_stop(
+        self, position: Position, stop: Decimal, cycle_id: str, price: Decimal, at: datetime
+    ) -> Execution | None:
+        """Trail a position's stop-loss up to `stop` where it rests (the exchange); the position's exit when
+        its protection filled meanwhile, else None."""
+        ...
+
 
 __all__ = ["Broker", "PaperBroker", "client_order_id"]

@@ -39,7 +39,7 @@ from triplegain.broker.orders import (
     split_position,
     trade_problem,
 )
-from triplegain.broker.protection import Protection, ProtectionDesk, ProtectionFailed
+from triplegain.broker.protection import Protection, ProtectionDesk, ProtectionFailed, ProtectionOutcome
 from triplegain.models.cycle import Execution
 from triplegain.models.enums import Intent, OrderStatus, Side
 from triplegain.models.trading import Fill, Order, Position, TradeProposal, split_symbol
@@ -234,27 +234,53 @@ class ExchangeBroker:
             if outcome.closed_by is None:
                 self.protections[position.id] = outcome.protection
                 continue
-            del self.protections[position.id]
-            done = outcome.protection.stop if outcome.closed_by == "stop_loss" else outcome.protection.take
-            fill = outcome.fills[0].model_copy(update={"filled_at": at})
-            self._move(fill, done.cost)
-            order = new_order(
-                fill.client_order_id,
-                position.cycle_id,
-                position.symbol,
-                Side.SELL,
-                Intent.CLOSE,
-                fill.size,
-                fill.price,
-                at,
-                position.id,
-                status=OrderStatus.FILLED,
-            )
-            closed = closed_position(position, fill, fill.size, at, outcome.closed_by)
-            executions.append(
-                self._journal(Execution(order=order, fill=fill, closed_positions=[closed]), done.cost)
-            )
+            executions.append(self._exit(position, outcome, at))
         return executions
+
+    def move_stop(
+        self, position: Position, stop: Decimal, cycle_id: str, price: Decimal, at: datetime
+    ) -> Execution | None:
+        """Trail `position`'s stop-loss up to `stop` on the exchange: its pair cancelled, then the next
+        generation placed at `stop` with the same take-profit and size. When one of the old orders filled
+        meanwhile, the position is gone: its exit is returned and nothing is placed. A new pair that cannot
+        be placed is URGENT and closes the position, as after an entry (`follow_ups`). None otherwise, and
+        for a position with no protection to move."""
+        protection = self.protections.get(position.id)
+        if protection is None:
+            return None
+        try:
+            outcome = self.protection.resize(protection, protection.size, stop_price=stop)
+        except ProtectionFailed as e:
+            del self.protections[position.id]
+            self._unprotected(e, position, cycle_id, price, at)
+            return None
+        if outcome.closed_by is not None:
+            return self._exit(position, outcome, at)
+        self.protections[position.id] = outcome.protection
+        return None
+
+    def _exit(self, position: Position, outcome: ProtectionOutcome, at: datetime) -> Execution:
+        """The position closed by the protection order of `outcome` that filled, journalled."""
+        reason = outcome.closed_by
+        assert reason is not None, "an exit is the fill of a stop-loss or take-profit"
+        del self.protections[position.id]
+        done = outcome.protection.stop if reason == "stop_loss" else outcome.protection.take
+        fill = outcome.fills[0].model_copy(update={"filled_at": at})
+        self._move(fill, done.cost)
+        order = new_order(
+            fill.client_order_id,
+            position.cycle_id,
+            position.symbol,
+            Side.SELL,
+            Intent.CLOSE,
+            fill.size,
+            fill.price,
+            at,
+            position.id,
+            status=OrderStatus.FILLED,
+        )
+        closed = closed_position(position, fill, fill.size, at, reason)
+        return self._journal(Execution(order=order, fill=fill, closed_positions=[closed]), done.cost)
 
     # --- underneath -------------------------------------------------------------------------------------
     def _at_market(self, order: Order, purpose: str, at: datetime) -> tuple[Order, Fill | None, Decimal]:
@@ -299,14 +325,19 @@ class ExchangeBroker:
                 generation,
             )
         except ProtectionFailed as e:
-            self.urgent.append(str(e))
-            for placed in e.placed:
-                self.live.cancel(placed)
-            if self.close_unprotected:
-                closing = self.close(
-                    [position], f"{position.id}-unprotected", cycle_id, price, at, "unprotected"
-                )
-                self.follow_ups.append(closing)
+            self._unprotected(e, position, cycle_id, price, at)
+
+    def _unprotected(
+        self, failed: ProtectionFailed, position: Position, cycle_id: str, price: Decimal, at: datetime
+    ) -> None:
+        """URGENT: a protection that could not be placed; what was placed of it cancelled, the position
+        closed at market (`close_unprotected`)."""
+        self.urgent.append(str(failed))
+        for placed in failed.placed:
+            self.live.cancel(placed)
+        if self.close_unprotected:
+            closing = self.close([position], f"{position.id}-unprotected", cycle_id, price, at, "unprotected")
+            self.follow_ups.append(closing)
 
     def _release(self, position: Position) -> None:
         protection = self.protections.pop(position.id, None)

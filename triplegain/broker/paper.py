@@ -61,6 +61,12 @@ class PaperBroker:
         """Nothing rests on an exchange for a paper account."""
         return []
 
+    def move_stop(
+        self, position: Position, stop: Decimal, cycle_id: str, price: Decimal, at: datetime
+    ) -> Execution | None:
+        """Nothing rests on an exchange for a paper account: its stop is the books' (the desk moves it)."""
+        return None
+
     def open(
         self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
     ) -> Execution:

@@ -156,11 +156,13 @@ class ProtectionDesk:
         fills = tuple(_fill(s) for _, s in hit)
         return ProtectionOutcome(current, closed_by=hit[0][0], fills=fills, urgent=urgent)
 
-    def resize(self, protection: Protection, size: Decimal) -> ProtectionOutcome:
-        """The protection for what is left after a partial close: the old pair cancelled, a new pair of the
-        next generation placed for `size` (no new pair when nothing is left). If one of the old orders
-        filled meanwhile, no new pair is placed and the outcome says so, with its fills, for the caller to
-        record before anything else."""
+    def resize(
+        self, protection: Protection, size: Decimal, stop_price: Decimal | None = None
+    ) -> ProtectionOutcome:
+        """The protection for what is left after a partial close (or with its stop-loss trailed up to
+        `stop_price`): the old pair cancelled, a new pair of the next generation placed for `size` (no new
+        pair when nothing is left). If one of the old orders filled meanwhile, no new pair is placed and the
+        outcome says so, with its fills, for the caller to record before anything else."""
         released = self.release(protection)
         filled = [
             (n, s)
@@ -178,7 +180,7 @@ class ProtectionDesk:
             protection.cycle_id,
             protection.symbol,
             size,
-            protection.stop_price,
+            stop_price or protection.stop_price,
             protection.take_price,
             protection.generation + 1,
         )
