@@ -206,6 +206,8 @@ def show_status(current: CoordinatorStatus, as_json: bool) -> None:
     equity = f"{current.equity:.2f} USDT" if current.equity is not None else "unknown (no cycle yet)"
     balances = ", ".join(f"{a} {amount(a, v)}" for a, v in current.balances.items())
     say(f"equity: {equity}; balances: {balances}")
+    if current.account_turn is not None:
+        say(f"live account's turn: {current.account_turn}")
     _positions_table(current)
     _runs_table(current)
     from triplegain.report import hodl_line

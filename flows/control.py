@@ -28,6 +28,7 @@ from triplegain.storage import engine_for, unit_of_work
 from triplegain.storage.accounts import load_account
 from triplegain.storage.dca import load_plans
 from triplegain.storage.status import load_status
+from triplegain.storage.turns import turn_holder
 
 
 class ControlResult(BaseModel):
@@ -85,8 +86,12 @@ def reset_breaker(reason: str, actor: str | None = None, config_file: str | None
 def status(config_file: str | None = None) -> CoordinatorStatus:
     """State, breakers, last cycle, balances and open positions with their P&L at the last prices."""
     settings = load_run_settings(config_file)
-    with unit_of_work(engine_for(settings)) as session:
-        return load_status(session, settings.broker.initial_balances)
+    engine = engine_for(settings)
+    with unit_of_work(engine) as session:
+        current = load_status(session, settings.broker.initial_balances)
+    if settings.execution.mode != "live":
+        return current
+    return current.model_copy(update={"account_turn": turn_holder(engine) or "free"})
 
 
 def _apply(

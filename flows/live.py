@@ -64,11 +64,13 @@ def live_account_turn(settings: Settings, what: str) -> Iterator[None]:
         return
     wait = settings.execution.account_wait_seconds
 
-    def waiting() -> None:
-        get_run_logger().info("%s: another run holds the live account; waiting up to %g s", what, wait)
+    def waiting(holder: str | None) -> None:
+        get_run_logger().warning(
+            "%s: another run holds the live account (%s); waiting up to %g s", what, holder or "unknown", wait
+        )
 
     try:
-        turn = take_account_turn(engine_for(settings), wait, on_wait=waiting)
+        turn = take_account_turn(engine_for(settings), wait, on_wait=waiting, holder=what)
     except TurnNotTaken as e:
         raise CycleError(f"{what}: another run held the live account for {wait:g} s; nothing done") from e
     with turn:

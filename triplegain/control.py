@@ -124,6 +124,10 @@ class CoordinatorStatus(BaseModel):
     positions: list[OpenPositionView]
     recent_changes: list[StateChange]
     hodl_bags: dict[str, Decimal] = Field(default_factory=dict, description="What each hodl bag holds")
+    account_turn: str | None = Field(
+        None,
+        description="A live account only: the run holding its turn now (the others wait), or 'free'",
+    )
     hodl_pending_usd: dict[str, Decimal] = Field(
         default_factory=dict, description="Put aside, not yet bought"
     )

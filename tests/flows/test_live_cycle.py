@@ -613,7 +613,8 @@ def test_a_run_in_another_process_without_a_prefect_server_waits_for_the_same_tu
         "TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS": "1",
     }
 
-    with take_account_turn(create_db_engine(project_db), 0):
+    with take_account_turn(create_db_engine(project_db), 0, holder="the test's run"):
+        shown = CliRunner().invoke(app, ["status"])
         waited = subprocess.run(
             [sys.executable, "-c", PROBE, "reconcile"],
             cwd=tmp_path,
@@ -624,6 +625,9 @@ def test_a_run_in_another_process_without_a_prefect_server_waits_for_the_same_tu
         )
 
     assert "held the live account for 1 s; nothing done" in waited.stdout + waited.stderr
+    assert "another run holds the live account (the test's run (pid" in waited.stderr  # who, said
+    assert "live account's turn: the test's run (pid" in shown.output  # `triplegain status` says it too
+    assert "live account's turn: free" in CliRunner().invoke(app, ["status"]).output
     assert "exit 0" not in waited.stdout
     assert len(kraken.requests) == asked  # it sent nothing
     assert reconcile().trading_allowed  # the turn is free again

@@ -11,10 +11,12 @@ to lapse.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import filelock
@@ -28,7 +30,9 @@ log = logging.getLogger(__name__)
 ACCOUNT_TURN_KEY = 0x7472_6970_6C67  # the advisory lock key of an account's turn ("tripl" + 1 on migration's)
 _FIRST_POLL_SECONDS = 0.02
 _LONGEST_POLL_SECONDS = 0.5
+_HOLDER_PREFIX = "triplegain turn: "
 _memory_locks: dict[str, threading.Lock] = {}
+_memory_holders: dict[str, str] = {}
 _memory_locks_guard = threading.Lock()
 
 
@@ -41,23 +45,28 @@ class TurnLost(TripleGainError):
 
 
 def take_account_turn(
-    engine: Engine, wait_seconds: float, on_wait: Callable[[], None] | None = None
+    engine: Engine,
+    wait_seconds: float,
+    on_wait: Callable[[str | None], None] | None = None,
+    holder: str = "a run",
 ) -> AccountTurn:
-    """The account's turn, taken: hold it in a `with` block, which releases it. Waits up to
-    `wait_seconds` for a run that holds it (calling `on_wait` once, when it first finds the turn taken),
-    then raises TurnNotTaken, having done nothing. A turn that a PostgreSQL connection lost mid-way is
-    reported (TurnLost) when the block ends."""
+    """The account's turn, taken by `holder` (what `turn_holder` says while it holds it, e.g. the run's
+    id): hold it in a `with` block, which releases it. Waits up to `wait_seconds` for a run that holds it
+    (calling `on_wait` once, with that run's `turn_holder`, when it first finds the turn taken), then
+    raises TurnNotTaken, having done nothing. A turn that a PostgreSQL connection lost mid-way is reported
+    (TurnLost) when the block ends."""
     if wait_seconds < 0:
         raise ValueError(f"wait_seconds must be at least 0, got {wait_seconds}")
     turn = _turn_for(engine)
     deadline = time.monotonic() + wait_seconds
     pause, waited = _FIRST_POLL_SECONDS, False
+    said = f"{holder} (pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)"
     try:
-        while not turn.take():
+        while not turn.take(said):
             if time.monotonic() >= deadline:
                 raise TurnNotTaken(f"another run held the account for {wait_seconds:g} s")
             if not waited and on_wait is not None:
-                on_wait()
+                on_wait(turn.holder())
             waited = True
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, _LONGEST_POLL_SECONDS)
@@ -65,6 +74,15 @@ def take_account_turn(
         turn.give_up()
         raise
     return turn
+
+
+def turn_holder(engine: Engine) -> str | None:
+    """Who holds the account's turn now, as it said when it took it; None when the turn is free."""
+    turn = _turn_for(engine)
+    try:
+        return turn.holder()
+    finally:
+        turn.give_up()
 
 
 def _turn_for(engine: Engine) -> AccountTurn:
@@ -84,9 +102,13 @@ def _turn_for(engine: Engine) -> AccountTurn:
 
 
 class AccountTurn(AbstractContextManager["AccountTurn"]):
-    """An account's turn: taken with `take()` (True when it is ours now), released on leaving the block."""
+    """An account's turn: taken with `take(holder)` (True when it is ours now), released on leaving the
+    block; `holder()` says who holds it (None when nobody does)."""
 
-    def take(self) -> bool:
+    def take(self, holder: str) -> bool:
+        raise NotImplementedError
+
+    def holder(self) -> str | None:
         raise NotImplementedError
 
     def __exit__(self, *_: object) -> None:
@@ -104,17 +126,37 @@ class _AdvisoryTurn(AccountTurn):
         self.engine = engine
         self.connection: Connection | None = None
 
-    def take(self) -> bool:
+    def take(self, holder: str) -> bool:
         try:
             if self.connection is None:
                 self.connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             taken = self.connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": ACCOUNT_TURN_KEY}
             ).scalar()
+            if taken:  # what pg_stat_activity shows of the connection holding the lock: `holder()`
+                self.connection.execute(
+                    text("SELECT set_config('application_name', :name, false)"),
+                    {"name": _HOLDER_PREFIX + holder[: 63 - len(_HOLDER_PREFIX)]},
+                )
         except SQLAlchemyError as e:
             self._close()
             raise DatabaseUnavailable(f"cannot take the account's turn: {e}") from e
         return bool(taken)
+
+    def holder(self) -> str | None:
+        with self.engine.connect() as connection:
+            name = connection.execute(
+                text(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :high AND l.objid = :low "
+                    "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database())"
+                ),
+                {"high": ACCOUNT_TURN_KEY >> 32, "low": ACCOUNT_TURN_KEY & 0xFFFF_FFFF},
+            ).scalar()
+        if name is None:
+            return None
+        return name.removeprefix(_HOLDER_PREFIX) or "a run (it did not say which)"
 
     def release(self) -> None:
         try:
@@ -147,13 +189,29 @@ class _AdvisoryTurn(AccountTurn):
 class _FileTurn(AccountTurn):
     def __init__(self, path: Path) -> None:
         self.lock = filelock.FileLock(path, fallback_to_soft=False)
+        self.said = path.with_name(path.name + ".holder")  # who holds it, written once it is held
 
-    def take(self) -> bool:
+    def take(self, holder: str) -> bool:
+        if not self._acquire():
+            return False
+        self.said.write_text(holder)
+        return True
+
+    def _acquire(self) -> bool:
         try:
             self.lock.acquire(timeout=0)
         except filelock.Timeout:
             return False
         return True
+
+    def holder(self) -> str | None:
+        if self._acquire():  # free: nobody to name (a killed holder's note is stale)
+            self.release()
+            return None
+        try:
+            return self.said.read_text() or "a run (it did not say which yet)"
+        except FileNotFoundError:
+            return "a run (it did not say which yet)"
 
     def release(self) -> None:
         self.lock.release()
@@ -161,11 +219,18 @@ class _FileTurn(AccountTurn):
 
 class _MemoryTurn(AccountTurn):
     def __init__(self, key: str) -> None:
+        self.key = key
         with _memory_locks_guard:
             self.lock = _memory_locks.setdefault(key, threading.Lock())
 
-    def take(self) -> bool:
-        return self.lock.acquire(blocking=False)
+    def take(self, holder: str) -> bool:
+        if not self.lock.acquire(blocking=False):
+            return False
+        _memory_holders[self.key] = holder
+        return True
+
+    def holder(self) -> str | None:
+        return _memory_holders.get(self.key) if self.lock.locked() else None
 
     def release(self) -> None:
         self.lock.release()

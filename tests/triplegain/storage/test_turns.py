@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from tests.conftest import POSTGRES_ENV
 from triplegain.storage import create_db_engine
-from triplegain.storage.turns import TurnLost, TurnNotTaken, take_account_turn
+from triplegain.storage.turns import TurnLost, TurnNotTaken, take_account_turn, turn_holder
 
 ROOT = Path(__file__).resolve().parents[3]
 _HOLD = """
@@ -36,15 +37,27 @@ def test_one_run_holds_the_turn_at_a_time(engine: Engine) -> None:
         pass
 
 
+def test_who_holds_the_turn_is_said(engine: Engine) -> None:
+    assert turn_holder(engine) is None
+    with take_account_turn(engine, 0, holder="watch-20240630T2005Z"):
+        said = turn_holder(engine)
+        assert said is not None and said.startswith(f"watch-20240630T2005Z (pid {os.getpid()}, since ")
+    assert turn_holder(engine) is None
+
+
 def test_a_waiting_run_takes_the_turn_once_it_is_released(engine: Engine) -> None:
     events: list[str] = []
     waiting = threading.Event()
 
     def second() -> None:
-        with take_account_turn(engine, 60, on_wait=lambda: (events.append("second waits"), waiting.set())):
+        def wait(holder: str | None) -> None:
+            events.append(f"second waits for {(holder or '').split(' ')[0]}")
+            waiting.set()
+
+        with take_account_turn(engine, 60, on_wait=wait):
             events.append("second holds")
 
-    with take_account_turn(engine, 0):
+    with take_account_turn(engine, 0, holder="first"):
         events.append("first holds")
         thread = threading.Thread(target=second)
         thread.start()
@@ -52,7 +65,7 @@ def test_a_waiting_run_takes_the_turn_once_it_is_released(engine: Engine) -> Non
         events.append("first releases")
     thread.join(timeout=60)
 
-    assert events == ["first holds", "second waits", "first releases", "second holds"]
+    assert events == ["first holds", "second waits for first", "first releases", "second holds"]
 
 
 def test_a_process_killed_holding_the_turn_frees_it_at_once(engine: Engine) -> None:
@@ -66,8 +79,13 @@ def test_a_process_killed_holding_the_turn_frees_it_at_once(engine: Engine) -> N
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         with pytest.raises(TurnNotTaken):  # another process's turn
             take_account_turn(engine, 0)
+        assert (turn_holder(engine) or "").startswith(f"a run (pid {holder.pid}, since ")
         holder.send_signal(signal.SIGKILL)
         assert holder.wait(timeout=30) == -signal.SIGKILL
+        deadline = time.monotonic() + 30  # PostgreSQL ends the dead client's session as it notices
+        while turn_holder(engine) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert turn_holder(engine) is None  # not the dead holder's stale word
 
         with take_account_turn(engine, 30):  # freed by the kill, not by a lease running out
             pass
