@@ -188,7 +188,8 @@ class _AdvisoryTurn(AccountTurn):
 
 class _FileTurn(AccountTurn):
     def __init__(self, path: Path) -> None:
-        self.lock = filelock.FileLock(path, fallback_to_soft=False)
+        # kept on release (no unlink race between holders); never a soft lock a killed holder would leave
+        self.lock = filelock.FileLock(path, fallback_to_soft=False, preserve_lock_file=True)
         self.said = path.with_name(path.name + ".holder")  # who holds it, written once it is held
 
     def take(self, holder: str) -> bool:

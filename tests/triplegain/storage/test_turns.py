@@ -68,6 +68,30 @@ def test_a_waiting_run_takes_the_turn_once_it_is_released(engine: Engine) -> Non
     assert events == ["first holds", "second waits for first", "first releases", "second holds"]
 
 
+def test_runs_contending_for_the_turn_hold_it_one_at_a_time(engine: Engine) -> None:
+    inside, most, turns = 0, 0, 0
+    guard = threading.Lock()
+
+    def run() -> None:
+        nonlocal inside, most, turns
+        for _ in range(5):
+            with take_account_turn(engine, 60):
+                with guard:
+                    inside += 1
+                    most, turns = max(most, inside), turns + 1
+                time.sleep(0.002)  # a while inside, for another to try its luck
+                with guard:
+                    inside -= 1
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    assert (most, turns) == (1, 20)
+
+
 def test_a_process_killed_holding_the_turn_frees_it_at_once(engine: Engine) -> None:
     with subprocess.Popen(
         [sys.executable, "-c", _HOLD, engine.url.render_as_string(hide_password=False)],
