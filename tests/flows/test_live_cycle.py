@@ -148,13 +148,17 @@ def test_a_trailing_stop_moves_the_stop_resting_on_the_exchange(
     assert after.portfolio.balances["USDT"] == kraken.balances["USDT"]
 
 
-def test_a_watch_killed_moving_a_stop_stops_trading_until_the_operator_protects_it_again(
+def test_a_watch_killed_moving_a_stop_has_its_pair_placed_again_by_the_next_reconciliation(
     kraken: FakeKraken, project_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real SIGKILL of `triplegain watch` between cancelling the old pair (the take-profit's cancel done,
-    its reply held back) and placing the trailed one."""
+    its reply held back) and placing the trailed one: the journal says a run of ours cancelled it, so the
+    next reconciliation places the next pair at the levels it knew, as it finishes any protection a
+    stopped run left unplaced (a pair cancelled by hand still needs the operator's word: see below)."""
     monkeypatch.setenv("TRIPLEGAIN_WATCH__TRAILING_STOP", "true")
     trading_cycle(at=BUYING_HOUR)
+    (old_stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
+    (old_take,) = [o for o in kraken.orders.values() if o.ordertype == "take-profit"]
     kraken.set_price("XBTUSDT", "62901.01")
     kraken.now = parse_time("2024-06-30T23:30Z")
     kraken.script("CancelOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
@@ -167,21 +171,19 @@ def test_a_watch_killed_moving_a_stop_stops_trading_until_the_operator_protects_
         lambda: len(kraken.calls("CancelOrder")) == 2,
         timeout=240,
     )
-    assert [o.status for o in kraken.orders.values() if o.ordertype != "market"] == ["canceled", "canceled"]
+    assert old_stop.status == old_take.status == "canceled"
+    assert [o for o in kraken.orders.values() if o.status == "open"] == []  # unprotected, for now
 
     found = reconcile()
 
     assert [(d.kind, d.explained) for d in found.differences] == [
         ("order_changed", True),  # the take-profit's cancel, whose reply the killed run never read
-        ("protection_missing", False),  # URGENT, both orders: not left unguarded in silence
-        ("protection_missing", False),
+        ("protection_placed", True),  # the next pair, at once
     ]
-    assert not found.trading_allowed
-    old_stop = next(o for o in kraken.orders.values() if o.ordertype == "stop-loss")
-    protected = reconcile(protect=True, reason="the 23:30 watch was killed moving its stop", by="ops")
-    assert protected.trading_allowed, protected.report()
+    assert found.trading_allowed, found.report()
     resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
-    assert resting["stop-loss"].price == old_stop.price  # the last levels the journal knew
+    assert resting["stop-loss"].price == old_stop.price and resting["take-profit"].price == old_take.price
+    assert reconcile().differences == []  # placed once
     watched = market_watch(at="2024-06-30T23:35Z")  # the next watch trails it again
     assert watched.status is CycleStatus.COMPLETED, watched.notes
     (stop,) = [o for o in kraken.orders.values() if o.status == "open" and o.ordertype == "stop-loss"]

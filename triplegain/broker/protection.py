@@ -33,6 +33,8 @@ from triplegain.broker.live import (
 from triplegain.models.enums import OrderStatus, Side
 from triplegain.models.trading import Fill, Position
 
+CANCEL_REQUESTED = "cancel requested by TripleGain"  # a protection order's note once a run cancels it
+
 
 @dataclass(frozen=True)
 class Protection:
@@ -187,11 +189,17 @@ class ProtectionDesk:
         return ProtectionOutcome(renewed)
 
     def release(self, protection: Protection) -> Protection:
-        """Cancel both orders (the position was closed by the system): nothing orphaned stays on the
-        exchange. An order that filled meanwhile is returned as filled, for the caller to record."""
-        return replace(
-            protection, stop=self.broker.cancel(protection.stop), take=self.broker.cancel(protection.take)
-        )
+        """Cancel both orders (the position is being closed, or its protection replaced): nothing orphaned
+        stays on the exchange. An order that filled meanwhile is returned as filled, for the caller to
+        record. Each order is journalled as ours to cancel before it is cancelled (`CANCEL_REQUESTED`), so
+        that a run stopped before it placed what was to follow is told from a cancel by hand."""
+        return replace(protection, stop=self._cancel(protection.stop), take=self._cancel(protection.take))
+
+    def _cancel(self, state: OrderState) -> OrderState:
+        if not state.done:
+            state = replace(state, note=CANCEL_REQUESTED)
+            self.broker.journal.save(state, CANCEL_REQUESTED)
+        return self.broker.cancel(state)
 
 
 def _fill(state: OrderState) -> Fill:
@@ -242,11 +250,24 @@ class Unfinished:
     cycle_id: str  # the run that was placing it (the position's own run when nothing was journalled)
     stop: OrderState | None
     take: OrderState | None
+    # the pair a run cancelled (to move its stop, resize or close the position) and stopped before it
+    # placed what was to follow: the new pair takes its levels
+    cancelled: Protection | None = None
 
     @property
     def missing(self) -> str:
         """What was never placed, e.g. 'take_profit' or 'stop_loss and take_profit'."""
         return " and ".join(p for p, s in (("stop_loss", self.stop), ("take_profit", self.take)) if s is None)
+
+    @property
+    def why(self) -> str:
+        """What happened, in a sentence."""
+        if self.cancelled is not None:
+            return (
+                f"its generation-{self.cancelled.generation} pair was cancelled by a run that stopped before "
+                "placing what was to follow (moving its stop, resizing or closing it)"
+            )
+        return f"its {self.missing} was never placed (a run stopped before placing it)"
 
 
 def unfinished_protections(journal: OrderJournal, positions: list[Position]) -> list[Unfinished]:
@@ -264,6 +285,11 @@ def unfinished_protections(journal: OrderJournal, positions: list[Position]) -> 
                 generation += 1
                 continue
             if stop is None and take is None and generation > 0:
+                previous = _cancelled_by_a_run(journal, position, generation - 1)
+                if previous is not None:
+                    found.append(
+                        Unfinished(position, generation, previous.cycle_id, None, None, cancelled=previous)
+                    )
                 break  # the newest generation is whole
             placed = stop or take
             cycle_id = placed.intent.cycle_id if placed is not None else position.cycle_id
@@ -272,11 +298,46 @@ def unfinished_protections(journal: OrderJournal, positions: list[Position]) -> 
     return found
 
 
+def _cancelled_by_a_run(journal: OrderJournal, position: Position, generation: int) -> Protection | None:
+    """The position's pair of `generation` when both orders are done, neither filled, and a run of ours
+    asked to cancel it (`CANCEL_REQUESTED`); else None (still open, an exit, or cancelled by hand)."""
+    stop = journal.get(live_client_id(position.id, "stop_loss", str(generation)))
+    take = journal.get(live_client_id(position.id, "take_profit", str(generation)))
+    if stop is None or take is None:
+        return None
+    if not (stop.done and take.done) or any(s.status in FILLED or s.filled > 0 for s in (stop, take)):
+        return None
+    if CANCEL_REQUESTED not in (stop.note, take.note):
+        return None
+    return Protection(
+        position.id,
+        stop.intent.cycle_id,
+        position.symbol,
+        stop.intent.amount,
+        stop.intent.price or Decimal(0),
+        take.intent.price or Decimal(0),
+        stop,
+        take,
+        generation,
+    )
+
+
 def finish_protection(desk: ProtectionDesk, unfinished: Unfinished) -> Protection:
     """Place what `unfinished` lacks, under the client ids the stopped run would have used: the half it
     placed is found in the journal and not sent again. ProtectionFailed when it cannot be placed."""
     position, stop, take = unfinished.position, unfinished.stop, unfinished.take
     placed = stop or take
+    if unfinished.cancelled is not None:  # for what the position holds now, at the cancelled pair's levels
+        old = unfinished.cancelled
+        return desk.protect(
+            position.id,
+            unfinished.cycle_id,
+            position.symbol,
+            position.size,
+            old.stop_price,
+            old.take_price,
+            unfinished.generation,
+        )
     if position.stop_loss is None or position.take_profit is None:
         raise ValueError(f"position {position.id} has no stop-loss and take-profit levels to protect it with")
     return desk.protect(

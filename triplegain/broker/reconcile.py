@@ -584,10 +584,10 @@ def finish_protections(
     is in question (it may no longer be held), or when placing fails."""
     unanswered = any(d.kind == "exchange_unanswered" for d in found.differences)
     in_question = {d.subject for d in found.unexplained if d.kind == "balance"}
-    added = []
+    added, protected = [], set()
     for u in unfinished:
         base, _ = split_symbol(u.position.symbol)
-        never = f"its {u.missing} was never placed (a run stopped before placing it)"
+        never = u.why
         problem = None
         if unanswered or base in in_question:
             problem = f"not placed now: the exchange's {base} balance is in question"
@@ -599,6 +599,7 @@ def finish_protections(
         if problem is None:
             placed = Difference("protection_placed", u.position.id, f"{never}: placed now", explained=True)
             added.append(placed)
+            protected.add(u.position.id)
         else:
             added.append(
                 Difference(
@@ -607,4 +608,7 @@ def finish_protections(
                     f"{never}; {problem}: the position is unprotected (URGENT)",
                 )
             )
-    return replace(found, differences=[*found.differences, *added])
+    kept = [  # a cancelled pair's orders, missing from the exchange, are replaced by the pair placed now
+        d for d in found.differences if not (d.kind == "protection_missing" and d.subject in protected)
+    ]
+    return replace(found, differences=[*kept, *added])

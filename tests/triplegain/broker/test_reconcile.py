@@ -307,6 +307,26 @@ def test_only_positions_with_levels_and_an_unfinished_generation_are_unfinished(
     assert unfinished.stop is not None and unfinished.generation == 0
 
 
+def test_a_pair_our_run_cancelled_is_unfinished_one_cancelled_by_hand_is_not(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    ours = account.buy_and_protect()
+    by_hand = ProtectionDesk(account.broker).protect(
+        "tg-by-hand", CYCLE, "BTC/USDT", ours.size, Decimal("55000"), Decimal("70000")
+    )
+    released = ProtectionDesk(account.broker).release(ours)  # a run moving its stop, then killed
+    for order in by_hand.orders:
+        kraken.orders[str(order.exchange_id)].status = "canceled"  # on the exchange's website
+        account.broker.refresh(order)  # as the next reconciliation reads it
+    mine, theirs = held_position(ours), held_position(by_hand)
+    assert all(account.journal.states[o.intent.client_id].done for o in [*released.orders, *by_hand.orders])
+
+    (unfinished,) = unfinished_protections(account.journal, [mine, theirs])
+
+    assert unfinished.position.id == ours.position_id and unfinished.generation == 1
+    assert unfinished.cancelled is not None and unfinished.cancelled.stop_price == released.stop_price
+    assert "cancelled by a run that stopped before placing what was to follow" in unfinished.why
+
+
 def held_position(protection: Protection, position_id: str | None = None, hours: int = 0) -> Position:
     """The open position a protection guards, as the database holds it."""
     return Position(
