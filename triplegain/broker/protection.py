@@ -218,26 +218,31 @@ def recover_protections(journal: OrderJournal, positions: list[Position]) -> dic
     for position in positions:
         latest = None
         generation = 0
-        while True:
-            stop = journal.get(live_client_id(position.id, "stop_loss", str(generation)))
-            take = journal.get(live_client_id(position.id, "take_profit", str(generation)))
-            if stop is None or take is None:
-                break
-            latest = Protection(
-                position.id,
-                stop.intent.cycle_id,
-                position.symbol,
-                stop.intent.amount,
-                stop.intent.price or Decimal(0),
-                take.intent.price or Decimal(0),
-                stop,
-                take,
-                generation,
-            )
-            generation += 1
+        while (pair := _journalled_pair(journal, position, generation)) is not None:
+            latest, generation = pair, generation + 1
         if latest is not None:
             found[position.id] = latest
     return found
+
+
+def _journalled_pair(journal: OrderJournal, position: Position, generation: int) -> Protection | None:
+    """The position's stop-loss and take-profit of `generation` as the journal holds them, when it holds
+    both."""
+    stop = journal.get(live_client_id(position.id, "stop_loss", str(generation)))
+    take = journal.get(live_client_id(position.id, "take_profit", str(generation)))
+    if stop is None or take is None:
+        return None
+    return Protection(
+        position.id,
+        stop.intent.cycle_id,
+        position.symbol,
+        stop.intent.amount,
+        stop.intent.price or Decimal(0),
+        take.intent.price or Decimal(0),
+        stop,
+        take,
+        generation,
+    )
 
 
 @dataclass(frozen=True)
@@ -301,25 +306,10 @@ def unfinished_protections(journal: OrderJournal, positions: list[Position]) -> 
 def _cancelled_by_a_run(journal: OrderJournal, position: Position, generation: int) -> Protection | None:
     """The position's pair of `generation` when both orders are done, neither filled, and a run of ours
     asked to cancel it (`CANCEL_REQUESTED`); else None (still open, an exit, or cancelled by hand)."""
-    stop = journal.get(live_client_id(position.id, "stop_loss", str(generation)))
-    take = journal.get(live_client_id(position.id, "take_profit", str(generation)))
-    if stop is None or take is None:
+    pair = _journalled_pair(journal, position, generation)
+    if pair is None or not all(s.done and s.status not in FILLED and s.filled == 0 for s in pair.orders):
         return None
-    if not (stop.done and take.done) or any(s.status in FILLED or s.filled > 0 for s in (stop, take)):
-        return None
-    if CANCEL_REQUESTED not in (stop.note, take.note):
-        return None
-    return Protection(
-        position.id,
-        stop.intent.cycle_id,
-        position.symbol,
-        stop.intent.amount,
-        stop.intent.price or Decimal(0),
-        take.intent.price or Decimal(0),
-        stop,
-        take,
-        generation,
-    )
+    return pair if CANCEL_REQUESTED in (pair.stop.note, pair.take.note) else None
 
 
 def finish_protection(desk: ProtectionDesk, unfinished: Unfinished) -> Protection:
