@@ -31,6 +31,10 @@ ACCOUNT_TURN_KEY = 0x7472_6970_6C67  # the advisory lock key of an account's tur
 _FIRST_POLL_SECONDS = 0.02
 _LONGEST_POLL_SECONDS = 0.5
 _HOLDER_PREFIX = "triplegain turn: "
+# The server probes the turn's connection after 30 s of silence and drops it after 3 unanswered probes
+# 10 s apart: a holder whose machine died (no FIN to close the socket) frees the turn within about a
+# minute instead of the operating system's default two hours.
+_KEEPALIVES = {"tcp_keepalives_idle": 30, "tcp_keepalives_interval": 10, "tcp_keepalives_count": 3}
 _memory_locks: dict[str, threading.Lock] = {}
 _memory_holders: dict[str, str] = {}
 _memory_locks_guard = threading.Lock()
@@ -130,6 +134,8 @@ class _AdvisoryTurn(AccountTurn):
         try:
             if self.connection is None:
                 self.connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                for name, value in _KEEPALIVES.items():  # a holder whose machine died, not just its process
+                    self.connection.execute(text(f"SET {name} = {value}"))
             taken = self.connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": ACCOUNT_TURN_KEY}
             ).scalar()

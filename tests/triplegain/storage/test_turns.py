@@ -139,6 +139,29 @@ def test_a_postgresql_turn_lost_with_its_connection_is_said_when_it_ends(
     engine.dispose()
 
 
+def test_a_postgresql_turn_is_dropped_soon_when_its_holders_machine_goes_silent(
+    postgres_server_url: str | None,
+) -> None:
+    """No FIN from a machine that lost power: the server's keepalive probes on the turn's connection end
+    it (the lock with it) within about a minute, not the operating system's two hours."""
+    if postgres_server_url is None:
+        pytest.skip(f"needs PostgreSQL: set {POSTGRES_ENV}")
+    engine = create_db_engine(postgres_server_url)
+    with take_account_turn(engine, 0) as turn:
+        connection = turn.connection  # type: ignore[attr-defined]
+        shown = dict(
+            connection.execute(
+                text(
+                    "SELECT name, setting FROM pg_settings "
+                    "WHERE name IN ('tcp_keepalives_idle', 'tcp_keepalives_count')"
+                )
+            ).all()
+        )
+    engine.dispose()
+
+    assert shown == {"tcp_keepalives_idle": "30", "tcp_keepalives_count": "3"}  # seconds, probes
+
+
 def test_in_memory_sqlite_takes_turns_within_its_process() -> None:
     engine = create_db_engine("sqlite://")
     with take_account_turn(engine, 0), pytest.raises(TurnNotTaken):
