@@ -151,3 +151,29 @@ def test_an_order_that_did_not_fill_is_not_journalled_as_an_execution(kraken: Fa
     done = broker.open(buy(), "tg-1", "c1", PRICE, AT)
 
     assert done.fill is None and journal.executions == {}
+
+
+def test_a_trailed_stop_replaces_the_pair_at_the_new_level(kraken: FakeKraken) -> None:
+    broker = broker_on(kraken)
+    position = broker.open(buy(), "tg-1", "c1", PRICE, AT).opened_position
+    assert position is not None
+
+    moved = broker.move_stop(position, Decimal("59500.04"), "w1", PRICE, AT)
+
+    assert moved is None and not broker.urgent
+    size = position.size  # the new stop on the exchange's tick, rounded towards the price
+    assert resting(kraken) == [("stop-loss", size, Decimal("59500.1")), ("take-profit", size, Decimal(62000))]
+    assert broker.protections["tg-1"].generation == 1
+
+
+def test_a_trailed_stop_whose_pair_filled_meanwhile_is_the_positions_exit(kraken: FakeKraken) -> None:
+    broker = broker_on(kraken)
+    position = broker.open(buy(), "tg-1", "c1", PRICE, AT).opened_position
+    assert position is not None
+    kraken.set_price("XBTUSDT", "62500")  # the take-profit fills before the watch moves the stop
+
+    exit_ = broker.move_stop(position, Decimal("59500"), "w1", PRICE, AT)
+
+    assert exit_ is not None and exit_.closed_positions[0].close_reason == "take_profit"
+    assert resting(kraken) == [] and "tg-1" not in broker.protections  # nothing placed for a sold position
+    assert broker.balances["USDT"] == kraken.balances["USDT"] and kraken.balances["XXBT"] == 0
