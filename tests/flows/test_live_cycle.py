@@ -308,6 +308,29 @@ def test_an_exchange_that_does_not_answer_places_nothing_and_counts_towards_degr
     assert health.api_failures == 1
 
 
+def test_an_outage_before_the_accounts_first_run_counts_and_the_first_run_keeps_the_count(
+    kraken: FakeKraken, project_db: str
+) -> None:
+    """No run has committed yet, so there was no row to count in: the outage makes it (as a fresh account
+    loads), and the first cycle that gets through claims the account as new, counters kept."""
+    kraken.script("BalanceEx", Fault.http(503), Fault.http(503))
+
+    first = trading_cycle(at=BUYING_HOUR)
+    with pytest.raises(CycleError, match="reconciliation found"):
+        market_watch(at="2024-06-30T20:05Z")
+
+    assert first.status is CycleStatus.SKIPPED
+    engine = create_db_engine(project_db)
+    with unit_of_work(engine) as session:
+        before = load_account(session, {"USDT": Decimal(10000)})
+    assert (before.version, before.health.api_failures) == (0, 2)  # both counted, the account still fresh
+    later = trading_cycle(at="2024-06-30T21:00Z")
+    assert later.status is CycleStatus.COMPLETED, later.notes
+    with unit_of_work(engine) as session:
+        after = load_account(session, {"USDT": Decimal(10000)})
+    assert (after.version, after.health.api_failures) == (1, 1)  # kept on claim; one success took one back
+
+
 def test_a_stop_the_exchange_refuses_closes_the_position_and_raises_an_urgent_event(
     kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
 ) -> None:

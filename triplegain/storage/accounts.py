@@ -23,6 +23,7 @@ from triplegain.models.analysis import RegimeState
 from triplegain.models.enums import CoordinatorState
 from triplegain.models.trading import Portfolio
 from triplegain.risk.state import RiskState
+from triplegain.storage.database import insert_ignoring_conflicts
 from triplegain.storage.positions import latest_prices, latest_snapshot, load_open_positions, snapshot_row
 from triplegain.storage.tables import CoordinatorEventRow, CoordinatorStateRow, CycleRow
 
@@ -86,6 +87,13 @@ def claim_account(
         values["last_cycle_id"] = run_id
     if account.version == 0:
         values.setdefault("last_cycle_id", None)
+        claimed = session.execute(  # the row the health counters made before any run committed
+            update(CoordinatorStateRow)
+            .where(CoordinatorStateRow.id == STATE_ROW_ID, CoordinatorStateRow.version == 0)
+            .values(**values)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            return
         session.add(CoordinatorStateRow(id=STATE_ROW_ID, health=None, **values))
         try:
             session.flush()
@@ -104,9 +112,16 @@ def claim_account(
 
 
 def update_health(session: Session, change: HealthUpdate) -> None:
-    """Apply a run's outcomes to the stored counters under the row lock, so concurrent runs both count."""
+    """Apply a run's outcomes to the stored counters under the row lock, so concurrent runs both count.
+    Before any run committed there is no row to count in: it is created as a fresh account loads
+    (version 0, which the first run then claims), so an outage before the first cycle counts too."""
     if not change.outcomes:
         return
+    session.execute(
+        insert_ignoring_conflicts(session.get_bind(), CoordinatorStateRow).values(
+            **_fresh_row(CoordinatorState.RUNNING, 0, change.at)
+        )
+    )
     stored = session.execute(
         select(CoordinatorStateRow.health).where(CoordinatorStateRow.id == STATE_ROW_ID).with_for_update()
     ).scalar_one_or_none()
@@ -128,23 +143,26 @@ def save_llm_breakers(session: Session, breakers: dict[str, ProviderBreaker]) ->
     )
 
 
+def _fresh_row(state: CoordinatorState, version: int, at: datetime) -> dict[str, Any]:
+    """The state row of an account no run has committed to yet, as `load_account` reads a missing one."""
+    return {
+        "id": STATE_ROW_ID,
+        "state": state.value,
+        "version": version,
+        "risk_state": None,
+        "regime_states": {},
+        "llm_breakers": {},
+        "last_cycle_id": None,
+        "updated_at": at,
+        "health": None,
+    }
+
+
 def record_state_change(session: Session, change: StateChange) -> None:
     """Apply and record a state change; the account version moves on, so no cycle in flight can commit."""
     state = session.get(CoordinatorStateRow, STATE_ROW_ID)
     if state is None:
-        session.add(
-            CoordinatorStateRow(
-                id=STATE_ROW_ID,
-                state=change.to_state.value,
-                version=1,
-                risk_state=None,
-                regime_states={},
-                llm_breakers={},
-                last_cycle_id=None,
-                updated_at=change.at,
-                health=None,
-            )
-        )
+        session.add(CoordinatorStateRow(**_fresh_row(change.to_state, 1, change.at)))
     else:
         state.state, state.version, state.updated_at = change.to_state.value, state.version + 1, change.at
     session.add(event_row(change))

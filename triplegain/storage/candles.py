@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from triplegain.market.history import Span, merged, reaching, series_of
 from triplegain.models.market import CandleSeries
+from triplegain.storage.database import insert_ignoring_conflicts
 from triplegain.storage.tables import CandleRow, CandleSpanRow
 
 COLUMNS = ("source", "symbol", "open_time", "open", "high", "low", "close", "volume")
@@ -38,7 +35,7 @@ class SqlCandleStore:
             rows = [dict(zip(COLUMNS, (source, symbol, *row), strict=True)) for row in candles.rows()]
             rows = [r for r in rows if r["open_time"] not in known]
             if rows:
-                session.execute(self._insert_ignoring_conflicts(), rows)
+                session.execute(insert_ignoring_conflicts(self.engine, CandleRow), rows)
             self._cover(session, source, symbol, (first, last))
         return len(rows)
 
@@ -81,11 +78,6 @@ class SqlCandleStore:
                 )
                 or 0
             )
-
-    def _insert_ignoring_conflicts(self) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            return postgresql_insert(CandleRow).on_conflict_do_nothing()
-        return sqlite_insert(CandleRow).on_conflict_do_nothing()
 
     @staticmethod
     def _spans(session: Session, source: str, symbol: str) -> list[Span]:

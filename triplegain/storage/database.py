@@ -9,7 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +42,14 @@ def create_db_engine(url: str, busy_timeout_ms: int = 5_000, statement_timeout_m
         pool_pre_ping=True,
         connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS, "options": options},
     )
+
+
+def insert_ignoring_conflicts(engine: Engine | Connection, table: Any) -> Any:
+    """INSERT into `table` that skips rows whose key is already there (ON CONFLICT DO NOTHING), on
+    PostgreSQL and SQLite alike: what concurrent writers of the same rows use instead of racing."""
+    if engine.dialect.name == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Any:

@@ -1,5 +1,6 @@
 """Storage on SQLite and on the real PostgreSQL server: schema, round trips, atomicity, concurrency."""
 
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,13 +13,14 @@ from sqlalchemy import Engine, func, select
 from triplegain.coordinator import coordinate
 from triplegain.cycle import analyze_symbol, build_report, cycle_id_for
 from triplegain.cycle_types import AccountState, CoordinationInput
+from triplegain.degradation import HealthOutcome, HealthUpdate
 from triplegain.errors import ConcurrentCycleError
 from triplegain.hodl import HodlBag, HodlState
 from triplegain.market import ReplaySource
 from triplegain.models.cycle import CycleReport
 from triplegain.settings import Settings, load_settings
 from triplegain.storage import migrate, positions, unit_of_work
-from triplegain.storage.accounts import load_account
+from triplegain.storage.accounts import load_account, update_health
 from triplegain.storage.cycles import CycleRecord, load_report, save_cycle
 from triplegain.storage.hodl import load_hodl_history
 from triplegain.storage.tables import (
@@ -184,6 +186,35 @@ def test_later_cycle_after_a_commit_advances_the_version(
 
     with unit_of_work(engine) as s:
         assert load_account(s, cfg.broker.initial_balances).version == 2
+
+
+def test_outages_before_any_run_count_and_two_first_cycles_still_cannot_both_commit(
+    engine: Engine, cfg: Settings, replay: ReplaySource
+) -> None:
+    outage = HealthUpdate(
+        (HealthOutcome(kind="api", ok=False, what="exchange: balances unanswered"),),
+        cfg.degradation,
+        BUYING_HOUR,
+    )
+
+    def count() -> None:
+        with unit_of_work(engine) as s:
+            update_health(s, outage)
+
+    threads = [threading.Thread(target=count) for _ in range(3)]  # three runs meeting the outage at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    first = run(engine, cfg, BUYING_HOUR, replay)
+    second = run(engine, cfg, BUYING_HOUR, replay)
+
+    assert first[3].version == 0 and first[3].health.api_failures == 3  # all counted, the account fresh
+    save(engine, *first)
+    with pytest.raises(ConcurrentCycleError):
+        save(engine, *second)
+    with unit_of_work(engine) as s:
+        assert load_account(s, cfg.broker.initial_balances).version == 1
 
 
 def test_the_same_cycle_cannot_be_stored_twice(engine: Engine, cfg: Settings, replay: ReplaySource) -> None:
