@@ -117,11 +117,7 @@ def update_health(session: Session, change: HealthUpdate) -> None:
     (version 0, which the first run then claims), so an outage before the first cycle counts too."""
     if not change.outcomes:
         return
-    session.execute(
-        insert_ignoring_conflicts(session.get_bind(), CoordinatorStateRow).values(
-            **_fresh_row(CoordinatorState.RUNNING, 0, change.at)
-        )
-    )
+    _ensure_state_row(session, change.at)
     stored = session.execute(
         select(CoordinatorStateRow.health).where(CoordinatorStateRow.id == STATE_ROW_ID).with_for_update()
     ).scalar_one_or_none()
@@ -135,11 +131,22 @@ def update_health(session: Session, change: HealthUpdate) -> None:
 
 def save_llm_breakers(session: Session, breakers: dict[str, ProviderBreaker]) -> None:
     """Update the providers' breakers outside a cycle; the account version is untouched (a cycle in
-    flight may still commit)."""
+    flight may still commit). Before any run committed, into a fresh account's row (`update_health`)."""
+    _ensure_state_row(session, datetime.now(UTC))
     session.execute(
         update(CoordinatorStateRow)
         .where(CoordinatorStateRow.id == STATE_ROW_ID)
         .values(llm_breakers={k: v.model_dump(mode="json") for k, v in breakers.items()})
+    )
+
+
+def _ensure_state_row(session: Session, at: datetime) -> None:
+    """The account's state row, created as a fresh account loads it (version 0, which the first run
+    claims) when no run has committed yet; left as it is otherwise, whoever creates it first."""
+    session.execute(
+        insert_ignoring_conflicts(session.get_bind(), CoordinatorStateRow).values(
+            **_fresh_row(CoordinatorState.RUNNING, 0, at)
+        )
     )
 
 

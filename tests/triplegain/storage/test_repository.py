@@ -16,11 +16,12 @@ from triplegain.cycle_types import AccountState, CoordinationInput
 from triplegain.degradation import HealthOutcome, HealthUpdate
 from triplegain.errors import ConcurrentCycleError
 from triplegain.hodl import HodlBag, HodlState
+from triplegain.llm.breaker import BreakerPosition, ProviderBreaker
 from triplegain.market import ReplaySource
 from triplegain.models.cycle import CycleReport
 from triplegain.settings import Settings, load_settings
 from triplegain.storage import migrate, positions, unit_of_work
-from triplegain.storage.accounts import load_account, update_health
+from triplegain.storage.accounts import load_account, save_llm_breakers, update_health
 from triplegain.storage.cycles import CycleRecord, load_report, save_cycle
 from triplegain.storage.hodl import load_hodl_history
 from triplegain.storage.tables import (
@@ -215,6 +216,16 @@ def test_outages_before_any_run_count_and_two_first_cycles_still_cannot_both_com
         save(engine, *second)
     with unit_of_work(engine) as s:
         assert load_account(s, cfg.broker.initial_balances).version == 1
+
+
+def test_llm_breakers_saved_before_any_run_are_kept(engine: Engine, cfg: Settings) -> None:
+    tripped = ProviderBreaker(position=BreakerPosition.OPEN, failures=3, opened_at=BUYING_HOUR)
+    with unit_of_work(engine) as s:  # a sentiment refresh before the account's first cycle
+        save_llm_breakers(s, {"deepseek": tripped})
+
+    with unit_of_work(engine) as s:
+        account = load_account(s, cfg.broker.initial_balances)
+    assert account.llm_breakers == {"deepseek": tripped} and account.version == 0
 
 
 def test_the_same_cycle_cannot_be_stored_twice(engine: Engine, cfg: Settings, replay: ReplaySource) -> None:
