@@ -42,6 +42,13 @@ BUYING_HOUR = "2024-06-30T20:00Z"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of `triplegain` in a process of its own: this test's (the fake exchange, the
+    database), no Prefect API (a temporary server of its own), this checkout importable."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return env | {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)} | extra
+
+
 @pytest.fixture
 def kraken(replay: ReplaySource, monkeypatch: pytest.MonkeyPatch, project_db: str) -> Iterator[FakeKraken]:
     """The fake exchange serving the bundled candles, and the environment of an authorized live account."""
@@ -162,8 +169,7 @@ def test_a_watch_killed_moving_a_stop_has_its_pair_placed_again_by_the_next_reco
     kraken.set_price("XBTUSDT", "62901.01")
     kraken.now = parse_time("2024-06-30T23:30Z")
     kraken.script("CancelOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)}
+    env = cli_env(tmp_path)
     killed_when(
         [sys.executable, "-c", PROBE, "watch", "--at", "2024-06-30T23:30Z"],
         env,
@@ -431,8 +437,7 @@ def test_a_cycle_process_killed_placing_the_entrys_stop_loses_nothing(
     by the exchange and its reply is held back; the process dies there, before the take-profit and before
     the run records anything."""
     kraken.script("AddOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)}
+    env = cli_env(tmp_path)
     output = killed_when(  # while the exchange holds back the reply to its stop-loss
         [sys.executable, "-c", PROBE, "run", "--at", BUYING_HOUR],
         env,
@@ -631,12 +636,7 @@ def test_a_run_in_another_process_without_a_prefect_server_waits_for_the_same_tu
     sends nothing."""
     trading_cycle(at=BUYING_HOUR)
     asked = len(kraken.requests)
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PYTHONPATH": str(ROOT),
-        "TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS": "1",
-    }
+    env = cli_env(tmp_path, TRIPLEGAIN_EXECUTION__ACCOUNT_WAIT_SECONDS="1")
 
     with take_account_turn(create_db_engine(project_db), 0, holder="the test's run"):
         shown = CliRunner().invoke(app, ["status"])

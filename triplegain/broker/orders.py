@@ -108,10 +108,10 @@ def moved_by_fill(balances: dict[str, Decimal], fill: Fill, cost: Decimal = Deci
     match its balances), else at its notional; the fee taken from the asset it was charged in."""
     base, quote = split_symbol(fill.symbol)
     sign = 1 if fill.side is Side.BUY else -1
-    fee_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)
+    charged_in_quote = fill.fee if fill.fee_asset == quote else Decimal(0)  # not `fill.fee_in_quote`: valued
     moved = dict(balances)
     moved[base] = moved.get(base, Decimal(0)) + sign * fill.size - fill.fee_in_base
-    moved[quote] = moved.get(quote, Decimal(0)) - sign * (cost or fill.notional) - fee_in_quote
+    moved[quote] = moved.get(quote, Decimal(0)) - sign * (cost or fill.notional) - charged_in_quote
     return moved
 
 

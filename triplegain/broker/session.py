@@ -14,7 +14,12 @@ from sqlalchemy.orm import Session
 from triplegain.broker.exchange import ExchangeBroker
 from triplegain.broker.live import FILLED, Backoff, CallBudget, JournalledExecution, LiveBroker
 from triplegain.broker.orders import positions_after
-from triplegain.broker.protection import ProtectionDesk, recover_protections, unfinished_protections
+from triplegain.broker.protection import (
+    Protection,
+    ProtectionDesk,
+    recover_protections,
+    unfinished_protections,
+)
 from triplegain.broker.reconcile import (
     LocalBook,
     Reconciliation,
@@ -125,14 +130,8 @@ def protect_again(
                 "run records the exit)"
             )
             continue
-        renewed = outcome.protection
-        for order in renewed.orders:
-            journal.save(order, f"placed on the word of {by}: {reason}")
-        done.append(
-            f"position {protection.position_id} ({protection.symbol}) protected again: stop-loss "
-            f"{renewed.stop_price}, take-profit {renewed.take_price}, for {renewed.size} "
-            f"(generation {renewed.generation})"
-        )
+        pair = _placed_on_word(journal, outcome.protection, by, reason)
+        done.append(f"position {protection.position_id} ({protection.symbol}) protected again: {pair}")
     return done
 
 
@@ -261,27 +260,29 @@ def _release(
     done = []
     for position_id, protection in recover_protections(journal, [*closed, *reduced.values()]).items():
         rest = reduced.get(position_id)
-        if rest is None:
-            released, filled = desk.release(protection), None
-        else:
-            outcome = desk.resize(protection, rest.size)
-            released, filled = outcome.protection, outcome.closed_by
-        filled = filled or next((o.intent.purpose for o in released.orders if o.status in FILLED), None)
-        if filled:
+        outcome = desk.resize(protection, rest.size if rest is not None else Decimal(0))  # 0: cancelled only
+        if outcome.closed_by is not None:
             raise ValueError(
-                f"position {position_id}: its {filled} filled while its protection was being changed: "
-                "reconcile again"
+                f"position {position_id}: its {outcome.closed_by} filled while its protection was being "
+                "changed: reconcile again"
             )
         if rest is None:
             done.append(f"protection of position {position_id} cancelled on the exchange")
             continue
-        for order in released.orders:
-            journal.save(order, f"placed on the word of {by}: {reason}")
-        done.append(
-            f"protection of position {position_id} resized to {rest.size} on the exchange: stop-loss "
-            f"{released.stop_price}, take-profit {released.take_price} (generation {released.generation})"
-        )
+        pair = _placed_on_word(journal, outcome.protection, by, reason)
+        done.append(f"protection of position {position_id} resized on the exchange: {pair}")
     return done
+
+
+def _placed_on_word(journal: SqlOrderJournal, renewed: Protection, by: str, reason: str) -> str:
+    """A pair placed on the operator's word: its orders' logs say who asked and why. Described, for the
+    operator."""
+    for order in renewed.orders:
+        journal.save(order, f"placed on the word of {by}: {reason}")
+    return (
+        f"stop-loss {renewed.stop_price}, take-profit {renewed.take_price}, for {renewed.size} "
+        f"(generation {renewed.generation})"
+    )
 
 
 def _record_closed(

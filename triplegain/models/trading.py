@@ -103,7 +103,7 @@ class Order(BaseModel):
     position_id: str | None = None
 
 
-_CENT_MILLIONTH = Decimal("0.00000001")  # a fee in the base asset, valued in the quote
+_EIGHT_PLACES = Decimal("0.00000001")  # a fee in the base asset, valued in the quote
 
 
 class Fill(BaseModel):
@@ -140,7 +140,7 @@ class Fill(BaseModel):
         base, quote = split_symbol(self.symbol)
         if self.fee_asset == quote:
             return self.fee
-        return (self.fee * self.price).quantize(_CENT_MILLIONTH) if self.fee_asset == base else Decimal(0)
+        return (self.fee * self.price).quantize(_EIGHT_PLACES) if self.fee_asset == base else Decimal(0)
 
 
 class Position(BaseModel):

@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triplegain.control import StateChange
@@ -85,21 +84,8 @@ def claim_account(
     }
     if trading:
         values["last_cycle_id"] = run_id
-    if account.version == 0:
-        values.setdefault("last_cycle_id", None)
-        claimed = session.execute(  # the row the health counters made before any run committed
-            update(CoordinatorStateRow)
-            .where(CoordinatorStateRow.id == STATE_ROW_ID, CoordinatorStateRow.version == 0)
-            .values(**values)
-        )
-        if claimed.rowcount == 1:  # type: ignore[attr-defined]
-            return
-        session.add(CoordinatorStateRow(id=STATE_ROW_ID, health=None, **values))
-        try:
-            session.flush()
-        except IntegrityError as e:
-            raise ConcurrentCycleError("another cycle initialised the account first") from e
-        return
+    if account.version == 0:  # a fresh account: its row, as it loads, for the first run to claim
+        _ensure_state_row(session, values["updated_at"])
     claimed = session.execute(
         update(CoordinatorStateRow)
         .where(CoordinatorStateRow.id == STATE_ROW_ID, CoordinatorStateRow.version == account.version)
@@ -143,19 +129,10 @@ def save_llm_breakers(session: Session, breakers: dict[str, ProviderBreaker]) ->
 def _ensure_state_row(session: Session, at: datetime) -> None:
     """The account's state row, created as a fresh account loads it (version 0, which the first run
     claims) when no run has committed yet; left as it is otherwise, whoever creates it first."""
-    session.execute(
-        insert_ignoring_conflicts(session.get_bind(), CoordinatorStateRow).values(
-            **_fresh_row(CoordinatorState.RUNNING, 0, at)
-        )
-    )
-
-
-def _fresh_row(state: CoordinatorState, version: int, at: datetime) -> dict[str, Any]:
-    """The state row of an account no run has committed to yet, as `load_account` reads a missing one."""
-    return {
+    fresh = {
         "id": STATE_ROW_ID,
-        "state": state.value,
-        "version": version,
+        "state": CoordinatorState.RUNNING.value,
+        "version": 0,
         "risk_state": None,
         "regime_states": {},
         "llm_breakers": {},
@@ -163,15 +140,15 @@ def _fresh_row(state: CoordinatorState, version: int, at: datetime) -> dict[str,
         "updated_at": at,
         "health": None,
     }
+    session.execute(insert_ignoring_conflicts(session.get_bind(), CoordinatorStateRow).values(**fresh))
 
 
 def record_state_change(session: Session, change: StateChange) -> None:
     """Apply and record a state change; the account version moves on, so no cycle in flight can commit."""
+    _ensure_state_row(session, change.at)
     state = session.get(CoordinatorStateRow, STATE_ROW_ID)
-    if state is None:
-        session.add(CoordinatorStateRow(**_fresh_row(change.to_state, 1, change.at)))
-    else:
-        state.state, state.version, state.updated_at = change.to_state.value, state.version + 1, change.at
+    assert state is not None, "ensured above"
+    state.state, state.version, state.updated_at = change.to_state.value, state.version + 1, change.at
     session.add(event_row(change))
 
 
