@@ -123,20 +123,23 @@ def test_a_postgresql_turn_lost_with_its_connection_is_said_when_it_ends(
         pytest.skip(f"needs PostgreSQL: set {POSTGRES_ENV}")
     engine = create_db_engine(postgres_server_url)
     turn = take_account_turn(engine, 0)
-    with engine.connect() as other:  # the server drops the holder's connection (a restart, a kill)
-        other.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND pid <> pg_backend_pid()"
-            )
-        )
-        other.commit()
-    with take_account_turn(engine, 0):  # meanwhile another run could take it
-        pass
+    try:
+        holder_pid = turn.connection.execute(text("SELECT pg_backend_pid()")).scalar()  # type: ignore[attr-defined]
+        with engine.connect() as other:  # the server drops the holder's connection (a restart, a kill)
+            # only the holder's backend (never another test's), and wait up to 10 s until it has gone:
+            # pg_terminate_backend without a timeout only signals it
+            assert other.execute(
+                text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": holder_pid}
+            ).scalar()
+            other.commit()
+        with take_account_turn(engine, 10):  # meanwhile another run could take it
+            pass
 
-    with pytest.raises(TurnLost, match="reconcile before trading on"), turn:
-        pass
-    engine.dispose()
+        with pytest.raises(TurnLost, match="reconcile before trading on"), turn:
+            pass
+    finally:
+        turn.give_up()  # its connection closed whatever happened above (never left to the garbage collector)
+        engine.dispose()
 
 
 def test_a_postgresql_turn_is_dropped_soon_when_its_holders_machine_goes_silent(
