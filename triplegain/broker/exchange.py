@@ -28,15 +28,15 @@ from decimal import Decimal
 
 from triplegain.broker.live import FILLED, JournalledExecution, LiveBroker, OrderIntent, fill_from
 from triplegain.broker.orders import (
-    HUNDRED,
     closed_position,
     holding_problem,
     moved_by_fill,
-    new_order,
     opened_position,
+    part_to_sell,
     rejected,
-    round_size,
+    sell_order,
     split_position,
+    spot_order,
     trade_problem,
 )
 from triplegain.broker.protection import Protection, ProtectionDesk, ProtectionFailed, ProtectionOutcome
@@ -87,19 +87,12 @@ class ExchangeBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
-        size = round_size(proposal.size_usd / price, spec)
-        order = new_order(
-            order_id,
-            cycle_id,
-            proposal.symbol,
-            Side.BUY,
-            Intent.OPEN,
-            size,
-            price,
-            at,
-            status=OrderStatus.PENDING,
+        order = spot_order(
+            proposal, Side.BUY, Intent.OPEN, order_id, cycle_id, price, at, spec, status=OrderStatus.PENDING
         )
-        problem = trade_problem(self._balances, proposal.symbol, Side.BUY, size, price, spec, self._settings)
+        problem = trade_problem(
+            self._balances, proposal.symbol, Side.BUY, order.size, price, spec, self._settings
+        )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
         done, fill, cost = self._at_market(order, "open", at)
@@ -127,18 +120,7 @@ class ExchangeBroker:
         for position in positions:
             self._release(position)
         size = sum((p.size for p in positions), Decimal(0))
-        order = new_order(
-            order_id,
-            cycle_id,
-            symbol,
-            Side.SELL,
-            Intent.CLOSE,
-            size,
-            price,
-            at,
-            positions[0].id,
-            status=OrderStatus.PENDING,
-        )
+        order = sell_order(positions[0], size, order_id, cycle_id, price, at, status=OrderStatus.PENDING)
         problem = holding_problem(self._balances, split_symbol(symbol)[0], size)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
@@ -155,20 +137,19 @@ class ExchangeBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
-        size = round_size(proposal.size_usd / price, spec)
-        order = new_order(
-            order_id,
-            cycle_id,
-            proposal.symbol,
+        order = spot_order(
+            proposal,
             proposal.side,
             Intent.REBALANCE,
-            size,
+            order_id,
+            cycle_id,
             price,
             at,
+            spec,
             status=OrderStatus.PENDING,
         )
         problem = trade_problem(
-            self._balances, proposal.symbol, proposal.side, size, price, spec, self._settings
+            self._balances, proposal.symbol, proposal.side, order.size, price, spec, self._settings
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
@@ -189,25 +170,13 @@ class ExchangeBroker:
         position when a part would fall below the minimum order size (as paper does)."""
         if order_id in self._executed:
             return self._executed[order_id]
-        spec = self._specs[position.symbol]
-        sold = round_size(position.size * pct / HUNDRED, spec)
-        if sold >= position.size or min(sold, position.size - sold) < spec.min_order_size:
+        sold = part_to_sell(position, pct, self._specs[position.symbol])
+        if sold is None:
             return self.close([position], order_id, cycle_id, price, at, reason)
         protection = self.protections.get(position.id)
         if protection is not None:  # cancelled first, resized to what is left after the sale
             self.protection.release(protection)
-        order = new_order(
-            order_id,
-            cycle_id,
-            position.symbol,
-            Side.SELL,
-            Intent.CLOSE,
-            sold,
-            price,
-            at,
-            position.id,
-            status=OrderStatus.PENDING,
-        )
+        order = sell_order(position, sold, order_id, cycle_id, price, at, status=OrderStatus.PENDING)
         done, fill, cost = self._at_market(order, "reduce", at)
         if fill is None:
             if protection is not None:
@@ -267,16 +236,13 @@ class ExchangeBroker:
         done = outcome.protection.stop if reason == "stop_loss" else outcome.protection.take
         fill = outcome.fills[0].model_copy(update={"filled_at": at})
         self._move(fill, done.cost)
-        order = new_order(
+        order = sell_order(
+            position,
+            fill.size,
             fill.client_order_id,
             position.cycle_id,
-            position.symbol,
-            Side.SELL,
-            Intent.CLOSE,
-            fill.size,
             fill.price,
             at,
-            position.id,
             status=OrderStatus.FILLED,
         )
         closed = closed_position(position, fill, fill.size, at, reason)

@@ -51,6 +51,59 @@ def new_order(
     )
 
 
+def spot_order(
+    proposal: TradeProposal,
+    side: Side,
+    intent: Intent,
+    order_id: str,
+    cycle_id: str,
+    price: Decimal,
+    at: datetime,
+    spec: SymbolSpec,
+    *,
+    status: OrderStatus,
+) -> Order:
+    """An order for `proposal.size_usd` worth of the base asset at reference `price`, its size rounded down
+    to the symbol's size step (an entry, or a rebalance of the allocation)."""
+    size = round_size(proposal.size_usd / price, spec)
+    return new_order(order_id, cycle_id, proposal.symbol, side, intent, size, price, at, status=status)
+
+
+def sell_order(
+    position: Position,
+    size: Decimal,
+    order_id: str,
+    cycle_id: str,
+    price: Decimal,
+    at: datetime,
+    *,
+    status: OrderStatus,
+) -> Order:
+    """An order selling `size` of what `position` holds at reference `price` (all of it, or a part)."""
+    return new_order(
+        order_id,
+        cycle_id,
+        position.symbol,
+        Side.SELL,
+        Intent.CLOSE,
+        size,
+        price,
+        at,
+        position.id,
+        status=status,
+    )
+
+
+def part_to_sell(position: Position, pct: Decimal, spec: SymbolSpec) -> Decimal | None:
+    """`pct` percent of the position, rounded down to the size step; None when the part sold or the part left
+    would fall below the symbol's minimum order size: then the whole position is closed instead (a breaker
+    asking for less risk never gets none)."""
+    sold = round_size(position.size * pct / HUNDRED, spec)
+    if sold >= position.size or min(sold, position.size - sold) < spec.min_order_size:
+        return None
+    return sold
+
+
 def rejected(order: Order, reason: str) -> Order:
     """The order refused, with why."""
     return order.model_copy(update={"status": OrderStatus.REJECTED, "reason": reason})

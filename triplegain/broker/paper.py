@@ -18,11 +18,12 @@ from triplegain.broker.orders import (
     closed_position,
     holding_problem,
     moved_by_fill,
-    new_order,
     opened_position,
+    part_to_sell,
     rejected,
-    round_size,
+    sell_order,
     split_position,
+    spot_order,
     trade_problem,
 )
 from triplegain.models.cycle import Execution
@@ -74,21 +75,12 @@ class PaperBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
-        size = round_size(proposal.size_usd / price, spec)
-        order = new_order(
-            order_id,
-            cycle_id,
-            proposal.symbol,
-            Side.BUY,
-            Intent.OPEN,
-            size,
-            price,
-            at,
-            status=OrderStatus.FILLED,
+        order = spot_order(
+            proposal, Side.BUY, Intent.OPEN, order_id, cycle_id, price, at, spec, status=OrderStatus.FILLED
         )
         fill_price = self._slipped(order_id, price, Side.BUY, spec)
         problem = trade_problem(
-            self._balances, proposal.symbol, Side.BUY, size, fill_price, spec, self._settings
+            self._balances, proposal.symbol, Side.BUY, order.size, fill_price, spec, self._settings
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
@@ -112,18 +104,7 @@ class PaperBroker:
         symbol = positions[0].symbol
         spec = self._specs[symbol]
         size = sum((p.size for p in positions), Decimal(0))
-        order = new_order(
-            order_id,
-            cycle_id,
-            symbol,
-            Side.SELL,
-            Intent.CLOSE,
-            size,
-            price,
-            at,
-            positions[0].id,
-            status=OrderStatus.FILLED,
-        )
+        order = sell_order(positions[0], size, order_id, cycle_id, price, at, status=OrderStatus.FILLED)
         problem = holding_problem(self._balances, split_symbol(symbol)[0], size)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
@@ -139,21 +120,20 @@ class PaperBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[proposal.symbol]
-        size = round_size(proposal.size_usd / price, spec)
-        order = new_order(
-            order_id,
-            cycle_id,
-            proposal.symbol,
+        order = spot_order(
+            proposal,
             proposal.side,
             Intent.REBALANCE,
-            size,
+            order_id,
+            cycle_id,
             price,
             at,
+            spec,
             status=OrderStatus.FILLED,
         )
         fill_price = self._slipped(order_id, price, proposal.side, spec)
         problem = trade_problem(
-            self._balances, proposal.symbol, proposal.side, size, fill_price, spec, self._settings
+            self._balances, proposal.symbol, proposal.side, order.size, fill_price, spec, self._settings
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
@@ -178,21 +158,10 @@ class PaperBroker:
         if order_id in self._executed:
             return self._executed[order_id]
         spec = self._specs[position.symbol]
-        sold = round_size(position.size * pct / HUNDRED, spec)
-        if sold >= position.size or min(sold, position.size - sold) < spec.min_order_size:
+        sold = part_to_sell(position, pct, spec)
+        if sold is None:
             return self.close([position], order_id, cycle_id, price, at, reason)
-        order = new_order(
-            order_id,
-            cycle_id,
-            position.symbol,
-            Side.SELL,
-            Intent.CLOSE,
-            sold,
-            price,
-            at,
-            position.id,
-            status=OrderStatus.FILLED,
-        )
+        order = sell_order(position, sold, order_id, cycle_id, price, at, status=OrderStatus.FILLED)
         problem = holding_problem(self._balances, split_symbol(position.symbol)[0], sold)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))

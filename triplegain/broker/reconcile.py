@@ -50,9 +50,9 @@ from triplegain.broker.live import (
 from triplegain.broker.orders import (
     closed_position,
     moved_by_fill,
-    new_order,
     positions_after,
     round_size,
+    sell_order,
     split_position,
 )
 from triplegain.broker.protection import (
@@ -63,7 +63,7 @@ from triplegain.broker.protection import (
     finish_protection,
 )
 from triplegain.models.cycle import CycleReport, Execution, SymbolOutcome
-from triplegain.models.enums import CycleStatus, Intent, OrderStatus, Side
+from triplegain.models.enums import CycleStatus, OrderStatus, Side
 from triplegain.models.trading import Fill, Portfolio, Position, split_symbol
 from triplegain.settings import SymbolSpec
 
@@ -350,18 +350,7 @@ def closed_outside(
                 else prices.get(position.symbol) or position.entry_price
             )
             order_id = f"{position.id}-outside"
-            order = new_order(
-                order_id,
-                run_id,
-                position.symbol,
-                Side.SELL,
-                Intent.CLOSE,
-                sold,
-                price,
-                at,
-                position.id,
-                status=OrderStatus.FILLED,
-            )
+            order = sell_order(position, sold, order_id, run_id, price, at, status=OrderStatus.FILLED)
             fill = Fill(
                 client_order_id=order_id,
                 symbol=position.symbol,
