@@ -196,6 +196,60 @@ def test_a_watch_killed_moving_a_stop_has_its_pair_placed_again_by_the_next_reco
     assert stop.price == Decimal("62008.0")
 
 
+def test_a_watch_killed_after_placing_the_trailed_stop_leaves_the_position_protected_once(
+    kraken: FakeKraken, project_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGKILL of `triplegain watch` once the trailed stop-loss is on the exchange (its reply held
+    back) and before its take-profit: the next reconciliation finds the run's half-placed pair and
+    completes it, the position protected once (one stop-loss, one take-profit, for all it holds), and the
+    watches after it go on trailing without a second stop resting. (The killed run never committed the
+    trailed level to the books: the next watch trails to it again, replacing the pair at the same price.)"""
+    monkeypatch.setenv("TRIPLEGAIN_WATCH__TRAILING_STOP", "true")
+    trading_cycle(at=BUYING_HOUR)
+    (old_take,) = [o for o in kraken.orders.values() if o.ordertype == "take-profit"]
+    kraken.set_price("XBTUSDT", "62901.01")
+    kraken.now = parse_time("2024-06-30T23:30Z")
+    placed_by_the_cycle = len(kraken.calls("AddOrder"))
+    kraken.script("AddOrder", Fault.accept_then_time_out(seconds=120))
+    killed_when(
+        [sys.executable, "-c", PROBE, "watch", "--at", "2024-06-30T23:30Z"],
+        cli_env(tmp_path),
+        tmp_path,
+        lambda: len(kraken.calls("AddOrder")) == placed_by_the_cycle + 1,
+        timeout=240,
+    )
+    (trailed,) = [o for o in kraken.orders.values() if o.status == "open"]
+    assert trailed.ordertype == "stop-loss" and trailed.price == Decimal("62008.0")  # no take-profit yet
+
+    found = reconcile()
+
+    assert found.trading_allowed, found.report()
+    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
+    assert sorted(o.ordertype for o in kraken.orders.values() if o.status == "open") == [
+        "stop-loss",
+        "take-profit",
+    ]
+    assert resting["stop-loss"] is trailed and resting["take-profit"].price == old_take.price
+    assert all(o.volume == kraken.balances["XXBT"] for o in resting.values())  # all the position holds
+    assert reconcile().differences == []  # completed once
+
+    watched = market_watch(at="2024-06-30T23:35Z")
+
+    assert watched.status is CycleStatus.COMPLETED, watched.notes
+    (position,) = watched.portfolio.positions
+    assert position.size == kraken.balances["XXBT"]
+    # the books learn the trailed level from this watch, which replaces the pair at the same price once
+    assert position.stop_loss == Decimal("62007.92")
+    open_stops = [o for o in kraken.orders.values() if o.status == "open" and o.ordertype == "stop-loss"]
+    assert [o.price for o in open_stops] == [Decimal("62008.0")]
+    assert len([o for o in kraken.orders.values() if o.status == "open"]) == 2
+    kraken.set_price("XBTUSDT", "62000")  # the price turns: the trailed stop sells, once
+    after = market_watch(at="2024-06-30T23:40Z")
+    assert after.portfolio.positions == [] and [o for o in kraken.orders.values() if o.status == "open"] == []
+    assert after.portfolio.balances["USDT"] == kraken.balances["USDT"]
+    assert after.portfolio.balances.get("BTC", Decimal(0)) == kraken.balances.get("XXBT", Decimal(0))
+
+
 def test_a_trailed_stop_that_cannot_be_placed_closes_the_position_urgently(
     kraken: FakeKraken, project_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
