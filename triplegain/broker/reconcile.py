@@ -570,9 +570,13 @@ def finish_protections(
     """`found` with the protection a stopped run never finished placing placed now (`protection_placed`,
     explained: the position is held, only its protection was missing). Not placed, and URGENT
     (`protection_missing`), when the exchange left a question unanswered or the position's asset balance
-    is in question (it may no longer be held), or when placing fails."""
+    is in question (a balance difference, or less held than the open positions: it may no longer be held),
+    or when placing fails."""
     unanswered = any(d.kind == "exchange_unanswered" for d in found.differences)
-    in_question = {d.subject for d in found.unexplained if d.kind == "balance"}
+    # An asset whose balance differs, or that the open positions hold more of than the account does (sold
+    # by hand, or by a run killed mid-way through a reduce), may not be held: its pair would sell what is
+    # not there. The operator's word (`--accept`) sizes the position to what is held, and its pair with it.
+    in_question = {d.subject for d in found.unexplained if d.kind in ("balance", "position_unheld")}
     added, protected = [], set()
     for u in unfinished:
         base, _ = split_symbol(u.position.symbol)

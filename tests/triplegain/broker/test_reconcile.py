@@ -270,6 +270,39 @@ def test_protection_is_not_placed_when_the_positions_asset_is_in_question(
     assert [o.ordertype for o in kraken.orders.values()] == ["market"]  # nothing sent
 
 
+def test_a_pair_cancelled_by_a_run_killed_reducing_its_position_is_not_placed_for_what_was_sold(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A breaker's reduce: the pair cancelled, half the position sold at market, then the process died
+    before it read the sale's answer. The account holds half of what the books say: a new pair for the whole
+    position would sell BTC that is not there, so none is placed until the operator's word sizes the
+    position (`--accept`)."""
+    account = Account(kraken)
+    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
+    position = desk.open(buy(), "tg-1", CYCLE, PRICE, AT).opened_position
+    assert position is not None
+    books, protection, record = desk.balances, desk.protections[position.id], account.broker._record
+
+    def killed_reading_the_sale(state: OrderState, answer: dict[str, Any], how: str) -> OrderState:
+        if state.intent.type == "market":
+            raise KeyboardInterrupt("killed")
+        return record(state, answer, how)
+
+    monkeypatch.setattr(account.broker, "_record", killed_reading_the_sale)
+    with pytest.raises(KeyboardInterrupt):
+        desk.reduce(position, Decimal(50), "tg-2", "c2", PRICE, AT, "circuit_breaker")
+    monkeypatch.undo()
+    assert kraken.balances["XXBT"] < position.size  # sold on the exchange, not in the books
+
+    result = finished(account, LocalBook(books, [protection], None, [], [position]), [position])
+
+    assert ("order_changed", True) in kinds(result)  # the sale, filled
+    assert ("position_unheld", False) in kinds(result)
+    assert kinds(result)[-1] == ("protection_missing", False) and not result.trading_allowed
+    assert "BTC balance is in question" in str(result.unexplained[-1])
+    assert [o for o in kraken.orders.values() if o.status == "open"] == []  # nothing placed
+
+
 def test_protection_the_exchange_refuses_is_urgent_and_stops_trading(
     kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
