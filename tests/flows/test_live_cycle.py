@@ -250,6 +250,49 @@ def test_a_watch_killed_after_placing_the_trailed_stop_leaves_the_position_prote
     assert after.portfolio.balances.get("BTC", Decimal(0)) == kraken.balances.get("XXBT", Decimal(0))
 
 
+def test_a_watch_killed_while_its_breaker_reduce_sells_leaves_nothing_resting_for_what_was_sold(
+    kraken: FakeKraken, project_db: str, tmp_path: Path
+) -> None:
+    """A real SIGKILL of `triplegain watch` while the weekly-loss breaker's reduce sells half the position
+    (the pair cancelled, the sale's reply held back). The next reconciliation finds the account holding
+    less than the books and places no pair for the whole position (it would sell what was sold); the
+    operator's `--accept` sizes the position to what is held and protects that, once."""
+    trading_cycle(at=BUYING_HOUR)
+    (old_stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
+    bought = kraken.balances["XXBT"]
+    placed_by_the_cycle = len(kraken.calls("AddOrder"))
+    kraken.set_price("XBTUSDT", "61990")  # a little lower: above the stop, below the entry
+    kraken.script("AddOrder", Fault.accept_then_time_out(seconds=120))
+    env = cli_env(tmp_path, TRIPLEGAIN_RISK__WEEKLY_LOSS_PCT="0.0001")  # the fees alone trip it
+    killed_when(
+        [sys.executable, "-c", PROBE, "watch", "--at", "2024-06-30T20:30Z"],
+        env,
+        tmp_path,
+        lambda: len(kraken.calls("AddOrder")) == placed_by_the_cycle + 1,
+        timeout=240,
+    )
+    assert [o.status for o in kraken.orders.values() if o.ordertype != "market"] == ["canceled"] * 2
+    assert 0 < kraken.balances["XXBT"] < bought  # half sold on the exchange, not in the books
+
+    found = reconcile()
+
+    assert not found.trading_allowed
+    assert {"position_unheld", "protection_missing"} <= {d.kind for d in found.unexplained}
+    assert [o for o in kraken.orders.values() if o.status == "open"] == []  # no pair for what was sold
+
+    after = reconcile(accept=True, reason="the 20:30 watch was killed reducing", by="ops")
+
+    assert after.trading_allowed, after.report()
+    with unit_of_work(create_db_engine(project_db)) as session:
+        (position,) = load_account(session, {}).positions
+    assert position.size == kraken.balances["XXBT"]
+    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
+    assert sorted(resting) == ["stop-loss", "take-profit"]
+    assert all(o.volume == position.size for o in resting.values())
+    assert resting["stop-loss"].price == old_stop.price  # at the position's levels
+    assert reconcile().differences == []  # whole now
+
+
 def test_a_trailed_stop_that_cannot_be_placed_closes_the_position_urgently(
     kraken: FakeKraken, project_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
