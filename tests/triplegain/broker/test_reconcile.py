@@ -270,13 +270,14 @@ def test_protection_is_not_placed_when_the_positions_asset_is_in_question(
     assert [o.ordertype for o in kraken.orders.values()] == ["market"]  # nothing sent
 
 
-def test_a_pair_cancelled_by_a_run_killed_reducing_its_position_is_not_placed_for_what_was_sold(
-    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("sale", ["reduce", "close"])
+def test_a_pair_cancelled_by_a_run_killed_selling_its_position_is_not_placed_for_what_was_sold(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch, sale: str
 ) -> None:
-    """A breaker's reduce: the pair cancelled, half the position sold at market, then the process died
-    before it read the sale's answer. The account holds half of what the books say: a new pair for the whole
-    position would sell BTC that is not there, so none is placed until the operator's word sizes the
-    position (`--accept`)."""
+    """A breaker's reduce (or a close): the pair cancelled, half the position (or all of it) sold at market,
+    then the process died before it read the sale's answer. The account holds less than the books say: a
+    new pair for the whole position would sell BTC that is not there, so none is placed until the
+    operator's word sizes or closes the position (`--accept`)."""
     account = Account(kraken)
     desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
     position = desk.open(buy(), "tg-1", CYCLE, PRICE, AT).opened_position
@@ -289,8 +290,12 @@ def test_a_pair_cancelled_by_a_run_killed_reducing_its_position_is_not_placed_fo
         return record(state, answer, how)
 
     monkeypatch.setattr(account.broker, "_record", killed_reading_the_sale)
+    sells = {
+        "reduce": lambda: desk.reduce(position, Decimal(50), "tg-2", "c2", PRICE, AT, "circuit_breaker"),
+        "close": lambda: desk.close([position], "tg-2", "c2", PRICE, AT, "signal"),
+    }
     with pytest.raises(KeyboardInterrupt):
-        desk.reduce(position, Decimal(50), "tg-2", "c2", PRICE, AT, "circuit_breaker")
+        sells[sale]()
     monkeypatch.undo()
     assert kraken.balances["XXBT"] < position.size  # sold on the exchange, not in the books
 
