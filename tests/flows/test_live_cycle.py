@@ -674,6 +674,38 @@ def test_a_position_partly_sold_by_hand_is_reduced_and_what_is_left_stays_protec
         assert load_account(session, {}).positions == []  # the rest sold by its own stop, recorded
 
 
+def test_an_accept_killed_while_it_resizes_the_protection_is_finished_by_accepting_again(
+    kraken: FakeKraken, project_db: str, tmp_path: Path
+) -> None:
+    """A real SIGKILL of `triplegain reconcile --accept` after it placed the smaller pair's stop-loss and
+    while the exchange holds back the take-profit's reply, before it recorded the reduce: accepting again
+    finishes it, with one pair resting for what is held."""
+    trading_cycle(at=BUYING_HOUR)
+    kraken.add_order("XBTUSDT", "sell", "market", "0.01")  # part of it, sold by hand
+    placed_before = len(kraken.calls("AddOrder"))
+    kraken.script("AddOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
+    accept = ["reconcile", "--accept", "--reason", "sold some myself", "--by", "ops"]
+    killed_when(
+        [sys.executable, "-c", PROBE, *accept],
+        cli_env(tmp_path),
+        tmp_path,
+        lambda: len(kraken.calls("AddOrder")) == placed_before + 2,
+        timeout=240,
+    )
+    assert len([o for o in kraken.orders.values() if o.status == "open"]) == 2  # the new pair, resting
+
+    after = reconcile(accept=True, reason="sold some myself", by="ops")
+
+    assert after.trading_allowed, after.report()
+    with unit_of_work(create_db_engine(project_db)) as session:
+        (position,) = load_account(session, {}).positions
+    assert position.size == kraken.balances["XXBT"].quantize(Decimal("0.00000001"), ROUND_DOWN)
+    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    assert sorted(o.ordertype for o in resting) == ["stop-loss", "take-profit"]  # one pair, not two
+    assert all(o.volume == position.size for o in resting)
+    assert reconcile().differences == []
+
+
 def test_a_watch_started_while_a_cycle_trades_waits_its_turn(
     kraken: FakeKraken, project_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
