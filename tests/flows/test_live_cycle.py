@@ -23,7 +23,7 @@ from flows.cli import app
 from flows.market_watch import market_watch
 from flows.reconcile import reconcile
 from flows.trading_cycle import trading_cycle
-from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken, Fault, killed_when
+from tests.fakes.kraken import API_KEY, API_SECRET, FakeKraken, FakeOrder, Fault, killed_when
 from tests.flows.fresh_process import PROBE
 from triplegain.cycle import parse_time
 from triplegain.errors import ConfigError, CycleError
@@ -47,6 +47,26 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     database), no Prefect API (a temporary server of its own), this checkout importable."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     return env | {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT)} | extra
+
+
+def killed_at(kraken: FakeKraken, tmp_path: Path, args: list[str], method: str, nth: int, **env: str) -> str:
+    """`triplegain ARGS` in a process of its own (`cli_env`, with `env`), SIGKILLed while the fake exchange
+    holds back its reply to the `nth` call of `method` the run makes (the calls before it answered): what
+    that call did on the exchange, its run never read. Returns the run's output."""
+    before = len(kraken.calls(method))
+    kraken.script(method, *[Fault.ok()] * (nth - 1), Fault.accept_then_time_out(seconds=120))
+    return killed_when(
+        [sys.executable, "-c", PROBE, *args],
+        cli_env(tmp_path, **env),
+        tmp_path,
+        lambda: len(kraken.calls(method)) == before + nth,
+        timeout=240,
+    )
+
+
+def open_orders(kraken: FakeKraken) -> list[FakeOrder]:
+    """The orders resting on the fake exchange now."""
+    return [o for o in kraken.orders.values() if o.status == "open"]
 
 
 @pytest.fixture
@@ -110,7 +130,7 @@ def test_an_exchange_taking_a_buys_fee_in_the_base_asset_leaves_books_and_protec
     (position,) = report.portfolio.positions
     assert position.size == buy.vol_exec - buy.fee == kraken.balances["XXBT"]
     assert report.portfolio.balances == {"USDT": kraken.balances["USDT"], "BTC": kraken.balances["XXBT"]}
-    protective = [o for o in kraken.orders.values() if o.status == "open"]
+    protective = open_orders(kraken)
     assert len(protective) == 2 and all(o.volume == position.size for o in protective)
     assert reconcile().differences == []  # nothing to explain
     (stop,) = [o for o in protective if o.ordertype == "stop-loss"]
@@ -140,7 +160,7 @@ def test_a_trailing_stop_moves_the_stop_resting_on_the_exchange(
     (position,) = watched.portfolio.positions
     assert position.stop_loss == Decimal("62007.92")  # 62952.2 less 1.5%, on the symbol's 2 decimals
     assert old_stop.status == old_take.status == "canceled"
-    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
+    resting = {o.ordertype: o for o in open_orders(kraken)}
     assert resting["stop-loss"].price == Decimal("62008.0")  # the exchange's tick, rounded towards the price
     assert resting["take-profit"].price == old_take.price  # the take-profit kept
     assert all(o.volume == position.size for o in resting.values())
@@ -168,17 +188,9 @@ def test_a_watch_killed_moving_a_stop_has_its_pair_placed_again_by_the_next_reco
     (old_take,) = [o for o in kraken.orders.values() if o.ordertype == "take-profit"]
     kraken.set_price("XBTUSDT", "62901.01")
     kraken.now = parse_time("2024-06-30T23:30Z")
-    kraken.script("CancelOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
-    env = cli_env(tmp_path)
-    killed_when(
-        [sys.executable, "-c", PROBE, "watch", "--at", "2024-06-30T23:30Z"],
-        env,
-        tmp_path,
-        lambda: len(kraken.calls("CancelOrder")) == 2,
-        timeout=240,
-    )
+    killed_at(kraken, tmp_path, ["watch", "--at", "2024-06-30T23:30Z"], "CancelOrder", 2)
     assert old_stop.status == old_take.status == "canceled"
-    assert [o for o in kraken.orders.values() if o.status == "open"] == []  # unprotected, for now
+    assert open_orders(kraken) == []  # unprotected, for now
 
     found = reconcile()
 
@@ -187,12 +199,12 @@ def test_a_watch_killed_moving_a_stop_has_its_pair_placed_again_by_the_next_reco
         ("protection_placed", True),  # the next pair, at once
     ]
     assert found.trading_allowed, found.report()
-    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
+    resting = {o.ordertype: o for o in open_orders(kraken)}
     assert resting["stop-loss"].price == old_stop.price and resting["take-profit"].price == old_take.price
     assert reconcile().differences == []  # placed once
     watched = market_watch(at="2024-06-30T23:35Z")  # the next watch trails it again
     assert watched.status is CycleStatus.COMPLETED, watched.notes
-    (stop,) = [o for o in kraken.orders.values() if o.status == "open" and o.ordertype == "stop-loss"]
+    (stop,) = [o for o in open_orders(kraken) if o.ordertype == "stop-loss"]
     assert stop.price == Decimal("62008.0")
 
 
@@ -209,26 +221,15 @@ def test_a_watch_killed_after_placing_the_trailed_stop_leaves_the_position_prote
     (old_take,) = [o for o in kraken.orders.values() if o.ordertype == "take-profit"]
     kraken.set_price("XBTUSDT", "62901.01")
     kraken.now = parse_time("2024-06-30T23:30Z")
-    placed_by_the_cycle = len(kraken.calls("AddOrder"))
-    kraken.script("AddOrder", Fault.accept_then_time_out(seconds=120))
-    killed_when(
-        [sys.executable, "-c", PROBE, "watch", "--at", "2024-06-30T23:30Z"],
-        cli_env(tmp_path),
-        tmp_path,
-        lambda: len(kraken.calls("AddOrder")) == placed_by_the_cycle + 1,
-        timeout=240,
-    )
-    (trailed,) = [o for o in kraken.orders.values() if o.status == "open"]
+    killed_at(kraken, tmp_path, ["watch", "--at", "2024-06-30T23:30Z"], "AddOrder", 1)  # the trailed stop
+    (trailed,) = open_orders(kraken)
     assert trailed.ordertype == "stop-loss" and trailed.price == Decimal("62008.0")  # no take-profit yet
 
     found = reconcile()
 
     assert found.trading_allowed, found.report()
-    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
-    assert sorted(o.ordertype for o in kraken.orders.values() if o.status == "open") == [
-        "stop-loss",
-        "take-profit",
-    ]
+    resting = {o.ordertype: o for o in open_orders(kraken)}
+    assert sorted(o.ordertype for o in open_orders(kraken)) == ["stop-loss", "take-profit"]
     assert resting["stop-loss"] is trailed and resting["take-profit"].price == old_take.price
     assert all(o.volume == kraken.balances["XXBT"] for o in resting.values())  # all the position holds
     assert reconcile().differences == []  # completed once
@@ -240,12 +241,12 @@ def test_a_watch_killed_after_placing_the_trailed_stop_leaves_the_position_prote
     assert position.size == kraken.balances["XXBT"]
     # the books learn the trailed level from this watch, which replaces the pair at the same price once
     assert position.stop_loss == Decimal("62007.92")
-    open_stops = [o for o in kraken.orders.values() if o.status == "open" and o.ordertype == "stop-loss"]
+    open_stops = [o for o in open_orders(kraken) if o.ordertype == "stop-loss"]
     assert [o.price for o in open_stops] == [Decimal("62008.0")]
-    assert len([o for o in kraken.orders.values() if o.status == "open"]) == 2
+    assert len(open_orders(kraken)) == 2
     kraken.set_price("XBTUSDT", "62000")  # the price turns: the trailed stop sells, once
     after = market_watch(at="2024-06-30T23:40Z")
-    assert after.portfolio.positions == [] and [o for o in kraken.orders.values() if o.status == "open"] == []
+    assert after.portfolio.positions == [] and open_orders(kraken) == []
     assert after.portfolio.balances["USDT"] == kraken.balances["USDT"]
     assert after.portfolio.balances.get("BTC", Decimal(0)) == kraken.balances.get("XXBT", Decimal(0))
 
@@ -260,16 +261,14 @@ def test_a_watch_killed_while_its_breaker_reduce_sells_leaves_nothing_resting_fo
     trading_cycle(at=BUYING_HOUR)
     (old_stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
     bought = kraken.balances["XXBT"]
-    placed_by_the_cycle = len(kraken.calls("AddOrder"))
     kraken.set_price("XBTUSDT", "61990")  # a little lower: above the stop, below the entry
-    kraken.script("AddOrder", Fault.accept_then_time_out(seconds=120))
-    env = cli_env(tmp_path, TRIPLEGAIN_RISK__WEEKLY_LOSS_PCT="0.0001")  # the fees alone trip it
-    killed_when(
-        [sys.executable, "-c", PROBE, "watch", "--at", "2024-06-30T20:30Z"],
-        env,
+    killed_at(  # at the reduce's sale; the fees alone trip the weekly-loss breaker at this limit
+        kraken,
         tmp_path,
-        lambda: len(kraken.calls("AddOrder")) == placed_by_the_cycle + 1,
-        timeout=240,
+        ["watch", "--at", "2024-06-30T20:30Z"],
+        "AddOrder",
+        1,
+        TRIPLEGAIN_RISK__WEEKLY_LOSS_PCT="0.0001",
     )
     assert [o.status for o in kraken.orders.values() if o.ordertype != "market"] == ["canceled"] * 2
     assert 0 < kraken.balances["XXBT"] < bought  # half sold on the exchange, not in the books
@@ -278,7 +277,7 @@ def test_a_watch_killed_while_its_breaker_reduce_sells_leaves_nothing_resting_fo
 
     assert not found.trading_allowed
     assert {"position_unheld", "protection_missing"} <= {d.kind for d in found.unexplained}
-    assert [o for o in kraken.orders.values() if o.status == "open"] == []  # no pair for what was sold
+    assert open_orders(kraken) == []  # no pair for what was sold
 
     after = reconcile(accept=True, reason="the 20:30 watch was killed reducing", by="ops")
 
@@ -286,7 +285,7 @@ def test_a_watch_killed_while_its_breaker_reduce_sells_leaves_nothing_resting_fo
     with unit_of_work(create_db_engine(project_db)) as session:
         (position,) = load_account(session, {}).positions
     assert position.size == kraken.balances["XXBT"]
-    resting = {o.ordertype: o for o in kraken.orders.values() if o.status == "open"}
+    resting = {o.ordertype: o for o in open_orders(kraken)}
     assert sorted(resting) == ["stop-loss", "take-profit"]
     assert all(o.volume == position.size for o in resting.values())
     assert resting["stop-loss"].price == old_stop.price  # at the position's levels
@@ -306,7 +305,7 @@ def test_a_trailed_stop_that_cannot_be_placed_closes_the_position_urgently(
 
     assert watched.portfolio.positions == []  # closed at market rather than left unguarded
     assert any(n.startswith("URGENT") for n in watched.notes), watched.notes
-    assert [o for o in kraken.orders.values() if o.status == "open"] == []
+    assert open_orders(kraken) == []
     assert watched.portfolio.balances.get("BTC", Decimal(0)) == kraken.balances["XXBT"] == 0
 
 
@@ -384,7 +383,7 @@ def test_a_market_watch_on_a_live_account_reconciles_and_takes_the_exchanges_exi
     (exit_,) = [e for o in report.symbols for e in o.exits]
     assert exit_.closed_positions[0].close_reason == "stop_loss"
     assert report.portfolio.balances["USDT"] == kraken.balances["USDT"]
-    assert not [o for o in kraken.orders.values() if o.status == "open"]  # the take-profit was cancelled
+    assert not open_orders(kraken)  # the take-profit was cancelled
 
 
 def test_a_market_watch_with_something_unexplained_changes_nothing(kraken: FakeKraken) -> None:
@@ -533,15 +532,8 @@ def test_a_cycle_process_killed_placing_the_entrys_stop_loses_nothing(
     """A real SIGKILL of `triplegain run` in its own process: the entry filled, the stop-loss was accepted
     by the exchange and its reply is held back; the process dies there, before the take-profit and before
     the run records anything."""
-    kraken.script("AddOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
-    env = cli_env(tmp_path)
-    output = killed_when(  # while the exchange holds back the reply to its stop-loss
-        [sys.executable, "-c", PROBE, "run", "--at", BUYING_HOUR],
-        env,
-        tmp_path,
-        lambda: len(kraken.calls("AddOrder")) == 2,
-        timeout=240,
-    )
+    # while the exchange holds back the reply to its stop-loss
+    output = killed_at(kraken, tmp_path, ["run", "--at", BUYING_HOUR], "AddOrder", 2)
     assert "another run holds the live account" not in output  # the turn was free: it never waited
     engine = create_db_engine(project_db)
     with take_account_turn(engine, 0):  # its killed holder let go of the account's turn at once
@@ -597,7 +589,7 @@ def test_protection_cancelled_by_hand_is_placed_again_on_the_operators_word(
     )
 
     assert after.exit_code == 0 and "trading allowed" in after.stdout, after.output
-    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    resting = open_orders(kraken)
     assert sorted(o.ordertype for o in resting) == ["stop-loss", "take-profit"]
     assert stop.status == "canceled" and all(o.volume == stop.volume for o in resting)  # a new pair
     assert {o.price for o in resting} == {stop.price, take.price}  # at the position's levels
@@ -632,7 +624,7 @@ def test_a_position_sold_by_hand_is_closed_on_the_operators_word_and_its_protect
     with unit_of_work(engine) as session:
         account = load_account(session, {})
     assert account.positions == [] and account.balances["USDT"] == kraken.balances["USDT"]
-    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    resting = open_orders(kraken)
     assert resting == []  # its stop-loss and take-profit cancelled: they would sell later positions' BTC
     with unit_of_work(engine) as session:
         (run_id,) = session.scalars(select(CycleRow.id).where(CycleRow.id.like("outside-%")))
@@ -661,7 +653,7 @@ def test_a_position_partly_sold_by_hand_is_reduced_and_what_is_left_stays_protec
     with unit_of_work(create_db_engine(project_db)) as session:
         (position,) = load_account(session, {}).positions
     assert position.size == left.quantize(Decimal("0.00000001"), ROUND_DOWN)  # on the lot grid
-    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    resting = open_orders(kraken)
     assert sorted(o.ordertype for o in resting) == ["stop-loss", "take-profit"]
     assert all(o.volume == position.size for o in resting) and old_stop.status == "canceled"
     assert f"reduced to {position.size}" in caplog.text and "in no position" not in caplog.text  # all kept
@@ -682,17 +674,9 @@ def test_an_accept_killed_while_it_resizes_the_protection_is_finished_by_accepti
     finishes it, with one pair resting for what is held."""
     trading_cycle(at=BUYING_HOUR)
     kraken.add_order("XBTUSDT", "sell", "market", "0.01")  # part of it, sold by hand
-    placed_before = len(kraken.calls("AddOrder"))
-    kraken.script("AddOrder", Fault.ok(), Fault.accept_then_time_out(seconds=120))
     accept = ["reconcile", "--accept", "--reason", "sold some myself", "--by", "ops"]
-    killed_when(
-        [sys.executable, "-c", PROBE, *accept],
-        cli_env(tmp_path),
-        tmp_path,
-        lambda: len(kraken.calls("AddOrder")) == placed_before + 2,
-        timeout=240,
-    )
-    assert len([o for o in kraken.orders.values() if o.status == "open"]) == 2  # the new pair, resting
+    killed_at(kraken, tmp_path, accept, "AddOrder", 2)  # at the smaller pair's take-profit
+    assert len(open_orders(kraken)) == 2  # the new pair, resting
 
     after = reconcile(accept=True, reason="sold some myself", by="ops")
 
@@ -700,7 +684,7 @@ def test_an_accept_killed_while_it_resizes_the_protection_is_finished_by_accepti
     with unit_of_work(create_db_engine(project_db)) as session:
         (position,) = load_account(session, {}).positions
     assert position.size == kraken.balances["XXBT"].quantize(Decimal("0.00000001"), ROUND_DOWN)
-    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    resting = open_orders(kraken)
     assert sorted(o.ordertype for o in resting) == ["stop-loss", "take-profit"]  # one pair, not two
     assert all(o.volume == position.size for o in resting)
     assert reconcile().differences == []
