@@ -7,7 +7,9 @@ the speed-up on the engine as of issue 13. Then where an hour goes: the indicato
 hour recomputes them over its own `lookback_candles` window, so that a backtest sees exactly what a live
 cycle would), of that the time inside TA-Lib (the floor this design cannot go below), and the rest of the
 cycle. Last, the peak memory (tracemalloc) of a quarter of the window against the whole: what grows with the
-length of history is the curve the result returns.
+length of history is the curve the result returns. Then backtests as optimisation trials run them
+(`reuse_analyses`: a worker keeps each hour's analysis for its next trials on the same data), each checked
+identical to the plain backtest of the same settings.
 Needs the shared data for a full year (the bundled sample holds three months; it is used when --days fits).
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from triplegain import indicators
 from triplegain.agents.evidence import gather_evidence
+from triplegain.analysis_memo import AnalysisMemo
 from triplegain.backtest import run_backtest
 from triplegain.indicators import TaSeries, compute_indicators
 from triplegain.market import ReplaySource
@@ -136,6 +139,44 @@ def peak_memory(data: Path, start: datetime, end: datetime, settings: Settings) 
         tracemalloc.stop()
 
 
+def trials_on_the_same_data(data: Path, start: datetime, end: datetime, plain_seconds: float) -> None:
+    """Backtests as an optimisation's trials run them (`reuse_analyses`, one process, one source): the
+    first, one whose settings change only what the analysis never reads, one that changes a section it
+    reads but not the indicators; each timed, checked identical to its plain backtest, and the memo's size."""
+    source = ReplaySource(data)
+    kinds = {
+        "the first trial (computes and keeps every analysis)": {},
+        "portfolio.drift_threshold_pct 7.5 (whole analyses reused)": {
+            "portfolio": {"drift_threshold_pct": 7.5}
+        },
+        "risk.derisk_from_pct 8 (market reads and indicators reused)": {"risk": {"derisk_from_pct": 8}},
+    }
+    print("  trials on the same data (reuse_analyses, as each optimize worker runs them):")
+    for label, overrides in kinds.items():
+        settings = load_settings(market={"data_dir": str(data)}, **overrides)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        began = time.perf_counter()
+        reused = run_backtest(source, start, end, settings, reuse_analyses=True)
+        seconds = time.perf_counter() - began
+        kept = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        plain = run_backtest(ReplaySource(data), start, end, settings)
+        memo = AnalysisMemo(source, settings)
+        print(
+            f"    {label}: {seconds:.1f} s traced, identical to the plain backtest: "
+            f"{reused.model_dump() == plain.model_dump()}; {memo.hits:,} lookups found, {memo.misses:,} "
+            f"computed so far; {kept / 1e6:+.0f} MB held after it"
+        )
+        began = time.perf_counter()
+        run_backtest(source, start, end, settings, reuse_analyses=True)
+        again = time.perf_counter() - began
+        print(
+            f"      the same trial again, untraced: {again:.1f} s, {reused.hours / again:,.0f} hours/s, "
+            f"{plain_seconds / again:.2f}x a plain backtest"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -145,6 +186,7 @@ def main() -> None:
         "--reference", default=REFERENCE, help="git revision to time the same run on ('' to skip)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the two traced-memory runs")
+    parser.add_argument("--no-trials", action="store_true", help="skip the trials reusing analyses")
     args = parser.parse_args()
     settings = load_settings(market={"data_dir": str(args.data)})
     source = ReplaySource(args.data)
@@ -183,6 +225,8 @@ def main() -> None:
         f"  the rest of the cycle (snapshot, reports, regime, decision, bus, coordinator, risk, portfolio "
         f"check): {rest * 1000:.2f} ms per hour, so at most {1 / rest:,.0f} hours/s with free indicators"
     )
+    if not args.no_trials:
+        trials_on_the_same_data(args.data, start, end, median)
     if not args.no_memory:
         quarter, quarter_hours = peak_memory(args.data, end - (end - start) / 4, end, settings)
         whole, whole_hours = peak_memory(args.data, start, end, settings)

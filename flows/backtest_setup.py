@@ -38,10 +38,19 @@ class BacktestSetup:
     end: datetime
     replay: LLMReplay | None = None
 
-    def run(self, rebalancing: bool = True, progress: Progress | None = None) -> BacktestResult:
-        """Run the backtest this setup describes."""
+    def run(
+        self, rebalancing: bool = True, progress: Progress | None = None, reuse_analyses: bool = False
+    ) -> BacktestResult:
+        """Run the backtest this setup describes (`reuse_analyses`: see `run_backtest`)."""
         return run_backtest(
-            self.source, self.start, self.end, self.settings, rebalancing, progress, self.replay
+            self.source,
+            self.start,
+            self.end,
+            self.settings,
+            rebalancing,
+            progress,
+            self.replay,
+            reuse_analyses,
         )
 
 

@@ -83,9 +83,10 @@ def trial_backtest(
     symbols: list[str] | None,
     data_dir: str | None,
 ) -> Metrics:
-    """One backtest with `params` (dotted settings keys) laid over the configuration."""
+    """One backtest with `params` (dotted settings keys) laid over the configuration; the worker keeps its
+    hours' analyses for the next trials on the same data (`triplegain.analysis_memo`)."""
     setup = prepare_backtest(start, end, symbols, data_dir, config_file, overrides=nested(params))
-    return setup.run().metrics
+    return setup.run(reuse_analyses=True).metrics
 
 
 def _run_name(parameters: dict[str, Any]) -> str:

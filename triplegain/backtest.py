@@ -27,6 +27,7 @@ from triplegain.agents.llm_analysis import regime_with_model, technical_with_mod
 from triplegain.agents.llm_decision import decide_with_models
 from triplegain.agents.sentiment import assess_sentiment
 from triplegain.aio import run_sync, shared_loop
+from triplegain.analysis_memo import AnalysisMemo
 from triplegain.backtest_metrics import Metrics, baselines, close_at, hourly_closes, measure
 from triplegain.breaker_actions import manual_drawdown_reset
 from triplegain.cycle import (
@@ -217,18 +218,23 @@ def run_backtest(
     rebalancing: bool = True,
     progress: Progress | None = None,
     replay: LLMReplay | None = None,
+    reuse_analyses: bool = False,
 ) -> BacktestResult:
     """Simulate every hour from `start` to `end` (inclusive, UTC) and measure it against the baselines.
 
     With `replay`, the models vote with their recorded answers; a decision with no recorded answer falls
-    to the offline model. `decisions` in the result counts who decided.
+    to the offline model. `decisions` in the result counts who decided. With `reuse_analyses`, the hours'
+    analyses are kept for, and taken from, every other such backtest on `source` in this process
+    (`triplegain.analysis_memo`): the same result, faster when settings vary outside the analysis, as an
+    optimisation's trials do.
     """
     start, end = normalize_at(start), normalize_at(end)
     if end <= start:
         raise ValueError(f"the backtest ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     hours = int((end - start) / timedelta(hours=1)) + 1
     caller = ReplayCaller(replay.recordings) if replay else None
-    steps = PlainSteps(source, settings)
+    memo = AnalysisMemo(source, settings) if reuse_analyses else None
+    steps = PlainSteps(source, settings, memo=memo)
     if replay is not None and caller is not None:
         steps = PlainSteps(
             source,
@@ -236,6 +242,7 @@ def run_backtest(
             _replaying_decider(replay, caller, settings) if replay.models else None,
             _replaying_resolver(replay, caller, settings),
             _replaying_analysts(replay, caller, settings),
+            memo=memo,
         )
     sim = _Simulation(fresh_account(settings))
     news = (

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from triplegain.agents.decision import aggregate_votes, offline_vote
 from triplegain.agents.regime import assess_regime
@@ -44,6 +44,9 @@ from triplegain.models.trading import Portfolio, Position
 from triplegain.rebalance import RebalanceTrade
 from triplegain.resolution import FALLBACK_BY, conservative, triage
 from triplegain.settings import Settings
+
+if TYPE_CHECKING:  # the memo reads markets with `read_market`, from this module
+    from triplegain.analysis_memo import AnalysisMemo
 
 
 def cycle_id_for(at: datetime) -> str:
@@ -77,6 +80,18 @@ def technical_step(snapshot: MarketSnapshot, settings: Settings) -> TechnicalRep
     series = TaSeries(snapshot.candles)
     indicators = compute_indicators(snapshot.candles, settings.indicators, series)
     return analyze_technicals(snapshot, indicators, settings.technical, settings.indicators, series)
+
+
+def read_market(
+    source: MarketDataSource, symbol: str, at: datetime, settings: Settings
+) -> tuple[MarketSnapshot, TechnicalReport]:
+    """The snapshot of `symbol` at `at` and its offline technical report; MarketDataError when the data is
+    too short or too old."""
+    snapshot = build_snapshot(source, symbol, at, settings.market)
+    return snapshot, technical_step(snapshot, settings)
+
+
+MarketReader = Callable[[MarketDataSource, str, datetime, Settings], tuple[MarketSnapshot, TechnicalReport]]
 
 
 def regime_step(
@@ -132,21 +147,22 @@ def analyze_symbol(
     decider: Decider | None = None,
     analysts: Analysts | None = None,
     sentiment: SentimentReport | None = None,
+    market: MarketReader = read_market,
 ) -> SymbolAnalysis:
     """Snapshot, technical analysis, regime, the registered agents and the decision for one symbol; a data
     problem skips it.
 
     `decider` replaces the offline decision and `analysts` the offline technical analysis and regime (a
     backtest replaying recorded model answers passes them); `sentiment` is what the decider is shown (the
-    still-valid report, as a flow's voters see it).
+    still-valid report, as a flow's voters see it); `market` reads the snapshot and the offline technical
+    report (`read_market`; a backtest's `AnalysisMemo` reuses earlier reads).
     """
     try:
-        snapshot = build_snapshot(source, symbol, at, settings.market)
+        snapshot, technical = market(source, symbol, at, settings)
     except MarketDataError as e:
         return SymbolAnalysis(
             symbol=symbol, error=str(e), data_unavailable=isinstance(e, MarketDataUnavailable)
         )
-    technical = technical_step(snapshot, settings)
     if analysts is not None and analysts.technical is not None:
         technical = analysts.technical(snapshot, technical)
     regime = regime_step(snapshot, technical, previous, settings)
@@ -376,7 +392,8 @@ class PlainSteps:
     `decider` replaces the offline decision, `resolver` resolves conflicts and `analysts` replace the
     offline technical analysis and regime (a backtest replaying recorded model answers passes them); their
     model use is not persisted, so it reports none. `broker` makes the broker a pass trades on from the
-    account (an exchange broker on a live account); the paper broker when None.
+    account (an exchange broker on a live account); the paper broker when None. `memo` reuses the analyses
+    of earlier backtests on the same source (`triplegain.analysis_memo`).
     """
 
     source: MarketDataSource
@@ -386,22 +403,34 @@ class PlainSteps:
     analysts: Analysts | None = None
     broker: Callable[[AccountState], Broker] | None = None  # the paper broker when None
 
+    memo: AnalysisMemo | None = None
+
     def analyze(self, plan: CyclePlan) -> tuple[list[SymbolAnalysis], LLMRunResult]:
         """Each symbol in configured order."""
-        analyses = [
-            analyze_symbol(
+        analyses = [self._analyze(plan, s) for s in self.settings.market.symbols]
+        return with_sentiment(analyses, plan.sentiments), LLMRunResult(breakers=plan.account.llm_breakers)
+
+    def _analyze(self, plan: CyclePlan, symbol: str) -> SymbolAnalysis:
+        """One symbol; with a memo, the market read reused, and the whole analysis when no model takes part
+        (the sentiment is shown only to a decider)."""
+        previous, memo = plan.account.regimes.get(symbol), self.memo
+
+        def analyze() -> SymbolAnalysis:
+            return analyze_symbol(
                 self.source,
-                s,
+                symbol,
                 plan.at,
-                plan.account.regimes.get(s),
+                previous,
                 self.settings,
                 self.decider,
                 self.analysts,
-                plan.sentiments.get(s),
+                plan.sentiments.get(symbol),
+                read_market if memo is None else memo.reader,
             )
-            for s in self.settings.market.symbols
-        ]
-        return with_sentiment(analyses, plan.sentiments), LLMRunResult(breakers=plan.account.llm_breakers)
+
+        if memo is None or self.decider is not None or self.analysts is not None:
+            return analyze()
+        return memo.analysis(symbol, plan.at, previous, analyze)
 
     def resolve(
         self, conflicts: list[Conflict], analyses: list[SymbolAnalysis], llm: LLMRunResult

@@ -1,4 +1,5 @@
-"""Settings of backtests: what the simulated operator does after the max-drawdown breaker halts trading."""
+"""Settings of backtests: what the simulated operator does after the max-drawdown breaker halts trading, and
+how many analyses a process keeps for the next backtest on the same data."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ class BacktestSettings(BaseModel):
         description="'never' (the account stays halted, as live until someone resets it), or a number of "
         "hours (e.g. '168h' or 168) after which the breaker is reset with the peak restarted at the "
         "equity then, and the coordinator resumed",
+    )
+
+    memo_entries: int = Field(
+        40_000,
+        ge=1,
+        description="At most this many analyses and market reads kept per data source across the "
+        "backtests of one process (each optimize worker), least recently used dropped first "
+        "(`triplegain.analysis_memo`): a year of 2 symbols is 17,520 of each",
     )
 
     @field_validator("resume_after_halt", mode="before")
