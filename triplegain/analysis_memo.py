@@ -20,6 +20,7 @@ settings fingerprint, are bounded (`backtest.memo_entries`, least recently used 
 from __future__ import annotations
 
 import json
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -42,26 +43,33 @@ MarketRead = tuple[MarketSnapshot, TechnicalReport] | MarketDataError
 
 @dataclass
 class _Entries:
-    """One source's kept results, least recently used first, and how often a lookup found one."""
+    """One source's kept results, least recently used first, and how often a lookup found one. Backtests
+    in threads share it: the lock guards the bookkeeping only, never a computation (two threads missing
+    the same key both compute it, and get the same result)."""
 
     limit: int
     kept: OrderedDict[Hashable, object] = field(default_factory=OrderedDict)
     hits: int = 0
     misses: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key: Hashable, compute: Callable[[], object]) -> object:
-        if key in self.kept:
-            self.hits += 1
-            self.kept.move_to_end(key)
-            return self.kept[key]
-        self.misses += 1
-        value = self.kept[key] = compute()
-        while len(self.kept) > self.limit:
-            self.kept.popitem(last=False)
+        with self.lock:
+            if key in self.kept:
+                self.hits += 1
+                self.kept.move_to_end(key)
+                return self.kept[key]
+            self.misses += 1
+        value = compute()
+        with self.lock:
+            self.kept[key] = value
+            while len(self.kept) > self.limit:
+                self.kept.popitem(last=False)
         return value
 
 
 _by_source: weakref.WeakKeyDictionary[MarketDataSource, _Entries] = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()
 
 
 def fingerprint(settings: Settings, sections: tuple[str, ...] | None) -> str:
@@ -78,10 +86,11 @@ class AnalysisMemo:
 
     def __init__(self, source: MarketDataSource, settings: Settings) -> None:
         limit = settings.backtest.memo_entries
-        entries = _by_source.get(source)
-        if entries is None:
-            entries = _by_source[source] = _Entries(limit)
-        entries.limit = limit
+        with _registry_lock:
+            entries = _by_source.get(source)
+            if entries is None:
+                entries = _by_source[source] = _Entries(limit)
+            entries.limit = limit
         self.source, self.settings, self._entries = source, settings, entries
         self._market = fingerprint(settings, MARKET_SECTIONS)
         # A registered agent is handed the whole settings: with one, any setting may change the analysis.

@@ -159,3 +159,20 @@ def test_zero_workers_from_python_is_refused_not_taken_for_every_core() -> None:
 
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
         dask_runner(workers=0)
+
+
+def test_a_trial_reuses_its_workers_analyses_and_scores_as_a_plain_backtest() -> None:
+    from flows.backtest_setup import prepare_backtest
+    from flows.optimize import trial_backtest
+    from triplegain.analysis_memo import AnalysisMemo
+
+    start, end = "2024-06-10T00:00Z", "2024-06-12T23:00Z"
+    first = trial_backtest.fn({"portfolio.drift_threshold_pct": 5.0}, start, end, None, None, None)
+    other = {"portfolio.drift_threshold_pct": 15.0}
+
+    again = trial_backtest.fn(other, start, end, None, None, None)
+
+    setup = prepare_backtest(start, end, overrides={"portfolio": {"drift_threshold_pct": 15.0}})
+    memo = AnalysisMemo(setup.source, setup.settings)
+    assert memo.hits >= 2 * 72  # the second trial found every hour's analysis of the first
+    assert again == setup.run().metrics and first != again

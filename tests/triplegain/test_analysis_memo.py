@@ -1,5 +1,6 @@
 """Analyses kept across backtests: the same results to the bit, reused only where the inputs are the same."""
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,6 +69,24 @@ def test_a_changed_indicator_setting_computes_everything_afresh() -> None:
 
     assert memo_counts(source, moved) == (0, 4 * SYMBOL_HOURS)
     assert same(result, run_backtest(ReplaySource(), START, END, moved))
+
+
+def test_backtests_in_threads_share_the_kept_analyses_safely() -> None:
+    source = ReplaySource()
+    variants = [
+        load_settings(portfolio={"drift_threshold_pct": p}, backtest={"memo_entries": 150})
+        for p in (5, 10, 15, 20)
+    ]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # a small bound: lookups, insertions and evictions race
+        shared = list(
+            pool.map(lambda s: run_backtest(source, START, END, s, reuse_analyses=True), variants * 2)
+        )
+
+    plain = [run_backtest(ReplaySource(), START, END, s) for s in variants]
+    assert all(same(got, want) for got, want in zip(shared, plain * 2, strict=True))
+    memo = AnalysisMemo(source, variants[0])
+    assert memo.hits + memo.misses >= 8 * SYMBOL_HOURS and len(memo._entries.kept) <= 150
 
 
 class ReadsRecorded:
