@@ -139,10 +139,13 @@ def peak_memory(data: Path, start: datetime, end: datetime, settings: Settings) 
         tracemalloc.stop()
 
 
-def trials_on_the_same_data(data: Path, start: datetime, end: datetime, plain_seconds: float) -> None:
+def trials_on_the_same_data(
+    data: Path, start: datetime, end: datetime, plain_seconds: float, memory: bool
+) -> None:
     """Backtests as an optimisation's trials run them (`reuse_analyses`, one process, one source): the
     first, one whose settings change only what the analysis never reads, one that changes a section it
-    reads but not the indicators; each timed, checked identical to its plain backtest, and the memo's size."""
+    reads but not the indicators; each timed, checked identical to its plain backtest. Then what the kept
+    analyses of one trial weigh (traced, on a fresh source)."""
     source = ReplaySource(data)
     kinds = {
         "the first trial (computes and keeps every analysis)": {},
@@ -154,26 +157,32 @@ def trials_on_the_same_data(data: Path, start: datetime, end: datetime, plain_se
     print("  trials on the same data (reuse_analyses, as each optimize worker runs them):")
     for label, overrides in kinds.items():
         settings = load_settings(market={"data_dir": str(data)}, **overrides)
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
+        memo = AnalysisMemo(source, settings)
+        hits, misses = memo.hits, memo.misses
         began = time.perf_counter()
         reused = run_backtest(source, start, end, settings, reuse_analyses=True)
         seconds = time.perf_counter() - began
-        kept = tracemalloc.get_traced_memory()[0] - before
-        tracemalloc.stop()
         plain = run_backtest(ReplaySource(data), start, end, settings)
-        memo = AnalysisMemo(source, settings)
         print(
-            f"    {label}: {seconds:.1f} s traced, identical to the plain backtest: "
-            f"{reused.model_dump() == plain.model_dump()}; {memo.hits:,} lookups found, {memo.misses:,} "
-            f"computed so far; {kept / 1e6:+.0f} MB held after it"
+            f"    {label}: {seconds:.1f} s, {reused.hours / seconds:,.0f} hours/s, "
+            f"{plain_seconds / seconds:.2f}x a plain backtest; {memo.hits - hits:,} lookups found, "
+            f"{memo.misses - misses:,} computed; identical to its plain backtest: "
+            f"{reused.model_dump() == plain.model_dump()}"
         )
-        began = time.perf_counter()
-        run_backtest(source, start, end, settings, reuse_analyses=True)
-        again = time.perf_counter() - began
+    if memory:
+        settings = load_settings(market={"data_dir": str(data)})
+        fresh = ReplaySource(data)
+        for symbol in settings.market.symbols:
+            fresh.series(symbol)
+        tracemalloc.start()
+        result = run_backtest(fresh, start, end, settings, reuse_analyses=True)
+        kept = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        entries = len(AnalysisMemo(fresh, settings)._entries.kept)
+        del result
         print(
-            f"      the same trial again, untraced: {again:.1f} s, {reused.hours / again:,.0f} hours/s, "
-            f"{plain_seconds / again:.2f}x a plain backtest"
+            f"    held after the first trial (its result included): {kept / 1e6:.0f} MB for "
+            f"{entries:,} entries ({kept / entries:,.0f} bytes each, market reads and analyses)"
         )
 
 
@@ -226,7 +235,7 @@ def main() -> None:
         f"check): {rest * 1000:.2f} ms per hour, so at most {1 / rest:,.0f} hours/s with free indicators"
     )
     if not args.no_trials:
-        trials_on_the_same_data(args.data, start, end, median)
+        trials_on_the_same_data(args.data, start, end, median, not args.no_memory)
     if not args.no_memory:
         quarter, quarter_hours = peak_memory(args.data, end - (end - start) / 4, end, settings)
         whole, whole_hours = peak_memory(args.data, start, end, settings)
