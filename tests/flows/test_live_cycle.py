@@ -35,7 +35,7 @@ from triplegain.storage import create_db_engine, unit_of_work
 from triplegain.storage.accounts import load_account
 from triplegain.storage.cycles import load_report
 from triplegain.storage.live_orders import SqlOrderJournal, modes_held
-from triplegain.storage.tables import CycleRow
+from triplegain.storage.tables import CycleRow, PositionRow
 from triplegain.storage.turns import take_account_turn
 
 BUYING_HOUR = "2024-06-30T20:00Z"
@@ -251,13 +251,13 @@ def test_a_watch_killed_after_placing_the_trailed_stop_leaves_the_position_prote
     assert after.portfolio.balances.get("BTC", Decimal(0)) == kraken.balances.get("XXBT", Decimal(0))
 
 
-def test_a_watch_killed_while_its_breaker_reduce_sells_leaves_nothing_resting_for_what_was_sold(
+def test_a_watch_killed_while_its_breaker_reduce_sells_is_recorded_at_the_sales_fill_and_the_rest_protected(
     kraken: FakeKraken, project_db: str, tmp_path: Path
 ) -> None:
     """A real SIGKILL of `triplegain watch` while the weekly-loss breaker's reduce sells half the position
-    (the pair cancelled, the sale's reply held back). The next reconciliation finds the account holding
-    less than the books and places no pair for the whole position (it would sell what was sold); the
-    operator's `--accept` sizes the position to what is held and protects that, once."""
+    (the pair cancelled, the sale's reply held back). The next reconciliation builds the sale from its
+    plan: trading stops until the operator's word records it, at its real fill, and what is left is
+    protected at once, at the position's levels; nothing rests for what was sold."""
     trading_cycle(at=BUYING_HOUR)
     (old_stop,) = [o for o in kraken.orders.values() if o.ordertype == "stop-loss"]
     bought = kraken.balances["XXBT"]
@@ -271,25 +271,68 @@ def test_a_watch_killed_while_its_breaker_reduce_sells_leaves_nothing_resting_fo
         TRIPLEGAIN_RISK__WEEKLY_LOSS_PCT="0.0001",
     )
     assert [o.status for o in kraken.orders.values() if o.ordertype != "market"] == ["canceled"] * 2
-    assert 0 < kraken.balances["XXBT"] < bought  # half sold on the exchange, not in the books
+    held = kraken.balances["XXBT"]
+    assert 0 < held < bought  # half sold on the exchange, not in the books
 
     found = reconcile()
 
     assert not found.trading_allowed
-    assert {"position_unheld", "protection_missing"} <= {d.kind for d in found.unexplained}
-    assert open_orders(kraken) == []  # no pair for what was sold
+    assert [d.kind for d in found.unexplained] == ["unrecorded_execution"]
+    assert "which reduced position" in found.unexplained[0].detail
+    resting = {o.ordertype: o for o in open_orders(kraken)}
+    assert sorted(resting) == ["stop-loss", "take-profit"]  # for what is held, not for what was sold
+    assert all(o.volume == held for o in resting.values()) and resting["stop-loss"].price == old_stop.price
 
     after = reconcile(accept=True, reason="the 20:30 watch was killed reducing", by="ops")
 
     assert after.trading_allowed, after.report()
-    with unit_of_work(create_db_engine(project_db)) as session:
+    engine = create_db_engine(project_db)
+    with unit_of_work(engine) as session:
         (position,) = load_account(session, {}).positions
-    assert position.size == kraken.balances["XXBT"]
-    resting = {o.ordertype: o for o in open_orders(kraken)}
-    assert sorted(resting) == ["stop-loss", "take-profit"]
-    assert all(o.volume == position.size for o in resting.values())
-    assert resting["stop-loss"].price == old_stop.price  # at the position's levels
+        (sold,) = session.scalars(select(PositionRow).where(PositionRow.status == "closed")).all()
+    assert position.size == held
+    (sale,) = [o for o in SqlOrderJournal(engine).orders() if o.intent.purpose == "reduce"]
+    assert sold.size == bought - held and sold.exit_price == sale.average_price  # its fill, not a guess
+    assert sold.close_reason == "circuit_breaker"
     assert reconcile().differences == []  # whole now
+
+
+def test_a_cycle_killed_before_its_entrys_reply_came_is_recorded_at_its_fill_and_never_bought_twice(
+    kraken: FakeKraken, project_db: str, tmp_path: Path
+) -> None:
+    """A real SIGKILL of `triplegain run` while the exchange holds back its reply to the entry's market buy
+    (filled there, never read). Without the entry's plan the next cycle saw a status change only and
+    bought again, the first purchase unrecorded and unprotected. Now the next run stops before any order,
+    protects what was bought, and the operator's word records the position at its real fill."""
+    killed_at(kraken, tmp_path, ["run", "--at", BUYING_HOUR], "AddOrder", 1)
+    (entry,) = kraken.orders.values()
+    assert entry.ordertype == "market" and entry.status == "closed"  # filled, its reply never read
+
+    later = trading_cycle(at="2024-06-30T21:00Z")
+
+    assert later.status is CycleStatus.SKIPPED and "unrecorded_execution" in later.notes[0]
+    assert [o.ordertype for o in kraken.orders.values()].count("market") == 1  # not bought twice
+    resting = {o.ordertype: o for o in open_orders(kraken)}
+    assert sorted(resting) == ["stop-loss", "take-profit"]  # placed for what was bought, before accepting
+    assert all(o.volume == entry.volume for o in resting.values())
+
+    after = reconcile(accept=True, reason="the 20:00 run was killed buying", by="ops")
+
+    assert after.trading_allowed, after.report()
+    engine = create_db_engine(project_db)
+    with unit_of_work(engine) as session:
+        account = load_account(session, {})
+    (position,) = account.positions
+    assert position.size == entry.volume == kraken.balances["XXBT"]
+    (bought,) = [o for o in SqlOrderJournal(engine).orders() if o.intent.type == "market"]
+    assert position.entry_price == bought.average_price  # the exchange's fill, as a clean run records it
+    assert abs(position.entry_price - entry.cost / entry.vol_exec) < Decimal("0.000001")
+    assert position.cycle_id == "cycle-20240630T2000Z" and position.stop_loss is not None
+    assert abs(resting["stop-loss"].price - position.stop_loss) < Decimal("0.1")  # its level, to the tick
+    assert account.balances["USDT"] == kraken.balances["USDT"]
+    assert reconcile().differences == []  # whole now
+    assert trading_cycle(at="2024-06-30T22:00Z").status is CycleStatus.COMPLETED
+    assert SqlOrderJournal(engine).unrecorded_executions() == []
 
 
 def test_a_trailed_stop_that_cannot_be_placed_closes_the_position_urgently(

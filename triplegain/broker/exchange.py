@@ -26,19 +26,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from triplegain.broker.live import FILLED, JournalledExecution, LiveBroker, OrderIntent, fill_from
+from triplegain.broker.live import FILLED, JournalledExecution, LiveBroker, OrderIntent
 from triplegain.broker.orders import (
     closed_position,
     holding_problem,
     moved_by_fill,
-    opened_position,
     part_to_sell,
     rejected,
     sell_order,
-    split_position,
     spot_order,
     trade_problem,
 )
+from triplegain.broker.plans import OrderPlan, plan
 from triplegain.broker.protection import Protection, ProtectionDesk, ProtectionFailed, ProtectionOutcome
 from triplegain.models.cycle import Execution
 from triplegain.models.enums import Intent, OrderStatus, Side
@@ -95,12 +94,13 @@ class ExchangeBroker:
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        done, fill, cost = self._at_market(order, "open", at)
+        buying = plan("open", order, at, proposal=proposal)
+        done, fill, cost = self._at_market(buying)
         if fill is None:
             return self._remember(Execution(order=done))
-        position = opened_position(proposal, order_id, fill, cycle_id, at)
-        execution = self._remember(Execution(order=done, fill=fill, opened_position=position), cost)
-        self._protect(position, cycle_id, price, at)
+        execution = self._remember(buying.executed(done, fill), cost)
+        assert execution.opened_position is not None
+        self._protect(execution.opened_position, cycle_id, price, at)
         return execution
 
     def close(
@@ -124,11 +124,9 @@ class ExchangeBroker:
         problem = holding_problem(self._balances, split_symbol(symbol)[0], size)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        done, fill, cost = self._at_market(order, "close", at)
-        if fill is None:
-            return self._remember(Execution(order=done))
-        closed = [closed_position(p, fill, size, at, reason) for p in positions]
-        return self._remember(Execution(order=done, fill=fill, closed_positions=closed), cost)
+        selling = plan("close", order, at, positions=list(positions), reason=reason)
+        done, fill, cost = self._at_market(selling)
+        return self._remember(selling.executed(done, fill), cost)
 
     def rebalance(
         self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
@@ -153,7 +151,7 @@ class ExchangeBroker:
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        done, fill, cost = self._at_market(order, "rebalance", at)
+        done, fill, cost = self._at_market(plan("rebalance", order, at))
         return self._remember(Execution(order=done, fill=fill), cost)
 
     def reduce(
@@ -177,17 +175,15 @@ class ExchangeBroker:
         if protection is not None:  # cancelled first, resized to what is left after the sale
             self.protection.release(protection)
         order = sell_order(position, sold, order_id, cycle_id, price, at, status=OrderStatus.PENDING)
-        done, fill, cost = self._at_market(order, "reduce", at)
+        selling = plan("reduce", order, at, positions=[position], reason=reason)
+        done, fill, cost = self._at_market(selling)
         if fill is None:
             if protection is not None:
                 self._protect(position, cycle_id, price, at, protection.generation + 1)
             return self._remember(Execution(order=done))
-        closed, rest = split_position(position, fill.size, order_id, fill, at, reason)
-        execution = self._remember(
-            Execution(order=done, fill=fill, closed_positions=[closed], reduced_positions=[rest]), cost
-        )
+        execution = self._remember(selling.executed(done, fill), cost)
         if protection is not None:
-            self._protect(rest, cycle_id, price, at, protection.generation + 1)
+            self._protect(execution.reduced_positions[0], cycle_id, price, at, protection.generation + 1)
         return execution
 
     def exchange_exits(self, positions: Sequence[Position], at: datetime) -> list[Execution]:
@@ -249,10 +245,12 @@ class ExchangeBroker:
         return self._journal(Execution(order=order, fill=fill, closed_positions=[closed]), done.cost)
 
     # --- underneath -------------------------------------------------------------------------------------
-    def _at_market(self, order: Order, purpose: str, at: datetime) -> tuple[Order, Fill | None, Decimal]:
-        """The order at market through the live broker, what did not fill of it cancelled: the order with
-        its outcome (filled for what filled; why not, when nothing did), the fill and the exchange's cost
-        of it, the balances moved."""
+    def _at_market(self, planned: OrderPlan) -> tuple[Order, Fill | None, Decimal]:
+        """The planned order at market through the live broker, its plan journalled first (a run killed
+        before the reply leaves reconciliation what the fill means), what did not fill of it cancelled: the
+        order with its outcome (filled for what filled; why not, when nothing did), the fill and the
+        exchange's cost of it, the balances moved."""
+        order = planned.order
         intent = OrderIntent(
             client_id=exchange_client_id(order.client_order_id),
             cycle_id=order.cycle_id,
@@ -260,17 +258,17 @@ class ExchangeBroker:
             side=order.side,
             type="market",
             amount=order.size,
-            purpose=purpose,
+            purpose=planned.purpose,
         )
+        self.live.journal.save_plan(intent.client_id, planned)
         state = self.live.submit(intent)
         if state.status is OrderStatus.PARTIALLY_FILLED or state.status is OrderStatus.OPEN:
             state = self.live.cancel(state)
-        if state.filled <= 0:
-            reason = state.note or f"the exchange left it {state.status} with nothing filled"
-            return order.model_copy(update={"status": state.status, "reason": reason}), None, Decimal(0)
-        fill = fill_from(state, order.client_order_id, order.reference_price, at)
+        done, fill = planned.outcome(state)
+        if fill is None:
+            return done, None, Decimal(0)
         self._move(fill, state.cost)
-        return order.model_copy(update={"status": OrderStatus.FILLED, "size": fill.size}), fill, state.cost
+        return done, fill, state.cost
 
     def _move(self, fill: Fill, cost: Decimal) -> None:
         self._balances = moved_by_fill(self._balances, fill, cost)

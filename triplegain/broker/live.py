@@ -31,13 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import ccxt
 
 from triplegain.models.cycle import Execution
 from triplegain.models.enums import OrderStatus, Side
 from triplegain.models.trading import Fill, split_symbol
+
+if TYPE_CHECKING:  # plans build on this module's order states
+    from triplegain.broker.plans import OrderPlan
 
 FILLED = (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED)  # something traded
 TERMINAL = frozenset(
@@ -140,6 +143,15 @@ class OrderJournal(Protocol):
         killed before its commit leaves it for reconciliation to find)."""
         ...
 
+    def save_plan(self, client_id: str, planned: OrderPlan) -> None:
+        """Store what the market order `client_id` is for, before it is sent (the first plan stays: the
+        same client id is the same order); durable when it returns."""
+        ...
+
+    def plan(self, client_id: str) -> OrderPlan | None:
+        """What the market order `client_id` was for, if its plan was journalled."""
+        ...
+
 
 class MemoryJournal:
     """An in-memory journal: tests and the contract suite."""
@@ -148,6 +160,7 @@ class MemoryJournal:
         self.states: dict[str, OrderState] = {}
         self.log: list[StatusChange] = []
         self.executions: dict[str, JournalledExecution] = {}  # by the desk's order id
+        self.plans: dict[str, OrderPlan] = {}  # by the exchange client id
 
     def get(self, client_id: str) -> OrderState | None:
         return self.states.get(client_id)
@@ -157,7 +170,13 @@ class MemoryJournal:
         self.log.append(StatusChange(state.intent.client_id, datetime.now(UTC), state.status, note))
 
     def save_execution(self, done: JournalledExecution) -> None:
-        self.executions[done.execution.order.client_order_id] = done
+        self.executions.setdefault(done.execution.order.client_order_id, done)
+
+    def save_plan(self, client_id: str, planned: OrderPlan) -> None:
+        self.plans.setdefault(client_id, planned)
+
+    def plan(self, client_id: str) -> OrderPlan | None:
+        return self.plans.get(client_id)
 
 
 class OrderUnresolved(RuntimeError):

@@ -1,6 +1,10 @@
 """Reconciliation before any trade: the database's view of the live account against the exchange's (run
 by every live cycle, market watch and DCA batch first, and by `triplegain reconcile`).
 
+First (`recover_unread`), every market order of ours whose run died before the exchange's reply came and
+that filled: its execution, built from the plan journalled before it was sent (`broker.plans`), is
+journalled as its run would have journalled it, so that what follows finds it as in 5.
+
 What is compared, in this order:
 
 1. every order the journal has not settled (pending, open, partially filled): asked for by its exchange id,
@@ -165,6 +169,33 @@ def reconcile(
     return Reconciliation(differences, updated, adopted, exchange_balances)
 
 
+def recover_unread(
+    broker: LiveBroker, journal: OrderJournal, unsettled: Iterable[OrderState]
+) -> list[JournalledExecution]:
+    """Market orders of ours whose run died before the exchange's reply came: each the exchange shows done
+    with something filled, and whose plan the journal holds (`broker.plans`), is journalled as the
+    execution its run would have journalled, built from its plan by the same code, at its real fill. The
+    reconciliation that follows finds it unrecorded (trading stops) and counts its fill in the balances;
+    the operator's word records it, with the position it opened, closed or reduced. Nothing is sent; an
+    order the exchange does not answer for is left to the reconciliation, which says so."""
+    recovered = []
+    for order in unsettled:
+        planned = journal.plan(order.intent.client_id) if order.intent.type == "market" else None
+        if planned is None:
+            continue
+        try:
+            now = broker.refresh(order) if order.exchange_id else broker.lookup(order)
+        except (OrderUnresolved, ccxt.BaseError):
+            continue
+        if not now.done or now.filled <= 0:
+            continue
+        done, fill = planned.outcome(now)
+        journalled = JournalledExecution(planned.order.cycle_id, planned.executed(done, fill), now.cost)
+        journal.save_execution(journalled)
+        recovered.append(journalled)
+    return recovered
+
+
 def _orders_now(
     broker: LiveBroker, unsettled: Iterable[OrderState], differences: list[Difference]
 ) -> list[tuple[OrderState, OrderState]]:
@@ -182,13 +213,22 @@ def _orders_now(
             continue
         if now != order:
             changes.append((order, now))
+            # a market order is settled by the run that sends it: one that filled here was never read by
+            # its run, and without its plan (`recover_unread`) nothing says what it bought or sold for
+            unread = order.intent.type == "market" and now.filled > order.filled
             differences.append(
                 Difference(
                     "order_changed",
                     order.intent.client_id,
                     f"{order.intent.purpose} {order.intent.side} {order.intent.symbol}: {order.status} -> "
-                    f"{now.status}, filled {order.filled} -> {now.filled}",
-                    explained=True,
+                    f"{now.status}, filled {order.filled} -> {now.filled}"
+                    + (
+                        ": its run never read the fill and no plan of it was journalled, so the position or "
+                        "trade it made is not in the books (the balances say what moved)"
+                        if unread
+                        else ""
+                    ),
+                    explained=not unread,
                 )
             )
     return changes

@@ -27,6 +27,7 @@ from triplegain.broker.reconcile import (
     closed_outside,
     finish_protections,
     reconcile,
+    recover_unread,
     recovery_report,
 )
 from triplegain.cycle_types import AccountState
@@ -90,6 +91,7 @@ def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountSt
     journal = SqlOrderJournal(engine_for(settings))
     live = live_broker(settings, keys, journal)
     since = account.marked_at - timedelta(hours=1) if account.marked_at else None
+    recover_unread(live, journal, journal.unsettled())  # a killed run's fills, built from their plans
     unrecorded = journal.unrecorded_executions()
     # the positions as they will be once what no run recorded is: those it closed need no protection
     positions = positions_after(account.positions, [j.execution for j in unrecorded])

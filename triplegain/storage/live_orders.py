@@ -8,9 +8,17 @@ from sqlalchemy import Engine, Select, select
 from sqlalchemy.orm import Session
 
 from triplegain.broker.live import TERMINAL, JournalledExecution, OrderIntent, OrderState, StatusChange
+from triplegain.broker.plans import OrderPlan
 from triplegain.models.cycle import Execution
 from triplegain.models.enums import OrderStatus, Side
-from triplegain.storage.tables import CycleRow, LiveExecutionRow, LiveOrderLogRow, LiveOrderRow, OrderRow
+from triplegain.storage.tables import (
+    CycleRow,
+    LiveExecutionRow,
+    LiveOrderLogRow,
+    LiveOrderRow,
+    LivePlanRow,
+    OrderRow,
+)
 
 
 class SqlOrderJournal:
@@ -71,6 +79,24 @@ class SqlOrderJournal:
                     journalled_at=done.journalled_at,
                 )
             )
+
+    def save_plan(self, client_id: str, planned: OrderPlan) -> None:
+        with Session(self.engine) as session, session.begin():
+            if session.get(LivePlanRow, client_id) is not None:
+                return  # the same client id is the same order: its first plan stays
+            session.add(
+                LivePlanRow(
+                    client_id=client_id,
+                    order_id=planned.order.client_order_id,
+                    plan=planned.model_dump(mode="json"),
+                    planned_at=datetime.now(UTC),
+                )
+            )
+
+    def plan(self, client_id: str) -> OrderPlan | None:
+        with Session(self.engine) as session:
+            row = session.get(LivePlanRow, client_id)
+            return None if row is None else OrderPlan.model_validate(row.plan)
 
     def unrecorded_executions(self) -> list[JournalledExecution]:
         """Executions journalled by a run that never recorded them (their order is not in `orders`: the

@@ -458,6 +458,18 @@ class LiveExecutionRow(Base):
     journalled_at: Mapped[datetime]
 
 
+class LivePlanRow(Base):
+    """What a live market order is for (`triplegain.broker.plans.OrderPlan`), journalled before it is sent:
+    when its run dies before the exchange's reply, reconciliation builds what its fill did from it."""
+
+    __tablename__ = "live_plans"
+
+    client_id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the exchange client id
+    order_id: Mapped[str] = mapped_column(String(40), index=True)  # the desk's order id
+    plan: Mapped[dict[str, Any]]
+    planned_at: Mapped[datetime]
+
+
 class CandleRow(Base):
     """An hourly candle as an exchange served it (`triplegain.market.history`): a live run completes the
     exchange's newest candles to its lookback from these."""

@@ -19,6 +19,7 @@ from triplegain.broker.live import (
     OrderState,
     live_client_id,
 )
+from triplegain.broker.orders import positions_after
 from triplegain.broker.protection import Protection, ProtectionDesk, unfinished_protections
 from triplegain.broker.reconcile import (
     LocalBook,
@@ -27,6 +28,7 @@ from triplegain.broker.reconcile import (
     closed_outside,
     finish_protections,
     reconcile,
+    recover_unread,
 )
 from triplegain.models.enums import OrderStatus, Side
 from triplegain.models.trading import Position
@@ -301,11 +303,76 @@ def test_a_pair_cancelled_by_a_run_killed_selling_its_position_is_not_placed_for
 
     result = finished(account, LocalBook(books, [protection], None, [], [position]), [position])
 
-    assert ("order_changed", True) in kinds(result)  # the sale, filled
+    assert ("order_changed", False) in kinds(result)  # the sale, filled: no plan says what it sold for
     assert ("position_unheld", False) in kinds(result)
     assert kinds(result)[-1] == ("protection_missing", False) and not result.trading_allowed
     assert "BTC balance is in question" in str(result.unexplained[-1])
     assert [o for o in kraken.orders.values() if o.status == "open"] == []  # nothing placed
+
+
+@pytest.mark.parametrize("sale", ["reduce", "close"])
+def test_a_sale_whose_answer_a_killed_run_never_read_is_built_from_its_plan_at_its_fill(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch, sale: str
+) -> None:
+    """The same death, with the recovery a live run makes first (`recover_unread`): the sale's plan,
+    journalled before it was sent, and its fill on the exchange give the execution the run would have
+    journalled. Unrecorded, it stops trading until the operator's word; the rest of a reduced position is
+    protected at once, for what is held."""
+    account = Account(kraken)
+    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
+    position = desk.open(buy(), "tg-1", CYCLE, PRICE, AT).opened_position
+    assert position is not None
+    books, record = desk.balances, account.broker._record
+
+    def killed_reading_the_sale(state: OrderState, answer: dict[str, Any], how: str) -> OrderState:
+        if state.intent.type == "market":
+            raise KeyboardInterrupt("killed")
+        return record(state, answer, how)
+
+    monkeypatch.setattr(account.broker, "_record", killed_reading_the_sale)
+    sells = {
+        "reduce": lambda: desk.reduce(position, Decimal(50), "tg-2", "c2", PRICE, AT, "circuit_breaker"),
+        "close": lambda: desk.close([position], "tg-2", "c2", PRICE, AT, "signal"),
+    }
+    with pytest.raises(KeyboardInterrupt):
+        sells[sale]()
+    monkeypatch.undo()
+    held = kraken.balances.get("XXBT", Decimal(0))
+
+    unsettled = [s for s in account.journal.states.values() if not s.done]
+    (done,) = recover_unread(kraken.live_broker(account.journal), account.journal, unsettled)
+
+    sold = next(s for s in account.journal.states.values() if s.intent.purpose == sale)
+    assert sold.status is OrderStatus.FILLED and done.run_id == "c2"
+    fill = done.execution.fill
+    assert fill is not None and fill.price == sold.average_price and fill.size == position.size - held
+    assert [p.close_reason for p in done.execution.closed_positions] == [
+        "circuit_breaker" if sale == "reduce" else "signal"
+    ]
+    rest = positions_after([position], [done.execution])
+    assert [p.size for p in rest] == ([held] if sale == "reduce" else [])
+    result = finished(account, LocalBook(books, [], None, [done], rest), rest)
+    assert [(d.kind, d.explained) for d in result.unexplained] == [("unrecorded_execution", False)]
+    resting = [o for o in kraken.orders.values() if o.status == "open"]
+    assert [o.volume for o in resting] == ([held, held] if sale == "reduce" else [])
+    assert recover_unread(kraken.live_broker(account.journal), account.journal, []) == []
+
+
+def test_a_market_order_without_a_plan_or_unfilled_is_left_to_the_reconciliation(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
+    desk.open(buy(), "tg-1", CYCLE, PRICE, AT)
+    (planned,) = account.journal.plans.values()
+    unplanned = account.broker.submit(market_buy(purpose="by-hand"))  # straight to the live broker
+    never_sent = OrderState(market_buy(purpose="never-sent"))
+    account.journal.save(never_sent, "intent stored before sending")
+    account.journal.save_plan(never_sent.intent.client_id, planned)
+    executions = dict(account.journal.executions)
+
+    recovered = recover_unread(account.broker, account.journal, [unplanned, never_sent])
+
+    assert recovered == [] and account.journal.executions == executions
+    assert account.journal.states[never_sent.intent.client_id].status is OrderStatus.ERROR  # never sent
 
 
 def test_protection_the_exchange_refuses_is_urgent_and_stops_trading(

@@ -148,3 +148,20 @@ def test_an_execution_no_run_recorded_is_found_until_the_operator_records_it(eng
     assert stored is not None and stored.status is CycleStatus.FAILED and stored.decided_by == "recovery"
     assert stored.symbols[0].execution == done and stored.portfolio.positions == [position]
     assert batch is not None and batch.status == "executed" and batch.run_key == run  # never runs again
+
+
+def test_an_orders_plan_is_kept_as_first_journalled_and_means_the_same_read_back(engine: Engine) -> None:
+    journal = SqlOrderJournal(engine)
+    with FakeKraken(balances={"USDT": "10000"}) as kraken:
+        broker = ExchangeBroker(kraken.live_broker(journal), {"USDT": Decimal(10000)}, SETTINGS, SPECS)
+        done = broker.open(buy(), "tg-1", "cycle-20240601T1200Z", PRICE, AT)
+    (state,) = [s for s in journal.orders() if s.intent.type == "market"]
+    planned = journal.plan(state.intent.client_id)
+    assert planned is not None
+    journal.save_plan(state.intent.client_id, planned.model_copy(update={"reason": "another"}))
+
+    again = journal.plan(state.intent.client_id)
+
+    assert again == planned and again.purpose == "open" and again.order.client_order_id == "tg-1"
+    assert again.executed(*again.outcome(state)) == done  # the same execution, built from what was kept
+    assert journal.plan("unknown") is None
