@@ -272,6 +272,33 @@ def test_protection_is_not_placed_when_the_positions_asset_is_in_question(
     assert [o.ordertype for o in kraken.orders.values()] == ["market"]  # nothing sent
 
 
+def killed_reading_the_sale(
+    account: Account, monkeypatch: pytest.MonkeyPatch, sale: str
+) -> tuple[Position, dict[str, Decimal], Protection]:
+    """A protected position opened, then a breaker's reduce (half of it) or a close (all of it): the pair
+    cancelled, the sale sent at market, and the process killed before it read the sale's answer. Returns
+    the position, the balances the books hold and its pair as they were."""
+    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
+    position = desk.open(buy(), "tg-1", CYCLE, PRICE, AT).opened_position
+    assert position is not None
+    books, protection, record = desk.balances, desk.protections[position.id], account.broker._record
+
+    def killed(state: OrderState, answer: dict[str, Any], how: str) -> OrderState:
+        if state.intent.type == "market":
+            raise KeyboardInterrupt("killed")
+        return record(state, answer, how)
+
+    monkeypatch.setattr(account.broker, "_record", killed)
+    sells = {
+        "reduce": lambda: desk.reduce(position, Decimal(50), "tg-2", "c2", PRICE, AT, "circuit_breaker"),
+        "close": lambda: desk.close([position], "tg-2", "c2", PRICE, AT, "signal"),
+    }
+    with pytest.raises(KeyboardInterrupt):
+        sells[sale]()
+    monkeypatch.undo()
+    return position, books, protection
+
+
 @pytest.mark.parametrize("sale", ["reduce", "close"])
 def test_a_pair_cancelled_by_a_run_killed_selling_its_position_is_not_placed_for_what_was_sold(
     kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch, sale: str
@@ -281,24 +308,7 @@ def test_a_pair_cancelled_by_a_run_killed_selling_its_position_is_not_placed_for
     new pair for the whole position would sell BTC that is not there, so none is placed until the
     operator's word sizes or closes the position (`--accept`)."""
     account = Account(kraken)
-    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
-    position = desk.open(buy(), "tg-1", CYCLE, PRICE, AT).opened_position
-    assert position is not None
-    books, protection, record = desk.balances, desk.protections[position.id], account.broker._record
-
-    def killed_reading_the_sale(state: OrderState, answer: dict[str, Any], how: str) -> OrderState:
-        if state.intent.type == "market":
-            raise KeyboardInterrupt("killed")
-        return record(state, answer, how)
-
-    monkeypatch.setattr(account.broker, "_record", killed_reading_the_sale)
-    sells = {
-        "reduce": lambda: desk.reduce(position, Decimal(50), "tg-2", "c2", PRICE, AT, "circuit_breaker"),
-        "close": lambda: desk.close([position], "tg-2", "c2", PRICE, AT, "signal"),
-    }
-    with pytest.raises(KeyboardInterrupt):
-        sells[sale]()
-    monkeypatch.undo()
+    position, books, protection = killed_reading_the_sale(account, monkeypatch, sale)
     assert kraken.balances["XXBT"] < position.size  # sold on the exchange, not in the books
 
     result = finished(account, LocalBook(books, [protection], None, [], [position]), [position])
@@ -319,24 +329,7 @@ def test_a_sale_whose_answer_a_killed_run_never_read_is_built_from_its_plan_at_i
     journalled. Unrecorded, it stops trading until the operator's word; the rest of a reduced position is
     protected at once, for what is held."""
     account = Account(kraken)
-    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
-    position = desk.open(buy(), "tg-1", CYCLE, PRICE, AT).opened_position
-    assert position is not None
-    books, record = desk.balances, account.broker._record
-
-    def killed_reading_the_sale(state: OrderState, answer: dict[str, Any], how: str) -> OrderState:
-        if state.intent.type == "market":
-            raise KeyboardInterrupt("killed")
-        return record(state, answer, how)
-
-    monkeypatch.setattr(account.broker, "_record", killed_reading_the_sale)
-    sells = {
-        "reduce": lambda: desk.reduce(position, Decimal(50), "tg-2", "c2", PRICE, AT, "circuit_breaker"),
-        "close": lambda: desk.close([position], "tg-2", "c2", PRICE, AT, "signal"),
-    }
-    with pytest.raises(KeyboardInterrupt):
-        sells[sale]()
-    monkeypatch.undo()
+    position, books, _ = killed_reading_the_sale(account, monkeypatch, sale)
     held = kraken.balances.get("XXBT", Decimal(0))
 
     unsettled = [s for s in account.journal.states.values() if not s.done]
@@ -356,6 +349,37 @@ def test_a_sale_whose_answer_a_killed_run_never_read_is_built_from_its_plan_at_i
     resting = [o for o in kraken.orders.values() if o.status == "open"]
     assert [o.volume for o in resting] == ([held, held] if sale == "reduce" else [])
     assert recover_unread(kraken.live_broker(account.journal), account.journal, []) == []
+
+
+def test_a_rebalance_and_an_entry_a_killed_run_never_read_are_built_from_their_plans(
+    kraken: FakeKraken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = Account(kraken)
+    desk = ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS)
+    record = account.broker._record
+
+    def killed(state: OrderState, answer: dict[str, Any], how: str) -> OrderState:
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(account.broker, "_record", killed)
+    for trade in (
+        lambda: desk.rebalance(buy("500"), "tg-r", "batch-1", PRICE, AT),
+        lambda: desk.open(buy(), "tg-o", "c1", PRICE, AT),
+    ):
+        with pytest.raises(KeyboardInterrupt):
+            trade()
+    monkeypatch.setattr(account.broker, "_record", record)
+    unsettled = [s for s in account.journal.states.values() if not s.done]
+
+    rebalanced, opened = recover_unread(kraken.live_broker(account.journal), account.journal, unsettled)
+
+    assert (rebalanced.run_id, opened.run_id) == ("batch-1", "c1")
+    assert rebalanced.execution.fill is not None and rebalanced.execution.opened_position is None
+    assert not rebalanced.execution.closed_positions and rebalanced.cost > 0
+    position = opened.execution.opened_position
+    assert position is not None and position.size == kraken.balances["XXBT"] - rebalanced.execution.fill.size
+    assert (position.stop_loss, position.take_profit) == (Decimal(59000), Decimal(62000))  # its proposal's
+    assert sorted(account.journal.executions) == ["tg-o", "tg-r"]
 
 
 def test_a_market_order_without_a_plan_or_unfilled_is_left_to_the_reconciliation(kraken: FakeKraken) -> None:
