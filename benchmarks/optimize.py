@@ -1,6 +1,7 @@
 """How much a second Dask worker buys `optimize`: the same study on 1 and on 2 local worker processes.
 
     .venv/bin/python benchmarks/optimize.py [--data ../shared/data/market] [--trials 8] [--train-days 30]
+                                            [--readme-space]
 
 Prints the wall time of each, the speed-up, and checks the two studies are identical (same seed and space).
 Each run is a fresh study in a temporary database; the temporary Prefect server's start is not counted.
@@ -24,6 +25,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--train-days", type=int, default=30)
+    parser.add_argument(
+        "--readme-space",
+        action="store_true",
+        help="search the README's example params (technical and decision keys too: trials that change the "
+        "analysis reuse less of it)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="triplegain-bench-optimize-"))
     os.environ["TRIPLEGAIN_DATABASE_URL"] = f"sqlite:///{tmp / 'tg.db'}"
@@ -42,6 +49,12 @@ def main() -> None:
             "risk.derisk_from_pct": {"low": 5, "high": 15},
         },
     }
+    if args.readme_space:
+        space["params"] = {
+            **space["params"],
+            "decision.offline.evidence_edge": {"low": 0.3, "high": 1.0, "log": True},
+            "technical.min_net_votes": {"choices": [3, 4, 5]},
+        }
     path = tmp / "bench.yaml"
     path.write_text(yaml.safe_dump(space))
 
