@@ -170,19 +170,23 @@ def trials_on_the_same_data(
             f"{reused.model_dump() == plain.model_dump()}"
         )
     if memory:
-        settings = load_settings(market={"data_dir": str(data)})
         fresh = ReplaySource(data)
-        for symbol in settings.market.symbols:
-            fresh.series(symbol)
-        tracemalloc.start()
-        result = run_backtest(fresh, start, end, settings, reuse_analyses=True)
-        kept = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
-        entries = len(AnalysisMemo(fresh, settings)._entries.kept)
-        del result
+        weights = []
+        for overrides in ({}, {"risk": {"derisk_from_pct": 8}}):  # reads and analyses, then analyses only
+            settings = load_settings(market={"data_dir": str(data)}, **overrides)
+            before = AnalysisMemo(fresh, settings).sizes
+            tracemalloc.start()
+            result = run_backtest(fresh, start, end, settings, reuse_analyses=True)
+            del result
+            weights.append((tracemalloc.get_traced_memory()[0], before, AnalysisMemo(fresh, settings).sizes))
+            tracemalloc.stop()
+        (first, _, (reads, analyses)), (second, (_, before), (_, after)) = weights
+        per_analysis = second / (after - before)
+        per_read = (first - analyses * per_analysis) / reads
         print(
-            f"    held after the first trial (its result included): {kept / 1e6:.0f} MB for "
-            f"{entries:,} entries ({kept / entries:,.0f} bytes each, market reads and analyses)"
+            f"    kept: {first / 1e6:.0f} MB after the first trial ({reads:,} market reads, {analyses:,} "
+            f"analyses), {second / 1e6:.0f} MB more after the risk trial: about {per_read / 1e3:.1f} KB a "
+            f"market read, {per_analysis / 1e3:.1f} KB an analysis"
         )
 
 

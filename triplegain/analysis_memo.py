@@ -13,8 +13,9 @@ risk limits), so a worker process keeps what it computed, at two levels:
 
 A trial whose settings change a section in a key computes afresh and keeps that too: a hit is always an
 input the analysis saw before, so a memoised backtest is the same backtest to the bit (tests compare
-them, and prove the analysis reads no section outside its key). The entries of one source, across every
-settings fingerprint, are bounded (`backtest.memo_entries`, least recently used dropped first).
+them, and prove the analysis reads no section outside its key). Each level of one source is bounded,
+least recently used dropped first: `backtest.memo_hours` market reads (about 11 KB each) and twice as
+many analyses (about 7 KB each), across every settings fingerprint.
 """
 
 from __future__ import annotations
@@ -68,7 +69,20 @@ class _Entries:
         return value
 
 
-_by_source: weakref.WeakKeyDictionary[MarketDataSource, _Entries] = weakref.WeakKeyDictionary()
+@dataclass
+class _Kept:
+    """One source's two levels, each bounded on its own: analyses (small, one per configuration of the
+    analysis sections) never push out the market reads (large, shared by every configuration)."""
+
+    reads: _Entries
+    analyses: _Entries
+
+    def bound(self, hours: int) -> None:
+        self.reads.limit, self.analyses.limit = hours, hours * ANALYSES_PER_READ
+
+
+ANALYSES_PER_READ = 2  # configurations of the analysis sections kept per symbol-hour's market read
+_by_source: weakref.WeakKeyDictionary[MarketDataSource, _Kept] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
 
 
@@ -85,13 +99,12 @@ class AnalysisMemo:
     process on that source (`AnalysisMemo(source, settings)` for each backtest)."""
 
     def __init__(self, source: MarketDataSource, settings: Settings) -> None:
-        limit = settings.backtest.memo_entries
         with _registry_lock:
-            entries = _by_source.get(source)
-            if entries is None:
-                entries = _by_source[source] = _Entries(limit)
-            entries.limit = limit
-        self.source, self.settings, self._entries = source, settings, entries
+            kept = _by_source.get(source)
+            if kept is None:
+                kept = _by_source[source] = _Kept(_Entries(0), _Entries(0))
+            kept.bound(settings.backtest.memo_hours)
+        self.source, self.settings, self._kept = source, settings, kept
         self._market = fingerprint(settings, MARKET_SECTIONS)
         # A registered agent is handed the whole settings: with one, any setting may change the analysis.
         self._agents = registry.ANALYSIS_AGENTS
@@ -100,12 +113,17 @@ class AnalysisMemo:
     @property
     def hits(self) -> int:
         """Lookups on this source, by any backtest, that found a kept result."""
-        return self._entries.hits
+        return self._kept.reads.hits + self._kept.analyses.hits
 
     @property
     def misses(self) -> int:
         """Lookups on this source that computed (and kept) their result."""
-        return self._entries.misses
+        return self._kept.reads.misses + self._kept.analyses.misses
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """How many market reads and analyses of this source are kept now."""
+        return len(self._kept.reads.kept), len(self._kept.analyses.kept)
 
     def reader(
         self, source: MarketDataSource, symbol: str, at: datetime, settings: Settings
@@ -121,7 +139,7 @@ class AnalysisMemo:
             except MarketDataError as e:
                 return e
 
-        got = self._entries.get(("market", self._market, symbol, at), attempt)
+        got = self._kept.reads.get((self._market, symbol, at), attempt)
         if isinstance(got, MarketDataError):
             raise got.with_traceback(None)
         assert isinstance(got, tuple)
@@ -135,7 +153,7 @@ class AnalysisMemo:
         analyze: Callable[[], SymbolAnalysis],
     ) -> SymbolAnalysis:
         """`analyze()` once per symbol, hour and previous regime state under these analysis sections."""
-        key = ("analysis", self._analysis, self._agents, symbol, at, previous)
-        got = self._entries.get(key, analyze)
+        key = (self._analysis, self._agents, symbol, at, previous)
+        got = self._kept.analyses.get(key, analyze)
         assert isinstance(got, SymbolAnalysis)
         return got

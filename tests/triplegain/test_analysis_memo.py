@@ -74,7 +74,7 @@ def test_a_changed_indicator_setting_computes_everything_afresh() -> None:
 def test_backtests_in_threads_share_the_kept_analyses_safely() -> None:
     source = ReplaySource()
     variants = [
-        load_settings(portfolio={"drift_threshold_pct": p}, backtest={"memo_entries": 150})
+        load_settings(portfolio={"drift_threshold_pct": p}, backtest={"memo_hours": 50})
         for p in (5, 10, 15, 20)
     ]
 
@@ -86,7 +86,7 @@ def test_backtests_in_threads_share_the_kept_analyses_safely() -> None:
     plain = [run_backtest(ReplaySource(), START, END, s) for s in variants]
     assert all(same(got, want) for got, want in zip(shared, plain * 2, strict=True))
     memo = AnalysisMemo(source, variants[0])
-    assert memo.hits + memo.misses >= 8 * SYMBOL_HOURS and len(memo._entries.kept) <= 150
+    assert memo.hits + memo.misses >= 8 * SYMBOL_HOURS and memo.sizes == (50, 100)
 
 
 class ReadsRecorded:
@@ -144,13 +144,25 @@ def test_a_data_problem_is_kept_and_reported_again() -> None:
 
 
 def test_the_kept_entries_are_bounded() -> None:
-    source, settings = ReplaySource(), load_settings(backtest={"memo_entries": 10})
+    source, settings = ReplaySource(), load_settings(backtest={"memo_hours": 10})
 
     result = run_backtest(source, START, END, settings, reuse_analyses=True)
 
     memo = AnalysisMemo(source, settings)
-    assert memo.misses == 2 * SYMBOL_HOURS and len(memo._entries.kept) == 10
+    assert memo.misses == 2 * SYMBOL_HOURS and memo.sizes == (10, 20)
     assert same(result, run_backtest(ReplaySource(), START, END, settings))
+
+
+def test_analyses_of_many_configurations_never_push_out_the_market_reads() -> None:
+    source, bound = ReplaySource(), {"memo_hours": SYMBOL_HOURS}
+
+    for pct in (6, 8, 12):  # the offline vote reads risk settings: each is a new analysis configuration
+        settings = load_settings(risk={"derisk_from_pct": pct}, backtest=bound)
+        run_backtest(source, START, END, settings, reuse_analyses=True)
+
+    memo = AnalysisMemo(source, settings)
+    assert memo.hits == 2 * SYMBOL_HOURS  # the second and third found every market read
+    assert memo.sizes == (SYMBOL_HOURS, 2 * SYMBOL_HOURS)  # the first configuration's analyses dropped
 
 
 def test_a_memo_refuses_another_source_or_other_settings() -> None:

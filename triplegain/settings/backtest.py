@@ -22,12 +22,13 @@ class BacktestSettings(BaseModel):
         "equity then, and the coordinator resumed",
     )
 
-    memo_entries: int = Field(
-        40_000,
+    memo_hours: int = Field(
+        20_000,
         ge=1,
-        description="At most this many analyses and market reads kept per data source across the "
-        "backtests of one process (each optimize worker), least recently used dropped first "
-        "(`triplegain.analysis_memo`): a year of 2 symbols is 17,520 of each",
+        description="Symbol-hours whose market reads (snapshot and technical report, about 11 KB each) a "
+        "process (each optimize worker) keeps per data source for its next backtests, and twice as many "
+        "analyses (about 7 KB each), least recently used dropped first (`triplegain.analysis_memo`): a "
+        "year of 2 symbols is 17,520",
     )
 
     @field_validator("resume_after_halt", mode="before")
