@@ -233,16 +233,13 @@ def run_backtest(
         raise ValueError(f"the backtest ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     hours = int((end - start) / timedelta(hours=1)) + 1
     caller = ReplayCaller(replay.recordings) if replay else None
-    memo = AnalysisMemo(source, settings) if reuse_analyses else None
-    steps = PlainSteps(source, settings, memo=memo)
+    steps = PlainSteps(source, settings, memo=AnalysisMemo(source, settings) if reuse_analyses else None)
     if replay is not None and caller is not None:
-        steps = PlainSteps(
-            source,
-            settings,
-            _replaying_decider(replay, caller, settings) if replay.models else None,
-            _replaying_resolver(replay, caller, settings),
-            _replaying_analysts(replay, caller, settings),
-            memo=memo,
+        steps = replace(
+            steps,
+            decider=_replaying_decider(replay, caller, settings) if replay.models else None,
+            resolver=_replaying_resolver(replay, caller, settings),
+            analysts=_replaying_analysts(replay, caller, settings),
         )
     sim = _Simulation(fresh_account(settings))
     news = (

@@ -37,11 +37,11 @@ from triplegain.broker.orders import (
     spot_order,
     trade_problem,
 )
-from triplegain.broker.plans import OrderPlan, plan
+from triplegain.broker.plans import OrderPlan
 from triplegain.broker.protection import Protection, ProtectionDesk, ProtectionFailed, ProtectionOutcome
 from triplegain.models.cycle import Execution
 from triplegain.models.enums import Intent, OrderStatus, Side
-from triplegain.models.trading import Fill, Order, Position, TradeProposal, split_symbol
+from triplegain.models.trading import Fill, Position, TradeProposal, split_symbol
 from triplegain.settings import BrokerSettings, SymbolSpec
 
 
@@ -94,13 +94,9 @@ class ExchangeBroker:
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        buying = plan("open", order, at, proposal=proposal)
-        done, fill, cost = self._at_market(buying)
-        if fill is None:
-            return self._remember(Execution(order=done))
-        execution = self._remember(buying.executed(done, fill), cost)
-        assert execution.opened_position is not None
-        self._protect(execution.opened_position, cycle_id, price, at)
+        execution = self._at_market(OrderPlan(purpose="open", order=order, at=at, proposal=proposal))
+        if execution.opened_position is not None:
+            self._protect(execution.opened_position, cycle_id, price, at)
         return execution
 
     def close(
@@ -124,9 +120,9 @@ class ExchangeBroker:
         problem = holding_problem(self._balances, split_symbol(symbol)[0], size)
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        selling = plan("close", order, at, positions=list(positions), reason=reason)
-        done, fill, cost = self._at_market(selling)
-        return self._remember(selling.executed(done, fill), cost)
+        return self._at_market(
+            OrderPlan(purpose="close", order=order, at=at, positions=list(positions), reason=reason)
+        )
 
     def rebalance(
         self, proposal: TradeProposal, order_id: str, cycle_id: str, price: Decimal, at: datetime
@@ -151,8 +147,7 @@ class ExchangeBroker:
         )
         if problem:
             return self._remember(Execution(order=rejected(order, problem)))
-        done, fill, cost = self._at_market(plan("rebalance", order, at))
-        return self._remember(Execution(order=done, fill=fill), cost)
+        return self._at_market(OrderPlan(purpose="rebalance", order=order, at=at))
 
     def reduce(
         self,
@@ -175,15 +170,12 @@ class ExchangeBroker:
         if protection is not None:  # cancelled first, resized to what is left after the sale
             self.protection.release(protection)
         order = sell_order(position, sold, order_id, cycle_id, price, at, status=OrderStatus.PENDING)
-        selling = plan("reduce", order, at, positions=[position], reason=reason)
-        done, fill, cost = self._at_market(selling)
-        if fill is None:
-            if protection is not None:
-                self._protect(position, cycle_id, price, at, protection.generation + 1)
-            return self._remember(Execution(order=done))
-        execution = self._remember(selling.executed(done, fill), cost)
-        if protection is not None:
-            self._protect(execution.reduced_positions[0], cycle_id, price, at, protection.generation + 1)
+        execution = self._at_market(
+            OrderPlan(purpose="reduce", order=order, at=at, positions=[position], reason=reason)
+        )
+        if protection is not None:  # what is left; the whole position when nothing sold
+            left = execution.reduced_positions[0] if execution.fill is not None else position
+            self._protect(left, cycle_id, price, at, protection.generation + 1)
         return execution
 
     def exchange_exits(self, positions: Sequence[Position], at: datetime) -> list[Execution]:
@@ -245,11 +237,10 @@ class ExchangeBroker:
         return self._journal(Execution(order=order, fill=fill, closed_positions=[closed]), done.cost)
 
     # --- underneath -------------------------------------------------------------------------------------
-    def _at_market(self, planned: OrderPlan) -> tuple[Order, Fill | None, Decimal]:
+    def _at_market(self, planned: OrderPlan) -> Execution:
         """The planned order at market through the live broker, its plan journalled first (a run killed
-        before the reply leaves reconciliation what the fill means), what did not fill of it cancelled: the
-        order with its outcome (filled for what filled; why not, when nothing did), the fill and the
-        exchange's cost of it, the balances moved."""
+        before the reply leaves reconciliation what the fill means), what did not fill of it cancelled:
+        what it did (`OrderPlan.executed`, as reconciliation builds it), remembered, the balances moved."""
         order = planned.order
         intent = OrderIntent(
             client_id=exchange_client_id(order.client_order_id),
@@ -265,10 +256,9 @@ class ExchangeBroker:
         if state.status is OrderStatus.PARTIALLY_FILLED or state.status is OrderStatus.OPEN:
             state = self.live.cancel(state)
         done, fill = planned.outcome(state)
-        if fill is None:
-            return done, None, Decimal(0)
-        self._move(fill, state.cost)
-        return done, fill, state.cost
+        if fill is not None:
+            self._move(fill, state.cost)
+        return self._remember(planned.executed(done, fill), state.cost)
 
     def _move(self, fill: Fill, cost: Decimal) -> None:
         self._balances = moved_by_fill(self._balances, fill, cost)

@@ -11,11 +11,10 @@ fill: the position opened (with its levels), closed or reduced, exactly as the r
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from triplegain.broker.live import OrderState, fill_from
 from triplegain.broker.orders import closed_position, opened_position, split_position
@@ -28,7 +27,8 @@ Purpose = Literal["open", "close", "reduce", "rebalance"]
 
 class OrderPlan(BaseModel):
     """A market order and what its fill does: `open` a position for `proposal`, `close` `positions`,
-    `reduce` `positions[0]` by what fills, or a `rebalance` trade that moves balances only."""
+    `reduce` `positions[0]` by what fills, or a `rebalance` trade that moves balances only (ValueError when
+    what its purpose needs is missing, here or when read back)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -38,6 +38,16 @@ class OrderPlan(BaseModel):
     proposal: TradeProposal | None = Field(None, description="open: the approved trade, with its levels")
     positions: list[Position] = Field(default_factory=list, description="close / reduce: what it sells")
     reason: str = Field("", description="close / reduce: why (the positions' close reason)")
+
+    @model_validator(mode="after")
+    def _has_what_its_purpose_needs(self) -> OrderPlan:
+        if self.purpose == "open" and self.proposal is None:
+            raise ValueError(f"order {self.order.client_order_id}: an open needs its proposal")
+        if self.purpose in ("close", "reduce") and not self.positions:
+            raise ValueError(
+                f"order {self.order.client_order_id}: a {self.purpose} needs the positions it sells"
+            )
+        return self
 
     def outcome(self, state: OrderState) -> tuple[Order, Fill | None]:
         """The desk's order as the exchange left it (filled for what filled; why not, when nothing did),
@@ -65,21 +75,3 @@ class OrderPlan(BaseModel):
             part, rest = split_position(self.positions[0], fill.size, order_id, fill, at, self.reason)
             return Execution(order=done, fill=fill, closed_positions=[part], reduced_positions=[rest])
         return Execution(order=done, fill=fill)
-
-
-def plan(
-    purpose: Purpose,
-    order: Order,
-    at: datetime,
-    proposal: TradeProposal | None = None,
-    positions: list[Position] | None = None,
-    reason: str = "",
-) -> OrderPlan:
-    """An order's plan; ValueError when what its purpose needs is missing."""
-    if purpose == "open" and proposal is None:
-        raise ValueError(f"order {order.client_order_id}: an open needs its proposal")
-    if purpose in ("close", "reduce") and not positions:
-        raise ValueError(f"order {order.client_order_id}: a {purpose} needs the positions it sells")
-    return OrderPlan(
-        purpose=purpose, order=order, at=at, proposal=proposal, positions=positions or [], reason=reason
-    )
