@@ -206,6 +206,14 @@ def optimize(
     out_dir: Annotated[
         str | None, typer.Option("--out", help="Output directory (default: optimize/<study> in the data dir)")
     ] = None,
+    windows_at_once: Annotated[
+        int | None,
+        typer.Option(
+            "--windows-at-once",
+            min=1,
+            help="Windows searched side by side (default: enough to keep every worker busy, plus one)",
+        ),
+    ] = None,
     config: Config = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
     verbose: Verbose = False,
@@ -235,21 +243,23 @@ def optimize(
         with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task("trials", total=setup.trials)
 
-            def advance(done: Any) -> None:
-                bar.update(task, completed=done.window * setup.space.trials + done.finished)
+            def advance(progress: Any) -> None:
+                bar.update(task, completed=progress.finished)
 
             with trial_listener(advance):
                 result = on_dask(dask_address, workers)(
-                    space, config, _symbols(symbols), data, setup.name, out_dir
+                    space, config, _symbols(symbols), data, setup.name, out_dir, windows_at_once
                 )
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if not _interrupted(e):
+            if isinstance(e, Exception):
+                _fail(e, verbose)
+            raise
         err.print(
             f"interrupted: the finished trials of study {setup.name} are kept; run the same command "
             "again to resume it"
         )
         raise typer.Exit(code=130) from None
-    except Exception as e:
-        _fail(e, verbose)
     if as_json:
         out.print_json(result.model_dump_json())
         return
@@ -622,6 +632,20 @@ def _parse_at(value: str) -> datetime:
         raise typer.BadParameter(
             f"{value!r} is not an ISO-8601 time, e.g. 2024-06-01T12:00Z", param_hint="--at"
         ) from None
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether `e` was raised while handling Ctrl-C: a terminal's Ctrl-C reaches every process of the
+    command, the temporary Prefect server too, so reporting the interrupted run can fail on its way out
+    (a refused connection, raised during the handling of the KeyboardInterrupt)."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _fail(e: BaseException, verbose: bool) -> NoReturn:

@@ -13,8 +13,10 @@ _trial_listener: ContextVar[Callable[[Any], None] | None] = ContextVar("optimize
 
 @contextmanager
 def trial_listener(callback: Callable[[Any], None]) -> Iterator[None]:
-    """Call `callback(TrialDone)` after each trial of an `optimize` run started in this context; the flow
-    runs in the caller's thread, so the context reaches it."""
+    """Call `callback(StudyProgress)` after each trial of an `optimize` run started in this context (the
+    trial, and how many of the study's trials have finished); the flow runs in the caller's thread, so the
+    context reaches it, and its windows' threads run in copies of the flow's context. Calls come one at a
+    time, from any of those threads."""
     token = _trial_listener.set(callback)
     try:
         yield

@@ -2,22 +2,30 @@
 
 Each trial is a backtest (a Prefect task) run by `prefect-dask`'s DaskTaskRunner: on a local cluster of
 worker processes by default, or on an existing Dask scheduler given by address to use other machines. The
-search itself (Optuna, in the project database) runs in the flow; see `triplegain.optimize`.
+search itself (Optuna, in the project database) runs in the flow; see `triplegain.optimize`. Windows are
+independent studies, searched side by side in threads of the flow run (`windows_at_once`), so that the
+workers are not idle while one window waits for the last trial of its batch.
 
     from flows.optimize import optimize, on_dask
     result = optimize("space.yaml")                                   # local cluster, one worker per core
     result = on_dask(address="tcp://scheduler:8786")("space.yaml")    # an existing cluster
+    result = optimize("space.yaml", windows_at_once=1)                # one window at a time
     [(w.objective_in, w.objective_out) for w in result.windows]
 """
 
 from __future__ import annotations
 
+import contextvars
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from threading import Event, Lock
+from typing import Any, TypeVar
 
 import optuna
 import yaml
@@ -41,6 +49,8 @@ from triplegain.backtest_metrics import Metrics
 from triplegain.optimize import (
     OptimizationResult,
     TrialDone,
+    Window,
+    WindowResult,
     best_trial,
     chosen_config,
     configured,
@@ -57,6 +67,8 @@ FLOW_NAME = "optimize"
 RESULT_KEY = "optimize-windows"
 PLOT_KEY = "optimize-plot"
 PROGRESS_KEY = "optimize-progress"
+W = TypeVar("W")
+R = TypeVar("R")
 
 trial_listener = listeners.trial_listener  # with trial_listener(callback): optimize(...)
 
@@ -101,12 +113,19 @@ def optimize(
     data_dir: str | None = None,
     study: str | None = None,
     output_dir: str | None = None,
+    windows_at_once: int | None = None,
 ) -> OptimizationResult:
     """Walk-forward search over the space in `space_file`; writes JSON, the chosen settings as YAML and a
     PNG into `output_dir` (default: optimize/<study> in the TripleGain data directory) and returns the
-    result. Run it again with the same study name to resume an interrupted search."""
+    result. Run it again with the same study name to resume an interrupted search.
+
+    Windows are searched side by side, `windows_at_once` at a time (default: enough to keep every Dask
+    worker busy, see `windows_to_fill`); each window's study is its own, so the result is the same however
+    many run at once."""
+    if windows_at_once is not None and windows_at_once < 1:
+        raise ValueError(f"windows_at_once must be at least 1, got {windows_at_once}")
     with _workers_reach_this_api():
-        return _optimize(space_file, config_file, symbols, data_dir, study, output_dir)
+        return _optimize(space_file, config_file, symbols, data_dir, study, output_dir, windows_at_once)
 
 
 @contextmanager
@@ -132,27 +151,33 @@ def _optimize(
     data_dir: str | None,
     study: str | None,
     output_dir: str | None,
+    windows_at_once: int | None,
 ) -> OptimizationResult:
     logger = get_run_logger()
     optuna.logging.disable_default_handler()  # its lines go through `logging` like every other library's
     optuna.logging.enable_propagation()
     setup = prepare_optimization(space_file, config_file, symbols, data_dir, study)
     space = setup.space
-    tracker = create_progress_artifact(0.0, key=PROGRESS_KEY, description=f"optimize {setup.name}: trials")
-    listener = listeners.current()
+    at_once = windows_at_once or windows_to_fill(space.batch, len(setup.windows))
     logger.info(
-        "study %s: %d windows x %d trials, objective %s",
+        "study %s: %d windows x %d trials, objective %s, %d window(s) at a time",
         setup.name,
         len(setup.windows),
         space.trials,
         space.objective,
+        at_once,
     )
+    progress = _Progress(setup.trials, setup.name, listeners.current())
+    stopping = Event()
 
     def run(
         named: list[tuple[str, dict[str, Any]]], start: datetime, end: datetime
     ) -> list[Metrics | BaseException]:
         """Backtests of the (task run name, settings) pairs on Dask, in the order given; a backtest that
-        raised is its exception."""
+        raised is its exception. Once the study is stopping, nothing more is sent, and a batch that did not
+        all complete is not told back (its trials count as interrupted, replaced on resume)."""
+        if stopping.is_set():
+            raise _Stopped
         futures = [
             trial_backtest.with_options(task_run_name=name).submit(
                 params, start, end, config_file, symbols, data_dir
@@ -165,46 +190,43 @@ def _optimize(
                 outcomes.append(future.result())
             except Exception as e:  # recorded as a failed trial; the study goes on
                 outcomes.append(e)
+        if stopping.is_set() and any(isinstance(o, BaseException) for o in outcomes):
+            raise _Stopped  # the cluster may be going away under it: not the trials' failures
         return outcomes
 
-    def done(report: TrialDone) -> None:
-        update_progress_artifact(
-            tracker, 100.0 * (report.window * space.trials + report.finished) / setup.trials
+    def one_window(window: Window, storage: optuna.storages.BaseStorage) -> WindowResult:
+        current = open_study(
+            f"{setup.name}/w{window.index}-{window.train_start:%Y%m%d}", storage, space, window.index
         )
-        if report.error is not None:
-            logger.warning("window %d trial %d failed: %s", report.window, report.number, report.error)
-        if listener is not None:
-            listener(report)
+        if before := len(finished(current)):
+            logger.info("window %d resumes with %d trials finished", window.index, before)
+        progress.resumed(window.index, before)
+        search(
+            current,
+            space,
+            lambda batch: run(
+                [(f"w{window.index}-trial-{p.number}", p.params) for p in batch],
+                window.train_start,
+                window.train_end,
+            ),
+            window.index,
+            progress.done,
+            start_with=configured(setup.settings, space),
+        )
+        best = best_trial(current, space)
+        tests = [
+            *([(f"w{window.index}-test-trial-{best.number}", best.params)] if best else []),
+            (f"w{window.index}-test-configured", {}),
+        ]
+        checked = run(tests, window.test_start, window.test_end)
+        failed = next((o for o in checked if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise RuntimeError(f"window {window.index}: a test backtest failed: {failed}") from failed
+        tested = [o for o in checked if isinstance(o, Metrics)]
+        return window_result(current, space, window, tested[0] if best else None, tested[-1])
 
-    results = []
     with study_storage(setup.settings) as storage:
-        for window in setup.windows:
-            current = open_study(
-                f"{setup.name}/w{window.index}-{window.train_start:%Y%m%d}", storage, space, window.index
-            )
-            if before := len(finished(current)):
-                logger.info("window %d resumes with %d trials finished", window.index, before)
-            search(
-                current,
-                space,
-                lambda batch, w=window: run(
-                    [(f"w{w.index}-trial-{p.number}", p.params) for p in batch], w.train_start, w.train_end
-                ),
-                window.index,
-                done,
-                start_with=configured(setup.settings, space),
-            )
-            best = best_trial(current, space)
-            tests = [
-                *([(f"w{window.index}-test-trial-{best.number}", best.params)] if best else []),
-                (f"w{window.index}-test-configured", {}),
-            ]
-            checked = run(tests, window.test_start, window.test_end)
-            failed = next((o for o in checked if isinstance(o, BaseException)), None)
-            if failed is not None:
-                raise RuntimeError(f"window {window.index}: a test backtest failed: {failed}") from failed
-            tested = [o for o in checked if isinstance(o, Metrics)]
-            results.append(window_result(current, space, window, tested[0] if best else None, tested[-1]))
+        results = side_by_side(lambda w: one_window(w, storage), setup.windows, at_once, stopping)
     result = OptimizationResult(
         study=setup.name,
         objective=space.objective,
@@ -213,12 +235,110 @@ def _optimize(
         windows=results,
         chosen=results[-1].best_params or {},
     )
-    update_progress_artifact(tracker, 100.0)
+    progress.finish()
     directory = Path(output_dir) if output_dir else default_output_dir(setup.name)
     result = write_outputs(result, directory, config_file)
     _publish(result, Path(result.outputs["png"]))
     logger.info("study %s done: %s", setup.name, ", ".join(result.outputs.values()))
     return result
+
+
+class _Stopped(Exception):
+    """A window's search stops because the study is stopping (another window failed, or Ctrl-C)."""
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """What a trial listener is told after each trial: the trial, and the whole study's count."""
+
+    trial: TrialDone
+    finished: int  # trials finished over every window, those of earlier runs of a resumed study included
+    total: int
+
+
+class _Progress:
+    """The study's progress over windows searched side by side: the progress artifact, the log's warnings
+    and the listener, updated one trial at a time."""
+
+    def __init__(self, total: int, name: str, listener: Callable[[Any], None] | None) -> None:
+        self.total, self.listener = total, listener
+        self.logger = get_run_logger()
+        self.tracker = create_progress_artifact(0.0, key=PROGRESS_KEY, description=f"optimize {name}: trials")
+        self._lock = Lock()
+        self._finished: dict[int, int] = {}
+
+    def resumed(self, window: int, finished: int) -> None:
+        with self._lock:
+            self._finished[window] = finished
+
+    def done(self, report: TrialDone) -> None:
+        with self._lock:
+            self._finished[report.window] = report.finished
+            finished = sum(self._finished.values())
+            update_progress_artifact(self.tracker, 100.0 * finished / self.total)
+            if report.error is not None:
+                self.logger.warning(
+                    "window %d trial %d failed: %s", report.window, report.number, report.error
+                )
+            if self.listener is not None:
+                self.listener(StudyProgress(report, finished, self.total))
+
+    def finish(self) -> None:
+        update_progress_artifact(self.tracker, 100.0)
+
+
+def windows_to_fill(batch: int, windows: int) -> int:
+    """How many windows to search at once: enough batches to keep every worker of the flow's Dask cluster
+    busy, and one more so that no worker waits while a window tells its batch back and asks the next.
+    One at a time with any other task runner."""
+    context = FlowRunContext.get()
+    runner = context.task_runner if context is not None else None
+    if not isinstance(runner, DaskTaskRunner):
+        return 1
+    slots = sum(runner.client.nthreads().values())
+    return max(1, min(windows, math.ceil(slots / batch) + 1))
+
+
+def side_by_side(work: Callable[[W], R], items: Sequence[W], at_once: int, stopping: Event) -> list[R]:
+    """`work(item)` for every item, at most `at_once` at a time, each in a thread with a copy of the
+    caller's context (the flow run's: its tasks are this run's); the results in the items' order.
+
+    The first exception sets `stopping` (in the thread that raised it, so no item starts after it) and is
+    raised once the items already started have stopped (`work` checks `stopping`). On Ctrl-C (any
+    BaseException in the caller) nothing is waited for: `stopping` is set and the exception goes on."""
+    if at_once <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+
+    def guarded(item: W) -> R:
+        if stopping.is_set():
+            raise _Stopped
+        try:
+            return work(item)
+        except BaseException:
+            stopping.set()
+            raise
+
+    pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="optimize-window")
+    interrupted = False
+    try:
+        futures = [pool.submit(contextvars.copy_context().run, guarded, item) for item in items]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        raised = [f.exception() for f in futures if f.done() and not f.cancelled()]
+        if any(e is not None for e in raised):
+            stopping.set()
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            errors = [f.exception() for f in futures if not f.cancelled()]
+            # the one that stopped the rest, not an item that stopped because of it
+            raise next((e for e in errors if e is not None and not isinstance(e, _Stopped)), _Stopped())
+        return [future.result() for future in futures]
+    except BaseException as e:
+        stopping.set()
+        interrupted = not isinstance(e, Exception)
+        raise
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def on_dask(address: str | None = None, workers: int | None = None) -> Flow[..., OptimizationResult]:

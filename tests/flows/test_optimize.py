@@ -3,10 +3,22 @@ the same result), outputs and artifacts, a failing trial, a resumed study, and t
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import optuna
 import pytest
 import yaml
 from prefect import get_client
@@ -17,8 +29,10 @@ from typer.testing import CliRunner
 import flows.optimize as optimize_module
 from flows.cli import app
 from flows.optimize import PROGRESS_KEY, RESULT_KEY, on_dask, optimize, trial_listener
+from tests.flows.fresh_process import PROBE
 from triplegain.optimize import OptimizationResult
 from triplegain.settings import load_settings
+from triplegain.storage.studies import study_storage
 
 SPACE = {
     "objective": "sharpe",
@@ -51,8 +65,8 @@ def windows(result: OptimizationResult) -> list[tuple[Any, ...]]:
 def test_trials_run_on_two_dask_workers_as_on_one_with_outputs_and_artifacts(
     project_db: str, space_file: Path, tmp_path: Path
 ) -> None:
-    seen: list[int] = []
-    with trial_listener(lambda done: seen.append(done.finished)):
+    seen: list[tuple[int, int]] = []
+    with trial_listener(lambda progress: seen.append((progress.finished, progress.total))):
         state = on_dask(workers=2)(
             str(space_file), study="two", output_dir=str(tmp_path / "two"), return_state=True
         )
@@ -61,7 +75,7 @@ def test_trials_run_on_two_dask_workers_as_on_one_with_outputs_and_artifacts(
 
     assert len(two.windows) == 3 and [w.trials for w in two.windows] == [4, 4, 4]
     assert windows(two) == windows(one)  # the same seed and space: the same study, whichever workers
-    assert seen == [1, 2, 3, 4] * 3
+    assert seen == [(n, 12) for n in range(1, 13)]  # one at a time, though two windows ran side by side
     assert two.chosen == two.windows[-1].best_params and two.chosen
     outputs = {k: Path(v) for k, v in two.outputs.items()}
     assert all(p.exists() for p in outputs.values()) and outputs["png"].read_bytes()[:4] == b"\x89PNG"
@@ -106,10 +120,10 @@ def test_a_trial_that_raises_is_failed_and_a_rerun_resumes_without_running_finis
 
     monkeypatch.setattr(optimize_module, "prepare_backtest", flaky)
     in_process = optimize.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
-    first = in_process(str(space_file), study="flaky", output_dir=str(tmp_path / "out"))
+    first = in_process(str(space_file), study="flaky", output_dir=str(tmp_path / "out"), windows_at_once=1)
     ran = len(calls)
 
-    again = in_process(str(space_file), study="flaky", output_dir=str(tmp_path / "out"))
+    again = in_process(str(space_file), study="flaky", output_dir=str(tmp_path / "out"), windows_at_once=3)
 
     assert first.windows[0].failed == 1 and first.windows[0].trials == 4
     assert ran == 3 * (4 + 2)  # the failed trial counts towards the budget
@@ -176,3 +190,267 @@ def test_a_trial_reuses_its_workers_analyses_and_scores_as_a_plain_backtest() ->
     memo = AnalysisMemo(setup.source, setup.settings)
     assert memo.hits >= 2 * 72  # the second trial found every hour's analysis of the first
     assert again == setup.run().metrics and first != again
+
+
+ROOT = Path(__file__).resolve().parents[2]
+at = datetime.fromisoformat
+all_studies = optuna.get_all_study_summaries
+
+
+def in_threads(max_workers: int = 8) -> Any:
+    return optimize.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max_workers))
+
+
+def test_windows_are_searched_side_by_side_with_the_study_of_one_at_a_time(
+    project_db: str, space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = optimize_module.prepare_backtest
+    # The first trial of every window waits until another window's first trial has started: searched one
+    # window at a time, the barrier would break (and its trial fail) instead.
+    meet = threading.Barrier(3, timeout=60)
+    met: set[datetime] = set()
+    lock = threading.Lock()
+
+    def meeting(start: datetime, end: datetime, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            first = start not in met and len(met) < meet.parties  # the windows' first trials only
+            met.add(start)
+        if first:
+            meet.wait()
+        return real(start, end, *args, **kwargs)
+
+    monkeypatch.setattr(optimize_module, "prepare_backtest", meeting)
+    side = in_threads()(str(space_file), study="side", output_dir=str(tmp_path / "a"), windows_at_once=3)
+    monkeypatch.setattr(optimize_module, "prepare_backtest", real)
+    alone = in_threads()(str(space_file), study="alone", output_dir=str(tmp_path / "b"), windows_at_once=1)
+
+    assert not meet.broken and meet.n_waiting == 0
+    assert [w.failed for w in side.windows] == [0, 0, 0]
+    assert windows(side) == windows(alone)
+    assert [w.index for w in side.windows] == [0, 1, 2]
+
+
+def test_a_window_that_fails_stops_the_others_and_every_finished_trial_is_kept(
+    project_db: str, space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = optimize_module.prepare_backtest
+    window_0_tested = (at("2024-06-14T00:00Z"), at("2024-06-15T23:00Z"))
+    window_1_trained = at("2024-06-12T00:00Z")
+    stopping: list[threading.Event] = []
+
+    class Recorded(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            stopping.append(self)
+
+    def test_fails(start: datetime, end: datetime, *args: Any, **kwargs: Any) -> Any:
+        if (start, end) == window_0_tested:
+            raise RuntimeError("disk full")
+        if start == window_1_trained:  # window 1's first batch is still running when window 0 fails,
+            assert stopping[0].wait(60)  # and fails under it as a cluster going away would fail it
+            raise RuntimeError("worker lost")
+        return real(start, end, *args, **kwargs)
+
+    monkeypatch.setattr(optimize_module, "Event", Recorded)
+    monkeypatch.setattr(optimize_module, "prepare_backtest", test_fails)
+    with pytest.raises(RuntimeError, match="window 0: a test backtest failed: disk full"):
+        in_threads()(str(space_file), study="stops", output_dir=str(tmp_path / "out"), windows_at_once=2)
+    with study_storage(load_settings()) as storage:
+        studies = [optuna.load_study(study_name=s.study_name, storage=storage) for s in all_studies(storage)]
+        kept = {study.study_name: [t.state for t in study.trials] for study in studies}
+    monkeypatch.setattr(optimize_module, "prepare_backtest", real)
+    resumed = in_threads()(str(space_file), study="stops", output_dir=str(tmp_path / "b"), windows_at_once=2)
+
+    complete, running = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+    assert kept["stops/w0-20240610"] == [complete] * 4  # window 0 failed after its trials: all kept
+    assert kept["stops/w1-20240612"] == [running] * 2  # stopped, not told back as two failed trials
+    assert "stops/w2-20240614" not in kept  # never started once window 0 had failed
+    assert [w.trials for w in resumed.windows] == [4, 4, 4] and [w.failed for w in resumed.windows] == [0] * 3
+
+
+def test_side_by_side_keeps_the_order_and_stops_at_the_first_failure() -> None:
+    from flows.optimize import side_by_side
+
+    stopping = threading.Event()
+    started: list[int] = []
+    lock = threading.Lock()
+    two_running = threading.Barrier(2, timeout=30)
+
+    def work(item: int) -> int:
+        with lock:
+            started.append(item)
+        if item < 2:
+            two_running.wait()  # both first items run at once
+        if item == 1:
+            raise ValueError("item 1 failed")
+        if item == 0:
+            assert stopping.wait(30)  # told to stop by item 1's failure
+            raise optimize_module._Stopped
+        return item
+
+    assert side_by_side(lambda i: i * 10, [3, 1, 2], 2, threading.Event()) == [30, 10, 20]
+    with pytest.raises(ValueError, match="item 1 failed"):
+        side_by_side(work, [0, 1, 2, 3], 2, stopping)
+    assert stopping.is_set() and sorted(started) == [0, 1]  # 2 and 3 never started
+
+
+def test_side_by_side_does_not_wait_for_running_items_on_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.optimize import side_by_side
+
+    stopping, running, release = threading.Event(), threading.Event(), threading.Event()
+
+    def work(item: int) -> int:
+        running.set()
+        release.wait(30)
+        return item
+
+    def ctrl_c(*args: Any, **kwargs: Any) -> Any:
+        assert running.wait(30)
+        raise KeyboardInterrupt  # Ctrl-C reaches the caller while it waits for the items
+
+    monkeypatch.setattr(optimize_module, "wait", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        side_by_side(work, [0, 1, 2], 2, stopping)
+    assert stopping.is_set() and not release.is_set()  # returned while the items still run
+    release.set()
+
+
+def test_windows_to_fill_counts_the_dask_workers_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect_dask import DaskTaskRunner
+
+    from flows.optimize import windows_to_fill
+
+    class Client:
+        def __init__(self, threads: list[int]) -> None:
+            self.threads = threads
+
+        def nthreads(self) -> dict[str, int]:
+            return {f"tcp://w{i}": n for i, n in enumerate(self.threads)}
+
+    def under(runner: Any) -> None:
+        monkeypatch.setattr(
+            optimize_module.FlowRunContext, "get", lambda: SimpleNamespace(task_runner=runner)
+        )
+
+    dask = DaskTaskRunner(address="tcp://nowhere:8786")  # never connected: its client is given
+    under(dask)
+    dask._client = Client([1, 1])  # type: ignore[assignment]
+    assert windows_to_fill(4, 10) == 2  # one batch fills both workers; one more window to overlap
+    dask._client = Client([1] * 20)  # type: ignore[assignment]
+    assert windows_to_fill(4, 10) == 6 and windows_to_fill(4, 3) == 3
+    dask._client = Client([])  # type: ignore[assignment]  # an adaptive cluster with no worker yet
+    assert windows_to_fill(4, 10) == 1
+    under(ThreadPoolTaskRunner(max_workers=8))
+    assert windows_to_fill(4, 10) == 1
+
+
+def test_windows_at_once_below_one_is_refused(space_file: Path, project_db: str) -> None:
+    with pytest.raises(ValueError, match="windows_at_once must be at least 1, got 0"):
+        in_threads()(str(space_file), windows_at_once=0)
+
+
+def test_the_cli_runs_a_study_with_its_windows_at_once_and_prints_json(
+    space_file: Path, project_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: list[tuple[Any, ...]] = []
+
+    def in_process(address: str | None, workers: int | None) -> Any:
+        def run(*args: Any) -> Any:
+            given.append(args)
+            return in_threads()(*args)
+
+        return run
+
+    monkeypatch.setattr(optimize_module, "on_dask", in_process)
+    args = ["optimize", str(space_file), "--windows-at-once", "2", "--out", str(tmp_path / "o"), "--json"]
+
+    result = CliRunner().invoke(app, args)
+    refused = CliRunner().invoke(app, ["optimize", str(space_file), "--windows-at-once", "0"])
+
+    assert result.exit_code == 0, result.output
+    assert given[0][-1] == 2
+    assert [w["trials"] for w in json.loads(result.stdout)["windows"]] == [4, 4, 4]
+    assert refused.exit_code == 2 and "--windows-at-once" in refused.stderr
+
+
+def test_ctrl_c_mid_study_on_real_dask_workers_stops_at_once_and_the_rerun_finishes_it(
+    space_file: Path, tmp_path: Path
+) -> None:
+    """A real `triplegain optimize` (two windows side by side on a real Dask worker) interrupted as a
+    terminal's Ctrl-C does (SIGINT to the whole process group: the Dask worker and the temporary Prefect
+    server too) once three trials have finished: it says how to resume and exits with 130, no trial is
+    recorded as failed by the cluster going away, and the same command again finishes the study keeping
+    those trials."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PYTHONPATH": str(ROOT),
+        "TRIPLEGAIN_DATABASE_URL": f"sqlite:///{tmp_path / 'tg.db'}",
+    }
+    command = [sys.executable, "-c", PROBE, "optimize", str(space_file), "--workers", "1"]
+    command += ["--windows-at-once", "2", "--out", str(tmp_path / "out")]
+    studies = f"sqlite:///{tmp_path / 'tg-optuna.db'}"
+
+    def trials() -> dict[str, list[tuple[int, Any, dict[str, Any]]]]:
+        """Every study's trials (once no run is using the storage)."""
+        storage = optuna.storages.RDBStorage(studies)
+        try:
+            found = {}
+            for summary in all_studies(storage):
+                study = optuna.load_study(study_name=summary.study_name, storage=storage)
+                found[summary.study_name] = [(t.number, t.state, t.params) for t in study.trials]
+            return found
+        finally:
+            storage.engine.dispose()
+
+    def complete() -> list[tuple[str, int, dict[str, Any]]]:
+        return [
+            (name, number, params)
+            for name, rows in trials().items()
+            for number, state, params in rows
+            if state == optuna.trial.TrialState.COMPLETE
+        ]
+
+    def completed_so_far() -> int:
+        """Read only, straight from Optuna's tables (opening its storage would race the run making them)."""
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{tmp_path / 'tg-optuna.db'}?mode=ro", uri=True)
+            ) as db:
+                return int(db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0])
+        except sqlite3.OperationalError:  # no file or no table yet
+            return 0
+
+    log = tmp_path / "interrupted.log"  # kept by pytest's tmp_path: what the interrupted run printed
+    with log.open("w") as out:
+        run = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while completed_so_far() < 3 and run.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert run.poll() is None, f"finished before it could be interrupted: {log.read_text()}"
+            assert completed_so_far() >= 3, f"never got to three trials: {log.read_text()}"
+            os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the workers and the server too
+            run.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # whatever of it outlived the interrupt
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    kept = complete()
+    states = [state for rows in trials().values() for _, state, _ in rows]
+    again = subprocess.run(
+        [*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    output = log.read_text()
+
+    assert "exit 130" in output and "run the same command again to resume it" in " ".join(output.split())
+    assert optuna.trial.TrialState.FAIL not in states  # nothing told back as a failed trial by the stop
+    assert optuna.trial.TrialState.COMPLETE in states and len(trials()) <= 3
+    assert "exit 0" in again.stdout, again.stdout + again.stderr
+    finished = json.loads(again.stdout[: again.stdout.rindex("exit 0")])
+    assert [w["trials"] for w in finished["windows"]] == [4, 4, 4]
+    assert [w["failed"] for w in finished["windows"]] == [0, 0, 0]
+    after = {(name, number): params for name, rows in trials().items() for number, _, params in rows}
+    assert all(after[(name, number)] == params for name, number, params in kept)  # kept, not run again
