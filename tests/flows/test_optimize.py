@@ -373,14 +373,15 @@ def test_the_cli_runs_a_study_with_its_windows_at_once_and_prints_json(
     assert refused.exit_code == 2 and "--windows-at-once" in refused.stderr
 
 
-def test_ctrl_c_mid_study_on_real_dask_workers_stops_at_once_and_the_rerun_finishes_it(
-    space_file: Path, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_a_study_stopped_mid_way_on_real_dask_workers_is_finished_by_the_same_command(
+    stop: signal.Signals, space_file: Path, tmp_path: Path
 ) -> None:
-    """A real `triplegain optimize` (two windows side by side on a real Dask worker) interrupted as a
-    terminal's Ctrl-C does (SIGINT to the whole process group: the Dask worker and the temporary Prefect
-    server too) once three trials have finished: it says how to resume and exits with 130, no trial is
-    recorded as failed by the cluster going away, and the same command again finishes the study keeping
-    those trials."""
+    """A real `triplegain optimize` (two windows side by side on a real Dask worker) stopped once three
+    trials have finished, by a signal to its whole process group (the Dask worker and the temporary Prefect
+    server too): SIGINT as a terminal's Ctrl-C sends it, or SIGKILL. Interrupted, it says how to resume and
+    exits with 130. Either way no trial is recorded as failed by the stop, and the same command again
+    finishes the study, keeping the trials that had finished."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
@@ -432,7 +433,7 @@ def test_ctrl_c_mid_study_on_real_dask_workers_stops_at_once_and_the_rerun_finis
                 time.sleep(0.2)
             assert run.poll() is None, f"finished before it could be interrupted: {log.read_text()}"
             assert completed_so_far() >= 3, f"never got to three trials: {log.read_text()}"
-            os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the workers and the server too
+            os.killpg(run.pid, stop)
             run.wait(timeout=120)
         finally:
             with contextlib.suppress(ProcessLookupError):  # whatever of it outlived the interrupt
@@ -445,7 +446,10 @@ def test_ctrl_c_mid_study_on_real_dask_workers_stops_at_once_and_the_rerun_finis
     )
     output = log.read_text()
 
-    assert "exit 130" in output and "run the same command again to resume it" in " ".join(output.split())
+    if stop == signal.SIGINT:
+        assert "exit 130" in output and "run the same command again to resume it" in " ".join(output.split())
+    else:
+        assert run.returncode == -signal.SIGKILL
     assert optuna.trial.TrialState.FAIL not in states  # nothing told back as a failed trial by the stop
     assert optuna.trial.TrialState.COMPLETE in states and len(trials()) <= 3
     assert "exit 0" in again.stdout, again.stdout + again.stderr

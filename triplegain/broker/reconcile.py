@@ -295,21 +295,33 @@ def _protection_gaps(
     open_ids: set[str],
     differences: list[Difference],
 ) -> None:
-    """Protected positions whose stop-loss or take-profit is not open on the exchange."""
+    """Protected positions whose stop-loss or take-profit is not open on the exchange: one difference a
+    position, naming each of its orders missing."""
     now = {o.intent.client_id: o for o in updated}
     for protection in protections:
-        for order in protection.orders:
-            current = now.get(order.intent.client_id, order)
-            if current.status is OrderStatus.FILLED or current.exchange_id in open_ids:
-                continue  # open, or it did its job (settling the pair cancels the other)
+        missing = [
+            order
+            for order in protection.orders
+            # neither open, nor done with its job (settling the pair cancels the other)
+            if not (
+                (current := now.get(order.intent.client_id, order)).status is OrderStatus.FILLED
+                or current.exchange_id in open_ids
+            )
+        ]
+        if missing:
             differences.append(
                 Difference(
                     "protection_missing",
                     protection.position_id,
-                    f"its {order.intent.purpose} ({order.intent.client_id}) is not open on the exchange: "
-                    "the position is unprotected (URGENT)",
+                    f"{_not_open(missing)}: the position is unprotected (URGENT)",
                 )
             )
+
+
+def _not_open(orders: list[OrderState]) -> str:
+    """'its stop-loss (id) is not open on the exchange', or both of a pair."""
+    named = " and ".join(f"its {o.intent.purpose} ({o.intent.client_id})" for o in orders)
+    return f"{named} {'is' if len(orders) == 1 else 'are'} not open on the exchange"
 
 
 def _settling(protections: list[Protection], updated: list[OrderState]) -> set[str]:
@@ -613,6 +625,7 @@ def finish_protections(
     is in question (a balance difference, or less held than the open positions: it may no longer be held),
     or when placing fails."""
     unanswered = any(d.kind == "exchange_unanswered" for d in found.differences)
+    gaps = {d.subject: d for d in found.differences if d.kind == "protection_missing"}
     # An asset whose balance differs, or that the open positions hold more of than the account does (sold
     # by hand, or by a run killed mid-way through a reduce), may not be held: its pair would sell what is
     # not there. The operator's word (`--accept`) sizes the position to what is held, and its pair with it.
@@ -634,14 +647,16 @@ def finish_protections(
             added.append(placed)
             protected.add(u.position.id)
         else:
+            # one URGENT line for the position: what the cancelled pair's gap said is folded into it
+            gap = gaps.get(u.position.id)
+            also = f" ({gap.detail.removesuffix(': the position is unprotected (URGENT)')})" if gap else ""
             added.append(
                 Difference(
                     "protection_missing",
                     u.position.id,
-                    f"{never}; {problem}: the position is unprotected (URGENT)",
+                    f"{never}{also}; {problem}: the position is unprotected (URGENT)",
                 )
             )
-    kept = [  # a cancelled pair's orders, missing from the exchange, are replaced by the pair placed now
-        d for d in found.differences if not (d.kind == "protection_missing" and d.subject in protected)
-    ]
+    replaced = {d.subject for d in added}  # placed now, or missing with the reason folded in
+    kept = [d for d in found.differences if not (d.kind == "protection_missing" and d.subject in replaced)]
     return replace(found, differences=[*kept, *added])

@@ -144,6 +144,20 @@ def test_a_protection_order_cancelled_on_the_exchange_is_urgent(kraken: FakeKrak
     assert "unprotected (URGENT)" in str(result.unexplained[0])
 
 
+def test_a_pair_cancelled_on_the_exchange_is_one_urgent_line_naming_both_orders(kraken: FakeKraken) -> None:
+    account = Account(kraken)
+    protection = account.buy_and_protect()
+    for order in (protection.stop, protection.take):
+        kraken.orders[order.exchange_id].status = "canceled"  # type: ignore[index]
+
+    result = account.reconcile()
+
+    assert kinds(result) == [("order_changed", True), ("order_changed", True), ("protection_missing", False)]
+    (line,) = [str(d) for d in result.unexplained]
+    assert protection.stop.intent.client_id in line and protection.take.intent.client_id in line
+    assert "are not open on the exchange" in line and line.count("URGENT") == 1
+
+
 def test_an_unanswered_balance_is_unknown_not_empty(kraken: FakeKraken) -> None:
     account = Account(kraken)
     account.buy_and_protect()
@@ -318,6 +332,9 @@ def test_a_pair_cancelled_by_a_run_killed_selling_its_position_is_not_placed_for
     assert kinds(result)[-1] == ("protection_missing", False) and not result.trading_allowed
     assert "BTC balance is in question" in str(result.unexplained[-1])
     assert [o for o in kraken.orders.values() if o.status == "open"] == []  # nothing placed
+    # one URGENT line for the position: the cancelled pair's missing orders are named in it
+    (missing,) = [d for d in result.differences if d.kind == "protection_missing"]
+    assert all(o.intent.client_id in missing.detail for o in protection.orders)
 
 
 @pytest.mark.parametrize("sale", ["reduce", "close"])
