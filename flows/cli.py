@@ -649,6 +649,12 @@ def _interrupted(e: BaseException) -> bool:
 
 
 def _fail(e: BaseException, verbose: bool) -> NoReturn:
+    """The error in one line and exit 1; an error raised while handling Ctrl-C is the interruption (130)."""
+    if _interrupted(e):
+        from flows.console import err
+
+        err.print(f"interrupted ({type(e).__name__} on the way out)")
+        raise typer.Exit(code=130)
     fail(e, verbose)
     raise typer.Exit(code=1)
 

@@ -103,3 +103,27 @@ def test_a_bad_setting_fails_before_any_server_starts(
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], done.stderr
     assert "temporary Prefect server" not in done.stderr
+
+
+def test_an_error_on_the_way_out_of_ctrl_c_is_the_interruption_not_a_failure(
+    runner: CliRunner, project_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal's Ctrl-C reaches the temporary Prefect server too: reporting the interrupted run to it
+    then fails, inside the handling of the KeyboardInterrupt. That is the interruption (130), not an error."""
+
+    def interrupted(**parameters: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ConnectionRefusedError(111, "Connection refused") from None  # the server died with it
+
+    def failed(**parameters: object) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr("flows.serve.load_flow", lambda entrypoint: interrupted)
+    stopped = runner.invoke(app, ["run", "--at", "2024-06-30T20:00Z"])
+    monkeypatch.setattr("flows.serve.load_flow", lambda entrypoint: failed)
+    refused = runner.invoke(app, ["run", "--at", "2024-06-30T20:00Z"])
+
+    assert stopped.exit_code == 130 and "interrupted" in stopped.stderr and "error:" not in stopped.stderr
+    assert refused.exit_code == 1 and "error: ConnectionRefusedError" in refused.stderr
