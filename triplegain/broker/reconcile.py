@@ -139,12 +139,15 @@ def reconcile(
     unsettled: Iterable[OrderState],
     known: Iterable[OrderState],
     book: LocalBook,
+    lost: Mapping[str, OrderUnresolved] | None = None,
 ) -> Reconciliation:
     """Compare the journal and the book with the exchange; see the module's docstring. `unsettled` are the
-    journal's orders not yet done, `known` every order it holds (for telling our fills from others')."""
+    journal's orders not yet done, `known` every order it holds (for telling our fills from others').
+    `lost`: the orders `recover_unread` has just looked up, with backoff, and the exchange did not know (by
+    client id): lost, without a second backoff."""
     differences: list[Difference] = []
     exchange = broker.exchange
-    changes = _orders_now(broker, unsettled, differences)
+    changes = _orders_now(broker, unsettled, differences, lost or {})
     updated = [now for _, now in changes]
     mine = [*known, *updated]
     open_orders = _ask(exchange.fetch_open_orders, "open orders", differences)
@@ -170,14 +173,18 @@ def reconcile(
 
 
 def recover_unread(
-    broker: LiveBroker, journal: OrderJournal, unsettled: Iterable[OrderState]
+    broker: LiveBroker,
+    journal: OrderJournal,
+    unsettled: Iterable[OrderState],
+    lost: dict[str, OrderUnresolved] | None = None,
 ) -> list[JournalledExecution]:
     """Market orders of ours whose run died before the exchange's reply came: each the exchange shows done
     with something filled, and whose plan the journal holds (`broker.plans`), is journalled as the
     execution its run would have journalled, built from its plan by the same code, at its real fill. The
     reconciliation that follows finds it unrecorded (trading stops) and counts its fill in the balances;
     the operator's word records it, with the position it opened, closed or reduced. Nothing is sent; an
-    order the exchange does not answer for is left to the reconciliation, which says so."""
+    order the exchange does not answer for is left to the reconciliation, which says so (one it does not
+    know goes into `lost`, for `reconcile` not to look it up again)."""
     recovered = []
     for order in unsettled:
         planned = journal.plan(order.intent.client_id) if order.intent.type == "market" else None
@@ -185,7 +192,11 @@ def recover_unread(
             continue
         try:
             now = broker.refresh(order) if order.exchange_id else broker.lookup(order)
-        except (OrderUnresolved, ccxt.BaseError):
+        except OrderUnresolved as e:
+            if lost is not None:
+                lost[order.intent.client_id] = e
+            continue
+        except ccxt.BaseError:
             continue
         if not now.done or now.filled <= 0:
             continue
@@ -197,13 +208,18 @@ def recover_unread(
 
 
 def _orders_now(
-    broker: LiveBroker, unsettled: Iterable[OrderState], differences: list[Difference]
+    broker: LiveBroker,
+    unsettled: Iterable[OrderState],
+    differences: list[Difference],
+    lost: Mapping[str, OrderUnresolved],
 ) -> list[tuple[OrderState, OrderState]]:
     """Each unsettled order as the exchange has it now (by exchange id, or by client id when no reply ever
-    came; nothing is sent): the ones that changed, before and after."""
+    came; nothing is sent): the ones that changed, before and after. One in `lost` is lost as found."""
     changes = []
     for order in unsettled:
         try:
+            if order.intent.client_id in lost:
+                raise lost[order.intent.client_id]
             now = broker.refresh(order) if order.exchange_id else broker.lookup(order)
         except OrderUnresolved as e:
             differences.append(Difference("order_lost", order.intent.client_id, str(e)))

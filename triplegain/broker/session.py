@@ -12,7 +12,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from triplegain.broker.exchange import ExchangeBroker
-from triplegain.broker.live import FILLED, Backoff, CallBudget, JournalledExecution, LiveBroker
+from triplegain.broker.live import (
+    FILLED,
+    Backoff,
+    CallBudget,
+    JournalledExecution,
+    LiveBroker,
+    OrderUnresolved,
+)
 from triplegain.broker.orders import positions_after
 from triplegain.broker.protection import (
     Protection,
@@ -91,7 +98,8 @@ def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountSt
     journal = SqlOrderJournal(engine_for(settings))
     live = live_broker(settings, keys, journal)
     since = account.marked_at - timedelta(hours=1) if account.marked_at else None
-    recover_unread(live, journal, journal.unsettled())  # a killed run's fills, built from their plans
+    lost: dict[str, OrderUnresolved] = {}  # looked up once: the backoff is not waited twice
+    recover_unread(live, journal, journal.unsettled(), lost)  # a killed run's fills, built from their plans
     unrecorded = journal.unrecorded_executions()
     # the positions as they will be once what no run recorded is: those it closed need no protection
     positions = positions_after(account.positions, [j.execution for j in unrecorded])
@@ -102,7 +110,7 @@ def reconcile_account(settings: Settings, keys: ExchangeKeys, account: AccountSt
         unrecorded=unrecorded,
         positions=positions,
     )
-    found = reconcile(live, journal, journal.unsettled(), journal.orders(), book)
+    found = reconcile(live, journal, journal.unsettled(), journal.orders(), book, lost)
     return finish_protections(ProtectionDesk(live), unfinished_protections(journal, positions), found)
 
 

@@ -17,6 +17,7 @@ from triplegain.broker.live import (
     MemoryJournal,
     OrderIntent,
     OrderState,
+    OrderUnresolved,
     live_client_id,
 )
 from triplegain.broker.orders import positions_after
@@ -414,6 +415,31 @@ def test_a_market_order_without_a_plan_or_unfilled_is_left_to_the_reconciliation
 
     assert recovered == [] and account.journal.executions == executions
     assert account.journal.states[never_sent.intent.client_id].status is OrderStatus.ERROR  # never sent
+
+
+def test_a_planned_order_the_exchange_does_not_know_is_looked_up_once_and_lost(kraken: FakeKraken) -> None:
+    """`recover_unread` looks it up by its client id, with backoff, and the exchange does not know it: the
+    reconciliation after it finds it lost without a second backoff (about 15 s of waiting, live)."""
+    account = Account(kraken)
+    ExchangeBroker(account.broker, dict(START), SETTINGS, SPECS).open(buy(), "tg-1", CYCLE, PRICE, AT)
+    (planned,) = account.journal.plans.values()
+    unknown = OrderState(market_buy(purpose="unknown"), sends=1)  # sent; the exchange never got it
+    account.journal.save(unknown, "sent (attempt 1)")
+    account.journal.save_plan(unknown.intent.client_id, planned)
+    broker = kraken.live_broker(account.journal)
+    lost: dict[str, OrderUnresolved] = {}
+
+    recover_unread(broker, account.journal, [s for s in account.journal.states.values() if not s.done], lost)
+    looked_up = len(kraken.calls("ClosedOrders"))
+    states = list(account.journal.states.values())
+    unsettled = [s for s in states if not s.done]
+    result = reconcile(broker, account.journal, unsettled, states, LocalBook({}), lost)
+
+    assert list(lost) == [unknown.intent.client_id]
+    assert looked_up == 1 + len(broker.lookups.delays())  # asked at once, then after each backoff delay
+    assert len(kraken.calls("ClosedOrders")) == looked_up  # not looked up again
+    (gone,) = [d for d in result.differences if d.kind == "order_lost"]
+    assert gone.subject == unknown.intent.client_id and not gone.explained and not result.trading_allowed
 
 
 def test_protection_the_exchange_refuses_is_urgent_and_stops_trading(
