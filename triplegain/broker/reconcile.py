@@ -73,6 +73,7 @@ from triplegain.settings import SymbolSpec
 
 AWAITING = "adopted as external: awaiting the operator's word"
 QUOTE_TOLERANCE = Decimal("0.01")  # a cent of rounding in fees and costs
+UNPROTECTED = ": the position is unprotected (URGENT)"  # how a protection_missing difference ends
 BASE_TOLERANCE = Decimal("0.00000001")  # one unit of the smallest lot Kraken has
 
 
@@ -329,7 +330,7 @@ def _protection_gaps(
                 Difference(
                     "protection_missing",
                     protection.position_id,
-                    f"{_not_open(missing)}: the position is unprotected (URGENT)",
+                    f"{_not_open(missing)}{UNPROTECTED}",
                 )
             )
 
@@ -646,7 +647,7 @@ def finish_protections(
     # by hand, or by a run killed mid-way through a reduce), may not be held: its pair would sell what is
     # not there. The operator's word (`--accept`) sizes the position to what is held, and its pair with it.
     in_question = {d.subject for d in found.unexplained if d.kind in ("balance", "position_unheld")}
-    added, protected = [], set()
+    added = []
     for u in unfinished:
         base, _ = split_symbol(u.position.symbol)
         never = u.why
@@ -661,16 +662,15 @@ def finish_protections(
         if problem is None:
             placed = Difference("protection_placed", u.position.id, f"{never}: placed now", explained=True)
             added.append(placed)
-            protected.add(u.position.id)
         else:
             # one URGENT line for the position: what the cancelled pair's gap said is folded into it
             gap = gaps.get(u.position.id)
-            also = f" ({gap.detail.removesuffix(': the position is unprotected (URGENT)')})" if gap else ""
+            also = f" ({gap.detail.removesuffix(UNPROTECTED)})" if gap else ""
             added.append(
                 Difference(
                     "protection_missing",
                     u.position.id,
-                    f"{never}{also}; {problem}: the position is unprotected (URGENT)",
+                    f"{never}{also}; {problem}{UNPROTECTED}",
                 )
             )
     replaced = {d.subject for d in added}  # placed now, or missing with the reason folded in
