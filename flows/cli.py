@@ -250,16 +250,13 @@ def optimize(
                 result = on_dask(dask_address, workers)(
                     space, config, _symbols(symbols), data, setup.name, out_dir, windows_at_once
                 )
-    except BaseException as e:
-        if not _interrupted(e):
-            if isinstance(e, Exception):
-                _fail(e, verbose)
-            raise
-        err.print(
-            f"interrupted: the finished trials of study {setup.name} are kept; run the same command "
-            "again to resume it"
+    except (KeyboardInterrupt, Exception) as e:
+        _fail(
+            e,
+            verbose,
+            interrupted=f"the finished trials of study {setup.name} are kept; run the same command again "
+            "to resume it",
         )
-        raise typer.Exit(code=130) from None
     if as_json:
         out.print_json(result.model_dump_json())
         return
@@ -648,13 +645,15 @@ def _interrupted(e: BaseException) -> bool:
     return False
 
 
-def _fail(e: BaseException, verbose: bool) -> NoReturn:
-    """The error in one line and exit 1; an error raised while handling Ctrl-C is the interruption (130)."""
+def _fail(e: BaseException, verbose: bool, interrupted: str | None = None) -> NoReturn:
+    """The error in one line and exit 1. Ctrl-C, or an error raised while handling it, is the interruption:
+    `interrupted` (what the user can do about it) or what was raised, and exit 130."""
     if _interrupted(e):
         from flows.console import err
 
-        err.print(f"interrupted ({type(e).__name__} on the way out)")
-        raise typer.Exit(code=130)
+        why = f": {interrupted}" if interrupted else f" ({type(e).__name__} on the way out)"
+        err.print(f"interrupted{why}")
+        raise typer.Exit(code=130) from None
     fail(e, verbose)
     raise typer.Exit(code=1)
 

@@ -323,13 +323,9 @@ def side_by_side(work: Callable[[W], R], items: Sequence[W], at_once: int, stopp
     try:
         futures = [pool.submit(contextvars.copy_context().run, guarded, item) for item in items]
         wait(futures, return_when=FIRST_EXCEPTION)
-        raised = [f.exception() for f in futures if f.done() and not f.cancelled()]
-        if any(e is not None for e in raised):
-            stopping.set()
-            for future in futures:
-                future.cancel()
+        if stopping.is_set():  # an item raised: the rest stop (at once, those not started)
             wait(futures)
-            errors = [f.exception() for f in futures if not f.cancelled()]
+            errors = (f.exception() for f in futures)
             # the one that stopped the rest, not an item that stopped because of it
             raise next((e for e in errors if e is not None and not isinstance(e, _Stopped)), _Stopped())
         return [future.result() for future in futures]

@@ -140,15 +140,15 @@ def reconcile(
     unsettled: Iterable[OrderState],
     known: Iterable[OrderState],
     book: LocalBook,
-    lost: Mapping[str, OrderUnresolved] | None = None,
+    lost: dict[str, OrderUnresolved] | None = None,
 ) -> Reconciliation:
     """Compare the journal and the book with the exchange; see the module's docstring. `unsettled` are the
     journal's orders not yet done, `known` every order it holds (for telling our fills from others').
-    `lost`: the orders `recover_unread` has just looked up, with backoff, and the exchange did not know (by
-    client id): lost, without a second backoff."""
+    `lost`: the orders the exchange did not know when `recover_unread` looked them up just before (by client
+    id): lost, without a second backoff."""
     differences: list[Difference] = []
     exchange = broker.exchange
-    changes = _orders_now(broker, unsettled, differences, lost or {})
+    changes = _orders_now(broker, unsettled, differences, {} if lost is None else lost)
     updated = [now for _, now in changes]
     mine = [*known, *updated]
     open_orders = _ask(exchange.fetch_open_orders, "open orders", differences)
@@ -186,18 +186,15 @@ def recover_unread(
     the operator's word records it, with the position it opened, closed or reduced. Nothing is sent; an
     order the exchange does not answer for is left to the reconciliation, which says so (one it does not
     know goes into `lost`, for `reconcile` not to look it up again)."""
+    lost = {} if lost is None else lost
     recovered = []
     for order in unsettled:
         planned = journal.plan(order.intent.client_id) if order.intent.type == "market" else None
         if planned is None:
             continue
         try:
-            now = broker.refresh(order) if order.exchange_id else broker.lookup(order)
-        except OrderUnresolved as e:
-            if lost is not None:
-                lost[order.intent.client_id] = e
-            continue
-        except ccxt.BaseError:
+            now = _order_now(broker, order, lost)
+        except (OrderUnresolved, ccxt.BaseError):
             continue
         if not now.done or now.filled <= 0:
             continue
@@ -208,20 +205,32 @@ def recover_unread(
     return recovered
 
 
+def _order_now(broker: LiveBroker, order: OrderState, lost: dict[str, OrderUnresolved]) -> OrderState:
+    """The order as the exchange has it now: by its exchange id, or by its client id (with backoff) when no
+    reply ever came; nothing is sent. OrderUnresolved when the exchange does not know it, remembered in
+    `lost`: one reconciliation looks an order up once (`recover_unread`, then `reconcile`)."""
+    known_lost = lost.get(order.intent.client_id)
+    if known_lost is not None:
+        raise known_lost
+    try:
+        return broker.refresh(order) if order.exchange_id else broker.lookup(order)
+    except OrderUnresolved as e:
+        lost[order.intent.client_id] = e
+        raise
+
+
 def _orders_now(
     broker: LiveBroker,
     unsettled: Iterable[OrderState],
     differences: list[Difference],
-    lost: Mapping[str, OrderUnresolved],
+    lost: dict[str, OrderUnresolved],
 ) -> list[tuple[OrderState, OrderState]]:
-    """Each unsettled order as the exchange has it now (by exchange id, or by client id when no reply ever
-    came; nothing is sent): the ones that changed, before and after. One in `lost` is lost as found."""
+    """Each unsettled order as the exchange has it now (`_order_now`): the ones that changed, before and
+    after."""
     changes = []
     for order in unsettled:
         try:
-            if order.intent.client_id in lost:
-                raise lost[order.intent.client_id]
-            now = broker.refresh(order) if order.exchange_id else broker.lookup(order)
+            now = _order_now(broker, order, lost)
         except OrderUnresolved as e:
             differences.append(Difference("order_lost", order.intent.client_id, str(e)))
             continue
