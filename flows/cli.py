@@ -234,9 +234,9 @@ def optimize(
         f"study {setup.name}: {len(setup.windows)} windows x {setup.space.trials} trials, "
         f"objective {setup.space.objective}"
     )
-    _announce_temporary_server()
     _quiet_loggers(verbose, "distributed", "optuna")
     try:
+        _start_temporary_server()
         from flows.optimize import on_dask, trial_listener
 
         columns = (TextColumn("trials"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
@@ -251,8 +251,12 @@ def optimize(
                     space, config, _symbols(symbols), data, setup.name, out_dir, windows_at_once
                 )
     except (KeyboardInterrupt, Exception) as e:
+        from flows.optimize import OrchestrationLost
+        from triplegain.errors import caused_by
+
+        lost = None if _interrupted(e) else caused_by(e, OrchestrationLost)
         _fail(
-            e,
+            lost or e,  # what stopped the study, not the failed report of it to a server that is gone
             verbose,
             interrupted=f"the finished trials of study {setup.name} are kept; run the same command again "
             "to resume it",
@@ -575,13 +579,13 @@ def _call_flow(entrypoint: str, verbose: bool, **parameters: Any) -> Any:
         preflight(parameters.get("config_file"), parameters.get("symbols"))
     except Exception as e:
         _fail(e, verbose)
-    _announce_temporary_server()
     _quiet_loggers(verbose)
     try:
+        _start_temporary_server()
         from flows.serve import load_flow
 
         return load_flow(entrypoint)(**parameters)
-    except Exception as e:
+    except (KeyboardInterrupt, Exception) as e:
         _fail(e, verbose)
 
 
@@ -608,14 +612,22 @@ def _quiet_loggers(verbose: bool, *libraries: str) -> None:
     if not verbose:
         for name in ("EventsWorker", "APILogWorker", *libraries):
             logging.getLogger(name).setLevel(logging.ERROR)
+        if "distributed" in libraries:  # local Dask workers are processes of their own: they read it at start
+            os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
 
-def _announce_temporary_server() -> None:
+def _start_temporary_server() -> None:
+    """Without a Prefect API, start the temporary server now (saying so: it takes about 10 s), deaf to the
+    terminal's Ctrl-C, so that an interrupted run is still marked crashed in it and the command stops at
+    once (`flows.ctrl_c`), instead of retrying a server that died with the Ctrl-C for minutes."""
     from flows.console import err
     from flows.settings import prefect_api_url
 
     if prefect_api_url() is None:
         err.print("[dim]no Prefect API configured: starting a temporary Prefect server (about 10 s)...[/dim]")
+        from flows.ctrl_c import start_temporary_server
+
+        start_temporary_server()
 
 
 def _symbols(value: str | None) -> list[str] | None:
@@ -632,17 +644,12 @@ def _parse_at(value: str) -> datetime:
 
 
 def _interrupted(e: BaseException) -> bool:
-    """Whether `e` was raised while handling Ctrl-C: a terminal's Ctrl-C reaches every process of the
-    command, the temporary Prefect server too, so reporting the interrupted run can fail on its way out
-    (a refused connection, raised during the handling of the KeyboardInterrupt)."""
-    seen: set[int] = set()
-    cause: BaseException | None = e
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
+    """Whether `e` was raised while handling Ctrl-C: reporting the interrupted run can fail on its way out
+    (a refused connection, raised during the handling of the KeyboardInterrupt, from a server that died on
+    its own or heard the Ctrl-C from a terminal it shares)."""
+    from triplegain.errors import caused_by
+
+    return caused_by(e, KeyboardInterrupt) is not None
 
 
 def _fail(e: BaseException, verbose: bool, interrupted: str | None = None) -> NoReturn:
@@ -651,7 +658,8 @@ def _fail(e: BaseException, verbose: bool, interrupted: str | None = None) -> No
     if _interrupted(e):
         from flows.console import err
 
-        why = f": {interrupted}" if interrupted else f" ({type(e).__name__} on the way out)"
+        out_of_it = "" if isinstance(e, KeyboardInterrupt) else f" ({type(e).__name__} on the way out)"
+        why = f": {interrupted}" if interrupted else out_of_it
         err.print(f"interrupted{why}")
         raise typer.Exit(code=130) from None
     fail(e, verbose)

@@ -27,8 +27,10 @@ from pathlib import Path
 from threading import Event, Lock
 from typing import Any, TypeVar
 
+import httpx
 import optuna
 import yaml
+from distributed.comm.core import CommClosedError
 from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -42,10 +44,12 @@ from prefect_dask import DaskTaskRunner
 
 from flows import listeners
 from flows.backtest_setup import prepare_backtest
+from flows.ctrl_c import WORKER_PRELOAD
 from flows.optimize_setup import prepare_optimization, study_name
 from flows.runs import inline_png
 from flows.tracking import run_name
 from triplegain.backtest_metrics import Metrics
+from triplegain.errors import caused_by
 from triplegain.optimize import (
     OptimizationResult,
     TrialDone,
@@ -75,14 +79,21 @@ trial_listener = listeners.trial_listener  # with trial_listener(callback): opti
 
 def dask_runner(address: str | None = None, workers: int | None = None) -> DaskTaskRunner:
     """The task runner: an existing Dask scheduler at `address`, or a local cluster of `workers` worker
-    processes (default: one per core), one thread each (a backtest holds the GIL)."""
+    processes (default: one per core), one thread each (a backtest holds the GIL), deaf to a terminal's Ctrl-C
+    (the command stops them, `flows.ctrl_c`)."""
     if address:
         return DaskTaskRunner(address=address)
     if workers is not None and workers < 1:  # `0 or cpu_count()` would quietly mean every core
         raise ValueError(f"workers must be at least 1, got {workers}")
     n = workers or os.cpu_count() or 1
     return DaskTaskRunner(
-        cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
+        cluster_kwargs={
+            "n_workers": n,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": ":0",
+            "preload": [WORKER_PRELOAD],  # a terminal's Ctrl-C is the command's to handle (flows.ctrl_c)
+        }
     )
 
 
@@ -97,7 +108,12 @@ def trial_backtest(
 ) -> Metrics:
     """One backtest with `params` (dotted settings keys) laid over the configuration; the worker keeps its
     hours' analyses for the next trials on the same data (`triplegain.analysis_memo`)."""
-    setup = prepare_backtest(start, end, symbols, data_dir, config_file, overrides=nested(params))
+    try:  # reads the database block from Prefect's API: the backtest itself asks no one anything
+        setup = prepare_backtest(start, end, symbols, data_dir, config_file, overrides=nested(params))
+    except Exception as e:
+        if lost := caused_by(e, *UNREACHABLE):  # said here: a cause does not travel back from a worker
+            raise OrchestrationLost(f"{type(lost).__name__}: {lost}") from e
+        raise
     return setup.run(reuse_analyses=True).metrics
 
 
@@ -192,6 +208,12 @@ def _optimize(
                 outcomes.append(e)
         if stopping.is_set() and any(isinstance(o, BaseException) for o in outcomes):
             raise _Stopped  # the cluster may be going away under it: not the trials' failures
+        for (name, _), outcome in zip(named, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and (lost := _unreachable(outcome)):
+                raise OrchestrationLost(
+                    f"{name} could not reach Prefect or Dask ({lost}): the study stops, its finished "
+                    "trials kept; run the same command again to resume it"
+                ) from outcome
         return outcomes
 
     def one_window(window: Window, storage: optuna.storages.BaseStorage) -> WindowResult:
@@ -241,6 +263,24 @@ def _optimize(
     _publish(result, Path(result.outputs["png"]))
     logger.info("study %s done: %s", setup.name, ", ".join(result.outputs.values()))
     return result
+
+
+# What a trial raises when Prefect's API or the Dask cluster could not be reached. A backtest on replayed
+# data makes no request of its own, so such an error is never the settings' failure: the study stops (its
+# batch not told back, so no trial counts as failed) rather than recording every trial of the outage failed.
+UNREACHABLE: tuple[type[BaseException], ...] = (httpx.TransportError, ConnectionError, CommClosedError)
+
+
+class OrchestrationLost(RuntimeError):
+    """A trial could not reach Prefect's API or the Dask cluster: the study stops and resumes on rerun."""
+
+
+def _unreachable(error: BaseException) -> str | None:
+    """What could not be reached, when that is why a trial failed (None when the trial itself failed)."""
+    if isinstance(error, OrchestrationLost):
+        return str(error)
+    lost = caused_by(error, *UNREACHABLE)
+    return f"{type(lost).__name__}: {lost}" if lost is not None else None
 
 
 class _Stopped(Exception):

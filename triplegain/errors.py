@@ -111,3 +111,16 @@ class LLMOutputInvalid(LLMError):
 
 class LLMBudgetExceeded(LLMError):
     """The per-cycle or per-day cost budget is spent; calls fail closed to the offline path."""
+
+
+def caused_by(error: BaseException, *kinds: type[BaseException]) -> BaseException | None:
+    """The first exception of `kinds` in `error`'s chain (itself, then what caused it or what was being
+    handled when it was raised), or None."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        if isinstance(link, kinds):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return None

@@ -105,11 +105,12 @@ def test_a_bad_setting_fails_before_any_server_starts(
     assert "temporary Prefect server" not in done.stderr
 
 
-def test_an_error_on_the_way_out_of_ctrl_c_is_the_interruption_not_a_failure(
+def test_ctrl_c_is_the_interruption_not_a_failure_even_with_an_error_on_the_way_out(
     runner: CliRunner, project_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A terminal's Ctrl-C reaches the temporary Prefect server too: reporting the interrupted run to it
-    then fails, inside the handling of the KeyboardInterrupt. That is the interruption (130), not an error."""
+    """Ctrl-C during a run is "interrupted" and 130 (it was click's "Aborted!" and 1). A server that does
+    not share the command's terminal can die on its own while it is handled: reporting the interrupted run
+    then fails inside the handling of the KeyboardInterrupt. That is the interruption too, not an error."""
 
     def interrupted(**parameters: object) -> None:
         try:
@@ -120,10 +121,16 @@ def test_an_error_on_the_way_out_of_ctrl_c_is_the_interruption_not_a_failure(
     def failed(**parameters: object) -> None:
         raise ConnectionRefusedError(111, "Connection refused")
 
+    def ctrl_c(**parameters: object) -> None:  # the server deaf to it (flows.ctrl_c): the interrupt alone
+        raise KeyboardInterrupt
+
     monkeypatch.setattr("flows.serve.load_flow", lambda entrypoint: interrupted)
     stopped = runner.invoke(app, ["run", "--at", "2024-06-30T20:00Z"])
     monkeypatch.setattr("flows.serve.load_flow", lambda entrypoint: failed)
     refused = runner.invoke(app, ["run", "--at", "2024-06-30T20:00Z"])
+    monkeypatch.setattr("flows.serve.load_flow", lambda entrypoint: ctrl_c)
+    plain = runner.invoke(app, ["run", "--at", "2024-06-30T20:00Z"])
 
     assert stopped.exit_code == 130 and "interrupted" in stopped.stderr and "error:" not in stopped.stderr
+    assert plain.exit_code == 130 and plain.stderr.strip() == "interrupted"
     assert refused.exit_code == 1 and "error: ConnectionRefusedError" in refused.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import re
 import signal
 import sqlite3
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import optuna
 import pytest
 import yaml
@@ -28,8 +30,9 @@ from typer.testing import CliRunner
 
 import flows.optimize as optimize_module
 from flows.cli import app
-from flows.optimize import PROGRESS_KEY, RESULT_KEY, on_dask, optimize, trial_listener
+from flows.optimize import PROGRESS_KEY, RESULT_KEY, OrchestrationLost, on_dask, optimize, trial_listener
 from tests.flows.fresh_process import PROBE
+from triplegain.errors import ConfigError, ConfigProblem
 from triplegain.optimize import OptimizationResult
 from triplegain.settings import load_settings
 from triplegain.storage.studies import study_storage
@@ -56,6 +59,14 @@ def space_file(tmp_path: Path) -> Path:
     path = tmp_path / "drift.yaml"
     path.write_text(yaml.safe_dump(SPACE))
     return path
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def windows(result: OptimizationResult) -> list[tuple[Any, ...]]:
@@ -131,6 +142,74 @@ def test_a_trial_that_raises_is_failed_and_a_rerun_resumes_without_running_finis
     assert windows(again) == windows(first)
 
 
+def test_a_trial_that_cannot_reach_prefect_stops_the_study_instead_of_counting_as_failed(
+    project_db: str, space_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Prefect server restarting mid-study: the trials of the outage fail only because it is gone (here
+    the settings block read, as in a real trial). Recorded as failed, they would spend the budget on no
+    backtest at all; the study stops instead, and the same command finishes it."""
+    real = optimize_module.prepare_backtest
+    calls: list[int] = []
+
+    def server_gone(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            try:
+                raise httpx.ConnectError("[Errno 111] Connection refused")
+            except httpx.ConnectError as e:
+                gone = ConfigProblem("block triplegain-database", "<unread>", "a reachable Prefect API")
+                raise ConfigError([gone]) from e
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimize_module, "prepare_backtest", server_gone)
+    lost = r"w0-trial-\d could not reach Prefect or Dask \(ConnectError"
+    with pytest.raises(OrchestrationLost, match=lost):
+        in_threads(2)(str(space_file), study="outage", output_dir=str(tmp_path / "a"), windows_at_once=1)
+    with study_storage(load_settings()) as storage:
+        (study,) = [optuna.load_study(study_name=s.study_name, storage=storage) for s in all_studies(storage)]
+        kept = [t.state for t in study.trials]
+    monkeypatch.setattr(optimize_module, "prepare_backtest", real)
+    resumed = in_threads(2)(
+        str(space_file), study="outage", output_dir=str(tmp_path / "b"), windows_at_once=1
+    )
+
+    complete, running = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+    assert kept == [complete, complete, running, running]  # the batch of the outage is not told back
+    assert [w.trials for w in resumed.windows] == [4, 4, 4] and [w.failed for w in resumed.windows] == [0] * 3
+
+
+def test_a_trial_on_a_worker_says_it_could_not_reach_prefect_in_a_type_that_travels_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From a Dask worker a trial's exception comes back pickled, without its cause: the ConfigError of an
+    unreadable settings block would look like the trial's own failure. The trial says it in its type."""
+
+    def server_gone(*args: Any, **kwargs: Any) -> Any:
+        try:
+            raise httpx.ConnectError("[Errno 111] Connection refused")
+        except httpx.ConnectError as e:
+            raise ConfigError([ConfigProblem("block triplegain-database", "<unread>", "reachable")]) from e
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    def trial() -> BaseException:
+        with pytest.raises((OrchestrationLost, OSError)) as raised:
+            optimize_module.trial_backtest.fn(
+                {}, at("2024-06-10T00:00Z"), at("2024-06-11T00:00Z"), None, None, None
+            )
+        return pickle.loads(pickle.dumps(raised.value))  # as it comes back from a worker
+
+    monkeypatch.setattr(optimize_module, "prepare_backtest", server_gone)
+    lost = trial()
+    monkeypatch.setattr(optimize_module, "prepare_backtest", disk_full)
+    failed = trial()
+
+    assert isinstance(lost, OrchestrationLost) and str(lost) == "ConnectError: [Errno 111] Connection refused"
+    assert optimize_module._unreachable(lost) == str(lost)
+    assert optimize_module._unreachable(failed) is None and isinstance(failed, OSError)
+
+
 def test_the_cli_refuses_a_bad_space_before_starting_anything(tmp_path: Path, project_db: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**SPACE, "params": {"portfolio.drift": {"low": 1, "high": 2}}}))
@@ -166,6 +245,28 @@ def test_ctrl_c_says_how_to_resume(
 
     assert result.exit_code == 130
     assert "finished trials of study drift are kept; run the same command" in " ".join(result.stderr.split())
+
+
+def test_the_cli_says_what_stopped_the_study_not_that_reporting_it_failed_too(
+    space_file: Path, project_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server gone: the flow's report of the OrchestrationLost fails too, and that is what is raised."""
+
+    def server_gone(*args: Any, **kwargs: Any) -> Any:
+        def run(*a: Any, **k: Any) -> Any:
+            try:
+                raise OrchestrationLost("w0-trial-3 could not reach Prefect or Dask (ConnectError: refused)")
+            except OrchestrationLost:
+                raise httpx.ConnectError("[Errno 111] Connection refused") from None
+
+        return run
+
+    monkeypatch.setattr(optimize_module, "on_dask", server_gone)
+
+    result = CliRunner().invoke(app, ["optimize", str(space_file), "--workers", "1"])
+
+    assert result.exit_code == 1
+    assert "error: OrchestrationLost: w0-trial-3 could not reach Prefect" in " ".join(result.stderr.split())
 
 
 def test_zero_workers_from_python_is_refused_not_taken_for_every_core() -> None:
@@ -435,6 +536,10 @@ def test_a_study_stopped_mid_way_on_real_dask_workers_is_finished_by_the_same_co
             assert completed_so_far() >= 3, f"never got to three trials: {log.read_text()}"
             os.killpg(run.pid, stop)
             run.wait(timeout=120)
+            outlived = time.monotonic() + 30  # the command stops what it started (SIGKILL: nothing is left)
+            while _group_alive(run.pid) and time.monotonic() < outlived:
+                time.sleep(0.2)
+            assert not _group_alive(run.pid), "a process of the interrupted command outlived it"
         finally:
             with contextlib.suppress(ProcessLookupError):  # whatever of it outlived the interrupt
                 os.killpg(run.pid, signal.SIGKILL)
@@ -448,6 +553,11 @@ def test_a_study_stopped_mid_way_on_real_dask_workers_is_finished_by_the_same_co
 
     if stop == signal.SIGINT:
         assert "exit 130" in output and "run the same command again to resume it" in " ".join(output.split())
+        # Only the command heard it (flows.ctrl_c): the run is marked crashed in a server still up, and
+        # neither a worker's traceback nor a request to a dead server is printed on the way out.
+        assert "Crash detected! Execution was aborted by an interrupt signal" in output, output
+        for noise in ("Traceback", "KeyboardInterrupt", "Error logging to API", "Connection refused"):
+            assert noise not in output, output
     else:
         assert run.returncode == -signal.SIGKILL
     assert optuna.trial.TrialState.FAIL not in states  # nothing told back as a failed trial by the stop
