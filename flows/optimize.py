@@ -80,7 +80,9 @@ trial_listener = listeners.trial_listener  # with trial_listener(callback): opti
 def dask_runner(address: str | None = None, workers: int | None = None) -> DaskTaskRunner:
     """The task runner: an existing Dask scheduler at `address`, or a local cluster of `workers` worker
     processes (default: one per core), one thread each (a backtest holds the GIL), deaf to a terminal's Ctrl-C
-    (the command stops them, `flows.ctrl_c`)."""
+    (the command stops them, `flows.ctrl_c`). The local cluster has no dashboard: nothing here showed it,
+    and its first import of `distributed.dashboard.scheduler` (bokeh), in Dask's own thread, once failed
+    the cluster's start in CI ("module 'distributed.dashboard' has no attribute 'scheduler'")."""
     if address:
         return DaskTaskRunner(address=address)
     if workers is not None and workers < 1:  # `0 or cpu_count()` would quietly mean every core
@@ -91,7 +93,7 @@ def dask_runner(address: str | None = None, workers: int | None = None) -> DaskT
             "n_workers": n,
             "threads_per_worker": 1,
             "processes": True,
-            "dashboard_address": ":0",
+            "dashboard_address": None,
             "preload": [WORKER_PRELOAD],  # a terminal's Ctrl-C is the command's to handle (flows.ctrl_c)
         }
     )
