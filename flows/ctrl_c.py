@@ -1,4 +1,5 @@
-"""A terminal's Ctrl-C is for the command, not for the processes it starts to help it.
+"""Stopping a command stops what it started: a terminal's Ctrl-C is for the command, not for the processes it
+starts to help it, and a SIGTERM does not leave them behind.
 
 A terminal sends Ctrl-C (SIGINT) to every process of the foreground command: the temporary Prefect server
 and the local Dask workers as well as the command. Dying with it, the server takes the interrupted run's
@@ -8,6 +9,10 @@ processes are started deaf to it; the command, which alone hears it, stops its w
 
 - `start_temporary_server()`: the temporary Prefect server a command without a Prefect API uses, started
   with SIGINT blocked (it inherits the mask; Prefect stops it with SIGTERM at exit).
+- `exit_on_sigterm()`: a SIGTERM (`kill`, a service manager's stop) ends the command through its exit
+  handlers, which stop that server; Prefect's flow engine, having recorded the run as crashed, re-sends
+  SIGTERM to the handler it found, and the default one would end the process without them, leaving the
+  temporary server running for good.
 - `dask_setup`: a Dask worker preload (`preload=["flows.ctrl_c"]`) that makes a local worker ignore SIGINT
   (a nanny's worker is started by Dask's own thread, so it cannot inherit a mask from the command's).
 """
@@ -15,6 +20,7 @@ processes are started deaf to it; the command, which alone hears it, stops its w
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,9 +49,21 @@ def start_temporary_server() -> bool:
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return False
+    exit_on_sigterm()  # the server is this process's to stop, whatever ends it short of SIGKILL
     with children_deaf_to_ctrl_c():
         SubprocessASGIServer().start()
     return True
+
+
+def exit_on_sigterm() -> None:
+    """From now on SIGTERM is `SystemExit(143)` (128 + 15, as a shell reports it) in the main thread: the
+    command unwinds and its exit handlers run (Prefect's stop of its temporary server among them)."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+        signal.signal(signal.SIGTERM, terminated)
 
 
 def dask_setup(worker: Any) -> None:

@@ -70,3 +70,21 @@ def test_optimize_local_dask_workers_ignore_ctrl_c() -> None:
         os.kill(pid, signal.SIGINT)
         time.sleep(1)
         assert list(client.run(os.getpid).values()) == [pid]
+
+
+def test_a_sigterm_ends_the_command_through_its_exit_handlers() -> None:
+    """The default SIGTERM action skips exit handlers, so Prefect's stop of its temporary server never ran."""
+    script = (
+        "import atexit, os, signal, time\nfrom flows.ctrl_c import exit_on_sigterm\n"
+        "atexit.register(lambda: print('exit handlers ran', flush=True))\n{install}"
+        "os.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(60)\n"
+    )
+
+    def run(install: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", script.format(install=install)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    handled, default = run("exit_on_sigterm()\n"), run("")
+
+    assert handled.returncode == 143 and "exit handlers ran" in handled.stdout, handled.stderr
+    assert default.returncode == -signal.SIGTERM and "exit handlers ran" not in default.stdout

@@ -474,15 +474,19 @@ def test_the_cli_runs_a_study_with_its_windows_at_once_and_prints_json(
     assert refused.exit_code == 2 and "--windows-at-once" in refused.stderr
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGKILL, signal.SIGTERM], ids=["ctrl-c", "killed", "terminated"]
+)
 def test_a_study_stopped_mid_way_on_real_dask_workers_is_finished_by_the_same_command(
     stop: signal.Signals, space_file: Path, tmp_path: Path
 ) -> None:
     """A real `triplegain optimize` (two windows side by side on a real Dask worker) stopped once three
-    trials have finished, by a signal to its whole process group (the Dask worker and the temporary Prefect
-    server too): SIGINT as a terminal's Ctrl-C sends it, or SIGKILL. Interrupted, it says how to resume and
-    exits with 130. Either way no trial is recorded as failed by the stop, and the same command again
-    finishes the study, keeping the trials that had finished."""
+    trials have finished: by a signal to its whole process group (the Dask worker and the temporary Prefect
+    server too), SIGINT as a terminal's Ctrl-C sends it or SIGKILL, or by SIGTERM to the command alone (as
+    `kill PID` or a service manager sends it). Interrupted, it says how to resume and exits with 130;
+    terminated, 143. No process of the command outlives it (a terminated one left its temporary server
+    running). Each way no trial is recorded as failed by the stop, and the same command again finishes the
+    study, keeping the trials that had finished."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
@@ -534,7 +538,10 @@ def test_a_study_stopped_mid_way_on_real_dask_workers_is_finished_by_the_same_co
                 time.sleep(0.2)
             assert run.poll() is None, f"finished before it could be interrupted: {log.read_text()}"
             assert completed_so_far() >= 3, f"never got to three trials: {log.read_text()}"
-            os.killpg(run.pid, stop)
+            if stop == signal.SIGTERM:  # `kill PID`, a service manager's stop: the command alone
+                os.kill(run.pid, stop)
+            else:
+                os.killpg(run.pid, stop)
             run.wait(timeout=120)
             outlived = time.monotonic() + 30  # the command stops what it started (SIGKILL: nothing is left)
             while _group_alive(run.pid) and time.monotonic() < outlived:
@@ -558,6 +565,9 @@ def test_a_study_stopped_mid_way_on_real_dask_workers_is_finished_by_the_same_co
         assert "Crash detected! Execution was aborted by an interrupt signal" in output, output
         for noise in ("Traceback", "KeyboardInterrupt", "Error logging to API", "Connection refused"):
             assert noise not in output, output
+    elif stop == signal.SIGTERM:  # the run recorded as crashed, the temporary server stopped (checked above)
+        assert "exit 143" in output, output
+        assert "Crash detected! Execution was aborted by a termination signal" in output, output
     else:
         assert run.returncode == -signal.SIGKILL
     assert optuna.trial.TrialState.FAIL not in states  # nothing told back as a failed trial by the stop
