@@ -254,9 +254,8 @@ def optimize(
         from flows.optimize import OrchestrationLost
         from triplegain.errors import caused_by
 
-        lost = None if _interrupted(e) else caused_by(e, OrchestrationLost)
-        _fail(
-            lost or e,  # what stopped the study, not the failed report of it to a server that is gone
+        _fail(  # what stopped the study, not the failed report of it to a server that is gone
+            caused_by(e, KeyboardInterrupt, OrchestrationLost) or e,
             verbose,
             interrupted=f"the finished trials of study {setup.name} are kept; run the same command again "
             "to resume it",

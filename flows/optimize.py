@@ -113,8 +113,8 @@ def trial_backtest(
     try:  # reads the database block from Prefect's API: the backtest itself asks no one anything
         setup = prepare_backtest(start, end, symbols, data_dir, config_file, overrides=nested(params))
     except Exception as e:
-        if lost := caused_by(e, *UNREACHABLE):  # said here: a cause does not travel back from a worker
-            raise OrchestrationLost(f"{type(lost).__name__}: {lost}") from e
+        if lost := _unreachable(e):  # said here: a cause does not travel back from a worker
+            raise OrchestrationLost(lost) from e
         raise
     return setup.run(reuse_analyses=True).metrics
 
@@ -278,7 +278,8 @@ class OrchestrationLost(RuntimeError):
 
 
 def _unreachable(error: BaseException) -> str | None:
-    """What could not be reached, when that is why a trial failed (None when the trial itself failed)."""
+    """What could not be reached, when that is why a trial failed (None when the trial itself failed): the
+    trial says it on its worker, where the exception's chain is whole, and the flow reads it back."""
     if isinstance(error, OrchestrationLost):
         return str(error)
     lost = caused_by(error, *UNREACHABLE)
